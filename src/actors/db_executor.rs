@@ -1,0 +1,131 @@
+//! DbExecutor: the single writer. One dedicated thread owns the only write connection and
+//! commits whatever writes are queued as one `BEGIN IMMEDIATE` transaction (group commit),
+//! each write inside its own savepoint so one failing write never spoils its neighbours.
+//! Every caller is answered after that commit, so a success response always describes
+//! durable state.
+//!
+//! Not an actix `SyncArbiter`: a sync actor handles one message at a time and cannot see
+//! the queue behind it, which is exactly what group commit needs. The thread plays the
+//! same role, with a bounded queue that answers 503 when it is full.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+
+use diesel::sqlite::SqliteConnection;
+use diesel::Connection;
+use tokio::sync::oneshot;
+
+use crate::error::HubError;
+
+type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Job = Box<dyn FnOnce(&mut SqliteConnection) -> Reply + Send>;
+type Reconnect = Box<dyn Fn() -> anyhow::Result<SqliteConnection> + Send>;
+
+/// Handle to the writer thread; cheap to clone.
+#[derive(Clone)]
+pub struct DbExecutor {
+    queue: SyncSender<Job>,
+    _thread: Arc<std::thread::JoinHandle<()>>,
+}
+
+impl DbExecutor {
+    /// Starts the writer thread on `conn`. `reconnect` opens a fresh connection if a write
+    /// ever panics (the old connection's open transaction is rolled back when it closes).
+    pub fn start(
+        conn: SqliteConnection,
+        reconnect: Reconnect,
+        capacity: usize,
+        batch_max: usize,
+    ) -> Self {
+        let (queue, jobs) = mpsc::sync_channel(capacity.max(1));
+        let thread = std::thread::Builder::new()
+            .name("m3shd-writer".into())
+            .spawn(move || run_writer(conn, reconnect, jobs, batch_max.max(1)))
+            .expect("the OS refused to start the writer thread");
+        Self {
+            queue,
+            _thread: Arc::new(thread),
+        }
+    }
+
+    /// Runs `write` in its own savepoint inside the next group commit and returns its
+    /// result once the commit is durable. An `Err` from `write` rolls back only its own
+    /// changes.
+    pub async fn write<T, F>(&self, write: F) -> Result<T, HubError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut SqliteConnection) -> Result<T, HubError> + Send + 'static,
+    {
+        let (answer, answered) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = conn.transaction(write);
+            Box::new(move |commit: Result<(), String>| {
+                let outcome = match commit {
+                    Ok(()) => result,
+                    Err(cause) => Err(HubError::internal(format!("commit failed: {cause}"))),
+                };
+                let _ = answer.send(outcome);
+            })
+        });
+        self.queue.try_send(job).map_err(|error| match error {
+            TrySendError::Full(_) => {
+                HubError::Unavailable("the hub is saturated with writes; retry shortly".into())
+            }
+            TrySendError::Disconnected(_) => {
+                HubError::Unavailable("the database writer has stopped".into())
+            }
+        })?;
+        answered
+            .await
+            .map_err(|_| HubError::internal("the writer dropped a write"))?
+    }
+}
+
+fn run_writer(
+    mut conn: SqliteConnection,
+    reconnect: Reconnect,
+    jobs: Receiver<Job>,
+    batch_max: usize,
+) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < batch_max {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            conn.immediate_transaction::<_, diesel::result::Error, _>(|conn| {
+                for job in batch.drain(..) {
+                    replies.push(job(conn));
+                }
+                Ok(())
+            })
+        }));
+        let commit = match outcome {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(_) => {
+                // The connection's transaction state is unknown after a panic: replace it.
+                tracing::error!(
+                    "a write panicked; the batch was rolled back and the connection reopened"
+                );
+                match reconnect() {
+                    Ok(fresh) => conn = fresh,
+                    Err(error) => {
+                        tracing::error!(error = %error, "cannot reopen the write connection")
+                    }
+                }
+                Err("a write in this batch failed unexpectedly".to_string())
+            }
+        };
+        if let Err(cause) = &commit {
+            tracing::error!(error = %cause, writes = replies.len(), "group commit failed");
+        }
+        for reply in replies {
+            reply(commit.clone());
+        }
+    }
+}

@@ -1,0 +1,528 @@
+//! Dispatcher: the one place that decides which agent runs which task. It keeps the ready
+//! queue and every agent's slots, and reacts to messages: a task submitted or ready again,
+//! an agent available (registered, back online, heartbeat), a slot released, an agent gone.
+//! Being one actor, it never hands the same task out twice; nothing polls.
+//!
+//! It also holds the kill switch, because admitting new work is its decision.
+//!
+//! Handles: [`SubmitTask`], [`TaskReady`], [`TaskReleased`], [`TaskWithdrawn`],
+//! [`AgentAvailable`], [`AgentHeartbeat`], [`AgentGone`], [`GetLoads`], [`Restore`],
+//! [`SetKillSwitch`], [`GetKillSwitch`].
+
+mod queue;
+
+use std::collections::HashMap;
+
+use actix::prelude::*;
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+pub use queue::Ready;
+use queue::{ReadyQueue, Slot};
+
+use super::registry::{Directory, Registry, StartTask};
+use super::task::{Assign, LiveTask, Requeue};
+use super::Core;
+use crate::db::models::{NewAuditRow, NewTaskRow, SettingRow, TaskRow};
+use crate::db::schema::{settings, tasks};
+use crate::domain::agent::Profile;
+use crate::domain::event::{Audience, HubEvent};
+use crate::domain::now_iso;
+use crate::domain::task::TaskStatus;
+use crate::error::HubError;
+use crate::views::task_event;
+
+/// The settings row holding the kill switch.
+pub const KILL_SWITCH_KEY: &str = "kill_switch";
+
+/// The kill switch: while active no new work is admitted and queued work waits.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct KillSwitch {
+    pub active: bool,
+    pub reason: Option<String>,
+    pub by: Option<String>,
+    pub at: Option<String>,
+}
+
+pub struct Dispatcher {
+    core: Core,
+    registry: Addr<Registry>,
+    directory: Directory,
+    queue: ReadyQueue,
+    slots: HashMap<String, Slot>,
+    /// Task id → the agent whose slot it occupies.
+    held: HashMap<i32, String>,
+    assignments: u64,
+    kill_switch: KillSwitch,
+}
+
+impl Dispatcher {
+    pub fn new(core: Core, registry: Addr<Registry>, directory: Directory) -> Self {
+        Self {
+            core,
+            registry,
+            directory,
+            queue: ReadyQueue::default(),
+            slots: HashMap::new(),
+            held: HashMap::new(),
+            assignments: 0,
+            kill_switch: KillSwitch::default(),
+        }
+    }
+
+    /// The agent that should take a task now: the pinned one if it has room, otherwise
+    /// the least loaded capable agent, least recently assigned first.
+    fn pick_agent(&self, capability: &str, pin: Option<&str>) -> Option<String> {
+        if self.kill_switch.active {
+            return None;
+        }
+        if let Some(pin) = pin {
+            return self
+                .slots
+                .get(pin)
+                .filter(|s| s.has_room() && !s.profile.refuses(capability))
+                .map(|_| pin.to_string());
+        }
+        self.slots
+            .iter()
+            .filter(|(_, slot)| slot.has_room() && slot.profile.serves(capability))
+            .min_by_key(|(id, slot)| (slot.fill(), slot.last_assigned, (*id).clone()))
+            .map(|(id, _)| id.clone())
+    }
+
+    fn note_assignment(&mut self, agent_id: &str) {
+        self.assignments += 1;
+        if let Some(slot) = self.slots.get_mut(agent_id) {
+            slot.last_assigned = self.assignments;
+        }
+    }
+
+    fn hold(&mut self, task_id: i32, agent_id: &str) {
+        if let Some(slot) = self.slots.get_mut(agent_id) {
+            slot.holding.insert(task_id);
+        }
+        self.held.insert(task_id, agent_id.to_string());
+    }
+
+    fn release(&mut self, task_id: i32) -> Option<String> {
+        let agent_id = self.held.remove(&task_id)?;
+        if let Some(slot) = self.slots.get_mut(&agent_id) {
+            slot.holding.remove(&task_id);
+        }
+        Some(agent_id)
+    }
+
+    /// Hands a queued task to an agent: reserve the slot, then ask the TaskActor to
+    /// commit the assignment; if that fails the slot is freed again.
+    fn assign(&mut self, task_id: i32, agent_id: String, ctx: &mut Context<Self>) {
+        let Some(task) = self.directory.task(task_id) else {
+            return;
+        };
+        self.hold(task_id, &agent_id);
+        self.note_assignment(&agent_id);
+        let request = task.send(Assign {
+            agent_id: agent_id.clone(),
+        });
+        ctx.spawn(request.into_actor(self).map(move |outcome, this, ctx| {
+            if !matches!(outcome, Ok(Ok(_))) {
+                this.release(task_id);
+                this.fill(&agent_id, ctx);
+            }
+        }));
+    }
+
+    /// Gives `agent_id` queued work until it is full or nothing fits.
+    fn fill(&mut self, agent_id: &str, ctx: &mut Context<Self>) {
+        while !self.kill_switch.active {
+            let Some(slot) = self.slots.get(agent_id).filter(|s| s.has_room()) else {
+                return;
+            };
+            let Some(task_id) = self.queue.best_for(agent_id, &slot.profile) else {
+                return;
+            };
+            self.queue.remove(task_id);
+            self.assign(task_id, agent_id.to_string(), ctx);
+        }
+    }
+
+    fn fill_everyone(&mut self, ctx: &mut Context<Self>) {
+        let agents: Vec<String> = self.slots.keys().cloned().collect();
+        for agent_id in agents {
+            self.fill(&agent_id, ctx);
+        }
+    }
+
+    /// A task is ready: give it to an agent now, or queue it.
+    fn offer(&mut self, ready: Ready, ctx: &mut Context<Self>) {
+        match self.pick_agent(&ready.capability, ready.pin.as_deref()) {
+            Some(agent_id) => self.assign(ready.task_id, agent_id, ctx),
+            None => self.queue.push(ready),
+        }
+    }
+
+    /// Requeues every task `agent_id` holds (it went offline or was removed).
+    fn requeue_held(&mut self, agent_id: &str, reason: &'static str) {
+        let Some(slot) = self.slots.get(agent_id) else {
+            return;
+        };
+        for task_id in slot.holding.iter().copied() {
+            if let Some(task) = self.directory.task(task_id) {
+                task.do_send(Requeue {
+                    agent_id: agent_id.to_string(),
+                    reason,
+                });
+            }
+        }
+    }
+}
+
+impl Actor for Dispatcher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Every task submission passes through here; a small mailbox would refuse bursts.
+        ctx.set_mailbox_capacity(1 << 20);
+    }
+}
+
+/// Sent by the create handler: admit a new task (kill switch permitting), choose its
+/// agent, insert it already assigned when one is free, start its TaskActor.
+#[derive(Message)]
+#[rtype(result = "Result<TaskRow, HubError>")]
+pub struct SubmitTask {
+    pub task: NewTaskRow,
+    pub actor: String,
+}
+
+impl Handler<SubmitTask> for Dispatcher {
+    type Result = ResponseActFuture<Self, Result<TaskRow, HubError>>;
+
+    fn handle(&mut self, msg: SubmitTask, _: &mut Context<Self>) -> Self::Result {
+        if self.kill_switch.active {
+            return Box::pin(actix::fut::ready(Err(HubError::KillSwitch)));
+        }
+        let mut row = msg.task;
+        let agent = self.pick_agent(&row.required_capability, row.assign_to.as_deref());
+        if let Some(agent_id) = &agent {
+            if let Some(slot) = self.slots.get_mut(agent_id) {
+                slot.pending += 1;
+            }
+            self.note_assignment(agent_id);
+            row.status = TaskStatus::Assigned.as_str().into();
+            row.assigned_to = Some(agent_id.clone());
+            row.assigned_at = Some(row.created_at.clone());
+            row.attempts = 1;
+        }
+        let db = self.core.db.clone();
+        let registry = self.registry.clone();
+        let actor = msg.actor;
+        let work = async move {
+            let row = db
+                .write(move |conn| {
+                    let task = diesel::insert_into(tasks::table).values(&row).get_result::<TaskRow>(conn)?;
+                    let detail = json!({ "title": task.title, "required_capability": task.required_capability, "assigned_to": task.assigned_to });
+                    NewAuditRow::new(&actor, "task.create", format!("task:{}", task.id), Some(detail)).append(conn)?;
+                    Ok(task)
+                })
+                .await?;
+            registry.send(StartTask { row: row.clone() }).await??;
+            Ok::<_, HubError>(row)
+        };
+        Box::pin(work.into_actor(self).map(move |created, this, ctx| {
+            if let Some(slot) = agent.as_ref().and_then(|a| this.slots.get_mut(a)) {
+                slot.pending -= 1;
+            }
+            let row = match created {
+                Ok(row) => row,
+                Err(error) => {
+                    if let Some(agent_id) = &agent {
+                        this.fill(agent_id, ctx);
+                    }
+                    return Err(error);
+                }
+            };
+            let live = LiveTask::from_row(&row)?;
+            match &agent {
+                Some(agent_id) => {
+                    this.hold(row.id, agent_id);
+                    this.core.publish(HubEvent::new(
+                        "task_assigned",
+                        task_event(&row),
+                        live.audience(),
+                    ));
+                }
+                None => {
+                    this.core.publish(HubEvent::new(
+                        "task_queued",
+                        task_event(&row),
+                        live.audience(),
+                    ));
+                    this.offer(live.ready(), ctx);
+                }
+            }
+            Ok(row)
+        }))
+    }
+}
+
+/// Sent by a TaskActor that is queued again (handed back or requeued).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TaskReady(pub Ready);
+
+impl Handler<TaskReady> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, TaskReady(ready): TaskReady, ctx: &mut Context<Self>) {
+        self.offer(ready, ctx);
+    }
+}
+
+/// Sent by a TaskActor that no longer occupies its holder's slot.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TaskReleased {
+    pub task_id: i32,
+}
+
+impl Handler<TaskReleased> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: TaskReleased, ctx: &mut Context<Self>) {
+        if let Some(agent_id) = self.release(msg.task_id) {
+            self.fill(&agent_id, ctx);
+        }
+    }
+}
+
+/// Sent by a TaskActor cancelled while queued.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TaskWithdrawn {
+    pub task_id: i32,
+}
+
+impl Handler<TaskWithdrawn> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: TaskWithdrawn, _: &mut Context<Self>) {
+        self.queue.remove(msg.task_id);
+    }
+}
+
+/// Sent by an AgentActor that registered or came back online.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AgentAvailable {
+    pub agent_id: String,
+    pub profile: Profile,
+}
+
+impl Handler<AgentAvailable> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: AgentAvailable, ctx: &mut Context<Self>) {
+        let slot = self
+            .slots
+            .entry(msg.agent_id.clone())
+            .or_insert_with(|| Slot::new(msg.profile.clone(), true));
+        slot.profile = msg.profile;
+        slot.online = true;
+        self.fill(&msg.agent_id, ctx);
+    }
+}
+
+/// Sent by an online AgentActor on every heartbeat.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AgentHeartbeat {
+    pub agent_id: String,
+}
+
+impl Handler<AgentHeartbeat> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: AgentHeartbeat, ctx: &mut Context<Self>) {
+        if self.queue.len() > 0 {
+            self.fill(&msg.agent_id, ctx);
+        }
+    }
+}
+
+/// Sent by an AgentActor that went offline (`removed: false`) or was deleted.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AgentGone {
+    pub agent_id: String,
+    pub removed: bool,
+}
+
+impl Handler<AgentGone> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: AgentGone, _: &mut Context<Self>) {
+        let reason = if msg.removed {
+            "agent_removed"
+        } else {
+            "agent_offline"
+        };
+        if let Some(slot) = self.slots.get_mut(&msg.agent_id) {
+            slot.online = false;
+        }
+        self.requeue_held(&msg.agent_id, reason);
+        if msg.removed {
+            self.slots.remove(&msg.agent_id);
+        }
+    }
+}
+
+/// Sent by the Registry when listing agents: agent id → tasks it holds.
+#[derive(Message)]
+#[rtype(result = "HashMap<String, usize>")]
+pub struct GetLoads;
+
+impl Handler<GetLoads> for Dispatcher {
+    type Result = MessageResult<GetLoads>;
+
+    fn handle(&mut self, _: GetLoads, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(
+            self.slots
+                .iter()
+                .map(|(id, slot)| (id.clone(), slot.load()))
+                .collect(),
+        )
+    }
+}
+
+/// Sent once by the Registry at boot, after it has started every live actor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Restore {
+    /// Agent id, profile, presumed online.
+    pub agents: Vec<(String, Profile, bool)>,
+    pub tasks: Vec<LiveTask>,
+    pub kill_switch: KillSwitch,
+}
+
+impl Handler<Restore> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: Restore, ctx: &mut Context<Self>) {
+        self.kill_switch = msg.kill_switch;
+        for (agent_id, profile, online) in msg.agents {
+            self.slots.insert(agent_id, Slot::new(profile, online));
+        }
+        let mut orphans: Vec<String> = Vec::new();
+        for task in msg.tasks {
+            match (task.status.holds_slot(), task.assigned_to.clone()) {
+                (true, Some(agent_id)) => {
+                    if !self.slots.get(&agent_id).is_some_and(|s| s.online) {
+                        orphans.push(agent_id.clone());
+                    }
+                    self.slots.entry(agent_id.clone()).or_insert_with(|| {
+                        Slot::new(
+                            Profile {
+                                capabilities: vec![],
+                                excluded: vec![],
+                                max_concurrent: 1,
+                            },
+                            false,
+                        )
+                    });
+                    self.hold(task.id, &agent_id);
+                }
+                _ => self.queue.push(task.ready()),
+            }
+        }
+        // Work held by agents that are gone or offline goes back to the queue.
+        orphans.sort();
+        orphans.dedup();
+        for agent_id in orphans {
+            self.requeue_held(&agent_id, "agent_offline");
+        }
+        self.fill_everyone(ctx);
+    }
+}
+
+/// Sent by the kill-switch handlers.
+#[derive(Message)]
+#[rtype(result = "Result<KillSwitch, HubError>")]
+pub struct SetKillSwitch {
+    pub active: bool,
+    pub reason: Option<String>,
+    pub by: String,
+}
+
+impl Handler<SetKillSwitch> for Dispatcher {
+    type Result = AtomicResponse<Self, Result<KillSwitch, HubError>>;
+
+    fn handle(&mut self, msg: SetKillSwitch, _: &mut Context<Self>) -> Self::Result {
+        let state = KillSwitch {
+            active: msg.active,
+            reason: msg.reason,
+            by: Some(msg.by.clone()),
+            at: Some(now_iso()),
+        };
+        let stored = state.clone();
+        let db = self.core.db.clone();
+        let write = async move {
+            db.write(move |conn| {
+                let row = SettingRow {
+                    key: KILL_SWITCH_KEY.into(),
+                    value: json!(stored).to_string(),
+                    updated_by: msg.by.clone(),
+                    updated_at: stored.at.clone().unwrap_or_default(),
+                };
+                diesel::insert_into(settings::table)
+                    .values(&row)
+                    .on_conflict(settings::key)
+                    .do_update()
+                    .set(&row)
+                    .execute(conn)?;
+                let action = if stored.active {
+                    "kill_switch.engage"
+                } else {
+                    "kill_switch.clear"
+                };
+                NewAuditRow::new(
+                    &msg.by,
+                    action,
+                    Some("kill_switch".to_string()),
+                    Some(json!({ "reason": stored.reason })),
+                )
+                .append(conn)?;
+                Ok(())
+            })
+            .await
+        };
+        AtomicResponse::new(Box::pin(write.into_actor(self).map(
+            move |written, this, ctx| {
+                written?;
+                this.kill_switch = state.clone();
+                this.core.publish(HubEvent::new(
+                    "kill_switch",
+                    json!(state),
+                    Audience::Everyone,
+                ));
+                if !state.active {
+                    this.fill_everyone(ctx);
+                }
+                Ok(state)
+            },
+        )))
+    }
+}
+
+/// Sent by `GET /api/admin/kill-switch`.
+#[derive(Message)]
+#[rtype(result = "KillSwitch")]
+pub struct GetKillSwitch;
+
+impl Handler<GetKillSwitch> for Dispatcher {
+    type Result = MessageResult<GetKillSwitch>;
+
+    fn handle(&mut self, _: GetKillSwitch, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.kill_switch.clone())
+    }
+}

@@ -1,0 +1,120 @@
+//! EventBus: numbers every committed state change, keeps a ring of recent events for
+//! `Last-Event-ID` resumption, and fans each event out to the live SSE subscribers.
+//!
+//! Handles: [`Publish`], [`Attach`], [`Detach`].
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use super::sse::{Deliver, SseSubscriber};
+use crate::domain::event::HubEvent;
+
+/// An event with its id, shared by every subscriber that receives it.
+#[derive(Debug)]
+pub struct Envelope {
+    pub id: u64,
+    pub event: HubEvent,
+}
+
+pub struct EventBus {
+    next_id: u64,
+    ring: VecDeque<Arc<Envelope>>,
+    ring_size: usize,
+    subscribers: HashMap<u64, Addr<SseSubscriber>>,
+}
+
+impl EventBus {
+    /// Ids start from the boot time in microseconds so they keep increasing across restarts.
+    pub fn new(ring_size: usize) -> Self {
+        let start = chrono::Utc::now().timestamp_micros().max(1) as u64;
+        Self {
+            next_id: start,
+            ring: VecDeque::with_capacity(ring_size),
+            ring_size: ring_size.max(1),
+            subscribers: HashMap::new(),
+        }
+    }
+
+    fn deliver(&mut self, subscriber_id: u64, envelope: Arc<Envelope>) {
+        let Some(addr) = self.subscribers.get(&subscriber_id) else {
+            return;
+        };
+        // try_send: a subscriber whose mailbox is full is too slow; it is cut off rather
+        // than allowed to hold up everyone else.
+        if addr.try_send(Deliver(envelope)).is_err() {
+            if let Some(addr) = self.subscribers.remove(&subscriber_id) {
+                addr.do_send(super::sse::Disconnect);
+            }
+        }
+    }
+}
+
+impl Actor for EventBus {
+    type Context = Context<Self>;
+}
+
+/// Sent by anyone after a commit: number this event and send it to every subscriber.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Publish(pub HubEvent);
+
+impl Handler<Publish> for EventBus {
+    type Result = ();
+
+    fn handle(&mut self, Publish(event): Publish, _: &mut Context<Self>) {
+        let envelope = Arc::new(Envelope {
+            id: self.next_id,
+            event,
+        });
+        self.next_id += 1;
+        if self.ring.len() == self.ring_size {
+            self.ring.pop_front();
+        }
+        self.ring.push_back(envelope.clone());
+        let ids: Vec<u64> = self.subscribers.keys().copied().collect();
+        for id in ids {
+            self.deliver(id, envelope.clone());
+        }
+    }
+}
+
+/// Sent by the Registry when a subscriber starts: deliver the events after
+/// `last_event_id` (if any are still in the ring), then everything new.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Attach {
+    pub subscriber_id: u64,
+    pub addr: Addr<SseSubscriber>,
+    pub last_event_id: Option<u64>,
+}
+
+impl Handler<Attach> for EventBus {
+    type Result = ();
+
+    fn handle(&mut self, msg: Attach, _: &mut Context<Self>) {
+        self.subscribers.insert(msg.subscriber_id, msg.addr);
+        if let Some(after) = msg.last_event_id {
+            let backlog: Vec<_> = self.ring.iter().filter(|e| e.id > after).cloned().collect();
+            for envelope in backlog {
+                self.deliver(msg.subscriber_id, envelope);
+            }
+        }
+    }
+}
+
+/// Sent by the Registry when a subscriber has stopped.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Detach {
+    pub subscriber_id: u64,
+}
+
+impl Handler<Detach> for EventBus {
+    type Result = ();
+
+    fn handle(&mut self, msg: Detach, _: &mut Context<Self>) {
+        self.subscribers.remove(&msg.subscriber_id);
+    }
+}

@@ -1,0 +1,37 @@
+//! The actor runtime (ARCHITECTURE.md): Registry supervises AgentActor, TaskActor and
+//! SseSubscriber children; the Dispatcher matches ready tasks to agents; the DbExecutor
+//! is the single writer; the EventBus numbers and fans out events after each commit.
+
+pub mod agent;
+pub mod db_executor;
+pub mod dispatcher;
+pub mod events;
+pub mod registry;
+pub mod sse;
+pub mod task;
+
+use std::sync::Arc;
+
+use actix::Addr;
+
+use crate::crypto::Vault;
+use crate::domain::event::HubEvent;
+use crate::settings::Settings;
+use db_executor::DbExecutor;
+use events::{EventBus, Publish};
+
+/// What every actor needs: the writer, the event bus, the vault and the settings.
+#[derive(Clone)]
+pub struct Core {
+    pub db: DbExecutor,
+    pub events: Addr<EventBus>,
+    pub vault: Arc<Vault>,
+    pub settings: Arc<Settings>,
+}
+
+impl Core {
+    /// Publishes an event. Call only after the commit it describes.
+    pub fn publish(&self, event: HubEvent) {
+        self.events.do_send(Publish(event));
+    }
+}

@@ -1,0 +1,327 @@
+//! Registry: the address book and supervisor of the live actors. It starts AgentActor,
+//! TaskActor and SseSubscriber children, hears from them when they stop, and at boot
+//! rebuilds every live actor from the database so a restart loses nothing.
+//!
+//! The book itself is a [`Directory`] that only the Registry writes; handlers and the
+//! Dispatcher read it to reach an actor without a round trip through this mailbox.
+//!
+//! Handles: [`Boot`], [`StartTask`], [`RegisterAgent`], [`StartSubscriber`],
+//! [`ChildStopped`], [`CountSubscribers`], [`ListAgents`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_web_lab::sse;
+use futures_util::future::join_all;
+use tokio::sync::mpsc;
+
+use super::agent::{AgentActor, GetAgent, Register, Registration};
+use super::dispatcher::{Dispatcher, GetLoads, KillSwitch, Restore};
+use super::events::{Attach, Detach};
+use super::sse::SseSubscriber;
+use super::task::{LiveTask, TaskActor};
+use super::Core;
+use crate::db::models::{AgentRow, TaskRow};
+use crate::domain::access::Principal;
+use crate::domain::agent::AgentStatus;
+use crate::error::HubError;
+use crate::views::AgentView;
+
+#[derive(Default)]
+struct Book {
+    agents: HashMap<String, Addr<AgentActor>>,
+    tasks: HashMap<i32, Addr<TaskActor>>,
+}
+
+/// A read view of the Registry's address book.
+#[derive(Clone, Default)]
+pub struct Directory(Arc<RwLock<Book>>);
+
+impl Directory {
+    pub fn agent(&self, agent_id: &str) -> Option<Addr<AgentActor>> {
+        self.read(|book| book.agents.get(agent_id).cloned())
+    }
+
+    pub fn task(&self, task_id: i32) -> Option<Addr<TaskActor>> {
+        self.read(|book| book.tasks.get(&task_id).cloned())
+    }
+
+    /// How many tasks are live (have an actor).
+    pub fn live_tasks(&self) -> usize {
+        self.read(|book| book.tasks.len())
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Book) -> T) -> T {
+        // A poisoned lock only means a writer panicked mid-insert; the map is still usable.
+        f(&self.0.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&mut Book) -> T) -> T {
+        f(&mut self.0.write().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+pub struct Registry {
+    core: Core,
+    dispatcher: Addr<Dispatcher>,
+    directory: Directory,
+    subscribers: HashMap<u64, Addr<SseSubscriber>>,
+    next_subscriber: u64,
+}
+
+impl Registry {
+    pub fn new(core: Core, dispatcher: Addr<Dispatcher>, directory: Directory) -> Self {
+        Self {
+            core,
+            dispatcher,
+            directory,
+            subscribers: HashMap::new(),
+            next_subscriber: 1,
+        }
+    }
+
+    fn start_task(&mut self, task: LiveTask, next_chunk_seq: i32, ctx: &mut Context<Self>) {
+        let id = task.id;
+        let actor = TaskActor::new(
+            task,
+            next_chunk_seq,
+            self.core.clone(),
+            self.dispatcher.clone(),
+            ctx.address(),
+        )
+        .start();
+        self.directory.write(|book| book.tasks.insert(id, actor));
+    }
+}
+
+impl Actor for Registry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(1 << 20);
+    }
+}
+
+/// Sent once at start-up with the live rows read from the database.
+#[derive(Message)]
+#[rtype(result = "Result<(), HubError>")]
+pub struct Boot {
+    pub agents: Vec<AgentRow>,
+    /// Live tasks with the next stream chunk sequence number of each.
+    pub tasks: Vec<(TaskRow, i32)>,
+    pub kill_switch: KillSwitch,
+}
+
+impl Handler<Boot> for Registry {
+    type Result = Result<(), HubError>;
+
+    fn handle(&mut self, msg: Boot, ctx: &mut Context<Self>) -> Self::Result {
+        let mut agents = Vec::with_capacity(msg.agents.len());
+        for row in msg.agents {
+            let agent = AgentActor::restored(
+                row,
+                self.core.clone(),
+                self.dispatcher.clone(),
+                ctx.address(),
+            );
+            let snapshot = agent.snapshot();
+            agents.push((snapshot.agent_id.clone(), snapshot.profile, snapshot.online));
+            let addr = agent.start();
+            self.directory
+                .write(|book| book.agents.insert(snapshot.agent_id, addr));
+        }
+        let mut tasks = Vec::with_capacity(msg.tasks.len());
+        for (row, next_seq) in msg.tasks {
+            let task = LiveTask::from_row(&row)?;
+            tasks.push(task.clone());
+            self.start_task(task, next_seq, ctx);
+        }
+        tracing::info!(
+            agents = agents.len(),
+            tasks = tasks.len(),
+            "live state restored from the database"
+        );
+        self.dispatcher.do_send(Restore {
+            agents,
+            tasks,
+            kill_switch: msg.kill_switch,
+        });
+        Ok(())
+    }
+}
+
+/// Sent by the Dispatcher after a new task's insert committed.
+#[derive(Message)]
+#[rtype(result = "Result<(), HubError>")]
+pub struct StartTask {
+    pub row: TaskRow,
+}
+
+impl Handler<StartTask> for Registry {
+    type Result = Result<(), HubError>;
+
+    fn handle(&mut self, msg: StartTask, ctx: &mut Context<Self>) -> Self::Result {
+        let task = LiveTask::from_row(&msg.row)?;
+        self.start_task(task, 0, ctx);
+        Ok(())
+    }
+}
+
+/// Sent by the register handler: start the agent's actor if it has none, then register.
+#[derive(Message)]
+#[rtype(result = "Result<super::agent::AgentSnapshot, HubError>")]
+pub struct RegisterAgent {
+    pub agent_id: String,
+    pub registration: Registration,
+    pub by: String,
+}
+
+impl Handler<RegisterAgent> for Registry {
+    type Result = ResponseFuture<Result<super::agent::AgentSnapshot, HubError>>;
+
+    fn handle(&mut self, msg: RegisterAgent, ctx: &mut Context<Self>) -> Self::Result {
+        let addr = match self.directory.agent(&msg.agent_id) {
+            Some(addr) => addr,
+            None => {
+                let actor = AgentActor::unregistered(
+                    msg.agent_id.clone(),
+                    self.core.clone(),
+                    self.dispatcher.clone(),
+                    ctx.address(),
+                );
+                let addr = actor.start();
+                self.directory
+                    .write(|book| book.agents.insert(msg.agent_id.clone(), addr.clone()));
+                addr
+            }
+        };
+        Box::pin(async move {
+            addr.send(Register {
+                registration: msg.registration,
+                by: msg.by,
+            })
+            .await?
+        })
+    }
+}
+
+/// Sent by the stream handler: start a subscriber; the receiver feeds the HTTP response.
+#[derive(Message)]
+#[rtype(result = "mpsc::Receiver<sse::Event>")]
+pub struct StartSubscriber {
+    pub principal: Principal,
+    pub last_event_id: Option<u64>,
+}
+
+impl Handler<StartSubscriber> for Registry {
+    type Result = MessageResult<StartSubscriber>;
+
+    fn handle(&mut self, msg: StartSubscriber, ctx: &mut Context<Self>) -> Self::Result {
+        let settings = &self.core.settings;
+        let (queue, receiver) = mpsc::channel(settings.sse_queue_capacity.max(1));
+        let id = self.next_subscriber;
+        self.next_subscriber += 1;
+        let keepalive = Duration::from_secs(settings.sse_keepalive_seconds.max(1));
+        let subscriber = SseSubscriber::new(
+            id,
+            msg.principal,
+            queue,
+            settings.sse_queue_capacity,
+            keepalive,
+            ctx.address(),
+        );
+        let addr = subscriber.start();
+        self.subscribers.insert(id, addr.clone());
+        self.core.events.do_send(Attach {
+            subscriber_id: id,
+            addr,
+            last_event_id: msg.last_event_id,
+        });
+        MessageResult(receiver)
+    }
+}
+
+/// Sent by a child from its `stopping()`.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub enum ChildStopped {
+    Agent(String),
+    Task(i32),
+    Subscriber(u64),
+}
+
+impl Handler<ChildStopped> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: ChildStopped, _: &mut Context<Self>) {
+        match msg {
+            ChildStopped::Agent(id) => {
+                self.directory.write(|book| book.agents.remove(&id));
+            }
+            ChildStopped::Task(id) => {
+                self.directory.write(|book| book.tasks.remove(&id));
+            }
+            ChildStopped::Subscriber(id) => {
+                self.subscribers.remove(&id);
+                self.core.events.do_send(Detach { subscriber_id: id });
+            }
+        }
+    }
+}
+
+/// Sent by the health handler.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct CountSubscribers;
+
+impl Handler<CountSubscribers> for Registry {
+    type Result = usize;
+
+    fn handle(&mut self, _: CountSubscribers, _: &mut Context<Self>) -> usize {
+        self.subscribers.len()
+    }
+}
+
+/// Sent by the agents list and health handlers: every registered agent with its load.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<AgentView>, HubError>")]
+pub struct ListAgents;
+
+impl Handler<ListAgents> for Registry {
+    type Result = ResponseFuture<Result<Vec<AgentView>, HubError>>;
+
+    fn handle(&mut self, _: ListAgents, _: &mut Context<Self>) -> Self::Result {
+        let agents: Vec<Addr<AgentActor>> = self
+            .directory
+            .read(|book| book.agents.values().cloned().collect());
+        let dispatcher = self.dispatcher.clone();
+        Box::pin(async move {
+            let loads = dispatcher.send(GetLoads).await?;
+            let snapshots = join_all(agents.iter().map(|a| a.send(GetAgent))).await;
+            let mut views: Vec<AgentView> = snapshots
+                .into_iter()
+                .filter_map(|s| s.ok().flatten())
+                .map(|s| {
+                    let load = loads.get(&s.agent_id).copied().unwrap_or(0);
+                    AgentView {
+                        status: AgentStatus::derive(s.online, load, s.profile.max_concurrent),
+                        load,
+                        agent_id: s.agent_id,
+                        name: s.name,
+                        machine: s.machine,
+                        capabilities: s.profile.capabilities,
+                        excluded: s.profile.excluded,
+                        max_concurrent: s.profile.max_concurrent,
+                        role: s.role,
+                        last_heartbeat: s.last_heartbeat,
+                        registered_at: s.registered_at,
+                    }
+                })
+                .collect();
+            views.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
+            Ok(views)
+        })
+    }
+}

@@ -1,0 +1,208 @@
+//! Agents: register, heartbeat, list, delete (seed 000 section 02; list shape of 004).
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::extract::{Json, Query};
+use super::{page_limit, page_offset};
+use crate::actors::agent::{AgentSnapshot, Heartbeat, Registration, RemoveAgent};
+use crate::actors::registry::{ListAgents, RegisterAgent};
+use crate::auth::Caller;
+use crate::domain::access::Principal;
+use crate::domain::agent::{valid_agent_id, Profile};
+use crate::error::HubError;
+use crate::startup::Hub;
+
+/// Most capabilities (or exclusions) one agent may declare.
+const MAX_CAPABILITIES: usize = 64;
+/// Most parallel tasks one agent may claim.
+const MAX_CONCURRENT: i32 = 256;
+
+#[derive(Debug, Deserialize)]
+pub struct RegisterBody {
+    name: Option<String>,
+    machine: Option<String>,
+    max_concurrent: Option<i32>,
+    capabilities: Option<Vec<String>>,
+    excluded: Option<Vec<String>>,
+}
+
+impl RegisterBody {
+    fn validate(self) -> Result<Registration, HubError> {
+        let name = self
+            .name
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty());
+        let name = name.ok_or_else(|| HubError::bad_request("name is required"))?;
+        let max_concurrent = self.max_concurrent.unwrap_or(1);
+        if !(1..=MAX_CONCURRENT).contains(&max_concurrent) {
+            return Err(HubError::bad_request(format!(
+                "max_concurrent must be between 1 and {MAX_CONCURRENT}"
+            )));
+        }
+        let capabilities = capability_list(
+            "capabilities",
+            self.capabilities.unwrap_or_else(|| vec!["research".into()]),
+        )?;
+        let excluded = capability_list("excluded", self.excluded.unwrap_or_default())?;
+        Ok(Registration {
+            name,
+            machine: self.machine,
+            profile: Profile {
+                capabilities,
+                excluded,
+                max_concurrent,
+            },
+        })
+    }
+}
+
+fn capability_list(field: &str, list: Vec<String>) -> Result<Vec<String>, HubError> {
+    if list.len() > MAX_CAPABILITIES {
+        return Err(HubError::bad_request(format!(
+            "{field} may list at most {MAX_CAPABILITIES} entries"
+        )));
+    }
+    let mut clean: Vec<String> = Vec::with_capacity(list.len());
+    for cap in list {
+        let cap = cap.trim().to_string();
+        if cap.is_empty() || cap.len() > 64 {
+            return Err(HubError::bad_request(format!(
+                "{field} entries must be 1 to 64 characters"
+            )));
+        }
+        if !clean.contains(&cap) {
+            clean.push(cap);
+        }
+    }
+    Ok(clean)
+}
+
+/// 403 unless the caller may act for this agent; 404 for a malformed id.
+fn authorise_for(principal: &Principal, agent_id: &str) -> Result<(), HubError> {
+    if !valid_agent_id(agent_id) {
+        return Err(HubError::not_found(format!("no agent {agent_id:?}")));
+    }
+    if principal.acts_for(agent_id) {
+        Ok(())
+    } else {
+        Err(HubError::forbidden(
+            "an agent token may only act for its own agent_id",
+        ))
+    }
+}
+
+fn registered(snapshot: &AgentSnapshot) -> serde_json::Value {
+    json!({
+        "ok": true,
+        "agent_id": snapshot.agent_id,
+        "name": snapshot.name,
+        "machine": snapshot.machine,
+        "capabilities": snapshot.profile.capabilities,
+        "excluded": snapshot.profile.excluded,
+        "max_concurrent": snapshot.profile.max_concurrent,
+        "status": if snapshot.online { "online" } else { "offline" },
+        "last_heartbeat": snapshot.last_heartbeat,
+        "registered_at": snapshot.registered_at,
+    })
+}
+
+pub async fn register_agent(
+    hub: web::Data<Hub>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: Json<RegisterBody>,
+) -> Result<HttpResponse, HubError> {
+    let agent_id = path.into_inner();
+    authorise_for(&caller.0, &agent_id)?;
+    let registration = body.0.validate()?;
+    let message = RegisterAgent {
+        agent_id,
+        registration,
+        by: caller.0.label(),
+    };
+    let snapshot = hub.registry.send(message).await??;
+    Ok(HttpResponse::Ok().json(registered(&snapshot)))
+}
+
+pub async fn heartbeat_agent(
+    hub: web::Data<Hub>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, HubError> {
+    let agent_id = path.into_inner();
+    authorise_for(&caller.0, &agent_id)?;
+    let agent = hub
+        .directory
+        .agent(&agent_id)
+        .ok_or_else(|| HubError::not_found(format!("agent {agent_id} is not registered")))?;
+    let snapshot = agent.send(Heartbeat).await??;
+    Ok(HttpResponse::Ok().json(registered(&snapshot)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AgentListQuery {
+    status: Option<String>,
+    role: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+pub async fn list_agents(
+    hub: web::Data<Hub>,
+    caller: Caller,
+    query: Query<AgentListQuery>,
+) -> Result<HttpResponse, HubError> {
+    caller.0.require("agents:read")?;
+    let query = query.0;
+    let limit = page_limit(query.limit, 50, 200)?;
+    let offset = page_offset(query.offset)?;
+    let agents = hub.registry.send(ListAgents).await??;
+    let matching: Vec<_> = agents
+        .into_iter()
+        .filter(|a| {
+            query
+                .status
+                .as_deref()
+                .is_none_or(|s| a.status.as_str() == s)
+        })
+        .filter(|a| {
+            query
+                .role
+                .as_deref()
+                .is_none_or(|r| a.role.as_deref() == Some(r))
+        })
+        .collect();
+    let total = matching.len();
+    let page: Vec<_> = matching
+        .into_iter()
+        .skip(offset as usize)
+        .take(limit as usize)
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "agents": page,
+        "total": total,
+        "page": offset / limit + 1,
+        "limit": limit,
+    })))
+}
+
+pub async fn delete_agent(
+    hub: web::Data<Hub>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, HubError> {
+    caller.0.require("agents:delete")?;
+    let agent_id = path.into_inner();
+    let agent = hub
+        .directory
+        .agent(&agent_id)
+        .ok_or_else(|| HubError::not_found(format!("no agent {agent_id:?}")))?;
+    agent
+        .send(RemoveAgent {
+            by: caller.0.label(),
+        })
+        .await??;
+    Ok(HttpResponse::Ok().json(json!({ "deleted": agent_id })))
+}

@@ -1,0 +1,37 @@
+//! `GET /api/health`: minimal for anonymous callers (container health checks), the agent
+//! status map and subscriber count for authenticated ones.
+
+use std::collections::BTreeMap;
+
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use crate::actors::dispatcher::GetKillSwitch;
+use crate::actors::registry::{CountSubscribers, ListAgents};
+use crate::auth::MaybeCaller;
+use crate::error::HubError;
+use crate::startup::Hub;
+
+pub async fn get_health(
+    hub: web::Data<Hub>,
+    caller: MaybeCaller,
+) -> Result<HttpResponse, HubError> {
+    if caller.0.is_none() {
+        return Ok(HttpResponse::Ok().json(json!({ "status": "ok" })));
+    }
+    let agents = hub.registry.send(ListAgents).await??;
+    let subscribers = hub.registry.send(CountSubscribers).await?;
+    let kill_switch = hub.dispatcher.send(GetKillSwitch).await?;
+    let agents: BTreeMap<String, &str> = agents
+        .iter()
+        .map(|a| (a.agent_id.clone(), a.status.as_str()))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "subscribers": subscribers,
+        "agents": agents,
+        "live_tasks": hub.directory.live_tasks(),
+        "kill_switch": kill_switch.active,
+    })))
+}

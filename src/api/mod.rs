@@ -1,0 +1,81 @@
+//! The HTTP surface: the whole route table in one place. Handlers extract, authorise,
+//! validate, send one message (or run one read) and map the reply.
+
+mod admin;
+mod agents;
+pub mod extract;
+mod health;
+mod stream;
+mod tasks;
+mod tokens;
+
+use actix_web::{web, HttpRequest};
+
+use crate::error::HubError;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api")
+            .route("/health", web::get().to(health::get_health))
+            .route("/stream", web::get().to(stream::get_stream))
+            .route("/agents", web::get().to(agents::list_agents))
+            .route("/agents/{agent_id}", web::delete().to(agents::delete_agent))
+            .route(
+                "/agents/{agent_id}/register",
+                web::post().to(agents::register_agent),
+            )
+            .route(
+                "/agents/{agent_id}/heartbeat",
+                web::post().to(agents::heartbeat_agent),
+            )
+            .route("/tasks", web::post().to(tasks::create_task))
+            .route("/tasks", web::get().to(tasks::list_tasks))
+            .route("/tasks/{id}", web::get().to(tasks::get_task))
+            .route("/tasks/{id}", web::put().to(tasks::update_task))
+            .route("/tasks/{id}/deps", web::get().to(tasks::get_task_deps))
+            .route("/tasks/{id}/stream", web::post().to(tasks::stream_task))
+            .route("/admin/tokens", web::post().to(tokens::issue_token))
+            .route("/admin/tokens", web::get().to(tokens::list_tokens))
+            .route(
+                "/admin/tokens/{hash}/permissions",
+                web::put().to(tokens::update_token_permissions),
+            )
+            .route(
+                "/admin/tokens/{hash}",
+                web::delete().to(tokens::revoke_token),
+            )
+            .route("/admin/roles", web::get().to(tokens::list_roles))
+            .route("/admin/kill-switch", web::get().to(admin::get_kill_switch))
+            .route("/admin/kill-switch", web::post().to(admin::set_kill_switch))
+            .route(
+                "/admin/kill-switch",
+                web::delete().to(admin::clear_kill_switch),
+            )
+            .route("/admin/audit", web::get().to(admin::list_audit)),
+    )
+    .default_service(web::to(not_found));
+}
+
+async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, HubError> {
+    Err(HubError::not_found(format!(
+        "no route for {} {}",
+        req.method(),
+        req.path()
+    )))
+}
+
+/// Page size from a `limit` parameter: default when absent, never above `max`.
+pub fn page_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, HubError> {
+    match limit {
+        None => Ok(default.min(max)),
+        Some(n) if n < 1 => Err(HubError::bad_request("limit must be at least 1")),
+        Some(n) => Ok(n.min(max)),
+    }
+}
+
+pub fn page_offset(offset: Option<i64>) -> Result<i64, HubError> {
+    match offset {
+        Some(n) if n < 0 => Err(HubError::bad_request("offset must not be negative")),
+        other => Ok(other.unwrap_or(0)),
+    }
+}

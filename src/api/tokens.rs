@@ -1,0 +1,242 @@
+//! Token administration (master only) and the role presets (seed 000 sections 08, 12).
+//! Raw tokens are returned once, by the issuing call; only SHA-256 hashes are stored,
+//! and listings show a short prefix of the hash that the other calls accept.
+
+use actix_web::{web, HttpResponse};
+use diesel::prelude::*;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::extract::Json;
+use crate::auth::{Caller, Grant};
+use crate::crypto::tokens::{hash_token, new_agent_token};
+use crate::db::models::{NewAuditRow, TokenRow};
+use crate::db::queries;
+use crate::db::schema::tokens;
+use crate::domain::access::{role_permissions, validate_permissions, ROLE_NAMES};
+use crate::domain::agent::valid_agent_id;
+use crate::domain::now_iso;
+use crate::error::HubError;
+use crate::startup::Hub;
+
+/// Hex characters of a hash shown in listings.
+const HASH_PREFIX_CHARS: usize = 12;
+/// Fewest hex characters accepted to name a token.
+const MIN_HASH_PREFIX: usize = 8;
+
+#[derive(Debug, Deserialize)]
+pub struct IssueBody {
+    agent_id: Option<String>,
+    name: Option<String>,
+    role: Option<String>,
+    permissions: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PermissionsBody {
+    role: Option<String>,
+    permissions: Option<Vec<String>>,
+}
+
+/// Resolves `role` / `permissions` into (role, list). A custom list wins over a role.
+fn resolve(
+    role: Option<String>,
+    permissions: Option<Vec<String>>,
+    default_role: Option<&str>,
+) -> Result<(Option<String>, Vec<String>), HubError> {
+    if let Some(list) = permissions {
+        return Ok((None, validate_permissions(&list)?));
+    }
+    let role = role
+        .or(default_role.map(String::from))
+        .ok_or_else(|| HubError::bad_request("give a role or a permissions list"))?;
+    let list = role_permissions(&role).ok_or_else(|| {
+        HubError::bad_request(format!(
+            "unknown role {role:?} (expected one of {})",
+            ROLE_NAMES.join(", ")
+        ))
+    })?;
+    Ok((Some(role), list))
+}
+
+fn token_view(row: &TokenRow) -> Value {
+    json!({
+        "hash_prefix": &row.hash[..HASH_PREFIX_CHARS.min(row.hash.len())],
+        "agent_id": row.agent_id,
+        "name": row.name,
+        "role": row.role,
+        "permissions": serde_json::from_str::<Value>(&row.permissions).unwrap_or(Value::Null),
+        "created_at": row.created_at,
+        "created_by": row.created_by,
+    })
+}
+
+fn grant_of(row: &TokenRow) -> Grant {
+    let permissions: Vec<String> = serde_json::from_str(&row.permissions).unwrap_or_default();
+    Grant {
+        agent_id: row.agent_id.clone(),
+        permissions: permissions.into_iter().collect(),
+    }
+}
+
+/// The one active token whose hash starts with `prefix` (inside the caller's transaction).
+fn find_token(conn: &mut SqliteConnection, prefix: &str) -> Result<TokenRow, HubError> {
+    let prefix = prefix.to_ascii_lowercase();
+    if prefix.len() < MIN_HASH_PREFIX || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(HubError::not_found(format!("no token {prefix:?}")));
+    }
+    let mut found: Vec<TokenRow> = tokens::table
+        .filter(tokens::hash.like(format!("{prefix}%")))
+        .filter(tokens::revoked_at.is_null())
+        .select(TokenRow::as_select())
+        .limit(2)
+        .load(conn)?;
+    match found.len() {
+        0 => Err(HubError::not_found(format!("no token {prefix:?}"))),
+        1 => Ok(found.remove(0)),
+        _ => Err(HubError::conflict(format!(
+            "{prefix:?} names more than one token; give more of the hash"
+        ))),
+    }
+}
+
+use diesel::sqlite::SqliteConnection;
+
+pub async fn issue_token(
+    hub: web::Data<Hub>,
+    caller: Caller,
+    body: Json<IssueBody>,
+) -> Result<HttpResponse, HubError> {
+    caller.0.require_master()?;
+    let body = body.0;
+    let agent_id = body
+        .agent_id
+        .filter(|a| valid_agent_id(a))
+        .ok_or_else(|| HubError::bad_request("agent_id is required (letters, digits, - _ .)"))?;
+    let (role, permissions) = resolve(body.role, body.permissions, Some("worker"))?;
+    let raw = new_agent_token();
+    let row = TokenRow {
+        hash: hash_token(&raw),
+        name: body.name.unwrap_or_else(|| agent_id.clone()),
+        agent_id,
+        role,
+        permissions: json!(permissions).to_string(),
+        created_at: now_iso(),
+        created_by: caller.0.label(),
+        revoked_at: None,
+        revoked_by: None,
+    };
+    let stored = row.clone();
+    hub.core
+        .db
+        .write(move |conn| {
+            diesel::insert_into(tokens::table)
+                .values(&stored)
+                .execute(conn)?;
+            let detail = json!({ "role": stored.role, "permissions": permissions });
+            NewAuditRow::new(
+                &stored.created_by,
+                "token.issue",
+                format!("agent:{}", stored.agent_id),
+                Some(detail),
+            )
+            .append(conn)?;
+            Ok(())
+        })
+        .await?;
+    hub.credentials.grant(row.hash.clone(), grant_of(&row));
+    let mut view = token_view(&row);
+    view["token"] = json!(raw);
+    view["hash"] = json!(row.hash);
+    Ok(HttpResponse::Created().json(view))
+}
+
+pub async fn list_tokens(hub: web::Data<Hub>, caller: Caller) -> Result<HttpResponse, HubError> {
+    caller.0.require_master()?;
+    let rows = crate::db::read(&hub.reads, |conn| Ok(queries::active_tokens(conn)?)).await?;
+    let list: Vec<Value> = rows.iter().map(token_view).collect();
+    Ok(HttpResponse::Ok().json(json!({ "count": list.len(), "tokens": list })))
+}
+
+pub async fn update_token_permissions(
+    hub: web::Data<Hub>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: Json<PermissionsBody>,
+) -> Result<HttpResponse, HubError> {
+    caller.0.require_master()?;
+    let (role, permissions) = resolve(body.0.role, body.0.permissions, None)?;
+    let actor = caller.0.label();
+    let prefix = path.into_inner();
+    let row = hub
+        .core
+        .db
+        .write(move |conn| {
+            let found = find_token(conn, &prefix)?;
+            let row: TokenRow = diesel::update(tokens::table.find(&found.hash))
+                .set((
+                    tokens::role.eq(&role),
+                    tokens::permissions.eq(json!(permissions).to_string()),
+                ))
+                .returning(TokenRow::as_returning())
+                .get_result(conn)?;
+            let detail = json!({ "role": role, "permissions": permissions });
+            NewAuditRow::new(
+                &actor,
+                "token.permissions",
+                format!("agent:{}", row.agent_id),
+                Some(detail),
+            )
+            .append(conn)?;
+            Ok(row)
+        })
+        .await?;
+    hub.credentials.grant(row.hash.clone(), grant_of(&row));
+    Ok(HttpResponse::Ok().json(token_view(&row)))
+}
+
+pub async fn revoke_token(
+    hub: web::Data<Hub>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, HubError> {
+    caller.0.require_master()?;
+    let actor = caller.0.label();
+    let prefix = path.into_inner();
+    let row = hub
+        .core
+        .db
+        .write(move |conn| {
+            let found = find_token(conn, &prefix)?;
+            let row: TokenRow = diesel::update(tokens::table.find(&found.hash))
+                .set((
+                    tokens::revoked_at.eq(now_iso()),
+                    tokens::revoked_by.eq(&actor),
+                ))
+                .returning(TokenRow::as_returning())
+                .get_result(conn)?;
+            NewAuditRow::new(
+                &actor,
+                "token.revoke",
+                format!("agent:{}", row.agent_id),
+                None,
+            )
+            .append(conn)?;
+            Ok(row)
+        })
+        .await?;
+    hub.credentials.revoke(&row.hash);
+    let mut view = token_view(&row);
+    view["revoked"] = json!(true);
+    view["revoked_at"] = json!(row.revoked_at);
+    Ok(HttpResponse::Ok().json(view))
+}
+
+pub async fn list_roles(caller: Caller) -> Result<HttpResponse, HubError> {
+    caller.0.require_master()?;
+    let roles: serde_json::Map<String, Value> = ROLE_NAMES
+        .iter()
+        .map(|r| (r.to_string(), json!(role_permissions(r))))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "roles": roles })))
+}

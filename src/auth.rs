@@ -1,0 +1,168 @@
+//! Authentication: the credential index and the request extractors.
+//!
+//! The index maps SHA-256 token hashes to grants. It is loaded from the database at boot
+//! and changed only after a token write commits, so a revocation takes effect on the very
+//! next request and no request ever touches the database to authenticate.
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::{ready, Ready};
+use std::sync::RwLock;
+
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpRequest};
+
+use crate::crypto::tokens::{hash_token, secrets_match};
+use crate::db::models::TokenRow;
+use crate::domain::access::Principal;
+use crate::error::HubError;
+use crate::settings::Secret;
+use crate::startup::Hub;
+
+/// What an issued token may do.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub agent_id: String,
+    pub permissions: BTreeSet<String>,
+}
+
+pub struct Credentials {
+    master: Secret,
+    tokens: RwLock<HashMap<String, Grant>>,
+}
+
+impl Credentials {
+    /// The index over the active (unrevoked) token rows.
+    pub fn new(master: Secret, rows: Vec<TokenRow>) -> Self {
+        let tokens = rows
+            .into_iter()
+            .filter(|row| row.revoked_at.is_none())
+            .map(|row| {
+                let permissions =
+                    serde_json::from_str::<Vec<String>>(&row.permissions).unwrap_or_default();
+                (
+                    row.hash,
+                    Grant {
+                        agent_id: row.agent_id,
+                        permissions: permissions.into_iter().collect(),
+                    },
+                )
+            })
+            .collect();
+        Self {
+            master,
+            tokens: RwLock::new(tokens),
+        }
+    }
+
+    /// The principal a raw credential stands for, if any.
+    pub fn authenticate(&self, raw: &str) -> Option<Principal> {
+        if secrets_match(raw, self.master.expose()) {
+            return Some(Principal::Master);
+        }
+        let hash = hash_token(raw);
+        let grant = self
+            .tokens
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&hash)
+            .cloned()?;
+        Some(Principal::Token {
+            hash,
+            agent_id: grant.agent_id,
+            permissions: grant.permissions,
+        })
+    }
+
+    /// Records a committed grant (new token or changed permissions).
+    pub fn grant(&self, hash: String, grant: Grant) {
+        self.tokens
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(hash, grant);
+    }
+
+    /// Forgets a committed revocation.
+    pub fn revoke(&self, hash: &str) {
+        self.tokens
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(hash);
+    }
+}
+
+/// The raw credential of a request: `Authorization: Bearer`, then `x-api-key`, then (only
+/// where EventSource needs it) the `token` query parameter.
+fn presented(req: &HttpRequest, allow_query: bool) -> Option<String> {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    if let Some(bearer) = header("authorization").and_then(|v| {
+        v.strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+    }) {
+        return Some(bearer.trim().to_string());
+    }
+    if let Some(key) = header("x-api-key") {
+        return Some(key.to_string());
+    }
+    if allow_query {
+        let query = web::Query::<HashMap<String, String>>::from_query(req.query_string()).ok()?;
+        return query.get("token").cloned();
+    }
+    None
+}
+
+fn authenticate(req: &HttpRequest, allow_query: bool) -> Result<Option<Principal>, HubError> {
+    let hub = req
+        .app_data::<web::Data<Hub>>()
+        .ok_or_else(|| HubError::internal("hub state missing"))?;
+    match presented(req, allow_query) {
+        None => Ok(None),
+        Some(raw) => hub
+            .credentials
+            .authenticate(&raw)
+            .map(Some)
+            .ok_or(HubError::Unauthorized),
+    }
+}
+
+/// An authenticated caller; 401 without valid credentials.
+pub struct Caller(pub Principal);
+
+impl FromRequest for Caller {
+    type Error = HubError;
+    type Future = Ready<Result<Self, HubError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate(req, false).and_then(|p| p.map(Caller).ok_or(HubError::Unauthorized)))
+    }
+}
+
+/// A caller who may be anonymous (the health check); a bad credential is still a 401.
+pub struct MaybeCaller(pub Option<Principal>);
+
+impl FromRequest for MaybeCaller {
+    type Error = HubError;
+    type Future = Ready<Result<Self, HubError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate(req, false).map(MaybeCaller))
+    }
+}
+
+/// An authenticated caller of an SSE endpoint, where `?token=` is also accepted.
+pub struct StreamCaller(pub Principal);
+
+impl FromRequest for StreamCaller {
+    type Error = HubError;
+    type Future = Ready<Result<Self, HubError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(
+            authenticate(req, true).and_then(|p| p.map(StreamCaller).ok_or(HubError::Unauthorized)),
+        )
+    }
+}

@@ -1,0 +1,200 @@
+//! Rows as they are stored, and the insert forms the writer uses.
+
+use diesel::prelude::*;
+
+use super::schema::{
+    agents, audit_log, settings, task_dependencies, task_stream_chunks, tasks, tokens,
+};
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = tasks, check_for_backend(diesel::sqlite::Sqlite))]
+pub struct TaskRow {
+    pub id: i32,
+    pub title: String,
+    /// Fernet token; open it with the Vault.
+    pub prompt: String,
+    pub required_capability: String,
+    pub assign_to: Option<String>,
+    pub assigned_to: Option<String>,
+    pub status: String,
+    pub reason: Option<String>,
+    pub priority: i32,
+    pub urgency: String,
+    pub deadline: Option<String>,
+    pub model: String,
+    pub created_by: String,
+    /// Fernet token; open it with the Vault.
+    pub output: Option<String>,
+    pub pipeline_id: Option<i32>,
+    pub pipeline_index: Option<i32>,
+    pub template_id: Option<i32>,
+    pub source: String,
+    pub hop_count: i32,
+    pub attempts: i32,
+    pub lease_expires_at: Option<String>,
+    pub timeout_seconds: Option<i32>,
+    pub verified: bool,
+    pub cost_usd: Option<f64>,
+    pub tokens_in: Option<i32>,
+    pub tokens_out: Option<i32>,
+    pub confidence: Option<f64>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub assigned_at: Option<String>,
+    pub started_at: Option<String>,
+    pub completed_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = tasks)]
+pub struct NewTaskRow {
+    pub title: String,
+    pub prompt: String,
+    pub required_capability: String,
+    pub assign_to: Option<String>,
+    pub assigned_to: Option<String>,
+    pub status: String,
+    pub priority: i32,
+    pub urgency: String,
+    pub deadline: Option<String>,
+    pub model: String,
+    pub created_by: String,
+    pub pipeline_id: Option<i32>,
+    pub pipeline_index: Option<i32>,
+    pub template_id: Option<i32>,
+    pub source: String,
+    pub hop_count: i32,
+    pub timeout_seconds: Option<i32>,
+    pub attempts: i32,
+    pub created_at: String,
+    pub updated_at: String,
+    pub assigned_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = task_dependencies)]
+pub struct DependencyRow {
+    pub task_id: i32,
+    pub depends_on_id: i32,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = task_stream_chunks, check_for_backend(diesel::sqlite::Sqlite))]
+pub struct NewChunkRow {
+    pub task_id: i32,
+    pub seq: i32,
+    pub chunk: String,
+    pub agent_id: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = agents, check_for_backend(diesel::sqlite::Sqlite))]
+pub struct AgentRow {
+    pub agent_id: String,
+    pub name: String,
+    pub machine: Option<String>,
+    /// JSON array.
+    pub capabilities: String,
+    /// JSON array.
+    pub excluded: String,
+    pub max_concurrent: i32,
+    pub status: String,
+    pub role: Option<String>,
+    pub soul_content: Option<String>,
+    pub config: String,
+    pub fcm_token: Option<String>,
+    pub last_heartbeat: Option<String>,
+    pub registered_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = tokens, check_for_backend(diesel::sqlite::Sqlite))]
+pub struct TokenRow {
+    pub hash: String,
+    pub agent_id: String,
+    pub name: String,
+    pub role: Option<String>,
+    /// JSON array.
+    pub permissions: String,
+    pub created_at: String,
+    pub created_by: String,
+    pub revoked_at: Option<String>,
+    pub revoked_by: Option<String>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = audit_log, check_for_backend(diesel::sqlite::Sqlite))]
+pub struct AuditRow {
+    pub id: i32,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = audit_log)]
+pub struct NewAuditRow {
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub detail: Option<String>,
+}
+
+impl NewAuditRow {
+    /// An audit entry stamped now. `detail` must never hold a secret or a prompt.
+    pub fn new(
+        actor: &str,
+        action: &str,
+        target: impl Into<Option<String>>,
+        detail: Option<serde_json::Value>,
+    ) -> Self {
+        Self {
+            at: crate::domain::now_iso(),
+            actor: actor.to_string(),
+            action: action.to_string(),
+            target: target.into(),
+            detail: detail.map(|d| d.to_string()),
+        }
+    }
+
+    /// Appends this entry inside the caller's transaction.
+    pub fn append(self, conn: &mut SqliteConnection) -> QueryResult<()> {
+        diesel::insert_into(audit_log::table)
+            .values(self)
+            .execute(conn)
+            .map(drop)
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = settings, check_for_backend(diesel::sqlite::Sqlite))]
+pub struct SettingRow {
+    pub key: String,
+    pub value: String,
+    pub updated_by: String,
+    pub updated_at: String,
+}
+
+/// A change to a task row; `None` leaves a column as it is, `Some(None)` clears it.
+#[derive(Debug, Clone, Default, AsChangeset)]
+#[diesel(table_name = tasks)]
+pub struct TaskChange {
+    pub status: Option<String>,
+    pub assigned_to: Option<Option<String>>,
+    pub reason: Option<Option<String>>,
+    pub output: Option<Option<String>>,
+    pub attempts: Option<i32>,
+    pub cost_usd: Option<Option<f64>>,
+    pub tokens_in: Option<Option<i32>>,
+    pub tokens_out: Option<Option<i32>>,
+    pub confidence: Option<Option<f64>>,
+    pub updated_at: Option<String>,
+    pub assigned_at: Option<Option<String>>,
+    pub started_at: Option<Option<String>>,
+    pub completed_at: Option<Option<String>>,
+}

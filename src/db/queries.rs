@@ -1,0 +1,131 @@
+//! Read-only queries: plain functions over a connection, used from the read pool (and at
+//! boot). None of them writes.
+
+use diesel::dsl::max;
+use diesel::prelude::*;
+use diesel::sqlite::SqliteConnection;
+
+use super::models::{AgentRow, AuditRow, SettingRow, TaskRow, TokenRow};
+use super::schema::{
+    agents, audit_log, settings, task_dependencies, task_stream_chunks, tasks, tokens,
+};
+use crate::domain::access::Principal;
+
+pub fn task(conn: &mut SqliteConnection, id: i32) -> QueryResult<Option<TaskRow>> {
+    tasks::table
+        .find(id)
+        .select(TaskRow::as_select())
+        .get_result(conn)
+        .optional()
+}
+
+/// Ids of the tasks `id` depends on.
+pub fn dependencies(conn: &mut SqliteConnection, id: i32) -> QueryResult<Vec<i32>> {
+    task_dependencies::table
+        .filter(task_dependencies::task_id.eq(id))
+        .select(task_dependencies::depends_on_id)
+        .order(task_dependencies::depends_on_id)
+        .load(conn)
+}
+
+/// Filters of `GET /api/tasks`.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub status: Option<String>,
+    pub assigned_to: Option<String>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// Tasks newest first, only those `principal` may see.
+pub fn list_tasks(
+    conn: &mut SqliteConnection,
+    principal: &Principal,
+    filter: &TaskFilter,
+) -> QueryResult<Vec<TaskRow>> {
+    let mut query = tasks::table.select(TaskRow::as_select()).into_boxed();
+    if let Some(agent) = principal.agent_id() {
+        query = query.filter(
+            tasks::assigned_to
+                .eq(agent.to_string())
+                .or(tasks::created_by.eq(agent.to_string())),
+        );
+    }
+    if let Some(status) = &filter.status {
+        query = query.filter(tasks::status.eq(status.clone()));
+    }
+    if let Some(agent) = &filter.assigned_to {
+        query = query.filter(tasks::assigned_to.eq(agent.clone()));
+    }
+    query
+        .order(tasks::id.desc())
+        .limit(filter.limit)
+        .offset(filter.offset)
+        .load(conn)
+}
+
+/// Tasks that still need an actor: queued, assigned or running.
+pub fn live_tasks(conn: &mut SqliteConnection) -> QueryResult<Vec<TaskRow>> {
+    tasks::table
+        .filter(tasks::status.eq_any(["queued", "assigned", "running"]))
+        .select(TaskRow::as_select())
+        .order(tasks::id)
+        .load(conn)
+}
+
+/// The next stream chunk sequence number of a task.
+pub fn next_chunk_seq(conn: &mut SqliteConnection, task_id: i32) -> QueryResult<i32> {
+    let last: Option<i32> = task_stream_chunks::table
+        .filter(task_stream_chunks::task_id.eq(task_id))
+        .select(max(task_stream_chunks::seq))
+        .get_result(conn)?;
+    Ok(last.map_or(0, |seq| seq + 1))
+}
+
+pub fn all_agents(conn: &mut SqliteConnection) -> QueryResult<Vec<AgentRow>> {
+    agents::table
+        .select(AgentRow::as_select())
+        .order(agents::agent_id)
+        .load(conn)
+}
+
+pub fn active_tokens(conn: &mut SqliteConnection) -> QueryResult<Vec<TokenRow>> {
+    tokens::table
+        .filter(tokens::revoked_at.is_null())
+        .select(TokenRow::as_select())
+        .order(tokens::created_at.desc())
+        .load(conn)
+}
+
+pub fn setting(conn: &mut SqliteConnection, key: &str) -> QueryResult<Option<SettingRow>> {
+    settings::table
+        .find(key)
+        .select(SettingRow::as_select())
+        .get_result(conn)
+        .optional()
+}
+
+/// Filters of `GET /api/admin/audit`.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// Audit entries newest first.
+pub fn audit(conn: &mut SqliteConnection, filter: &AuditFilter) -> QueryResult<Vec<AuditRow>> {
+    let mut query = audit_log::table.select(AuditRow::as_select()).into_boxed();
+    if let Some(actor) = &filter.actor {
+        query = query.filter(audit_log::actor.eq(actor.clone()));
+    }
+    if let Some(action) = &filter.action {
+        query = query.filter(audit_log::action.eq(action.clone()));
+    }
+    query
+        .order(audit_log::id.desc())
+        .limit(filter.limit)
+        .offset(filter.offset)
+        .load(conn)
+}

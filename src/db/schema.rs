@@ -1,0 +1,298 @@
+// @generated automatically by Diesel CLI.
+
+diesel::table! {
+    agents (agent_id) {
+        agent_id -> Text,
+        name -> Text,
+        machine -> Nullable<Text>,
+        capabilities -> Text,
+        excluded -> Text,
+        max_concurrent -> Integer,
+        status -> Text,
+        role -> Nullable<Text>,
+        soul_content -> Nullable<Text>,
+        config -> Text,
+        fcm_token -> Nullable<Text>,
+        last_heartbeat -> Nullable<Text>,
+        registered_at -> Text,
+        updated_at -> Text,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> Integer,
+        at -> Text,
+        actor -> Text,
+        action -> Text,
+        target -> Nullable<Text>,
+        detail -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    cost_usage (day, agent_id, model) {
+        day -> Text,
+        agent_id -> Text,
+        model -> Text,
+        cost_usd -> Double,
+        tokens_in -> Integer,
+        tokens_out -> Integer,
+    }
+}
+
+diesel::table! {
+    escalations (id) {
+        id -> Integer,
+        task_id -> Nullable<Integer>,
+        agent_id -> Nullable<Text>,
+        reason -> Text,
+        status -> Text,
+        created_by -> Text,
+        created_at -> Text,
+        resolved_by -> Nullable<Text>,
+        resolved_at -> Nullable<Text>,
+        resolution -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    memories (id) {
+        id -> Integer,
+        agent_id -> Text,
+        key -> Text,
+        value -> Text,
+        source_task_id -> Nullable<Integer>,
+        created_at -> Text,
+        updated_at -> Text,
+    }
+}
+
+diesel::table! {
+    messages (id) {
+        id -> Integer,
+        sender -> Text,
+        sender_type -> Text,
+        recipient -> Nullable<Text>,
+        channel -> Text,
+        content -> Text,
+        created_at -> Text,
+    }
+}
+
+diesel::table! {
+    peers (name) {
+        name -> Text,
+        url -> Text,
+        token -> Text,
+        created_by -> Text,
+        created_at -> Text,
+        last_seen_at -> Nullable<Text>,
+        last_latency_ms -> Nullable<Integer>,
+    }
+}
+
+diesel::table! {
+    pipelines (id) {
+        id -> Integer,
+        name -> Nullable<Text>,
+        created_by -> Text,
+        status -> Text,
+        created_at -> Text,
+        completed_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    provenance (id) {
+        id -> Integer,
+        task_id -> Integer,
+        seq -> Integer,
+        action -> Text,
+        actor -> Text,
+        detail -> Text,
+        prev_hash -> Text,
+        hash -> Text,
+        created_at -> Text,
+    }
+}
+
+diesel::table! {
+    reputation (agent_id, capability) {
+        agent_id -> Text,
+        capability -> Text,
+        successes -> Integer,
+        failures -> Integer,
+        verifications -> Integer,
+        updated_at -> Text,
+    }
+}
+
+diesel::table! {
+    sessions (hash) {
+        hash -> Text,
+        user_id -> Integer,
+        created_at -> Text,
+        expires_at -> Text,
+    }
+}
+
+diesel::table! {
+    settings (key) {
+        key -> Text,
+        value -> Text,
+        updated_by -> Text,
+        updated_at -> Text,
+    }
+}
+
+diesel::table! {
+    task_dependencies (task_id, depends_on_id) {
+        task_id -> Integer,
+        depends_on_id -> Integer,
+    }
+}
+
+diesel::table! {
+    task_stream_chunks (id) {
+        id -> Integer,
+        task_id -> Integer,
+        seq -> Integer,
+        chunk -> Text,
+        agent_id -> Text,
+        created_at -> Text,
+    }
+}
+
+diesel::table! {
+    tasks (id) {
+        id -> Integer,
+        title -> Text,
+        prompt -> Text,
+        required_capability -> Text,
+        assign_to -> Nullable<Text>,
+        assigned_to -> Nullable<Text>,
+        status -> Text,
+        reason -> Nullable<Text>,
+        priority -> Integer,
+        urgency -> Text,
+        deadline -> Nullable<Text>,
+        model -> Text,
+        created_by -> Text,
+        output -> Nullable<Text>,
+        pipeline_id -> Nullable<Integer>,
+        pipeline_index -> Nullable<Integer>,
+        template_id -> Nullable<Integer>,
+        source -> Text,
+        hop_count -> Integer,
+        attempts -> Integer,
+        lease_expires_at -> Nullable<Text>,
+        timeout_seconds -> Nullable<Integer>,
+        verified -> Bool,
+        cost_usd -> Nullable<Double>,
+        tokens_in -> Nullable<Integer>,
+        tokens_out -> Nullable<Integer>,
+        confidence -> Nullable<Double>,
+        created_at -> Text,
+        updated_at -> Text,
+        assigned_at -> Nullable<Text>,
+        started_at -> Nullable<Text>,
+        completed_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    templates (id) {
+        id -> Integer,
+        name -> Text,
+        title -> Text,
+        prompt -> Text,
+        required_capability -> Text,
+        assign_to -> Nullable<Text>,
+        priority -> Integer,
+        urgency -> Text,
+        model -> Text,
+        created_by -> Text,
+        created_at -> Text,
+    }
+}
+
+diesel::table! {
+    tokens (hash) {
+        hash -> Text,
+        agent_id -> Text,
+        name -> Text,
+        role -> Nullable<Text>,
+        permissions -> Text,
+        created_at -> Text,
+        created_by -> Text,
+        revoked_at -> Nullable<Text>,
+        revoked_by -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Integer,
+        username -> Text,
+        password_hash -> Text,
+        role -> Text,
+        enabled -> Bool,
+        created_at -> Text,
+        updated_at -> Text,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (webhook_name, delivery_key) {
+        webhook_name -> Text,
+        delivery_key -> Text,
+        task_id -> Nullable<Integer>,
+        created_at -> Text,
+    }
+}
+
+diesel::table! {
+    webhooks (name) {
+        name -> Text,
+        secret -> Text,
+        template_id -> Nullable<Integer>,
+        target_agent -> Nullable<Text>,
+        required_capability -> Text,
+        priority -> Integer,
+        created_by -> Text,
+        created_at -> Text,
+    }
+}
+
+diesel::joinable!(escalations -> tasks (task_id));
+diesel::joinable!(provenance -> tasks (task_id));
+diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(task_stream_chunks -> tasks (task_id));
+diesel::joinable!(tasks -> pipelines (pipeline_id));
+diesel::joinable!(tasks -> templates (template_id));
+diesel::joinable!(webhook_deliveries -> webhooks (webhook_name));
+diesel::joinable!(webhooks -> templates (template_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    agents,
+    audit_log,
+    cost_usage,
+    escalations,
+    memories,
+    messages,
+    peers,
+    pipelines,
+    provenance,
+    reputation,
+    sessions,
+    settings,
+    task_dependencies,
+    task_stream_chunks,
+    tasks,
+    templates,
+    tokens,
+    users,
+    webhook_deliveries,
+    webhooks,
+);

@@ -1,0 +1,252 @@
+//! Who is asking and what they may do: the role presets of seed 000 section 12, custom
+//! permission lists, and the visibility rule for tasks (non-master callers see only
+//! tasks assigned to them or created by them).
+
+use std::collections::BTreeSet;
+
+use crate::error::HubError;
+
+/// Every permission string the hub knows.
+pub const ALL_PERMISSIONS: &[&str] = &[
+    "tasks:read",
+    "tasks:create",
+    "tasks:update",
+    "tasks:execute",
+    "tasks:delete",
+    "agents:read",
+    "agents:register",
+    "agents:delete",
+    "messages:read",
+    "messages:write",
+    "memory:read",
+    "memory:write",
+    "escalations:create",
+    "escalations:read",
+    "escalations:resolve",
+    "pipelines:create",
+    "admin:templates",
+    "admin:audit",
+    "admin:kill_switch",
+    "admin:users",
+    "admin:analytics",
+];
+
+const WORKER: &[&str] = &[
+    "tasks:read",
+    "tasks:execute",
+    "tasks:update",
+    "messages:read",
+    "messages:write",
+    "agents:read",
+    "agents:register",
+    "memory:read",
+    "memory:write",
+    "escalations:create",
+];
+const COMMANDER: &[&str] = &[
+    "tasks:read",
+    "tasks:create",
+    "messages:read",
+    "messages:write",
+    "agents:read",
+    "escalations:read",
+    "admin:templates",
+    "pipelines:create",
+];
+const VIEWER: &[&str] = &[
+    "tasks:read",
+    "agents:read",
+    "messages:read",
+    "escalations:read",
+];
+const OPERATOR: &[&str] = &[
+    "tasks:read",
+    "tasks:create",
+    "tasks:update",
+    "agents:read",
+    "agents:register",
+    "messages:read",
+    "messages:write",
+    "escalations:read",
+    "escalations:resolve",
+    "pipelines:create",
+    "admin:templates",
+];
+
+/// The role presets in the order `GET /api/admin/roles` lists them.
+pub const ROLE_NAMES: &[&str] = &[
+    "worker",
+    "mobile",
+    "commander",
+    "admin",
+    "viewer",
+    "operator",
+];
+
+/// The permission list of a preset role, or `None` for an unknown name.
+pub fn role_permissions(role: &str) -> Option<Vec<String>> {
+    let list: Vec<&str> = match role {
+        "worker" => WORKER.to_vec(),
+        "mobile" => WORKER
+            .iter()
+            .copied()
+            .filter(|p| *p != "escalations:create")
+            .collect(),
+        "commander" => COMMANDER.to_vec(),
+        "admin" => ALL_PERMISSIONS.to_vec(),
+        "viewer" => VIEWER.to_vec(),
+        "operator" => OPERATOR.to_vec(),
+        _ => return None,
+    };
+    Some(list.into_iter().map(String::from).collect())
+}
+
+/// Checks a custom permission list: every entry must be a known permission.
+pub fn validate_permissions(list: &[String]) -> Result<Vec<String>, HubError> {
+    let mut seen = BTreeSet::new();
+    for p in list {
+        if !ALL_PERMISSIONS.contains(&p.as_str()) {
+            return Err(HubError::bad_request(format!("unknown permission {p:?}")));
+        }
+        seen.insert(p.clone());
+    }
+    Ok(seen.into_iter().collect())
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// The holder of `M3SHDUP_TOKEN`: every endpoint, every agent.
+    Master,
+    /// An issued token, bound to one agent id, with an explicit permission list.
+    Token {
+        hash: String,
+        agent_id: String,
+        permissions: BTreeSet<String>,
+    },
+}
+
+impl Principal {
+    pub fn is_master(&self) -> bool {
+        matches!(self, Self::Master)
+    }
+
+    pub fn can(&self, permission: &str) -> bool {
+        match self {
+            Self::Master => true,
+            Self::Token { permissions, .. } => permissions.contains(permission),
+        }
+    }
+
+    /// 403 unless the caller holds `permission`.
+    pub fn require(&self, permission: &str) -> Result<(), HubError> {
+        if self.can(permission) {
+            Ok(())
+        } else {
+            Err(HubError::forbidden(format!(
+                "this token lacks the {permission} permission"
+            )))
+        }
+    }
+
+    /// 403 unless the caller is the master token.
+    pub fn require_master(&self) -> Result<(), HubError> {
+        if self.is_master() {
+            Ok(())
+        } else {
+            Err(HubError::forbidden("only the master token may do this"))
+        }
+    }
+
+    /// True when the caller acts for `agent_id`: the master token, or a token bound to it
+    /// that has at least one permission (an empty list has no access at all).
+    pub fn acts_for(&self, agent_id: &str) -> bool {
+        match self {
+            Self::Master => true,
+            Self::Token {
+                agent_id: own,
+                permissions,
+                ..
+            } => own == agent_id && !permissions.is_empty(),
+        }
+    }
+
+    /// The agent id the caller speaks for; `None` for the master token.
+    pub fn agent_id(&self) -> Option<&str> {
+        match self {
+            Self::Master => None,
+            Self::Token { agent_id, .. } => Some(agent_id),
+        }
+    }
+
+    /// The name written into audit rows and `created_by`.
+    pub fn label(&self) -> String {
+        match self {
+            Self::Master => "master".into(),
+            Self::Token { agent_id, .. } => agent_id.clone(),
+        }
+    }
+
+    /// The task visibility rule: master sees everything, others only tasks they hold or made.
+    pub fn sees_task(&self, assigned_to: Option<&str>, created_by: &str) -> bool {
+        match self {
+            Self::Master => true,
+            Self::Token { agent_id, .. } => {
+                assigned_to == Some(agent_id.as_str()) || created_by == agent_id
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(agent: &str, perms: &[&str]) -> Principal {
+        Principal::Token {
+            hash: "h".into(),
+            agent_id: agent.into(),
+            permissions: perms.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn presets_match_the_reference_lists() {
+        assert_eq!(role_permissions("worker").unwrap().len(), 10);
+        let mobile = role_permissions("mobile").unwrap();
+        assert_eq!(mobile.len(), 9);
+        assert!(!mobile.contains(&"escalations:create".to_string()));
+        assert_eq!(role_permissions("commander").unwrap().len(), 8);
+        assert_eq!(
+            role_permissions("admin").unwrap().len(),
+            ALL_PERMISSIONS.len()
+        );
+        assert!(role_permissions("root").is_none());
+    }
+
+    #[test]
+    fn every_preset_uses_known_permissions() {
+        for role in ROLE_NAMES {
+            validate_permissions(&role_permissions(role).unwrap()).unwrap();
+        }
+        assert!(validate_permissions(&["tasks:fly".into()]).is_err());
+    }
+
+    #[test]
+    fn an_empty_list_grants_nothing() {
+        let p = token("rex", &[]);
+        assert!(!p.can("tasks:read"));
+        assert!(!p.acts_for("rex"));
+        assert!(p.require("tasks:read").is_err());
+    }
+
+    #[test]
+    fn tokens_see_only_their_own_tasks() {
+        let p = token("rex", &["tasks:read"]);
+        assert!(p.sees_task(Some("rex"), "master"));
+        assert!(p.sees_task(None, "rex"));
+        assert!(!p.sees_task(Some("ada"), "master"));
+        assert!(Principal::Master.sees_task(Some("ada"), "master"));
+        assert!(p.acts_for("rex") && !p.acts_for("ada"));
+    }
+}

@@ -1,0 +1,105 @@
+//! Events: every committed state change becomes one named event with a JSON payload and
+//! an audience that decides which subscribers may receive it (the REST visibility rules).
+
+use serde_json::Value;
+
+use super::access::Principal;
+
+/// Who may receive an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audience {
+    /// Every subscriber (kill switch, keepalive).
+    Everyone,
+    /// Holders of `tasks:read` who may see this task.
+    Task {
+        assigned_to: Option<String>,
+        created_by: String,
+    },
+    /// Holders of `agents:read`, and the agent itself.
+    Agent { agent_id: String },
+    /// Holders of `messages:read`.
+    Messages,
+}
+
+/// One event, before it gets its id from the EventBus.
+#[derive(Debug, Clone)]
+pub struct HubEvent {
+    /// The SSE event name (`task_assigned`, `agent_status`, …).
+    pub name: &'static str,
+    pub data: Value,
+    pub audience: Audience,
+}
+
+impl HubEvent {
+    pub fn new(name: &'static str, data: Value, audience: Audience) -> Self {
+        Self {
+            name,
+            data,
+            audience,
+        }
+    }
+
+    /// Whether `principal` may receive this event.
+    pub fn visible_to(&self, principal: &Principal) -> bool {
+        match &self.audience {
+            Audience::Everyone => true,
+            Audience::Task {
+                assigned_to,
+                created_by,
+            } => {
+                principal.can("tasks:read")
+                    && principal.sees_task(assigned_to.as_deref(), created_by)
+            }
+            Audience::Agent { agent_id } => {
+                principal.can("agents:read") || principal.agent_id() == Some(agent_id.as_str())
+            }
+            Audience::Messages => principal.can("messages:read"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn token(agent: &str, perms: &[&str]) -> Principal {
+        Principal::Token {
+            hash: "h".into(),
+            agent_id: agent.into(),
+            permissions: perms.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn task_events_follow_task_visibility() {
+        let event = HubEvent::new(
+            "task_assigned",
+            json!({}),
+            Audience::Task {
+                assigned_to: Some("rex".into()),
+                created_by: "master".into(),
+            },
+        );
+        assert!(event.visible_to(&Principal::Master));
+        assert!(event.visible_to(&token("rex", &["tasks:read"])));
+        assert!(!event.visible_to(&token("ada", &["tasks:read"])));
+        assert!(!event.visible_to(&token("rex", &[])));
+    }
+
+    #[test]
+    fn agent_and_message_events_need_their_permission() {
+        let agent = HubEvent::new(
+            "agent_status",
+            json!({}),
+            Audience::Agent {
+                agent_id: "rex".into(),
+            },
+        );
+        assert!(agent.visible_to(&token("ada", &["agents:read"])));
+        assert!(agent.visible_to(&token("rex", &["tasks:read"])));
+        assert!(!agent.visible_to(&token("ada", &["tasks:read"])));
+        let message = HubEvent::new("message", json!({}), Audience::Messages);
+        assert!(!message.visible_to(&token("ada", &["tasks:read"])));
+    }
+}

@@ -1,0 +1,14 @@
+//! m3shd: the Commander hub of a multi-agent AI mesh. See ARCHITECTURE.md (in the shared
+//! docs) for how the actors, the writer and the event bus meet.
+
+pub mod actors;
+pub mod api;
+pub mod auth;
+pub mod crypto;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod settings;
+pub mod startup;
+pub mod telemetry;
+pub mod views;

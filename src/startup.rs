@@ -1,0 +1,146 @@
+//! Builds the hub: opens the database (running migrations), starts the writer and every
+//! long-lived actor, restores live state, then binds the HTTP server. Tests use the same
+//! entry point on port 0.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context as _;
+
+use crate::actors::db_executor::DbExecutor;
+use crate::actors::dispatcher::{Dispatcher, KillSwitch, KILL_SWITCH_KEY};
+use crate::actors::events::EventBus;
+use crate::actors::registry::{Boot, Directory, Registry};
+use crate::actors::Core;
+use crate::auth::Credentials;
+use crate::crypto::Vault;
+use crate::db::{self, queries, ReadPool};
+use crate::settings::{Secrets, Settings};
+
+/// Everything a handler can reach, shared through `web::Data`.
+pub struct Hub {
+    pub core: Core,
+    pub reads: ReadPool,
+    pub credentials: Credentials,
+    pub registry: Addr<Registry>,
+    pub dispatcher: Addr<Dispatcher>,
+    pub directory: Directory,
+}
+
+/// A built hub, bound to its port, not yet serving.
+pub struct Application {
+    server: Server,
+    port: u16,
+    hub: web::Data<Hub>,
+}
+
+impl Application {
+    /// Must run inside an actix system: the actors start on its arbiter.
+    pub async fn build(settings: Settings, secrets: Secrets) -> anyhow::Result<Self> {
+        let settings = Arc::new(settings);
+        let writer = db::open_writer(&settings)?;
+        let reads = db::read_pool(&settings)?;
+        let (vault, derived) = Vault::from_secrets(&secrets);
+        if derived {
+            tracing::warn!(
+                "M3SHDUP_ENCRYPT_KEY is not set: prompts and outputs are encrypted with a key derived from the master token. \
+                 Set a dedicated M3SHDUP_ENCRYPT_KEY in production (rotate with M3SHDUP_LEGACY_ENCRYPT_KEY)."
+            );
+        }
+        let reconnect_settings = settings.clone();
+        let db = DbExecutor::start(
+            writer,
+            Box::new(move || db::open_writer(&reconnect_settings)),
+            settings.write_queue_capacity,
+            settings.write_batch_max,
+        );
+        let events = EventBus::new(settings.event_ring_size).start();
+        let core = Core {
+            db,
+            events,
+            vault: Arc::new(vault),
+            settings: settings.clone(),
+        };
+
+        // The Registry and the Dispatcher address each other: create the Registry's
+        // context first so the Dispatcher can be given its address.
+        let directory = Directory::default();
+        let registry_context = Context::<Registry>::new();
+        let dispatcher =
+            Dispatcher::new(core.clone(), registry_context.address(), directory.clone()).start();
+        let registry = registry_context.run(Registry::new(
+            core.clone(),
+            dispatcher.clone(),
+            directory.clone(),
+        ));
+
+        let (agents, tasks, tokens, kill_switch) = db::read(&reads, |conn| {
+            let agents = queries::all_agents(conn)?;
+            let mut tasks = Vec::new();
+            for row in queries::live_tasks(conn)? {
+                let next_seq = queries::next_chunk_seq(conn, row.id)?;
+                tasks.push((row, next_seq));
+            }
+            let tokens = queries::active_tokens(conn)?;
+            let kill_switch = queries::setting(conn, KILL_SWITCH_KEY)?
+                .and_then(|row| serde_json::from_str::<KillSwitch>(&row.value).ok())
+                .unwrap_or_default();
+            Ok((agents, tasks, tokens, kill_switch))
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read live state: {e}"))?;
+        registry
+            .send(Boot {
+                agents,
+                tasks,
+                kill_switch,
+            })
+            .await?
+            .map_err(|e| anyhow::anyhow!("cannot restore live state: {e}"))?;
+
+        let credentials = Credentials::new(secrets.master_token.clone(), tokens);
+        let hub = web::Data::new(Hub {
+            core,
+            reads,
+            credentials,
+            registry,
+            dispatcher,
+            directory,
+        });
+        let listener = TcpListener::bind(&settings.bind)
+            .with_context(|| format!("cannot listen on {}", settings.bind))?;
+        let port = listener.local_addr()?.port();
+        let app_hub = hub.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_hub.clone())
+                .configure(crate::api::routes)
+        })
+        .listen(listener)?
+        .shutdown_timeout(5);
+        if settings.http_workers > 0 {
+            server = server.workers(settings.http_workers);
+        }
+        tracing::info!(bind = %settings.bind, port, database = %settings.database_url, "m3shd is listening");
+        Ok(Self {
+            server: server.run(),
+            port,
+            hub,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn hub(&self) -> web::Data<Hub> {
+        self.hub.clone()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

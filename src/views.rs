@@ -1,0 +1,137 @@
+//! The JSON shapes the hub speaks: tasks and agents as responses and as event payloads.
+//! Event payloads never carry a prompt or an output; responses open them with the Vault.
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::crypto::Vault;
+use crate::db::models::TaskRow;
+use crate::domain::agent::{AgentStatus, Profile};
+
+/// A task as `GET /api/tasks/{id}` returns it.
+#[derive(Debug, Serialize)]
+pub struct TaskView {
+    pub id: i32,
+    pub title: String,
+    pub prompt: String,
+    pub required_capability: String,
+    pub assign_to: Option<String>,
+    pub assigned_to: Option<String>,
+    pub status: String,
+    pub reason: Option<String>,
+    pub priority: i32,
+    pub urgency: String,
+    pub deadline: Option<String>,
+    pub model: String,
+    pub created_by: String,
+    pub output: Option<String>,
+    pub depends_on: Vec<i32>,
+    pub pipeline_id: Option<i32>,
+    pub attempts: i32,
+    pub verified: bool,
+    pub cost_usd: Option<f64>,
+    pub tokens_in: Option<i32>,
+    pub tokens_out: Option<i32>,
+    pub confidence: Option<f64>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub assigned_at: Option<String>,
+    pub started_at: Option<String>,
+    pub completed_at: Option<String>,
+}
+
+/// How many characters `compact=true` keeps of a prompt or output.
+pub const COMPACT_CHARS: usize = 200;
+
+impl TaskView {
+    /// Opens the sealed fields. A value neither key opens is shown as unreadable rather
+    /// than failing the whole response.
+    pub fn new(row: TaskRow, vault: &Vault, depends_on: Vec<i32>, compact: bool) -> Self {
+        let open = |sealed: &str| {
+            let text = vault
+                .open(sealed)
+                .map(|o| o.plaintext)
+                .unwrap_or_else(|| "[unreadable: unknown key]".into());
+            if compact {
+                text.chars().take(COMPACT_CHARS).collect()
+            } else {
+                text
+            }
+        };
+        Self {
+            prompt: open(&row.prompt),
+            output: row.output.as_deref().map(open),
+            id: row.id,
+            title: row.title,
+            required_capability: row.required_capability,
+            assign_to: row.assign_to,
+            assigned_to: row.assigned_to,
+            status: row.status,
+            reason: row.reason,
+            priority: row.priority,
+            urgency: row.urgency,
+            deadline: row.deadline,
+            model: row.model,
+            created_by: row.created_by,
+            depends_on,
+            pipeline_id: row.pipeline_id,
+            attempts: row.attempts,
+            verified: row.verified,
+            cost_usd: row.cost_usd,
+            tokens_in: row.tokens_in,
+            tokens_out: row.tokens_out,
+            confidence: row.confidence,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            assigned_at: row.assigned_at,
+            started_at: row.started_at,
+            completed_at: row.completed_at,
+        }
+    }
+}
+
+/// A task as events describe it: its routing and state, never its prompt or output.
+pub fn task_event(row: &TaskRow) -> Value {
+    json!({
+        "id": row.id,
+        "task_id": row.id,
+        "title": row.title,
+        "status": row.status,
+        "reason": row.reason,
+        "required_capability": row.required_capability,
+        "assigned_to": row.assigned_to,
+        "created_by": row.created_by,
+        "priority": row.priority,
+        "urgency": row.urgency,
+        "pipeline_id": row.pipeline_id,
+        "attempts": row.attempts,
+        "has_output": row.output.is_some(),
+        "updated_at": row.updated_at,
+    })
+}
+
+/// An agent as the live registry knows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentView {
+    pub agent_id: String,
+    pub name: String,
+    pub machine: Option<String>,
+    pub capabilities: Vec<String>,
+    pub excluded: Vec<String>,
+    pub max_concurrent: i32,
+    pub status: AgentStatus,
+    pub load: usize,
+    pub role: Option<String>,
+    pub last_heartbeat: Option<String>,
+    pub registered_at: String,
+}
+
+impl AgentView {
+    pub fn profile(&self) -> Profile {
+        Profile {
+            capabilities: self.capabilities.clone(),
+            excluded: self.excluded.clone(),
+            max_concurrent: self.max_concurrent,
+        }
+    }
+}
