@@ -57,10 +57,18 @@ fn too_large(limit: usize) -> HubError {
 
 /// Parses a JSON document, naming the offending field on a type error.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, HubError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(HubError::bad_request(
-            "the request body is empty; a JSON object is expected",
-        ));
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => {
+            return Err(HubError::bad_request(
+                "the request body is empty; a JSON object is expected",
+            ))
+        }
+        Some(b'{') => {}
+        Some(_) => {
+            return Err(HubError::bad_request(
+                "the request body must be a JSON object",
+            ))
+        }
     }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
@@ -113,7 +121,7 @@ mod tests {
         assert!(parse_json::<Body>(b"[1,2]")
             .unwrap_err()
             .to_string()
-            .contains("invalid body"));
+            .contains("JSON object"));
         assert!(parse_json::<Body>(b"{nope")
             .unwrap_err()
             .to_string()

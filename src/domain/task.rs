@@ -62,7 +62,8 @@ impl TaskStatus {
         use TaskStatus::*;
         let legal = matches!(
             (self, next),
-            (Queued | Assigned | Running, Cancelled) | (Assigned | Running, Running | Done | Failed | Queued)
+            (Queued | Assigned | Running, Cancelled)
+                | (Assigned | Running, Running | Done | Failed | Queued)
         );
         if legal {
             Ok(())
