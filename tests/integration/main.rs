@@ -1,1 +1,12 @@
+//! Integration tests: every test starts the real hub (actors, writer, SQLite file, HTTP
+//! server on a free loopback port) and talks HTTP and SSE to it.
 
+mod support;
+
+mod admin;
+mod agents;
+mod bad_input;
+mod durability;
+mod sse;
+mod tasks;
+mod tokens;

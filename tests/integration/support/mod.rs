@@ -1,0 +1,236 @@
+//! Test support: a real hub on a free loopback port with its own temporary SQLite file,
+//! an HTTP client with one helper per common call, and an SSE reader.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use actix_web::web;
+use awc::http::{Method, StatusCode};
+use futures_util::StreamExt;
+use m3shd::settings::{Secret, Secrets, Settings};
+use m3shd::startup::{Application, Hub};
+use serde_json::{json, Value};
+
+pub const MASTER: &str = "test-master-token";
+
+/// A running hub for one test.
+pub struct TestHub {
+    pub base: String,
+    pub hub: web::Data<Hub>,
+    pub dir: tempfile::TempDir,
+    client: awc::Client,
+}
+
+/// A response: status and JSON body (`Value::Null` when the body is not JSON).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn expect(self, status: u16) -> Value {
+        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.body);
+        self.body
+    }
+}
+
+pub fn test_settings(dir: &std::path::Path) -> Settings {
+    let mut settings = Settings::defaults().expect("defaults parse");
+    settings.bind = "127.0.0.1:0".into();
+    settings.database_url = dir.join("hub.db").to_string_lossy().into_owned();
+    settings.http_workers = 1;
+    settings.sqlite_synchronous = "NORMAL".into();
+    settings
+}
+
+impl TestHub {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut settings = test_settings(dir.path());
+        configure(&mut settings);
+        let secrets = Secrets {
+            master_token: Secret::new(MASTER),
+            encrypt_key: Some(Secret::new("test-encryption-key")),
+            legacy_encrypt_key: None,
+        };
+        let app = Application::build(settings, secrets).await.expect("hub starts");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let hub = app.hub();
+        actix_web::rt::spawn(app.run_until_stopped());
+        let client = awc::Client::builder().timeout(Duration::from_secs(10)).finish();
+        Self { base, hub, dir, client }
+    }
+
+    pub fn db_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("hub.db")
+    }
+
+    /// Sends a request with an optional bearer token and an optional raw body.
+    pub async fn raw(&self, method: Method, path: &str, token: Option<&str>, body: Option<Vec<u8>>) -> Reply {
+        let mut request = self.client.request(method, format!("{}{}", self.base, path));
+        if let Some(token) = token {
+            request = request.insert_header(("Authorization", format!("Bearer {token}")));
+        }
+        let mut response = match body {
+            Some(bytes) => request.send_body(bytes).await,
+            None => request.send().await,
+        }
+        .expect("request reaches the hub");
+        let bytes = response.body().limit(16 * 1024 * 1024).await.expect("body");
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply { status: response.status(), body }
+    }
+
+    pub async fn call(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> Reply {
+        self.raw(method, path, Some(token), body.map(|b| b.to_string().into_bytes())).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.call(Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.call(Method::PUT, path, token, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Reply {
+        self.call(Method::DELETE, path, token, None).await
+    }
+
+    /// Issues a token for `agent_id` with a role preset; returns the raw token.
+    pub async fn token(&self, agent_id: &str, role: &str) -> String {
+        let body = self
+            .post("/api/admin/tokens", MASTER, json!({ "agent_id": agent_id, "name": agent_id, "role": role }))
+            .await
+            .expect(201);
+        body["token"].as_str().expect("token in response").to_string()
+    }
+
+    /// Issues a worker token and registers the agent with these capabilities.
+    pub async fn agent(&self, agent_id: &str, capabilities: &[&str], max_concurrent: i32) -> String {
+        let token = self.token(agent_id, "worker").await;
+        let body = json!({ "name": agent_id, "capabilities": capabilities, "max_concurrent": max_concurrent });
+        self.post(&format!("/api/agents/{agent_id}/register"), &token, body).await.expect(200);
+        token
+    }
+
+    /// Creates a task as the master token; returns the created task.
+    pub async fn task(&self, body: Value) -> Value {
+        self.post("/api/tasks", MASTER, body).await.expect(201)
+    }
+
+    pub async fn task_status(&self, id: i64) -> Value {
+        self.get(&format!("/api/tasks/{id}"), MASTER).await.expect(200)
+    }
+
+    /// Opens `GET /api/stream` with `?token=`.
+    pub async fn stream(&self, token: &str) -> Sse {
+        self.stream_with(&format!("/api/stream?token={token}"), None).await
+    }
+
+    pub async fn stream_with(&self, path: &str, last_event_id: Option<u64>) -> Sse {
+        let mut request = self.client.get(format!("{}{}", self.base, path)).timeout(Duration::from_secs(3600));
+        if let Some(id) = last_event_id {
+            request = request.insert_header(("Last-Event-ID", id.to_string()));
+        }
+        let response = request.send().await.expect("stream opens");
+        assert_eq!(response.status(), 200, "stream refused");
+        Sse { response: Box::new(response), buffer: String::new() }
+    }
+
+    /// Polls `check` every 20 ms until it holds or `within` passes.
+    pub async fn eventually<F, Fut>(&self, within: Duration, mut check: F) -> bool
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if check().await {
+                return true;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    pub async fn subscribers(&self) -> u64 {
+        self.get("/api/health", MASTER).await.expect(200)["subscribers"].as_u64().unwrap_or(u64::MAX)
+    }
+}
+
+/// One server-sent event.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub name: String,
+    pub id: Option<u64>,
+    pub data: Value,
+}
+
+/// An open event stream.
+pub struct Sse {
+    response: Box<dyn futures_util::Stream<Item = Result<web::Bytes, awc::error::PayloadError>> + Unpin>,
+    buffer: String,
+}
+
+impl Sse {
+    /// The next event, or `None` if none arrives within `within`.
+    pub async fn next(&mut self, within: Duration) -> Option<Event> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(event) = self.parse_one() {
+                return Some(event);
+            }
+            let left = deadline.checked_duration_since(std::time::Instant::now())?;
+            let chunk = actix_web::rt::time::timeout(left, self.response.next()).await.ok()??.ok()?;
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// The next event named `name` (others are skipped).
+    pub async fn next_named(&mut self, name: &str, within: Duration) -> Option<Event> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let left = deadline.checked_duration_since(std::time::Instant::now())?;
+            let event = self.next(left).await?;
+            if event.name == name {
+                return Some(event);
+            }
+        }
+    }
+
+    fn parse_one(&mut self) -> Option<Event> {
+        let end = self.buffer.find("\n\n")?;
+        let block: String = self.buffer.drain(..end + 2).collect();
+        let mut event = Event { name: "message".into(), id: None, data: Value::Null };
+        let mut has_data = false;
+        for line in block.lines() {
+            if let Some(v) = line.strip_prefix("event:") {
+                event.name = v.trim().to_string();
+            } else if let Some(v) = line.strip_prefix("id:") {
+                event.id = v.trim().parse().ok();
+            } else if let Some(v) = line.strip_prefix("data:") {
+                event.data = serde_json::from_str(v.trim()).unwrap_or(Value::String(v.trim().into()));
+                has_data = true;
+            }
+        }
+        if has_data {
+            Some(event)
+        } else {
+            self.parse_one()
+        }
+    }
+}
+
+/// Two seconds: long enough for anything the hub does on loopback.
+pub const SOON: Duration = Duration::from_secs(2);
