@@ -1,1 +1,237 @@
+//! The real binary: acknowledged writes survive SIGKILL, and nothing secret is stored or
+//! logged in plain text.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+
 use crate::support::TestHub;
+
+const TOKEN: &str = "durability-master";
+
+struct Process {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `m3shd serve` on `db` and waits until it answers.
+async fn start(db: &std::path::Path, log: &std::path::Path) -> Process {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_m3shd"))
+        .arg("serve")
+        .env("M3SHDUP_TOKEN", TOKEN)
+        .env("M3SHDUP_BIND", format!("127.0.0.1:{port}"))
+        .env("M3SHDUP_DATABASE_URL", db)
+        .env("M3SHDUP_HEARTBEAT_TIMEOUT", "30")
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap(),
+        )
+        .spawn()
+        .expect("the m3shd binary starts");
+    let process = Process {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let client = awc::Client::new();
+    for _ in 0..200 {
+        if client
+            .get(format!("{}/api/health", process.base))
+            .send()
+            .await
+            .is_ok()
+        {
+            return process;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("m3shd did not come up");
+}
+
+async fn call(
+    base: &str,
+    method: awc::http::Method,
+    path: &str,
+    token: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let mut response = awc::Client::new()
+        .request(method, format!("{base}{path}"))
+        .insert_header(("Authorization", format!("Bearer {token}")))
+        .send_body(body.to_string())
+        .await
+        .expect("hub answers");
+    let bytes = response.body().await.unwrap();
+    (
+        response.status().as_u16(),
+        serde_json::from_slice(&bytes).unwrap_or_default(),
+    )
+}
+
+#[actix_web::test]
+async fn nothing_acknowledged_is_lost_to_sigkill_and_queued_work_resumes() {
+    use awc::http::Method;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hub.db");
+    let log = dir.path().join("hub.log");
+    let hub = start(&db, &log).await;
+
+    let (status, issued) = call(
+        &hub.base,
+        Method::POST,
+        "/api/admin/tokens",
+        TOKEN,
+        json!({ "agent_id": "rex", "role": "worker" }),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let rex = issued["token"].as_str().unwrap().to_string();
+    let register = json!({ "name": "rex", "capabilities": ["research"], "max_concurrent": 1 });
+    assert_eq!(
+        call(
+            &hub.base,
+            Method::POST,
+            "/api/agents/rex/register",
+            &rex,
+            register
+        )
+        .await
+        .0,
+        200
+    );
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let (status, task) = call(
+            &hub.base,
+            Method::POST,
+            "/api/tasks",
+            TOKEN,
+            json!({ "title": format!("t{i}"), "prompt": format!("prompt number {i}") }),
+        )
+        .await;
+        assert_eq!(status, 201);
+        ids.push(task["id"].as_i64().unwrap());
+    }
+    let first = ids[0];
+    assert_eq!(
+        call(
+            &hub.base,
+            Method::PUT,
+            &format!("/api/tasks/{first}"),
+            &rex,
+            json!({ "status": "done", "output": "finished" })
+        )
+        .await
+        .0,
+        200
+    );
+    drop(hub); // SIGKILL: no shutdown, no flush beyond what was committed
+
+    let hub = start(&db, &log).await;
+    // The token, the agent and every acknowledged task survived.
+    let (status, agents) = call(&hub.base, Method::GET, "/api/agents", &rex, json!(null)).await;
+    assert_eq!(status, 200, "the issued token still works after the crash");
+    assert_eq!(agents["agents"][0]["agent_id"], "rex");
+    let (_, done) = call(
+        &hub.base,
+        Method::GET,
+        &format!("/api/tasks/{first}"),
+        TOKEN,
+        json!(null),
+    )
+    .await;
+    assert_eq!(done["status"], "done");
+    assert_eq!(done["output"], "finished");
+    let (_, all) = call(
+        &hub.base,
+        Method::GET,
+        "/api/tasks?limit=100",
+        TOKEN,
+        json!(null),
+    )
+    .await;
+    assert_eq!(all["count"], 20);
+    // The slot freed by the finished task was given to the next queued task after restart.
+    let mut dispatched = false;
+    for _ in 0..100 {
+        let (_, next) = call(
+            &hub.base,
+            Method::GET,
+            &format!("/api/tasks/{}", ids[1]),
+            TOKEN,
+            json!(null),
+        )
+        .await;
+        if next["status"] == "assigned" {
+            dispatched = true;
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(dispatched, "queued work is dispatched after the restart");
+
+    // Neither the database files nor the debug log hold a prompt, an output or a token.
+    drop(hub);
+    let mut stored = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::File::open(&path)
+            .unwrap()
+            .read_to_end(&mut stored)
+            .unwrap();
+    }
+    let stored = String::from_utf8_lossy(&stored);
+    assert!(
+        stored.contains("agent.register"),
+        "the scan did read the database"
+    );
+    for secret in ["prompt number", "finished", rex.as_str()] {
+        assert!(
+            !stored.contains(secret),
+            "{secret:?} found in plain text at rest or in the log"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn prompts_are_encrypted_at_rest_in_process_too() {
+    let hub = TestHub::spawn().await;
+    hub.task(json!({ "title": "t", "prompt": "the crown jewels" }))
+        .await;
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(hub.dir.path()).unwrap() {
+        std::fs::File::open(entry.unwrap().path())
+            .unwrap()
+            .read_to_end(&mut bytes)
+            .unwrap();
+    }
+    assert!(!String::from_utf8_lossy(&bytes).contains("crown jewels"));
+    let listed = hub
+        .get("/api/tasks", crate::support::MASTER)
+        .await
+        .expect(200);
+    assert_eq!(listed["tasks"][0]["prompt"], "the crown jewels");
+}

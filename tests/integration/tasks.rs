@@ -1,1 +1,274 @@
-use crate::support::TestHub;
+use serde_json::json;
+
+use crate::support::{TestHub, MASTER, SOON};
+
+#[actix_web::test]
+async fn the_seed_quick_start_creates_an_assigned_task() {
+    let hub = TestHub::spawn().await;
+    let _rex = hub
+        .agent("rex", &["research", "code_write", "git"], 2)
+        .await;
+    let task = hub.task(json!({ "title": "Summarize README", "prompt": "Summarize ~/project/README.md in 3 bullets." })).await;
+    assert!(task["id"].as_i64().is_some());
+    assert_eq!(task["status"], "assigned");
+    assert_eq!(task["assigned_to"], "rex");
+    assert_eq!(
+        task["prompt"],
+        "Summarize ~/project/README.md in 3 bullets."
+    );
+    assert_eq!(task["required_capability"], "research");
+    assert_eq!(task["urgency"], "normal");
+    assert_eq!(task["model"], "auto");
+}
+
+#[actix_web::test]
+async fn dispatch_matches_capability_and_respects_exclusions_and_slots() {
+    let hub = TestHub::spawn().await;
+    let _rex = hub.token("rex", "worker").await;
+    let body = json!({ "name": "rex", "capabilities": ["research", "deploy"], "excluded": ["deploy"], "max_concurrent": 1 });
+    hub.post("/api/agents/rex/register", MASTER, body)
+        .await
+        .expect(200);
+
+    let deploy = hub
+        .task(json!({ "title": "d", "prompt": "p", "required_capability": "deploy" }))
+        .await;
+    assert_eq!(
+        deploy["status"], "queued",
+        "an excluded capability is never routed"
+    );
+    let first = hub.task(json!({ "title": "a", "prompt": "p" })).await;
+    assert_eq!(first["assigned_to"], "rex");
+    let second = hub.task(json!({ "title": "b", "prompt": "p" })).await;
+    assert_eq!(second["status"], "queued", "max_concurrent 1 is full");
+
+    // Finishing the first frees the slot and the second is dispatched at once.
+    hub.put(
+        &format!("/api/tasks/{}", first["id"]),
+        MASTER,
+        json!({ "status": "done", "output": "ok" }),
+    )
+    .await
+    .expect(200);
+    let id = second["id"].as_i64().unwrap();
+    assert!(
+        hub.eventually(SOON, || async {
+            hub.task_status(id).await["assigned_to"] == "rex"
+        })
+        .await
+    );
+    assert_eq!(
+        hub.task_status(deploy["id"].as_i64().unwrap()).await["status"],
+        "queued"
+    );
+}
+
+#[actix_web::test]
+async fn a_queued_task_goes_to_the_first_capable_agent_that_registers() {
+    let hub = TestHub::spawn().await;
+    let task = hub
+        .task(json!({ "title": "g", "prompt": "p", "required_capability": "git" }))
+        .await;
+    assert_eq!(task["status"], "queued");
+    assert!(task["assigned_to"].is_null());
+    let _other = hub.agent("other", &["research"], 4).await;
+    let _gitter = hub.agent("gitter", &["git"], 1).await;
+    let id = task["id"].as_i64().unwrap();
+    assert!(
+        hub.eventually(SOON, || async {
+            hub.task_status(id).await["assigned_to"] == "gitter"
+        })
+        .await
+    );
+}
+
+#[actix_web::test]
+async fn the_queue_orders_priority_then_urgency_then_deadline_then_age() {
+    let hub = TestHub::spawn().await;
+    let mut ids = Vec::new();
+    for body in [
+        json!({ "title": "old", "prompt": "p" }),
+        json!({ "title": "late deadline", "prompt": "p", "deadline": "2030-01-01T00:00:00Z" }),
+        json!({ "title": "early deadline", "prompt": "p", "deadline": "2029-01-01T00:00:00Z" }),
+        json!({ "title": "critical", "prompt": "p", "urgency": "critical" }),
+        json!({ "title": "high priority", "prompt": "p", "priority": 5, "urgency": "low" }),
+    ] {
+        ids.push(hub.task(body).await["id"].as_i64().unwrap());
+    }
+    let rex = hub.agent("rex", &["research"], 1).await;
+    let mut order = Vec::new();
+    for _ in 0..ids.len() {
+        let mut assigned = None;
+        for _ in 0..100 {
+            let list = hub
+                .get("/api/tasks?status=assigned", &rex)
+                .await
+                .expect(200);
+            assigned = list["tasks"][0]["id"].as_i64();
+            if assigned.is_some() {
+                break;
+            }
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let id = assigned.expect("one task assigned");
+        order.push(id);
+        hub.put(
+            &format!("/api/tasks/{id}"),
+            &rex,
+            json!({ "status": "done", "output": "x" }),
+        )
+        .await
+        .expect(200);
+    }
+    assert_eq!(order, vec![ids[4], ids[3], ids[2], ids[1], ids[0]]);
+}
+
+#[actix_web::test]
+async fn assign_to_pins_a_task_to_one_agent() {
+    let hub = TestHub::spawn().await;
+    let _rex = hub.agent("rex", &["research"], 4).await;
+    let task = hub
+        .task(json!({ "title": "t", "prompt": "p", "assign_to": "ada" }))
+        .await;
+    assert_eq!(
+        task["status"], "queued",
+        "rex is free but the task is pinned to ada"
+    );
+    let _ada = hub.agent("ada", &["research"], 1).await;
+    let id = task["id"].as_i64().unwrap();
+    assert!(
+        hub.eventually(SOON, || async {
+            hub.task_status(id).await["assigned_to"] == "ada"
+        })
+        .await
+    );
+}
+
+#[actix_web::test]
+async fn workers_report_through_the_state_machine() {
+    let hub = TestHub::spawn().await;
+    let rex = hub.agent("rex", &["research"], 1).await;
+    let id = hub.task(json!({ "title": "t", "prompt": "p" })).await["id"]
+        .as_i64()
+        .unwrap();
+    let path = format!("/api/tasks/{id}");
+    let running = hub
+        .put(&path, &rex, json!({ "status": "running" }))
+        .await
+        .expect(200);
+    assert!(running["started_at"].is_string());
+    let chunk = hub
+        .post(
+            &format!("{path}/stream"),
+            &rex,
+            json!({ "chunk": "half way" }),
+        )
+        .await
+        .expect(201);
+    assert_eq!(chunk["seq"], 0);
+    let done = hub.put(&path, &rex, json!({ "status": "done", "output": "the answer", "cost_usd": 0.01, "confidence": 0.9 })).await.expect(200);
+    assert_eq!(done["status"], "done");
+    assert_eq!(done["output"], "the answer");
+    assert!(done["completed_at"].is_string());
+    let again = hub.put(&path, &rex, json!({ "status": "running" })).await;
+    assert_eq!(again.status, 409, "a done task cannot run again");
+    hub.post(&format!("{path}/stream"), &rex, json!({ "chunk": "late" }))
+        .await
+        .expect(409);
+    hub.put(&path, &rex, json!({ "status": "sleeping" }))
+        .await
+        .expect(400);
+}
+
+#[actix_web::test]
+async fn only_the_holder_reports_and_others_cannot_even_see_the_task() {
+    let hub = TestHub::spawn().await;
+    let _rex = hub.agent("rex", &["research"], 1).await;
+    let ada = hub.agent("ada", &["git"], 1).await;
+    let id = hub
+        .task(json!({ "title": "t", "prompt": "secret plan" }))
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let path = format!("/api/tasks/{id}");
+    hub.get(&path, &ada).await.expect(404);
+    hub.put(&path, &ada, json!({ "status": "done" }))
+        .await
+        .expect(404);
+    hub.post(&format!("{path}/stream"), &ada, json!({ "chunk": "x" }))
+        .await
+        .expect(404);
+    hub.get(&format!("{path}/deps"), &ada).await.expect(404);
+    let list = hub.get("/api/tasks", &ada).await.expect(200);
+    assert_eq!(list["count"], 0);
+    hub.get("/api/tasks/999999", MASTER).await.expect(404);
+}
+
+#[actix_web::test]
+async fn handing_a_task_back_requeues_it_and_cancelling_stops_it() {
+    let hub = TestHub::spawn().await;
+    let rex = hub.agent("rex", &["research"], 1).await;
+    let first = hub.task(json!({ "title": "a", "prompt": "p" })).await;
+    let second = hub.task(json!({ "title": "b", "prompt": "p" })).await;
+    assert_eq!(second["status"], "queued");
+    let second_id = second["id"].as_i64().unwrap();
+    hub.put(
+        &format!("/api/tasks/{second_id}"),
+        MASTER,
+        json!({ "status": "cancelled" }),
+    )
+    .await
+    .expect(200);
+    let back = hub
+        .put(
+            &format!("/api/tasks/{}", first["id"]),
+            &rex,
+            json!({ "status": "queued" }),
+        )
+        .await
+        .expect(200);
+    assert_eq!(back["reason"], "handed_back");
+    // Handed back, it is the only queued task, so it returns to the free agent.
+    let id = first["id"].as_i64().unwrap();
+    assert!(
+        hub.eventually(SOON, || async {
+            hub.task_status(id).await["status"] == "assigned"
+        })
+        .await
+    );
+    assert_eq!(hub.task_status(second_id).await["status"], "cancelled");
+}
+
+#[actix_web::test]
+async fn lists_filter_limit_and_compact() {
+    let hub = TestHub::spawn().await;
+    let long = "x".repeat(1000);
+    for i in 0..25 {
+        hub.task(json!({ "title": format!("t{i}"), "prompt": long }))
+            .await;
+    }
+    let page = hub.get("/api/tasks", MASTER).await.expect(200);
+    assert_eq!(page["count"], 20, "default limit is 20");
+    assert_eq!(page["tasks"][0]["title"], "t24", "newest first");
+    let compact = hub
+        .get("/api/tasks?limit=3&compact=true", MASTER)
+        .await
+        .expect(200);
+    assert_eq!(compact["count"], 3);
+    assert_eq!(compact["tasks"][0]["prompt"].as_str().unwrap().len(), 200);
+    let none = hub.get("/api/tasks?status=done", MASTER).await.expect(200);
+    assert_eq!(none["count"], 0);
+    let queued = hub
+        .get("/api/tasks?status=queued&limit=100", MASTER)
+        .await
+        .expect(200);
+    assert_eq!(queued["count"], 25);
+    let deps = hub
+        .get(
+            &format!("/api/tasks/{}/deps", page["tasks"][0]["id"]),
+            MASTER,
+        )
+        .await
+        .expect(200);
+    assert_eq!(deps["count"], 0);
+}

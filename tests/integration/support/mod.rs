@@ -31,7 +31,12 @@ pub struct Reply {
 
 impl Reply {
     pub fn expect(self, status: u16) -> Value {
-        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.body);
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.body
+        );
         self.body
     }
 }
@@ -59,12 +64,21 @@ impl TestHub {
             encrypt_key: Some(Secret::new("test-encryption-key")),
             legacy_encrypt_key: None,
         };
-        let app = Application::build(settings, secrets).await.expect("hub starts");
+        let app = Application::build(settings, secrets)
+            .await
+            .expect("hub starts");
         let base = format!("http://127.0.0.1:{}", app.port());
         let hub = app.hub();
         actix_web::rt::spawn(app.run_until_stopped());
-        let client = awc::Client::builder().timeout(Duration::from_secs(10)).finish();
-        Self { base, hub, dir, client }
+        let client = awc::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .finish();
+        Self {
+            base,
+            hub,
+            dir,
+            client,
+        }
     }
 
     pub fn db_path(&self) -> std::path::PathBuf {
@@ -72,8 +86,16 @@ impl TestHub {
     }
 
     /// Sends a request with an optional bearer token and an optional raw body.
-    pub async fn raw(&self, method: Method, path: &str, token: Option<&str>, body: Option<Vec<u8>>) -> Reply {
-        let mut request = self.client.request(method, format!("{}{}", self.base, path));
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Reply {
+        let mut request = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
         if let Some(token) = token {
             request = request.insert_header(("Authorization", format!("Bearer {token}")));
         }
@@ -84,11 +106,26 @@ impl TestHub {
         .expect("request reaches the hub");
         let bytes = response.body().limit(16 * 1024 * 1024).await.expect("body");
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply { status: response.status(), body }
+        Reply {
+            status: response.status(),
+            body,
+        }
     }
 
-    pub async fn call(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> Reply {
-        self.raw(method, path, Some(token), body.map(|b| b.to_string().into_bytes())).await
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> Reply {
+        self.raw(
+            method,
+            path,
+            Some(token),
+            body.map(|b| b.to_string().into_bytes()),
+        )
+        .await
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Reply {
@@ -110,17 +147,31 @@ impl TestHub {
     /// Issues a token for `agent_id` with a role preset; returns the raw token.
     pub async fn token(&self, agent_id: &str, role: &str) -> String {
         let body = self
-            .post("/api/admin/tokens", MASTER, json!({ "agent_id": agent_id, "name": agent_id, "role": role }))
+            .post(
+                "/api/admin/tokens",
+                MASTER,
+                json!({ "agent_id": agent_id, "name": agent_id, "role": role }),
+            )
             .await
             .expect(201);
-        body["token"].as_str().expect("token in response").to_string()
+        body["token"]
+            .as_str()
+            .expect("token in response")
+            .to_string()
     }
 
     /// Issues a worker token and registers the agent with these capabilities.
-    pub async fn agent(&self, agent_id: &str, capabilities: &[&str], max_concurrent: i32) -> String {
+    pub async fn agent(
+        &self,
+        agent_id: &str,
+        capabilities: &[&str],
+        max_concurrent: i32,
+    ) -> String {
         let token = self.token(agent_id, "worker").await;
         let body = json!({ "name": agent_id, "capabilities": capabilities, "max_concurrent": max_concurrent });
-        self.post(&format!("/api/agents/{agent_id}/register"), &token, body).await.expect(200);
+        self.post(&format!("/api/agents/{agent_id}/register"), &token, body)
+            .await
+            .expect(200);
         token
     }
 
@@ -130,22 +181,31 @@ impl TestHub {
     }
 
     pub async fn task_status(&self, id: i64) -> Value {
-        self.get(&format!("/api/tasks/{id}"), MASTER).await.expect(200)
+        self.get(&format!("/api/tasks/{id}"), MASTER)
+            .await
+            .expect(200)
     }
 
     /// Opens `GET /api/stream` with `?token=`.
     pub async fn stream(&self, token: &str) -> Sse {
-        self.stream_with(&format!("/api/stream?token={token}"), None).await
+        self.stream_with(&format!("/api/stream?token={token}"), None)
+            .await
     }
 
     pub async fn stream_with(&self, path: &str, last_event_id: Option<u64>) -> Sse {
-        let mut request = self.client.get(format!("{}{}", self.base, path)).timeout(Duration::from_secs(3600));
+        let mut request = self
+            .client
+            .get(format!("{}{}", self.base, path))
+            .timeout(Duration::from_secs(3600));
         if let Some(id) = last_event_id {
             request = request.insert_header(("Last-Event-ID", id.to_string()));
         }
         let response = request.send().await.expect("stream opens");
         assert_eq!(response.status(), 200, "stream refused");
-        Sse { response: Box::new(response), buffer: String::new() }
+        Sse {
+            response: Box::new(response),
+            buffer: String::new(),
+        }
     }
 
     /// Polls `check` every 20 ms until it holds or `within` passes.
@@ -165,7 +225,9 @@ impl TestHub {
     }
 
     pub async fn subscribers(&self) -> u64 {
-        self.get("/api/health", MASTER).await.expect(200)["subscribers"].as_u64().unwrap_or(u64::MAX)
+        self.get("/api/health", MASTER).await.expect(200)["subscribers"]
+            .as_u64()
+            .unwrap_or(u64::MAX)
     }
 }
 
@@ -179,7 +241,8 @@ pub struct Event {
 
 /// An open event stream.
 pub struct Sse {
-    response: Box<dyn futures_util::Stream<Item = Result<web::Bytes, awc::error::PayloadError>> + Unpin>,
+    response:
+        Box<dyn futures_util::Stream<Item = Result<web::Bytes, awc::error::PayloadError>> + Unpin>,
     buffer: String,
 }
 
@@ -192,7 +255,10 @@ impl Sse {
                 return Some(event);
             }
             let left = deadline.checked_duration_since(std::time::Instant::now())?;
-            let chunk = actix_web::rt::time::timeout(left, self.response.next()).await.ok()??.ok()?;
+            let chunk = actix_web::rt::time::timeout(left, self.response.next())
+                .await
+                .ok()??
+                .ok()?;
             self.buffer.push_str(&String::from_utf8_lossy(&chunk));
         }
     }
@@ -212,7 +278,11 @@ impl Sse {
     fn parse_one(&mut self) -> Option<Event> {
         let end = self.buffer.find("\n\n")?;
         let block: String = self.buffer.drain(..end + 2).collect();
-        let mut event = Event { name: "message".into(), id: None, data: Value::Null };
+        let mut event = Event {
+            name: "message".into(),
+            id: None,
+            data: Value::Null,
+        };
         let mut has_data = false;
         for line in block.lines() {
             if let Some(v) = line.strip_prefix("event:") {
@@ -220,7 +290,8 @@ impl Sse {
             } else if let Some(v) = line.strip_prefix("id:") {
                 event.id = v.trim().parse().ok();
             } else if let Some(v) = line.strip_prefix("data:") {
-                event.data = serde_json::from_str(v.trim()).unwrap_or(Value::String(v.trim().into()));
+                event.data =
+                    serde_json::from_str(v.trim()).unwrap_or(Value::String(v.trim().into()));
                 has_data = true;
             }
         }
