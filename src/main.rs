@@ -30,6 +30,24 @@ enum Command {
         #[arg(long, env = "M3SHDUP_DATABASE_URL")]
         database_url: Option<String>,
     },
+    /// Measure a running hub: creates/s, heartbeats/s and claim latency.
+    Bench {
+        /// Hub base URL.
+        #[arg(long, env = "M3SHDUP_HUB", default_value = "http://127.0.0.1:8333")]
+        hub: String,
+        /// Master token of that hub.
+        #[arg(long, env = "M3SHDUP_TOKEN")]
+        token: String,
+        /// Concurrent connections for the throughput figures.
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// Seconds each throughput figure runs.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Tasks timed one after another for the claim latency.
+        #[arg(long, default_value_t = 1000)]
+        claims: usize,
+    },
     /// Apply pending database migrations and exit.
     Migrate {
         #[arg(long, env = "M3SHDUP_DATABASE_URL")]
@@ -48,12 +66,15 @@ fn main() -> anyhow::Result<()> {
             let master = master_token(&settings.database_url)?;
             serve(settings, Secrets::from_env(master))
         }
+        Command::Bench { hub, token, connections, seconds, claims } => {
+            let plan = m3shd::bench::BenchPlan { hub: hub.trim_end_matches('/').to_string(), token, connections, seconds, claims };
+            actix_web::rt::System::new().block_on(m3shd::bench::run(plan))
+        }
         Command::Migrate { database_url } => {
             settings.database_url = database_url.unwrap_or(settings.database_url);
             let mut conn = m3shd::db::open_writer(&settings)?;
             let applied = m3shd::db::run_migrations(&mut conn)?;
-            println!("database {} is up to date", settings.database_url);
-            drop(applied);
+            println!("database {} is up to date ({} migrations applied now)", settings.database_url, applied.len());
             Ok(())
         }
     }

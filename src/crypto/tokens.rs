@@ -21,16 +21,19 @@ pub fn new_agent_token() -> String {
 
 /// The storage form of a token: lowercase SHA-256 hex.
 pub fn hash_token(raw: &str) -> String {
-    hex::encode(Sha256::digest(raw.as_bytes()))
+    hex::encode(token_digest(raw))
 }
 
-/// Compares two secrets without leaking where they differ. Both sides are hashed
-/// first so that their lengths leak nothing either.
-pub fn secrets_match(given: &str, expected: &str) -> bool {
-    let a = Sha256::digest(given.as_bytes());
-    let b = Sha256::digest(expected.as_bytes());
-    a.ct_eq(&b).into()
+pub fn token_digest(raw: &str) -> [u8; 32] {
+    Sha256::digest(raw.as_bytes()).into()
 }
+
+/// Compares two digests in constant time. Comparing digests rather than the secrets
+/// themselves leaks nothing about the secrets' lengths either.
+pub fn digests_match(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.ct_eq(b).into()
+}
+
 
 #[cfg(test)]
 mod tests {
@@ -54,9 +57,10 @@ mod tests {
     }
 
     #[test]
-    fn secrets_match_only_when_equal() {
-        assert!(secrets_match("s3cret", "s3cret"));
-        assert!(!secrets_match("s3cret", "s3cre"));
-        assert!(!secrets_match("", "x"));
+    fn digests_match_only_when_equal() {
+        let matches = |a: &str, b: &str| digests_match(&token_digest(a), &token_digest(b));
+        assert!(matches("s3cret", "s3cret"));
+        assert!(!matches("s3cret", "s3cre"));
+        assert!(!matches("", "x"));
     }
 }
