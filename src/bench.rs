@@ -24,27 +24,49 @@ pub struct BenchPlan {
 
 pub async fn run(plan: BenchPlan) -> anyhow::Result<()> {
     let connector = awc::Connector::new().limit(plan.connections.max(1) * 2);
-    let client = Client::builder().connector(connector).timeout(Duration::from_secs(30)).finish();
+    let client = Client::builder()
+        .connector(connector)
+        .timeout(Duration::from_secs(30))
+        .finish();
     let run_id = crate::crypto::tokens::random_hex(4);
     let creates = creates_per_second(&client, &plan, &run_id).await?;
-    println!("creates: {creates:.0}/s with {} connections over {} s", plan.connections, plan.seconds);
+    println!(
+        "creates: {creates:.0}/s with {} connections over {} s",
+        plan.connections, plan.seconds
+    );
     let heartbeats = heartbeats_per_second(&client, &plan, &run_id).await?;
-    println!("heartbeats: {heartbeats:.0}/s with {} connections over {} s", plan.connections, plan.seconds);
+    println!(
+        "heartbeats: {heartbeats:.0}/s with {} connections over {} s",
+        plan.connections, plan.seconds
+    );
     let (p50, p99) = claim_latency(&client, &plan, &run_id).await?;
     println!("claim latency (create -> task_assigned on SSE): p50 {p50:.2} ms, p99 {p99:.2} ms over {} tasks", plan.claims);
     Ok(())
 }
 
-async fn call(client: &Client, plan: &BenchPlan, method: awc::http::Method, path: &str, body: &Value) -> anyhow::Result<Value> {
+async fn call(
+    client: &Client,
+    plan: &BenchPlan,
+    method: awc::http::Method,
+    path: &str,
+    body: &Value,
+) -> anyhow::Result<Value> {
     let mut response = client
         .request(method, format!("{}{path}", plan.hub))
         .insert_header(("Authorization", format!("Bearer {}", plan.token)))
         .send_body(body.to_string())
         .await
         .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
-    let bytes = response.body().await.map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+    let bytes = response
+        .body()
+        .await
+        .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
     if !response.status().is_success() {
-        bail!("{path} answered {}: {}", response.status(), String::from_utf8_lossy(&bytes));
+        bail!(
+            "{path} answered {}: {}",
+            response.status(),
+            String::from_utf8_lossy(&bytes)
+        );
     }
     Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
@@ -76,28 +98,72 @@ where
     Ok(count as f64 / started.elapsed().as_secs_f64())
 }
 
-async fn creates_per_second(client: &Client, plan: &BenchPlan, run_id: &str) -> anyhow::Result<f64> {
+async fn creates_per_second(
+    client: &Client,
+    plan: &BenchPlan,
+    run_id: &str,
+) -> anyhow::Result<f64> {
     // No agent has this capability, so every task stays queued: pure durable creates.
     let body = json!({ "title": "bench create", "prompt": "a short benchmark prompt of typical size", "required_capability": format!("bench-none-{run_id}") });
-    saturate(plan, || async { call(client, plan, awc::http::Method::POST, "/api/tasks", &body).await.map(drop) }).await
+    saturate(plan, || async {
+        call(client, plan, awc::http::Method::POST, "/api/tasks", &body)
+            .await
+            .map(drop)
+    })
+    .await
 }
 
-async fn register(client: &Client, plan: &BenchPlan, agent: &str, capability: &str, max_concurrent: i32) -> anyhow::Result<()> {
-    let body = json!({ "name": agent, "capabilities": [capability], "max_concurrent": max_concurrent });
-    call(client, plan, awc::http::Method::POST, &format!("/api/agents/{agent}/register"), &body).await.map(drop)
+async fn register(
+    client: &Client,
+    plan: &BenchPlan,
+    agent: &str,
+    capability: &str,
+    max_concurrent: i32,
+) -> anyhow::Result<()> {
+    let body =
+        json!({ "name": agent, "capabilities": [capability], "max_concurrent": max_concurrent });
+    call(
+        client,
+        plan,
+        awc::http::Method::POST,
+        &format!("/api/agents/{agent}/register"),
+        &body,
+    )
+    .await
+    .map(drop)
 }
 
-async fn heartbeats_per_second(client: &Client, plan: &BenchPlan, run_id: &str) -> anyhow::Result<f64> {
+async fn heartbeats_per_second(
+    client: &Client,
+    plan: &BenchPlan,
+    run_id: &str,
+) -> anyhow::Result<f64> {
     let agent = format!("bench-hb-{run_id}");
     register(client, plan, &agent, &format!("bench-hb-{run_id}"), 1).await?;
     let path = format!("/api/agents/{agent}/heartbeat");
     let body = json!({});
-    let rate = saturate(plan, || async { call(client, plan, awc::http::Method::POST, &path, &body).await.map(drop) }).await;
-    call(client, plan, awc::http::Method::DELETE, &format!("/api/agents/{agent}"), &body).await?;
+    let rate = saturate(plan, || async {
+        call(client, plan, awc::http::Method::POST, &path, &body)
+            .await
+            .map(drop)
+    })
+    .await;
+    call(
+        client,
+        plan,
+        awc::http::Method::DELETE,
+        &format!("/api/agents/{agent}"),
+        &body,
+    )
+    .await?;
     rate
 }
 
-async fn claim_latency(client: &Client, plan: &BenchPlan, run_id: &str) -> anyhow::Result<(f64, f64)> {
+async fn claim_latency(
+    client: &Client,
+    plan: &BenchPlan,
+    run_id: &str,
+) -> anyhow::Result<(f64, f64)> {
     let agent = format!("bench-claim-{run_id}");
     let capability = agent.clone();
     register(client, plan, &agent, &capability, 1).await?;
@@ -116,15 +182,33 @@ async fn claim_latency(client: &Client, plan: &BenchPlan, run_id: &str) -> anyho
         let id = task["id"].as_i64().context("created task has an id")?;
         wait_for_assignment(&mut stream, &mut buffer, id).await?;
         samples.push(started.elapsed().as_secs_f64() * 1000.0);
-        call(client, plan, awc::http::Method::PUT, &format!("/api/tasks/{id}"), &json!({ "status": "done", "output": "ok" })).await?;
+        call(
+            client,
+            plan,
+            awc::http::Method::PUT,
+            &format!("/api/tasks/{id}"),
+            &json!({ "status": "done", "output": "ok" }),
+        )
+        .await?;
     }
-    call(client, plan, awc::http::Method::DELETE, &format!("/api/agents/{agent}"), &json!({})).await?;
+    call(
+        client,
+        plan,
+        awc::http::Method::DELETE,
+        &format!("/api/agents/{agent}"),
+        &json!({}),
+    )
+    .await?;
     samples.sort_by(f64::total_cmp);
     Ok((percentile(&samples, 50.0), percentile(&samples, 99.0)))
 }
 
 /// Reads the stream until a `task_assigned` event for task `id` arrives.
-async fn wait_for_assignment<S, E>(stream: &mut S, buffer: &mut String, id: i64) -> anyhow::Result<()>
+async fn wait_for_assignment<S, E>(
+    stream: &mut S,
+    buffer: &mut String,
+    id: i64,
+) -> anyhow::Result<()>
 where
     S: futures_util::Stream<Item = Result<actix_web::web::Bytes, E>> + Unpin,
     E: std::fmt::Display,

@@ -66,15 +66,31 @@ fn main() -> anyhow::Result<()> {
             let master = master_token(&settings.database_url)?;
             serve(settings, Secrets::from_env(master))
         }
-        Command::Bench { hub, token, connections, seconds, claims } => {
-            let plan = m3shd::bench::BenchPlan { hub: hub.trim_end_matches('/').to_string(), token, connections, seconds, claims };
+        Command::Bench {
+            hub,
+            token,
+            connections,
+            seconds,
+            claims,
+        } => {
+            let plan = m3shd::bench::BenchPlan {
+                hub: hub.trim_end_matches('/').to_string(),
+                token,
+                connections,
+                seconds,
+                claims,
+            };
             actix_web::rt::System::new().block_on(m3shd::bench::run(plan))
         }
         Command::Migrate { database_url } => {
             settings.database_url = database_url.unwrap_or(settings.database_url);
             let mut conn = m3shd::db::open_writer(&settings)?;
             let applied = m3shd::db::run_migrations(&mut conn)?;
-            println!("database {} is up to date ({} migrations applied now)", settings.database_url, applied.len());
+            println!(
+                "database {} is up to date ({} migrations applied now)",
+                settings.database_url,
+                applied.len()
+            );
             Ok(())
         }
     }

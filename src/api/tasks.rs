@@ -146,6 +146,61 @@ fn task_id(raw: &str) -> Result<i32, HubError> {
         .map_err(|_| HubError::not_found(format!("no task {raw:?}")))
 }
 
+/// Re-encrypts, in the background, prompts and outputs still sealed under the legacy key.
+/// The update is conditional on the old ciphertext, so it never overwrites a newer value.
+fn reseal_stale(hub: &Hub, rows: &[TaskRow]) {
+    let vault = &hub.core.vault;
+    let stale: Vec<(i32, String, Option<String>, Option<String>, Option<String>)> = rows
+        .iter()
+        .filter_map(|row| {
+            let prompt = vault.reseal(&row.prompt);
+            let output = row.output.as_deref().and_then(|o| vault.reseal(o));
+            (prompt.is_some() || output.is_some()).then(|| {
+                (
+                    row.id,
+                    row.prompt.clone(),
+                    prompt,
+                    row.output.clone(),
+                    output,
+                )
+            })
+        })
+        .collect();
+    if stale.is_empty() {
+        return;
+    }
+    let db = hub.core.db.clone();
+    actix_web::rt::spawn(async move {
+        let count = stale.len();
+        let written = db
+            .write(move |conn| {
+                use crate::db::schema::tasks::dsl;
+                use diesel::prelude::*;
+                for (id, old_prompt, prompt, old_output, output) in stale {
+                    if let Some(prompt) = prompt {
+                        diesel::update(dsl::tasks.find(id).filter(dsl::prompt.eq(old_prompt)))
+                            .set(dsl::prompt.eq(prompt))
+                            .execute(conn)?;
+                    }
+                    if let (Some(old), Some(output)) = (old_output, output) {
+                        diesel::update(dsl::tasks.find(id).filter(dsl::output.eq(old)))
+                            .set(dsl::output.eq(output))
+                            .execute(conn)?;
+                    }
+                }
+                Ok(())
+            })
+            .await;
+        match written {
+            Ok(()) => tracing::info!(
+                tasks = count,
+                "re-encrypted tasks sealed under the legacy key"
+            ),
+            Err(error) => tracing::warn!(%error, "could not re-encrypt legacy-sealed tasks"),
+        }
+    });
+}
+
 /// The task with its dependency ids, or 404 if it does not exist or the caller may not see it.
 async fn visible_task(
     hub: &Hub,
@@ -162,6 +217,7 @@ async fn visible_task(
     .await?;
     found
         .filter(|(row, _)| principal.sees_task(row.assigned_to.as_deref(), &row.created_by))
+        .inspect(|(row, _)| reseal_stale(hub, std::slice::from_ref(row)))
         .ok_or_else(|| HubError::not_found(format!("no task {id}")))
 }
 
@@ -212,6 +268,7 @@ pub async fn list_tasks(
         Ok(queries::list_tasks(conn, &principal, &filter)?)
     })
     .await?;
+    reseal_stale(&hub, &rows);
     let compact = query.compact.unwrap_or(false);
     let tasks: Vec<TaskView> = rows
         .into_iter()

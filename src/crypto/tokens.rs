@@ -34,7 +34,6 @@ pub fn digests_match(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.ct_eq(b).into()
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

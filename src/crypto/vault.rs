@@ -53,6 +53,12 @@ impl Vault {
 
     /// Opens a sealed value with the current key, falling back to the legacy key.
     /// `None` means neither key opens it (tampered, or sealed under an unknown key).
+    /// The value sealed again under the current key, if it was sealed under the legacy one.
+    pub fn reseal(&self, sealed: &str) -> Option<String> {
+        let opened = self.open(sealed)?;
+        opened.stale.then(|| self.seal(&opened.plaintext))
+    }
+
     pub fn open(&self, sealed: &str) -> Option<Opened> {
         if let Ok(bytes) = self.current.decrypt(sealed) {
             return Some(Opened {
@@ -109,6 +115,9 @@ mod tests {
         let sealed = old.seal("v");
         let (rotated, _) = Vault::from_secrets(&secrets("new", Some("old")));
         assert!(rotated.open(&sealed).unwrap().stale);
+        let resealed = rotated.reseal(&sealed).unwrap();
+        assert!(!rotated.open(&resealed).unwrap().stale);
+        assert_eq!(rotated.reseal(&resealed), None);
         let (stranger, _) = Vault::from_secrets(&secrets("other", None));
         assert_eq!(stranger.open(&sealed), None);
     }

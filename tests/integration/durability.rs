@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::TestHub;
+use crate::support::{TestHub, SOON};
 
 const TOKEN: &str = "durability-master";
 
@@ -234,4 +234,55 @@ async fn prompts_are_encrypted_at_rest_in_process_too() {
         .await
         .expect(200);
     assert_eq!(listed["tasks"][0]["prompt"], "the crown jewels");
+}
+
+#[actix_web::test]
+async fn rotating_the_key_reencrypts_old_rows_when_they_are_read() {
+    use crate::support::{test_settings, MASTER};
+    let old = TestHub::spawn().await;
+    let id = old
+        .task(json!({ "title": "t", "prompt": "rotate me" }))
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let raw = |hub: &TestHub| {
+        let mut conn = <diesel::SqliteConnection as diesel::Connection>::establish(
+            hub.db_path().to_str().unwrap(),
+        )
+        .unwrap();
+        use diesel::prelude::*;
+        m3shd::db::schema::tasks::table
+            .find(id as i32)
+            .select(m3shd::db::schema::tasks::prompt)
+            .get_result::<String>(&mut conn)
+            .unwrap()
+    };
+    let sealed_before = raw(&old);
+
+    // The same database, now with a new key and the old one as legacy.
+    let dir = tempfile::tempdir().unwrap();
+    for suffix in ["", "-wal"] {
+        let from = format!("{}{suffix}", old.db_path().display());
+        if std::path::Path::new(&from).exists() {
+            std::fs::copy(&from, dir.path().join(format!("hub.db{suffix}"))).unwrap();
+        }
+    }
+    let settings = test_settings(dir.path());
+    let rotated = TestHub::start(
+        dir,
+        settings,
+        "a-brand-new-key",
+        Some("test-encryption-key"),
+    )
+    .await;
+    assert_eq!(rotated.task_status(id).await["prompt"], "rotate me");
+    let resealed = rotated
+        .eventually(SOON, || async { raw(&rotated) != sealed_before })
+        .await;
+    assert!(
+        resealed,
+        "reading the row re-encrypted it under the new key"
+    );
+    let listed = rotated.get("/api/tasks", MASTER).await.expect(200);
+    assert_eq!(listed["tasks"][0]["prompt"], "rotate me");
 }

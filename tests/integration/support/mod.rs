@@ -59,10 +59,20 @@ impl TestHub {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut settings = test_settings(dir.path());
         configure(&mut settings);
+        Self::start(dir, settings, "test-encryption-key", None).await
+    }
+
+    /// A hub on an existing directory (its database) with the given encryption keys.
+    pub async fn start(
+        dir: tempfile::TempDir,
+        settings: Settings,
+        key: &str,
+        legacy: Option<&str>,
+    ) -> Self {
         let secrets = Secrets {
             master_token: Secret::new(MASTER),
-            encrypt_key: Some(Secret::new("test-encryption-key")),
-            legacy_encrypt_key: None,
+            encrypt_key: Some(Secret::new(key)),
+            legacy_encrypt_key: legacy.map(Secret::new),
         };
         let app = Application::build(settings, secrets)
             .await
