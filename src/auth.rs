@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::{ready, Ready};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpRequest};
@@ -22,7 +22,18 @@ use crate::startup::Hub;
 #[derive(Debug, Clone)]
 pub struct Grant {
     pub agent_id: String,
-    pub permissions: BTreeSet<String>,
+    /// Shared with every principal built from this grant, so a request copies no list.
+    pub permissions: Arc<BTreeSet<String>>,
+}
+
+impl Grant {
+    pub fn from_row(row: &TokenRow) -> Self {
+        let permissions: Vec<String> = serde_json::from_str(&row.permissions).unwrap_or_default();
+        Self {
+            agent_id: row.agent_id.clone(),
+            permissions: Arc::new(permissions.into_iter().collect()),
+        }
+    }
 }
 
 pub struct Credentials {
@@ -36,19 +47,9 @@ impl Credentials {
     /// The index over the active (unrevoked) token rows.
     pub fn new(master: Secret, rows: Vec<TokenRow>) -> Self {
         let tokens = rows
-            .into_iter()
+            .iter()
             .filter(|row| row.revoked_at.is_none())
-            .map(|row| {
-                let permissions =
-                    serde_json::from_str::<Vec<String>>(&row.permissions).unwrap_or_default();
-                (
-                    row.hash,
-                    Grant {
-                        agent_id: row.agent_id,
-                        permissions: permissions.into_iter().collect(),
-                    },
-                )
-            })
+            .map(|row| (row.hash.clone(), Grant::from_row(row)))
             .collect();
         Self {
             master: token_digest(master.expose()),
@@ -70,7 +71,6 @@ impl Credentials {
             .get(&hash)
             .cloned()?;
         Some(Principal::Token {
-            hash,
             agent_id: grant.agent_id,
             permissions: grant.permissions,
         })

@@ -304,13 +304,13 @@ impl Handler<Register> for AgentActor {
     }
 }
 
-/// Sent by the heartbeat handler: the agent is alive.
+/// Sent by the heartbeat handler: the agent is alive. Touches memory only.
 #[derive(Message)]
-#[rtype(result = "Result<AgentSnapshot, HubError>")]
+#[rtype(result = "Result<(), HubError>")]
 pub struct Heartbeat;
 
 impl Handler<Heartbeat> for AgentActor {
-    type Result = Result<AgentSnapshot, HubError>;
+    type Result = Result<(), HubError>;
 
     fn handle(&mut self, _: Heartbeat, ctx: &mut Context<Self>) -> Self::Result {
         if !self.registered {
@@ -331,7 +331,7 @@ impl Handler<Heartbeat> for AgentActor {
             self.core.publish(self.status_event("online"));
             self.dispatcher.do_send(self.available());
         }
-        Ok(self.snapshot())
+        Ok(())
     }
 }
 

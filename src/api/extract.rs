@@ -71,7 +71,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, HubError> {
         }
     }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
         if inner.is_syntax() || inner.is_eof() {
@@ -81,7 +81,12 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, HubError> {
         } else {
             HubError::bad_request(format!("invalid field {path}: {inner}"))
         }
-    })
+    })?;
+    // Only whitespace may follow the object.
+    deserializer
+        .end()
+        .map_err(|e| HubError::bad_request(format!("malformed JSON: {e}")))?;
+    Ok(value)
 }
 
 /// Query string parameters of type `T`, with the same kind of errors.

@@ -146,26 +146,33 @@ fn task_id(raw: &str) -> Result<i32, HubError> {
         .map_err(|_| HubError::not_found(format!("no task {raw:?}")))
 }
 
+/// One sealed task column to rewrite under the current key.
+struct Reseal {
+    task_id: i32,
+    output: bool,
+    old: String,
+    new: String,
+}
+
 /// Re-encrypts, in the background, prompts and outputs still sealed under the legacy key.
-/// The update is conditional on the old ciphertext, so it never overwrites a newer value.
+/// Each update is conditional on the old ciphertext, so it never overwrites a newer value.
 fn reseal_stale(hub: &Hub, rows: &[TaskRow]) {
     let vault = &hub.core.vault;
-    let stale: Vec<(i32, String, Option<String>, Option<String>, Option<String>)> = rows
-        .iter()
-        .filter_map(|row| {
-            let prompt = vault.reseal(&row.prompt);
-            let output = row.output.as_deref().and_then(|o| vault.reseal(o));
-            (prompt.is_some() || output.is_some()).then(|| {
-                (
-                    row.id,
-                    row.prompt.clone(),
-                    prompt,
-                    row.output.clone(),
+    let mut stale = Vec::new();
+    for row in rows {
+        let columns = [(false, Some(&row.prompt)), (true, row.output.as_ref())];
+        for (output, sealed) in columns {
+            let Some(old) = sealed else { continue };
+            if let Some(new) = vault.reseal(old) {
+                stale.push(Reseal {
+                    task_id: row.id,
                     output,
-                )
-            })
-        })
-        .collect();
+                    old: old.clone(),
+                    new,
+                });
+            }
+        }
+    }
     if stale.is_empty() {
         return;
     }
@@ -176,15 +183,15 @@ fn reseal_stale(hub: &Hub, rows: &[TaskRow]) {
             .write(move |conn| {
                 use crate::db::schema::tasks::dsl;
                 use diesel::prelude::*;
-                for (id, old_prompt, prompt, old_output, output) in stale {
-                    if let Some(prompt) = prompt {
-                        diesel::update(dsl::tasks.find(id).filter(dsl::prompt.eq(old_prompt)))
-                            .set(dsl::prompt.eq(prompt))
+                for r in stale {
+                    let row = dsl::tasks.find(r.task_id);
+                    if r.output {
+                        diesel::update(row.filter(dsl::output.eq(r.old)))
+                            .set(dsl::output.eq(r.new))
                             .execute(conn)?;
-                    }
-                    if let (Some(old), Some(output)) = (old_output, output) {
-                        diesel::update(dsl::tasks.find(id).filter(dsl::output.eq(old)))
-                            .set(dsl::output.eq(output))
+                    } else {
+                        diesel::update(row.filter(dsl::prompt.eq(r.old)))
+                            .set(dsl::prompt.eq(r.new))
                             .execute(conn)?;
                     }
                 }
@@ -193,10 +200,10 @@ fn reseal_stale(hub: &Hub, rows: &[TaskRow]) {
             .await;
         match written {
             Ok(()) => tracing::info!(
-                tasks = count,
-                "re-encrypted tasks sealed under the legacy key"
+                values = count,
+                "re-encrypted task values sealed under the legacy key"
             ),
-            Err(error) => tracing::warn!(%error, "could not re-encrypt legacy-sealed tasks"),
+            Err(error) => tracing::warn!(%error, "could not re-encrypt legacy-sealed task values"),
         }
     });
 }

@@ -4,6 +4,7 @@
 
 use actix_web::{web, HttpResponse};
 use diesel::prelude::*;
+use diesel::sqlite::SqliteConnection;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -71,14 +72,6 @@ fn token_view(row: &TokenRow) -> Value {
     })
 }
 
-fn grant_of(row: &TokenRow) -> Grant {
-    let permissions: Vec<String> = serde_json::from_str(&row.permissions).unwrap_or_default();
-    Grant {
-        agent_id: row.agent_id.clone(),
-        permissions: permissions.into_iter().collect(),
-    }
-}
-
 /// The one active token whose hash starts with `prefix` (inside the caller's transaction).
 fn find_token(conn: &mut SqliteConnection, prefix: &str) -> Result<TokenRow, HubError> {
     let prefix = prefix.to_ascii_lowercase();
@@ -99,8 +92,6 @@ fn find_token(conn: &mut SqliteConnection, prefix: &str) -> Result<TokenRow, Hub
         ))),
     }
 }
-
-use diesel::sqlite::SqliteConnection;
 
 pub async fn issue_token(
     hub: web::Data<Hub>,
@@ -144,7 +135,8 @@ pub async fn issue_token(
             Ok(())
         })
         .await?;
-    hub.credentials.grant(row.hash.clone(), grant_of(&row));
+    hub.credentials
+        .grant(row.hash.clone(), Grant::from_row(&row));
     let mut view = token_view(&row);
     view["token"] = json!(raw);
     view["hash"] = json!(row.hash);
@@ -158,6 +150,41 @@ pub async fn list_tokens(hub: web::Data<Hub>, caller: Caller) -> Result<HttpResp
     Ok(HttpResponse::Ok().json(json!({ "count": list.len(), "tokens": list })))
 }
 
+/// A change to a stored token; `None` leaves a column as it is.
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = tokens)]
+struct TokenChange {
+    role: Option<Option<String>>,
+    permissions: Option<String>,
+    revoked_at: Option<String>,
+    revoked_by: Option<String>,
+}
+
+/// Applies `change` to the active token named by `prefix`, with its audit row, in one
+/// transaction; returns the changed row.
+async fn change_token(
+    hub: &Hub,
+    prefix: String,
+    actor: String,
+    action: &'static str,
+    change: TokenChange,
+    detail: Option<Value>,
+) -> Result<TokenRow, HubError> {
+    hub.core
+        .db
+        .write(move |conn| {
+            let found = find_token(conn, &prefix)?;
+            let row: TokenRow = diesel::update(tokens::table.find(&found.hash))
+                .set(&change)
+                .returning(TokenRow::as_returning())
+                .get_result(conn)?;
+            let target = format!("agent:{}", row.agent_id);
+            NewAuditRow::new(&actor, action, target, detail).append(conn)?;
+            Ok(row)
+        })
+        .await
+}
+
 pub async fn update_token_permissions(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -166,32 +193,23 @@ pub async fn update_token_permissions(
 ) -> Result<HttpResponse, HubError> {
     caller.0.require_master()?;
     let (role, permissions) = resolve(body.0.role, body.0.permissions, None)?;
-    let actor = caller.0.label();
-    let prefix = path.into_inner();
-    let row = hub
-        .core
-        .db
-        .write(move |conn| {
-            let found = find_token(conn, &prefix)?;
-            let row: TokenRow = diesel::update(tokens::table.find(&found.hash))
-                .set((
-                    tokens::role.eq(&role),
-                    tokens::permissions.eq(json!(permissions).to_string()),
-                ))
-                .returning(TokenRow::as_returning())
-                .get_result(conn)?;
-            let detail = json!({ "role": role, "permissions": permissions });
-            NewAuditRow::new(
-                &actor,
-                "token.permissions",
-                format!("agent:{}", row.agent_id),
-                Some(detail),
-            )
-            .append(conn)?;
-            Ok(row)
-        })
-        .await?;
-    hub.credentials.grant(row.hash.clone(), grant_of(&row));
+    let detail = json!({ "role": role, "permissions": permissions });
+    let change = TokenChange {
+        role: Some(role),
+        permissions: Some(json!(permissions).to_string()),
+        ..TokenChange::default()
+    };
+    let row = change_token(
+        &hub,
+        path.into_inner(),
+        caller.0.label(),
+        "token.permissions",
+        change,
+        Some(detail),
+    )
+    .await?;
+    hub.credentials
+        .grant(row.hash.clone(), Grant::from_row(&row));
     Ok(HttpResponse::Ok().json(token_view(&row)))
 }
 
@@ -201,30 +219,20 @@ pub async fn revoke_token(
     path: web::Path<String>,
 ) -> Result<HttpResponse, HubError> {
     caller.0.require_master()?;
-    let actor = caller.0.label();
-    let prefix = path.into_inner();
-    let row = hub
-        .core
-        .db
-        .write(move |conn| {
-            let found = find_token(conn, &prefix)?;
-            let row: TokenRow = diesel::update(tokens::table.find(&found.hash))
-                .set((
-                    tokens::revoked_at.eq(now_iso()),
-                    tokens::revoked_by.eq(&actor),
-                ))
-                .returning(TokenRow::as_returning())
-                .get_result(conn)?;
-            NewAuditRow::new(
-                &actor,
-                "token.revoke",
-                format!("agent:{}", row.agent_id),
-                None,
-            )
-            .append(conn)?;
-            Ok(row)
-        })
-        .await?;
+    let change = TokenChange {
+        revoked_at: Some(now_iso()),
+        revoked_by: Some(caller.0.label()),
+        ..TokenChange::default()
+    };
+    let row = change_token(
+        &hub,
+        path.into_inner(),
+        caller.0.label(),
+        "token.revoke",
+        change,
+        None,
+    )
+    .await?;
     hub.credentials.revoke(&row.hash);
     let mut view = token_view(&row);
     view["revoked"] = json!(true);

@@ -3,6 +3,7 @@
 //! tasks assigned to them or created by them).
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use crate::error::HubError;
 
@@ -120,9 +121,8 @@ pub enum Principal {
     Master,
     /// An issued token, bound to one agent id, with an explicit permission list.
     Token {
-        hash: String,
         agent_id: String,
-        permissions: BTreeSet<String>,
+        permissions: Arc<BTreeSet<String>>,
     },
 }
 
@@ -158,16 +158,15 @@ impl Principal {
         }
     }
 
-    /// True when the caller acts for `agent_id`: the master token, or a token bound to it
-    /// that has at least one permission (an empty list has no access at all).
+    /// True when the caller may register and heartbeat as `agent_id`: the master token,
+    /// or a token bound to that agent that holds `agents:register`.
     pub fn acts_for(&self, agent_id: &str) -> bool {
         match self {
             Self::Master => true,
             Self::Token {
                 agent_id: own,
                 permissions,
-                ..
-            } => own == agent_id && !permissions.is_empty(),
+            } => own == agent_id && permissions.contains("agents:register"),
         }
     }
 
@@ -198,17 +197,20 @@ impl Principal {
     }
 }
 
+/// A token principal for unit tests.
+#[cfg(test)]
+pub fn test_token(agent: &str, perms: &[&str]) -> Principal {
+    Principal::Token {
+        agent_id: agent.into(),
+        permissions: Arc::new(perms.iter().map(|p| p.to_string()).collect()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn token(agent: &str, perms: &[&str]) -> Principal {
-        Principal::Token {
-            hash: "h".into(),
-            agent_id: agent.into(),
-            permissions: perms.iter().map(|p| p.to_string()).collect(),
-        }
-    }
+    use test_token as token;
 
     #[test]
     fn presets_match_the_reference_lists() {
@@ -242,7 +244,7 @@ mod tests {
 
     #[test]
     fn tokens_see_only_their_own_tasks() {
-        let p = token("rex", &["tasks:read"]);
+        let p = token("rex", &["tasks:read", "agents:register"]);
         assert!(p.sees_task(Some("rex"), "master"));
         assert!(p.sees_task(None, "rex"));
         assert!(!p.sees_task(Some("ada"), "master"));

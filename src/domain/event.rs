@@ -61,15 +61,8 @@ impl HubEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::access::test_token as token;
     use serde_json::json;
-
-    fn token(agent: &str, perms: &[&str]) -> Principal {
-        Principal::Token {
-            hash: "h".into(),
-            agent_id: agent.into(),
-            permissions: perms.iter().map(|p| p.to_string()).collect(),
-        }
-    }
 
     #[test]
     fn task_events_follow_task_visibility() {
