@@ -154,7 +154,7 @@ mod tests {
     }
 
     #[test]
-    fn unique_violations_are_conflicts() {
+    fn a_missing_row_is_a_404() {
         let error = diesel::result::Error::NotFound;
         assert!(matches!(HubError::from(error), HubError::NotFound(_)));
     }

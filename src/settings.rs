@@ -20,6 +20,9 @@ pub struct Settings {
     pub http_workers: usize,
     pub log_filter: String,
     pub heartbeat_timeout: u64,
+    pub max_attempts: i32,
+    pub default_task_timeout: u64,
+    pub capability_timeouts: std::collections::BTreeMap<String, u64>,
     pub max_body_bytes: usize,
     pub max_prompt_bytes: usize,
     pub max_list_limit: i64,
@@ -43,11 +46,17 @@ impl Settings {
         )
     }
 
-    /// Defaults overlaid by every `M3SHDUP_<KEY>` variable whose key exists in the file.
+    /// Defaults, overlaid by the file named in `M3SHDUP_CONFIG` (if any), then by every
+    /// `M3SHDUP_<KEY>` variable whose key exists in the defaults.
     pub fn from_env() -> anyhow::Result<Self> {
         let mut table: toml::Table = DEFAULTS
             .parse()
             .context("config/default.toml is not valid TOML")?;
+        if let Some(path) = std::env::var_os("M3SHDUP_CONFIG") {
+            let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read M3SHDUP_CONFIG file {path:?}"))?;
+            let overlay: toml::Table = text.parse().with_context(|| format!("{path:?} is not valid TOML"))?;
+            overlay_table(&mut table, overlay);
+        }
         for (key, value) in table.iter_mut() {
             let var = format!("{ENV_PREFIX}{}", key.to_ascii_uppercase());
             if let Ok(raw) = std::env::var(&var) {
@@ -58,8 +67,29 @@ impl Settings {
         Self::from_table(table)
     }
 
+    /// How long a running task may take: its own limit, else its capability's, else the default.
+    pub fn task_timeout(&self, capability: &str, own: Option<i32>) -> std::time::Duration {
+        let seconds = own
+            .and_then(|s| u64::try_from(s).ok())
+            .or_else(|| self.capability_timeouts.get(capability).copied())
+            .unwrap_or(self.default_task_timeout);
+        std::time::Duration::from_secs(seconds.max(1))
+    }
+
     fn from_table(table: toml::Table) -> anyhow::Result<Self> {
         Ok(toml::Value::Table(table).try_into()?)
+    }
+}
+
+/// Lays `overlay` over `base` key by key; tables are merged, everything else replaced.
+fn overlay_table(base: &mut toml::Table, overlay: toml::Table) {
+    for (key, value) in overlay {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(inner)), toml::Value::Table(more)) => overlay_table(inner, more),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
     }
 }
 
@@ -133,6 +163,8 @@ mod tests {
         assert_eq!(s.heartbeat_timeout, 90);
         assert_eq!(s.sse_queue_capacity, 500);
         assert_eq!(s.sse_keepalive_seconds, 30);
+        assert_eq!(s.max_attempts, 3);
+        assert_eq!(s.capability_timeouts["git"], 900);
     }
 
     #[test]
@@ -146,6 +178,15 @@ mod tests {
             parse_like(&toml::Value::String(String::new()), "x").unwrap(),
             toml::Value::String("x".into())
         );
+    }
+
+    #[test]
+    fn overlays_merge_tables_and_replace_values() {
+        let mut base: toml::Table = "a = 1\n[t]\nx = 1\ny = 2".parse().unwrap();
+        overlay_table(&mut base, "a = 5\n[t]\ny = 9".parse().unwrap());
+        assert_eq!(base["a"].as_integer(), Some(5));
+        assert_eq!(base["t"]["x"].as_integer(), Some(1));
+        assert_eq!(base["t"]["y"].as_integer(), Some(9));
     }
 
     #[test]

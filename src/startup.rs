@@ -13,11 +13,14 @@ use anyhow::Context as _;
 use crate::actors::db_executor::DbExecutor;
 use crate::actors::dispatcher::{Dispatcher, KillSwitch, KILL_SWITCH_KEY};
 use crate::actors::events::EventBus;
-use crate::actors::registry::{Boot, Directory, Registry};
+use crate::actors::registry::{Boot, BootPipeline, BootTask, Directory, Registry};
 use crate::actors::Core;
 use crate::auth::Credentials;
+use crate::crypto::provenance::Notary;
 use crate::crypto::Vault;
 use crate::db::{self, queries, ReadPool};
+use crate::db::models::TokenRow;
+use crate::error::HubError;
 use crate::settings::{Secrets, Settings};
 
 /// Everything a handler can reach, shared through `web::Data`.
@@ -62,6 +65,7 @@ impl Application {
             db,
             events,
             vault: Arc::new(vault),
+            notary: Arc::new(Notary::from_secrets(&secrets)),
             settings: settings.clone(),
         };
 
@@ -77,27 +81,11 @@ impl Application {
             directory.clone(),
         ));
 
-        let (agents, tasks, tokens, kill_switch) = db::read(&reads, |conn| {
-            let agents = queries::all_agents(conn)?;
-            let mut tasks = Vec::new();
-            for row in queries::live_tasks(conn)? {
-                let next_seq = queries::next_chunk_seq(conn, row.id)?;
-                tasks.push((row, next_seq));
-            }
-            let tokens = queries::active_tokens(conn)?;
-            let kill_switch = queries::setting(conn, KILL_SWITCH_KEY)?
-                .and_then(|row| serde_json::from_str::<KillSwitch>(&row.value).ok())
-                .unwrap_or_default();
-            Ok((agents, tasks, tokens, kill_switch))
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot read live state: {e}"))?;
+        let (boot, tokens) = db::read(&reads, load_live_state)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot read live state: {e}"))?;
         registry
-            .send(Boot {
-                agents,
-                tasks,
-                kill_switch,
-            })
+            .send(boot)
             .await?
             .map_err(|e| anyhow::anyhow!("cannot restore live state: {e}"))?;
 
@@ -143,4 +131,32 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// Everything live, read once before the HTTP server starts: agents, unfinished tasks
+/// (with their dependencies' statuses), running pipelines, the kill switch, and tokens.
+fn load_live_state(conn: &mut diesel::SqliteConnection) -> Result<(Boot, Vec<TokenRow>), HubError> {
+    let agents = queries::all_agents(conn)?;
+    let mut tasks = Vec::new();
+    for row in queries::live_tasks(conn)? {
+        let next_chunk_seq = queries::next_chunk_seq(conn, row.id)?;
+        let dependencies = queries::dependency_statuses(conn, row.id)?
+            .into_iter()
+            .map(|(id, status)| Ok((id, status.parse()?)))
+            .collect::<Result<_, HubError>>()?;
+        tasks.push(BootTask { row, next_chunk_seq, dependencies });
+    }
+    let mut pipelines = Vec::new();
+    for row in queries::running_pipelines(conn)? {
+        let members = queries::pipeline_members(conn, row.id)?;
+        let ids: Vec<i32> = members.iter().map(|m| m.id).collect();
+        let edges = queries::edges(conn, &ids)?;
+        let members = members.iter().map(|m| Ok((m.id, m.status.parse()?))).collect::<Result<_, HubError>>()?;
+        pipelines.push(BootPipeline { row, members, edges });
+    }
+    let kill_switch = queries::setting(conn, KILL_SWITCH_KEY)?
+        .and_then(|row| serde_json::from_str::<KillSwitch>(&row.value).ok())
+        .unwrap_or_default();
+    let tokens = queries::active_tokens(conn)?;
+    Ok((Boot { agents, tasks, pipelines, kill_switch }, tokens))
 }

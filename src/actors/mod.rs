@@ -6,6 +6,7 @@ pub mod agent;
 pub mod db_executor;
 pub mod dispatcher;
 pub mod events;
+pub mod pipeline;
 pub mod registry;
 pub mod sse;
 pub mod task;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 
 use actix::Addr;
 
+use crate::crypto::provenance::Notary;
 use crate::crypto::Vault;
 use crate::domain::event::HubEvent;
 use crate::settings::Settings;
@@ -26,6 +28,7 @@ pub struct Core {
     pub db: DbExecutor,
     pub events: Addr<EventBus>,
     pub vault: Arc<Vault>,
+    pub notary: Arc<Notary>,
     pub settings: Arc<Settings>,
 }
 

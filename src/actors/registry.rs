@@ -1,11 +1,11 @@
 //! Registry: the address book and supervisor of the live actors. It starts AgentActor,
-//! TaskActor and SseSubscriber children, hears from them when they stop, and at boot
+//! TaskActor, PipelineActor and SseSubscriber children, hears from them when they stop, and at boot
 //! rebuilds every live actor from the database so a restart loses nothing.
 //!
 //! The book itself is a [`Directory`] that only the Registry writes; handlers and the
 //! Dispatcher read it to reach an actor without a round trip through this mailbox.
 //!
-//! Handles: [`Boot`], [`StartTask`], [`RegisterAgent`], [`StartSubscriber`],
+//! Handles: [`Boot`], [`StartTask`], [`StartPipeline`], [`RegisterAgent`], [`StartSubscriber`],
 //! [`ChildStopped`], [`CountSubscribers`], [`ListAgents`].
 
 use std::collections::HashMap;
@@ -18,14 +18,16 @@ use futures_util::future::join_all;
 use tokio::sync::mpsc;
 
 use super::agent::{AgentActor, GetAgent, Register, Registration};
-use super::dispatcher::{Dispatcher, GetLoads, KillSwitch, Restore};
+use super::pipeline::PipelineActor;
+use super::dispatcher::{Dispatcher, GetLoads, KillSwitch, PlainWait, Restore};
 use super::events::{Attach, Detach};
 use super::sse::SseSubscriber;
 use super::task::{LiveTask, TaskActor};
 use super::Core;
-use crate::db::models::{AgentRow, TaskRow};
+use crate::db::models::{AgentRow, PipelineRow, TaskRow};
 use crate::domain::access::Principal;
 use crate::domain::agent::AgentStatus;
+use crate::domain::task::TaskStatus;
 use crate::error::HubError;
 use crate::views::AgentView;
 
@@ -33,6 +35,7 @@ use crate::views::AgentView;
 struct Book {
     agents: HashMap<String, Addr<AgentActor>>,
     tasks: HashMap<i32, Addr<TaskActor>>,
+    pipelines: HashMap<i32, Addr<PipelineActor>>,
 }
 
 /// A read view of the Registry's address book.
@@ -46,6 +49,10 @@ impl Directory {
 
     pub fn task(&self, task_id: i32) -> Option<Addr<TaskActor>> {
         self.read(|book| book.tasks.get(&task_id).cloned())
+    }
+
+    pub fn pipeline(&self, pipeline_id: i32) -> Option<Addr<PipelineActor>> {
+        self.read(|book| book.pipelines.get(&pipeline_id).cloned())
     }
 
     /// How many tasks are live (have an actor).
@@ -90,9 +97,25 @@ impl Registry {
             self.core.clone(),
             self.dispatcher.clone(),
             ctx.address(),
+            self.directory.clone(),
         )
         .start();
         self.directory.write(|book| book.tasks.insert(id, actor));
+    }
+
+    fn start_pipeline(&mut self, pipeline: BootPipeline, ctx: &mut Context<Self>) {
+        let id = pipeline.row.id;
+        let actor = PipelineActor::new(
+            id,
+            pipeline.row.created_by,
+            pipeline.members,
+            &pipeline.edges,
+            self.core.clone(),
+            self.directory.clone(),
+            ctx.address(),
+        )
+        .start();
+        self.directory.write(|book| book.pipelines.insert(id, actor));
     }
 }
 
@@ -104,13 +127,28 @@ impl Actor for Registry {
     }
 }
 
+/// A live task as read at boot: its row, its next stream chunk number and the status
+/// of each task it depends on.
+pub struct BootTask {
+    pub row: TaskRow,
+    pub next_chunk_seq: i32,
+    pub dependencies: Vec<(i32, TaskStatus)>,
+}
+
+/// A live pipeline: its row, every member with its status, and (task, dependency) edges.
+pub struct BootPipeline {
+    pub row: PipelineRow,
+    pub members: Vec<(i32, TaskStatus)>,
+    pub edges: Vec<(i32, i32)>,
+}
+
 /// Sent once at start-up with the live rows read from the database.
 #[derive(Message)]
 #[rtype(result = "Result<(), HubError>")]
 pub struct Boot {
     pub agents: Vec<AgentRow>,
-    /// Live tasks with the next stream chunk sequence number of each.
-    pub tasks: Vec<(TaskRow, i32)>,
+    pub tasks: Vec<BootTask>,
+    pub pipelines: Vec<BootPipeline>,
     pub kill_switch: KillSwitch,
 }
 
@@ -120,34 +158,53 @@ impl Handler<Boot> for Registry {
     fn handle(&mut self, msg: Boot, ctx: &mut Context<Self>) -> Self::Result {
         let mut agents = Vec::with_capacity(msg.agents.len());
         for row in msg.agents {
-            let agent = AgentActor::restored(
-                row,
-                self.core.clone(),
-                self.dispatcher.clone(),
-                ctx.address(),
-            );
+            let agent = AgentActor::restored(row, self.core.clone(), self.dispatcher.clone(), ctx.address());
             let snapshot = agent.snapshot();
             agents.push((snapshot.agent_id.clone(), snapshot.profile, snapshot.online));
             let addr = agent.start();
-            self.directory
-                .write(|book| book.agents.insert(snapshot.agent_id, addr));
+            self.directory.write(|book| book.agents.insert(snapshot.agent_id, addr));
         }
         let mut tasks = Vec::with_capacity(msg.tasks.len());
-        for (row, next_seq) in msg.tasks {
-            let task = LiveTask::from_row(&row)?;
+        let mut waits = Vec::new();
+        for boot in msg.tasks {
+            let mut task = LiveTask::from_row(&boot.row)?;
+            let wait = PlainWait::from_dependencies(task.id, &boot.dependencies);
+            task.blocked = task.status == TaskStatus::Queued && wait.is_some();
+            if let (Some(wait), None) = (wait, task.pipeline_id) {
+                waits.push(wait);
+            }
             tasks.push(task.clone());
-            self.start_task(task, next_seq, ctx);
+            self.start_task(task, boot.next_chunk_seq, ctx);
         }
-        tracing::info!(
-            agents = agents.len(),
-            tasks = tasks.len(),
-            "live state restored from the database"
-        );
-        self.dispatcher.do_send(Restore {
-            agents,
-            tasks,
-            kill_switch: msg.kill_switch,
-        });
+        let pipelines = msg.pipelines.len();
+        for pipeline in msg.pipelines {
+            self.start_pipeline(pipeline, ctx);
+        }
+        tracing::info!(agents = agents.len(), tasks = tasks.len(), pipelines, "live state restored from the database");
+        self.dispatcher.do_send(Restore { agents, tasks, waits, kill_switch: msg.kill_switch });
+        Ok(())
+    }
+}
+
+/// Sent by the Dispatcher after a new pipeline's insert committed: start its members
+/// (blocked where they have dependencies) and its PipelineActor.
+#[derive(Message)]
+#[rtype(result = "Result<(), HubError>")]
+pub struct StartPipeline {
+    pub pipeline: BootPipeline,
+    pub rows: Vec<TaskRow>,
+}
+
+impl Handler<StartPipeline> for Registry {
+    type Result = Result<(), HubError>;
+
+    fn handle(&mut self, msg: StartPipeline, ctx: &mut Context<Self>) -> Self::Result {
+        for row in &msg.rows {
+            let mut task = LiveTask::from_row(row)?;
+            task.blocked = msg.pipeline.edges.iter().any(|(t, _)| *t == task.id);
+            self.start_task(task, 0, ctx);
+        }
+        self.start_pipeline(msg.pipeline, ctx);
         Ok(())
     }
 }
@@ -157,13 +214,16 @@ impl Handler<Boot> for Registry {
 #[rtype(result = "Result<(), HubError>")]
 pub struct StartTask {
     pub row: TaskRow,
+    /// Waiting for dependencies: not to be dispatched until released.
+    pub blocked: bool,
 }
 
 impl Handler<StartTask> for Registry {
     type Result = Result<(), HubError>;
 
     fn handle(&mut self, msg: StartTask, ctx: &mut Context<Self>) -> Self::Result {
-        let task = LiveTask::from_row(&msg.row)?;
+        let mut task = LiveTask::from_row(&msg.row)?;
+        task.blocked = msg.blocked;
         self.start_task(task, 0, ctx);
         Ok(())
     }
@@ -249,6 +309,7 @@ impl Handler<StartSubscriber> for Registry {
 pub enum ChildStopped {
     Agent(String),
     Task(i32),
+    Pipeline(i32),
     Subscriber(u64),
 }
 
@@ -262,6 +323,9 @@ impl Handler<ChildStopped> for Registry {
             }
             ChildStopped::Task(id) => {
                 self.directory.write(|book| book.tasks.remove(&id));
+            }
+            ChildStopped::Pipeline(id) => {
+                self.directory.write(|book| book.pipelines.remove(&id));
             }
             ChildStopped::Subscriber(id) => {
                 self.subscribers.remove(&id);

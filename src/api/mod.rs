@@ -6,6 +6,7 @@ mod agents;
 pub mod extract;
 mod health;
 mod stream;
+mod task_body;
 mod tasks;
 mod tokens;
 
@@ -34,6 +35,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/tasks/{id}", web::put().to(tasks::update_task))
             .route("/tasks/{id}/deps", web::get().to(tasks::get_task_deps))
             .route("/tasks/{id}/stream", web::post().to(tasks::stream_task))
+            .route("/tasks/{id}/handoff", web::post().to(tasks::handoff_task))
             .route("/admin/tokens", web::post().to(tokens::issue_token))
             .route("/admin/tokens", web::get().to(tokens::list_tokens))
             .route(

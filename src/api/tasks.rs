@@ -8,140 +8,22 @@ use serde_json::{json, Value};
 use super::extract::{Json, Query};
 use super::{page_limit, page_offset};
 use crate::actors::dispatcher::SubmitTask;
-use crate::actors::task::{AppendChunk, Report, ReportBody};
+use super::task_body::TaskBody;
+use crate::actors::task::{AppendChunk, Handoff, Report, ReportBody, TaskActor};
 use crate::auth::Caller;
-use crate::db::models::{NewTaskRow, TaskRow};
+use crate::crypto::provenance::fingerprint;
+use crate::db::models::TaskRow;
 use crate::db::queries::{self, TaskFilter};
 use crate::domain::access::Principal;
 use crate::domain::agent::valid_agent_id;
-use crate::domain::task::{TaskStatus, Urgency, MODELS};
-use crate::domain::{iso, now_iso};
+use crate::domain::graph::parse_depends_on;
+use crate::domain::task::TaskStatus;
 use crate::error::HubError;
 use crate::startup::Hub;
 use crate::views::TaskView;
 
-const MAX_TITLE_CHARS: usize = 500;
-
-#[derive(Debug, Deserialize)]
-pub struct CreateTaskBody {
-    title: Option<String>,
-    prompt: Option<String>,
-    required_capability: Option<String>,
-    assign_to: Option<String>,
-    priority: Option<i32>,
-    urgency: Option<String>,
-    deadline: Option<String>,
-    depends_on: Option<Value>,
-    model: Option<String>,
-    created_by: Option<String>,
-    timeout_seconds: Option<i32>,
-}
-
-impl CreateTaskBody {
-    /// Validates the body into a row to insert, the prompt sealed.
-    fn into_row(self, principal: &Principal, hub: &Hub) -> Result<NewTaskRow, HubError> {
-        let title = self
-            .title
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty());
-        let title = title.ok_or_else(|| HubError::bad_request("title is required"))?;
-        if title.chars().count() > MAX_TITLE_CHARS {
-            return Err(HubError::bad_request(format!(
-                "title exceeds {MAX_TITLE_CHARS} characters"
-            )));
-        }
-        let prompt = self
-            .prompt
-            .filter(|p| !p.trim().is_empty())
-            .ok_or_else(|| HubError::bad_request("prompt is required"))?;
-        let max_prompt = hub.core.settings.max_prompt_bytes;
-        if prompt.len() > max_prompt {
-            return Err(HubError::bad_request(format!(
-                "prompt exceeds {max_prompt} bytes"
-            )));
-        }
-        let capability = self
-            .required_capability
-            .unwrap_or_else(|| "research".into());
-        if capability.trim().is_empty() || capability.len() > 64 {
-            return Err(HubError::bad_request(
-                "required_capability must be 1 to 64 characters",
-            ));
-        }
-        if let Some(agent) = &self.assign_to {
-            if !valid_agent_id(agent) {
-                return Err(HubError::bad_request(format!(
-                    "assign_to {agent:?} is not a valid agent id"
-                )));
-            }
-        }
-        let urgency: Urgency = self.urgency.as_deref().unwrap_or("normal").parse()?;
-        let deadline = self.deadline.as_deref().map(parse_deadline).transpose()?;
-        let model = self.model.unwrap_or_else(|| "auto".into());
-        if !MODELS.contains(&model.as_str()) {
-            return Err(HubError::bad_request(format!(
-                "unknown model {model:?} (expected auto, haiku, sonnet or opus)"
-            )));
-        }
-        if self
-            .depends_on
-            .as_ref()
-            .is_some_and(|d| !d.is_null() && d.as_array().is_none_or(|a| !a.is_empty()))
-        {
-            return Err(HubError::Unprocessable(
-                "depends_on is accepted through POST /api/pipelines in this version".into(),
-            ));
-        }
-        if self.timeout_seconds.is_some_and(|t| t <= 0) {
-            return Err(HubError::bad_request("timeout_seconds must be positive"));
-        }
-        // Only the master token may name another creator; a token creates as itself.
-        let created_by = match principal {
-            Principal::Master => self
-                .created_by
-                .filter(|c| !c.trim().is_empty())
-                .unwrap_or_else(|| "master".into()),
-            other => other.label(),
-        };
-        let now = now_iso();
-        Ok(NewTaskRow {
-            title,
-            prompt: hub.core.vault.seal(&prompt),
-            required_capability: capability,
-            assign_to: self.assign_to,
-            assigned_to: None,
-            status: TaskStatus::Queued.as_str().into(),
-            priority: self.priority.unwrap_or(0),
-            urgency: urgency.as_str().into(),
-            deadline,
-            model,
-            created_by,
-            pipeline_id: None,
-            pipeline_index: None,
-            template_id: None,
-            source: "api".into(),
-            hop_count: 0,
-            timeout_seconds: self.timeout_seconds,
-            attempts: 0,
-            created_at: now.clone(),
-            updated_at: now,
-            assigned_at: None,
-        })
-    }
-}
-
-fn parse_deadline(raw: &str) -> Result<String, HubError> {
-    chrono::DateTime::parse_from_rfc3339(raw)
-        .map(|at| iso(at.with_timezone(&chrono::Utc)))
-        .map_err(|_| {
-            HubError::bad_request(format!(
-                "deadline {raw:?} is not an ISO 8601 timestamp like 2026-04-20T18:00:00Z"
-            ))
-        })
-}
-
 /// A task id from the path; anything that is not one names no task.
-fn task_id(raw: &str) -> Result<i32, HubError> {
+pub(super) fn task_id(raw: &str) -> Result<i32, HubError> {
     raw.parse()
         .map_err(|_| HubError::not_found(format!("no task {raw:?}")))
 }
@@ -209,7 +91,7 @@ fn reseal_stale(hub: &Hub, rows: &[TaskRow]) {
 }
 
 /// The task with its dependency ids, or 404 if it does not exist or the caller may not see it.
-async fn visible_task(
+pub(super) async fn visible_task(
     hub: &Hub,
     principal: &Principal,
     id: i32,
@@ -231,18 +113,23 @@ async fn visible_task(
 pub async fn create_task(
     hub: web::Data<Hub>,
     caller: Caller,
-    body: Json<CreateTaskBody>,
+    body: Json<TaskBody>,
 ) -> Result<HttpResponse, HubError> {
     caller.0.require("tasks:create")?;
-    let task = body.0.into_row(&caller.0, &hub)?;
-    let row = hub
-        .dispatcher
-        .send(SubmitTask {
-            task,
-            actor: caller.0.label(),
-        })
-        .await??;
-    Ok(HttpResponse::Created().json(TaskView::new(row, &hub.core.vault, vec![], false)))
+    let depends_on = parse_depends_on(body.0.depends_on.as_ref(), "depends_on")?;
+    let mut dependencies = Vec::with_capacity(depends_on.len());
+    for id in depends_on {
+        // A task the caller cannot see cannot be depended on either (404 as for a GET).
+        let id = i32::try_from(id).map_err(|_| HubError::not_found(format!("no task {id}")))?;
+        visible_task(&hub, &caller.0, id).await?;
+        if !dependencies.contains(&id) {
+            dependencies.push(id);
+        }
+    }
+    let task = body.0.into_row(&caller.0, &hub, "api")?;
+    let message = SubmitTask { task, depends_on: dependencies.clone(), actor: caller.0.label() };
+    let row = hub.dispatcher.send(message).await??;
+    Ok(HttpResponse::Created().json(TaskView::new(row, &hub.core.vault, dependencies, false)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -330,11 +217,11 @@ pub struct UpdateTaskBody {
 }
 
 /// Finds the live actor of a visible task; a finished task is a 409, an unseen one a 404.
-async fn live_task(
+pub(super) async fn live_task(
     hub: &Hub,
     principal: &Principal,
     id: i32,
-) -> Result<actix::Addr<crate::actors::task::TaskActor>, HubError> {
+) -> Result<actix::Addr<TaskActor>, HubError> {
     let (row, _) = visible_task(hub, principal, id).await?;
     hub.directory.task(id).ok_or_else(|| {
         HubError::conflict(format!(
@@ -368,7 +255,7 @@ pub async fn update_task(
     }
     let report = ReportBody {
         status,
-        output: body.output.as_deref().map(|o| hub.core.vault.seal(o)),
+        output: body.output.as_deref().map(|o| (hub.core.vault.seal(o), fingerprint(o))),
         reason: body.reason,
         cost_usd: body.cost_usd,
         tokens_in: body.tokens_in,
@@ -413,4 +300,28 @@ pub async fn stream_task(
         })
         .await??;
     Ok(HttpResponse::Created().json(json!({ "ok": true, "task_id": id, "seq": seq })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct HandoffBody {
+    to: Option<String>,
+    reason: Option<String>,
+}
+
+pub async fn handoff_task(
+    hub: web::Data<Hub>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: Json<HandoffBody>,
+) -> Result<HttpResponse, HubError> {
+    caller.0.require("tasks:update")?;
+    let id = task_id(&path)?;
+    let to = body.0.to.filter(|t| valid_agent_id(t)).ok_or_else(|| HubError::bad_request("to must name an agent"))?;
+    if hub.directory.agent(&to).is_none() {
+        return Err(HubError::not_found(format!("no agent {to:?}")));
+    }
+    let task = live_task(&hub, &caller.0, id).await?;
+    let row = task.send(Handoff { principal: caller.0.clone(), to, reason: body.0.reason }).await??;
+    let deps = crate::db::read(&hub.reads, move |conn| Ok(queries::dependencies(conn, id)?)).await?;
+    Ok(HttpResponse::Ok().json(TaskView::new(row, &hub.core.vault, deps, false)))
 }

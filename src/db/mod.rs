@@ -2,6 +2,7 @@
 //! models and read queries. Writes go through [`crate::actors::db_executor::DbExecutor`].
 
 pub mod models;
+pub mod provenance;
 pub mod queries;
 pub mod schema;
 

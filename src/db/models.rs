@@ -189,6 +189,8 @@ pub struct TaskChange {
     pub reason: Option<Option<String>>,
     pub output: Option<Option<String>>,
     pub attempts: Option<i32>,
+    pub assign_to: Option<Option<String>>,
+    pub lease_expires_at: Option<Option<String>>,
     pub cost_usd: Option<Option<f64>>,
     pub tokens_in: Option<Option<i32>>,
     pub tokens_out: Option<Option<i32>>,
@@ -197,4 +199,58 @@ pub struct TaskChange {
     pub assigned_at: Option<Option<String>>,
     pub started_at: Option<Option<String>>,
     pub completed_at: Option<Option<String>>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = super::schema::escalations, check_for_backend(diesel::sqlite::Sqlite))]
+pub struct EscalationRow {
+    pub id: i32,
+    pub task_id: Option<i32>,
+    pub agent_id: Option<String>,
+    pub reason: String,
+    pub status: String,
+    pub created_by: String,
+    pub created_at: String,
+    pub resolved_by: Option<String>,
+    pub resolved_at: Option<String>,
+    pub resolution: Option<String>,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = super::schema::escalations)]
+pub struct NewEscalationRow {
+    pub task_id: Option<i32>,
+    pub agent_id: Option<String>,
+    pub reason: String,
+    pub status: String,
+    pub created_by: String,
+    pub created_at: String,
+}
+
+impl NewEscalationRow {
+    pub fn open(task_id: Option<i32>, agent_id: Option<String>, reason: String, created_by: &str) -> Self {
+        Self { task_id, agent_id, reason, status: "open".into(), created_by: created_by.into(), created_at: crate::domain::now_iso() }
+    }
+
+    /// Inserts the escalation and its audit row inside the caller's transaction.
+    pub fn insert(self, conn: &mut SqliteConnection) -> QueryResult<EscalationRow> {
+        let row: EscalationRow = diesel::insert_into(super::schema::escalations::table)
+            .values(&self)
+            .returning(EscalationRow::as_returning())
+            .get_result(conn)?;
+        let detail = serde_json::json!({ "task_id": row.task_id, "agent_id": row.agent_id, "reason": row.reason });
+        NewAuditRow::new(&self.created_by, "escalation.open", format!("escalation:{}", row.id), Some(detail)).append(conn)?;
+        Ok(row)
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = super::schema::pipelines, check_for_backend(diesel::sqlite::Sqlite))]
+pub struct PipelineRow {
+    pub id: i32,
+    pub name: Option<String>,
+    pub created_by: String,
+    pub status: String,
+    pub created_at: String,
+    pub completed_at: Option<String>,
 }

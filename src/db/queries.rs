@@ -5,9 +5,9 @@ use diesel::dsl::max;
 use diesel::prelude::*;
 use diesel::sqlite::SqliteConnection;
 
-use super::models::{AgentRow, AuditRow, SettingRow, TaskRow, TokenRow};
+use super::models::{AgentRow, AuditRow, PipelineRow, SettingRow, TaskRow, TokenRow};
 use super::schema::{
-    agents, audit_log, settings, task_dependencies, task_stream_chunks, tasks, tokens,
+    agents, audit_log, pipelines, settings, task_dependencies, task_stream_chunks, tasks, tokens,
 };
 use crate::domain::access::Principal;
 
@@ -128,4 +128,44 @@ pub fn audit(conn: &mut SqliteConnection, filter: &AuditFilter) -> QueryResult<V
         .limit(filter.limit)
         .offset(filter.offset)
         .load(conn)
+}
+
+/// The tasks `task_id` depends on, with their statuses.
+pub fn dependency_statuses(conn: &mut SqliteConnection, task_id: i32) -> QueryResult<Vec<(i32, String)>> {
+    let ids = dependencies(conn, task_id)?;
+    tasks::table.filter(tasks::id.eq_any(ids)).select((tasks::id, tasks::status)).order(tasks::id).load(conn)
+}
+
+pub fn pipeline(conn: &mut SqliteConnection, id: i32) -> QueryResult<Option<PipelineRow>> {
+    pipelines::table.find(id).select(PipelineRow::as_select()).get_result(conn).optional()
+}
+
+/// Pipelines newest first; a non-master caller sees the ones it created.
+pub fn list_pipelines(conn: &mut SqliteConnection, principal: &Principal, limit: i64, offset: i64) -> QueryResult<Vec<PipelineRow>> {
+    let mut query = pipelines::table.select(PipelineRow::as_select()).into_boxed();
+    if let Some(agent) = principal.agent_id() {
+        query = query.filter(pipelines::created_by.eq(agent.to_string()));
+    }
+    query.order(pipelines::id.desc()).limit(limit).offset(offset).load(conn)
+}
+
+/// A pipeline's members in pipeline order.
+pub fn pipeline_members(conn: &mut SqliteConnection, pipeline_id: i32) -> QueryResult<Vec<TaskRow>> {
+    tasks::table
+        .filter(tasks::pipeline_id.eq(pipeline_id))
+        .select(TaskRow::as_select())
+        .order(tasks::pipeline_index)
+        .load(conn)
+}
+
+/// (task, dependency) pairs among `task_ids`.
+pub fn edges(conn: &mut SqliteConnection, task_ids: &[i32]) -> QueryResult<Vec<(i32, i32)>> {
+    task_dependencies::table
+        .filter(task_dependencies::task_id.eq_any(task_ids))
+        .select((task_dependencies::task_id, task_dependencies::depends_on_id))
+        .load(conn)
+}
+
+pub fn running_pipelines(conn: &mut SqliteConnection) -> QueryResult<Vec<PipelineRow>> {
+    pipelines::table.filter(pipelines::status.eq("running")).select(PipelineRow::as_select()).order(pipelines::id).load(conn)
 }

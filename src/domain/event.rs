@@ -19,6 +19,8 @@ pub enum Audience {
     Agent { agent_id: String },
     /// Holders of `messages:read`.
     Messages,
+    /// Holders of `escalations:read`.
+    Escalations,
 }
 
 /// One event, before it gets its id from the EventBus.
@@ -54,6 +56,7 @@ impl HubEvent {
                 principal.can("agents:read") || principal.agent_id() == Some(agent_id.as_str())
             }
             Audience::Messages => principal.can("messages:read"),
+            Audience::Escalations => principal.can("escalations:read"),
         }
     }
 }

@@ -720,7 +720,7 @@ async fn odd_input_never_causes_a_500() {
             Method::POST,
             "/api/tasks".into(),
             Some(
-                json!({ "title": "t", "prompt": "p", "depends_on": [1] })
+                json!({ "title": "t", "prompt": "p", "depends_on": [99999] })
                     .to_string()
                     .into_bytes(),
             ),

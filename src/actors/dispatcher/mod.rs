@@ -5,33 +5,38 @@
 //!
 //! It also holds the kill switch, because admitting new work is its decision.
 //!
-//! Handles: [`SubmitTask`], [`TaskReady`], [`TaskReleased`], [`TaskWithdrawn`],
+//! Plain tasks with `depends_on` wait here until their dependencies are done (pipeline
+//! members wait in their PipelineActor instead).
+//!
+//! Handles: [`SubmitTask`], [`SubmitPipeline`], [`TaskReady`], [`TaskReleased`], [`TaskFinished`],
 //! [`AgentAvailable`], [`AgentHeartbeat`], [`AgentGone`], [`GetLoads`], [`Restore`],
 //! [`SetKillSwitch`], [`GetKillSwitch`].
 
+mod admission;
 mod queue;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use actix::prelude::*;
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+pub use admission::{SubmitPipeline, SubmitTask};
 pub use queue::Ready;
 use queue::{ReadyQueue, Slot};
 
-use super::registry::{Directory, Registry, StartTask};
-use super::task::{Assign, LiveTask, Requeue};
+use super::registry::{Directory, Registry};
+use super::task::{Assign, FailDependency, LiveTask, Release, Requeue};
 use super::Core;
-use crate::db::models::{NewAuditRow, NewTaskRow, SettingRow, TaskRow};
-use crate::db::schema::{settings, tasks};
+use crate::db::models::{NewAuditRow, SettingRow};
+use crate::db::schema::settings;
 use crate::domain::agent::Profile;
 use crate::domain::event::{Audience, HubEvent};
+use crate::domain::graph::Waiting;
 use crate::domain::now_iso;
 use crate::domain::task::TaskStatus;
 use crate::error::HubError;
-use crate::views::task_event;
 
 /// The settings row holding the kill switch.
 pub const KILL_SWITCH_KEY: &str = "kill_switch";
@@ -55,6 +60,54 @@ pub struct Dispatcher {
     held: HashMap<i32, String>,
     assignments: u64,
     kill_switch: KillSwitch,
+    /// Plain tasks waiting for their `depends_on`.
+    waits: Waiting,
+    finished: FinishedLog,
+}
+
+/// A plain task that must wait: the dependencies not yet finished, or the first one that
+/// failed (then the task fails at once).
+#[derive(Debug, Clone)]
+pub struct PlainWait {
+    pub task_id: i32,
+    pub unmet: Vec<i32>,
+    pub failed_dependency: Option<i32>,
+}
+
+impl PlainWait {
+    /// `None` when every dependency is already done.
+    pub fn from_dependencies(task_id: i32, dependencies: &[(i32, TaskStatus)]) -> Option<Self> {
+        let failed_dependency = dependencies.iter().find(|(_, s)| s.is_terminal() && *s != TaskStatus::Done).map(|(d, _)| *d);
+        let unmet: Vec<i32> = dependencies.iter().filter(|(_, s)| !s.is_terminal()).map(|(d, _)| *d).collect();
+        (failed_dependency.is_some() || !unmet.is_empty()).then_some(Self { task_id, unmet, failed_dependency })
+    }
+}
+
+/// Outcomes of recently finished tasks, so a wait registered just after its dependency
+/// finished (the window between a create's commit and its registration here) is not lost.
+#[derive(Debug, Default)]
+struct FinishedLog {
+    outcomes: HashMap<i32, bool>,
+    order: VecDeque<i32>,
+}
+
+impl FinishedLog {
+    const KEEP: usize = 65_536;
+
+    fn record(&mut self, task_id: i32, done: bool) {
+        if self.outcomes.insert(task_id, done).is_none() {
+            self.order.push_back(task_id);
+        }
+        while self.order.len() > Self::KEEP {
+            if let Some(old) = self.order.pop_front() {
+                self.outcomes.remove(&old);
+            }
+        }
+    }
+
+    fn outcome(&self, task_id: i32) -> Option<bool> {
+        self.outcomes.get(&task_id).copied()
+    }
 }
 
 impl Dispatcher {
@@ -68,6 +121,40 @@ impl Dispatcher {
             held: HashMap::new(),
             assignments: 0,
             kill_switch: KillSwitch::default(),
+            waits: Waiting::default(),
+            finished: FinishedLog::default(),
+        }
+    }
+
+    /// Makes `wait.task_id` wait for its dependencies (or release or fail it at once).
+    fn wait(&mut self, wait: PlainWait) {
+        if let Some(dependency) = wait.failed_dependency {
+            return self.fail_waiter(wait.task_id, dependency);
+        }
+        let mut unmet = Vec::with_capacity(wait.unmet.len());
+        for dep in wait.unmet {
+            match self.finished.outcome(dep) {
+                Some(true) => {}
+                Some(false) => return self.fail_waiter(wait.task_id, dep),
+                None => unmet.push(dep),
+            }
+        }
+        if unmet.is_empty() {
+            self.release_waiter(wait.task_id);
+        } else {
+            self.waits.wait(wait.task_id, unmet);
+        }
+    }
+
+    fn release_waiter(&self, task_id: i32) {
+        if let Some(task) = self.directory.task(task_id) {
+            task.do_send(Release);
+        }
+    }
+
+    fn fail_waiter(&self, task_id: i32, dependency: i32) {
+        if let Some(task) = self.directory.task(task_id) {
+            task.do_send(FailDependency { dependency });
         }
     }
 
@@ -186,86 +273,6 @@ impl Actor for Dispatcher {
     }
 }
 
-/// Sent by the create handler: admit a new task (kill switch permitting), choose its
-/// agent, insert it already assigned when one is free, start its TaskActor.
-#[derive(Message)]
-#[rtype(result = "Result<TaskRow, HubError>")]
-pub struct SubmitTask {
-    pub task: NewTaskRow,
-    pub actor: String,
-}
-
-impl Handler<SubmitTask> for Dispatcher {
-    type Result = ResponseActFuture<Self, Result<TaskRow, HubError>>;
-
-    fn handle(&mut self, msg: SubmitTask, _: &mut Context<Self>) -> Self::Result {
-        if self.kill_switch.active {
-            return Box::pin(actix::fut::ready(Err(HubError::KillSwitch)));
-        }
-        let mut row = msg.task;
-        let agent = self.pick_agent(&row.required_capability, row.assign_to.as_deref());
-        if let Some(agent_id) = &agent {
-            if let Some(slot) = self.slots.get_mut(agent_id) {
-                slot.pending += 1;
-            }
-            self.note_assignment(agent_id);
-            row.status = TaskStatus::Assigned.as_str().into();
-            row.assigned_to = Some(agent_id.clone());
-            row.assigned_at = Some(row.created_at.clone());
-            row.attempts = 1;
-        }
-        let db = self.core.db.clone();
-        let registry = self.registry.clone();
-        let actor = msg.actor;
-        let work = async move {
-            let row = db
-                .write(move |conn| {
-                    let task = diesel::insert_into(tasks::table).values(&row).get_result::<TaskRow>(conn)?;
-                    let detail = json!({ "title": task.title, "required_capability": task.required_capability, "assigned_to": task.assigned_to });
-                    NewAuditRow::new(&actor, "task.create", format!("task:{}", task.id), Some(detail)).append(conn)?;
-                    Ok(task)
-                })
-                .await?;
-            registry.send(StartTask { row: row.clone() }).await??;
-            Ok::<_, HubError>(row)
-        };
-        Box::pin(work.into_actor(self).map(move |created, this, ctx| {
-            if let Some(slot) = agent.as_ref().and_then(|a| this.slots.get_mut(a)) {
-                slot.pending -= 1;
-            }
-            let row = match created {
-                Ok(row) => row,
-                Err(error) => {
-                    if let Some(agent_id) = &agent {
-                        this.fill(agent_id, ctx);
-                    }
-                    return Err(error);
-                }
-            };
-            let live = LiveTask::from_row(&row)?;
-            match &agent {
-                Some(agent_id) => {
-                    this.hold(row.id, agent_id);
-                    this.core.publish(HubEvent::new(
-                        "task_assigned",
-                        task_event(&row),
-                        live.audience(),
-                    ));
-                }
-                None => {
-                    this.core.publish(HubEvent::new(
-                        "task_queued",
-                        task_event(&row),
-                        live.audience(),
-                    ));
-                    this.offer(live.ready(), ctx);
-                }
-            }
-            Ok(row)
-        }))
-    }
-}
-
 /// Sent by a TaskActor that is queued again (handed back or requeued).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -296,18 +303,31 @@ impl Handler<TaskReleased> for Dispatcher {
     }
 }
 
-/// Sent by a TaskActor cancelled while queued.
+/// Sent by a TaskActor that reached a terminal state (`done` tells whether it succeeded).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct TaskWithdrawn {
+pub struct TaskFinished {
     pub task_id: i32,
+    pub done: bool,
 }
 
-impl Handler<TaskWithdrawn> for Dispatcher {
+impl Handler<TaskFinished> for Dispatcher {
     type Result = ();
 
-    fn handle(&mut self, msg: TaskWithdrawn, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: TaskFinished, ctx: &mut Context<Self>) {
         self.queue.remove(msg.task_id);
+        self.waits.forget(msg.task_id);
+        self.finished.record(msg.task_id, msg.done);
+        let released = self.waits.finished(msg.task_id, msg.done);
+        for task in released.ready {
+            self.release_waiter(task);
+        }
+        for task in released.failed {
+            self.fail_waiter(task, msg.task_id);
+        }
+        if let Some(agent_id) = self.release(msg.task_id) {
+            self.fill(&agent_id, ctx);
+        }
     }
 }
 
@@ -402,6 +422,8 @@ pub struct Restore {
     /// Agent id, profile, presumed online.
     pub agents: Vec<(String, Profile, bool)>,
     pub tasks: Vec<LiveTask>,
+    /// Plain tasks still waiting for dependencies.
+    pub waits: Vec<PlainWait>,
     pub kill_switch: KillSwitch,
 }
 
@@ -432,8 +454,12 @@ impl Handler<Restore> for Dispatcher {
                     });
                     self.hold(task.id, &agent_id);
                 }
+                _ if task.blocked => {}
                 _ => self.queue.push(task.ready()),
             }
+        }
+        for wait in msg.waits {
+            self.wait(wait);
         }
         // Work held by agents that are gone or offline goes back to the queue.
         orphans.sort();

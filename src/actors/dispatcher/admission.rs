@@ -1,0 +1,200 @@
+//! Admitting new work: single tasks (`SubmitTask`) and pipelines (`SubmitPipeline`).
+//! Both refuse while the kill switch is engaged, write everything in one transaction (the
+//! rows, their dependencies, audit rows and the first provenance links), start the live
+//! actors through the Registry, and only then publish and dispatch.
+
+use actix::prelude::*;
+use diesel::prelude::*;
+use diesel::sqlite::SqliteConnection;
+use serde_json::json;
+
+use super::{Dispatcher, PlainWait};
+use crate::actors::registry::{BootPipeline, StartPipeline, StartTask};
+use crate::actors::task::LiveTask;
+use crate::crypto::provenance::Notary;
+use crate::db::models::{DependencyRow, NewAuditRow, NewTaskRow, PipelineRow, TaskRow};
+use crate::db::provenance;
+use crate::db::schema::{pipelines, task_dependencies, tasks};
+use crate::domain::event::HubEvent;
+use crate::domain::now_iso;
+use crate::domain::task::TaskStatus;
+use crate::error::HubError;
+use crate::views::task_event;
+
+/// Inserts one task with its audit row and its first provenance link(s).
+fn insert_task(conn: &mut SqliteConnection, notary: &Notary, row: &NewTaskRow, actor: &str) -> Result<TaskRow, HubError> {
+    let task = diesel::insert_into(tasks::table).values(row).get_result::<TaskRow>(conn)?;
+    let detail = json!({
+        "title": task.title,
+        "required_capability": task.required_capability,
+        "created_by": task.created_by,
+        "pipeline_id": task.pipeline_id,
+    });
+    NewAuditRow::new(actor, "task.create", format!("task:{}", task.id), Some(detail.clone())).append(conn)?;
+    provenance::append(conn, notary, task.id, "created", actor, detail)?;
+    if let Some(agent) = &task.assigned_to {
+        provenance::append(conn, notary, task.id, "assigned", "dispatcher", json!({ "assigned_to": agent }))?;
+    }
+    Ok(task)
+}
+
+/// The status of each task in `ids`; a missing one is a 404 naming it.
+fn dependency_statuses(conn: &mut SqliteConnection, ids: &[i32]) -> Result<Vec<(i32, TaskStatus)>, HubError> {
+    let found: Vec<(i32, String)> = tasks::table.filter(tasks::id.eq_any(ids)).select((tasks::id, tasks::status)).load(conn)?;
+    ids.iter()
+        .map(|id| {
+            let (_, status) = found.iter().find(|(f, _)| f == id).ok_or_else(|| HubError::not_found(format!("depends_on names no task {id}")))?;
+            Ok((*id, status.parse()?))
+        })
+        .collect()
+}
+
+/// Sent by the create handlers: admit a new task, choose its agent (unless it waits for
+/// dependencies), insert it already assigned when one is free, start its TaskActor.
+#[derive(Message)]
+#[rtype(result = "Result<TaskRow, HubError>")]
+pub struct SubmitTask {
+    pub task: NewTaskRow,
+    /// Ids of tasks that must be `done` first.
+    pub depends_on: Vec<i32>,
+    pub actor: String,
+}
+
+impl Handler<SubmitTask> for Dispatcher {
+    type Result = ResponseActFuture<Self, Result<TaskRow, HubError>>;
+
+    fn handle(&mut self, msg: SubmitTask, _: &mut Context<Self>) -> Self::Result {
+        if self.kill_switch.active {
+            return Box::pin(actix::fut::ready(Err(HubError::KillSwitch)));
+        }
+        let mut row = msg.task;
+        let depends_on = msg.depends_on;
+        let agent = if depends_on.is_empty() { self.pick_agent(&row.required_capability, row.assign_to.as_deref()) } else { None };
+        if let Some(agent_id) = &agent {
+            if let Some(slot) = self.slots.get_mut(agent_id) {
+                slot.pending += 1;
+            }
+            self.note_assignment(agent_id);
+            row.status = TaskStatus::Assigned.as_str().into();
+            row.assigned_to = Some(agent_id.clone());
+            row.assigned_at = Some(row.created_at.clone());
+            row.attempts = 1;
+        }
+        let core = self.core.clone();
+        let registry = self.registry.clone();
+        let actor = msg.actor;
+        let work = async move {
+            let (row, wait) = core
+                .db
+                .write(move |conn| {
+                    let statuses = dependency_statuses(conn, &depends_on)?;
+                    let task = insert_task(conn, &core.notary, &row, &actor)?;
+                    let edges: Vec<DependencyRow> = depends_on.iter().map(|&dep| DependencyRow { task_id: task.id, depends_on_id: dep }).collect();
+                    diesel::insert_into(task_dependencies::table).values(&edges).execute(conn)?;
+                    let wait = PlainWait::from_dependencies(task.id, &statuses);
+                    Ok((task, wait))
+                })
+                .await?;
+            registry.send(StartTask { row: row.clone(), blocked: wait.is_some() }).await??;
+            Ok::<_, HubError>((row, wait))
+        };
+        Box::pin(work.into_actor(self).map(move |created, this, ctx| {
+            if let Some(slot) = agent.as_ref().and_then(|a| this.slots.get_mut(a)) {
+                slot.pending -= 1;
+            }
+            let (row, wait) = match created {
+                Ok(created) => created,
+                Err(error) => {
+                    if let Some(agent_id) = &agent {
+                        this.fill(agent_id, ctx);
+                    }
+                    return Err(error);
+                }
+            };
+            let live = LiveTask::from_row(&row)?;
+            if let Some(agent_id) = &agent {
+                this.hold(row.id, agent_id);
+                this.core.publish(HubEvent::new("task_assigned", task_event(&row), live.audience()));
+                return Ok(row);
+            }
+            this.core.publish(HubEvent::new("task_queued", task_event(&row), live.audience()));
+            match wait {
+                Some(wait) => this.wait(wait),
+                None => this.offer(live.ready(), ctx),
+            }
+            Ok(row)
+        }))
+    }
+}
+
+/// Sent by `POST /api/pipelines`: up to 50 tasks, all or none, `depends_on[i]` holding
+/// indexes of earlier members (already checked by `domain::graph::check_pipeline`).
+#[derive(Message)]
+#[rtype(result = "Result<(PipelineRow, Vec<TaskRow>), HubError>")]
+pub struct SubmitPipeline {
+    pub name: Option<String>,
+    pub created_by: String,
+    pub tasks: Vec<NewTaskRow>,
+    pub depends_on: Vec<Vec<i64>>,
+    pub actor: String,
+}
+
+impl Handler<SubmitPipeline> for Dispatcher {
+    type Result = ResponseActFuture<Self, Result<(PipelineRow, Vec<TaskRow>), HubError>>;
+
+    fn handle(&mut self, msg: SubmitPipeline, _: &mut Context<Self>) -> Self::Result {
+        if self.kill_switch.active {
+            return Box::pin(actix::fut::ready(Err(HubError::KillSwitch)));
+        }
+        let core = self.core.clone();
+        let registry = self.registry.clone();
+        let work = async move {
+            let (pipeline, rows, edges) = core
+                .db
+                .write(move |conn| {
+                    let pipeline: PipelineRow = diesel::insert_into(pipelines::table)
+                        .values((
+                            pipelines::name.eq(&msg.name),
+                            pipelines::created_by.eq(&msg.created_by),
+                            pipelines::status.eq("running"),
+                            pipelines::created_at.eq(now_iso()),
+                        ))
+                        .returning(PipelineRow::as_returning())
+                        .get_result(conn)?;
+                    let mut rows = Vec::with_capacity(msg.tasks.len());
+                    for (index, mut task) in msg.tasks.into_iter().enumerate() {
+                        task.pipeline_id = Some(pipeline.id);
+                        task.pipeline_index = Some(index as i32);
+                        rows.push(insert_task(conn, &core.notary, &task, &msg.actor)?);
+                    }
+                    let mut edges = Vec::new();
+                    for (index, deps) in msg.depends_on.iter().enumerate() {
+                        for &dep in deps {
+                            edges.push(DependencyRow { task_id: rows[index].id, depends_on_id: rows[dep as usize].id });
+                        }
+                    }
+                    diesel::insert_into(task_dependencies::table).values(&edges).execute(conn)?;
+                    let detail = json!({ "tasks": rows.len(), "name": pipeline.name });
+                    NewAuditRow::new(&msg.actor, "pipeline.create", format!("pipeline:{}", pipeline.id), Some(detail)).append(conn)?;
+                    let edges: Vec<(i32, i32)> = edges.iter().map(|e| (e.task_id, e.depends_on_id)).collect();
+                    Ok((pipeline, rows, edges))
+                })
+                .await?;
+            let members = rows.iter().map(|r| (r.id, TaskStatus::Queued)).collect();
+            let boot = BootPipeline { row: pipeline.clone(), members, edges: edges.clone() };
+            registry.send(StartPipeline { pipeline: boot, rows: rows.clone() }).await??;
+            Ok::<_, HubError>((pipeline, rows, edges))
+        };
+        Box::pin(work.into_actor(self).map(|created, this, ctx| {
+            let (pipeline, rows, edges) = created?;
+            for row in &rows {
+                let live = LiveTask::from_row(row)?;
+                this.core.publish(HubEvent::new("task_queued", task_event(row), live.audience()));
+                if !edges.iter().any(|(task, _)| *task == row.id) {
+                    this.offer(live.ready(), ctx);
+                }
+            }
+            Ok((pipeline, rows))
+        }))
+    }
+}

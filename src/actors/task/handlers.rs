@@ -1,0 +1,270 @@
+//! The messages a TaskActor handles.
+
+use actix::prelude::*;
+use diesel::prelude::*;
+use serde_json::json;
+
+use super::{refuse, stale_holder, Change, Reply, TaskActor};
+use crate::actors::dispatcher::TaskReady;
+use crate::crypto::provenance::fingerprint;
+use crate::db::models::{NewAuditRow, NewChunkRow, TaskChange, TaskRow};
+use crate::db::provenance;
+use crate::db::schema::task_stream_chunks;
+use crate::domain::access::Principal;
+use crate::domain::event::HubEvent;
+use crate::domain::task::TaskStatus;
+use crate::domain::{iso, now_iso};
+use crate::error::HubError;
+
+impl TaskActor {
+    /// When the current holder's lease runs out unless heartbeats renew it.
+    fn lease_end(&self) -> Option<String> {
+        let lease = chrono::Duration::seconds(self.core.settings.heartbeat_timeout as i64);
+        Some(iso(chrono::Utc::now() + lease))
+    }
+}
+
+/// Sent by the Dispatcher, which has reserved a slot of `agent_id` for this task.
+/// Fails (and the Dispatcher frees the slot) if the task is no longer queued: assignment
+/// is a conditional update, so no task is ever assigned twice.
+#[derive(Message)]
+#[rtype(result = "Result<TaskRow, HubError>")]
+pub struct Assign {
+    pub agent_id: String,
+}
+
+impl Handler<Assign> for TaskActor {
+    type Result = Reply<TaskRow>;
+
+    fn handle(&mut self, msg: Assign, _: &mut Context<Self>) -> Self::Result {
+        if self.task.status != TaskStatus::Queued || self.task.blocked {
+            return refuse(HubError::conflict(format!("task {} is not ready to assign", self.task.id)));
+        }
+        let columns = TaskChange {
+            status: Some(TaskStatus::Assigned.as_str().into()),
+            assigned_to: Some(Some(msg.agent_id)),
+            reason: Some(None),
+            attempts: Some(self.task.attempts + 1),
+            assigned_at: Some(Some(now_iso())),
+            lease_expires_at: Some(self.lease_end()),
+            ..TaskChange::default()
+        };
+        let change = Change { columns, actor: "dispatcher".into(), audit: "task.assign", link: "assigned", detail: json!({}), escalate: None };
+        AtomicResponse::new(self.apply(change))
+    }
+}
+
+/// A worker's or operator's report (`PUT /api/tasks/{id}`), validated by the handler.
+#[derive(Debug, Clone, Default)]
+pub struct ReportBody {
+    pub status: Option<TaskStatus>,
+    /// Sealed output, and the SHA-256 of its plaintext for the provenance chain.
+    pub output: Option<(String, String)>,
+    pub reason: Option<String>,
+    pub cost_usd: Option<f64>,
+    pub tokens_in: Option<i32>,
+    pub tokens_out: Option<i32>,
+    pub confidence: Option<f64>,
+}
+
+/// Sent by the update handler.
+#[derive(Message)]
+#[rtype(result = "Result<TaskRow, HubError>")]
+pub struct Report {
+    pub principal: Principal,
+    pub body: ReportBody,
+}
+
+impl Handler<Report> for TaskActor {
+    type Result = Reply<TaskRow>;
+
+    fn handle(&mut self, msg: Report, _: &mut Context<Self>) -> Self::Result {
+        let current = self.task.status;
+        let body = msg.body;
+        let next = body.status.unwrap_or(current);
+        let cancelling_own = next == TaskStatus::Cancelled && msg.principal.agent_id() == Some(self.task.created_by.as_str());
+        if !self.task.held_by(&msg.principal) && !cancelling_own {
+            return refuse(stale_holder());
+        }
+        if let Err(error) = current.check_report(next) {
+            return refuse(error);
+        }
+        let now = now_iso();
+        let (output, output_sha256) = body.output.map_or((None, None), |(sealed, sha)| (Some(Some(sealed)), Some(sha)));
+        let mut columns = TaskChange {
+            status: Some(next.as_str().into()),
+            output,
+            reason: body.reason.map(Some),
+            cost_usd: body.cost_usd.map(Some),
+            tokens_in: body.tokens_in.map(Some),
+            tokens_out: body.tokens_out.map(Some),
+            confidence: body.confidence.map(Some),
+            lease_expires_at: Some(if next.holds_slot() { self.lease_end() } else { None }),
+            ..TaskChange::default()
+        };
+        if next == TaskStatus::Running && current != TaskStatus::Running {
+            columns.started_at = Some(Some(now.clone()));
+        }
+        if next.is_terminal() {
+            columns.completed_at = Some(Some(now));
+        }
+        if next == TaskStatus::Queued {
+            columns.assigned_to = Some(None);
+            columns.reason = Some(Some(columns.reason.flatten().unwrap_or_else(|| "handed_back".into())));
+        }
+        let link = if next == current { "progress" } else { next.as_str() };
+        let detail = json!({ "output_sha256": output_sha256 });
+        let change = Change { columns, actor: msg.principal.label(), audit: "task.update", link, detail, escalate: None };
+        AtomicResponse::new(self.apply(change))
+    }
+}
+
+/// `POST /api/tasks/{id}/handoff`: the holder (or the master token) passes the task to
+/// another agent; it is pinned to that agent and dispatched when the agent has room.
+#[derive(Message)]
+#[rtype(result = "Result<TaskRow, HubError>")]
+pub struct Handoff {
+    pub principal: Principal,
+    pub to: String,
+    pub reason: Option<String>,
+}
+
+impl Handler<Handoff> for TaskActor {
+    type Result = Reply<TaskRow>;
+
+    fn handle(&mut self, msg: Handoff, _: &mut Context<Self>) -> Self::Result {
+        if !self.task.held_by(&msg.principal) {
+            return refuse(stale_holder());
+        }
+        if self.task.assigned_to.as_deref() == Some(msg.to.as_str()) {
+            return refuse(HubError::conflict(format!("task {} is already held by {}", self.task.id, msg.to)));
+        }
+        let movable = self.task.status.holds_slot() || (self.task.status == TaskStatus::Queued && !self.task.blocked);
+        if !movable {
+            return refuse(HubError::conflict(format!("a {} task cannot be handed off", self.task.status)));
+        }
+        let columns = TaskChange {
+            status: Some(TaskStatus::Queued.as_str().into()),
+            assigned_to: Some(None),
+            assign_to: Some(Some(msg.to.clone())),
+            reason: Some(Some("handed_off".into())),
+            lease_expires_at: Some(None),
+            ..TaskChange::default()
+        };
+        let detail = json!({ "from": self.task.assigned_to, "to": msg.to, "handoff_reason": msg.reason });
+        let change = Change { columns, actor: msg.principal.label(), audit: "task.handoff", link: "handed_off", detail, escalate: None };
+        AtomicResponse::new(self.apply(change))
+    }
+}
+
+/// Sent by the Dispatcher when the holder went offline or was removed.
+#[derive(Message)]
+#[rtype(result = "Result<TaskRow, HubError>")]
+pub struct Requeue {
+    pub agent_id: String,
+    pub reason: &'static str,
+}
+
+impl Handler<Requeue> for TaskActor {
+    type Result = Reply<TaskRow>;
+
+    fn handle(&mut self, msg: Requeue, _: &mut Context<Self>) -> Self::Result {
+        if !self.task.status.holds_slot() || self.task.assigned_to.as_deref() != Some(msg.agent_id.as_str()) {
+            return refuse(stale_holder());
+        }
+        AtomicResponse::new(self.lose_holder(msg.reason))
+    }
+}
+
+/// Sent by the pipeline (or the Dispatcher) when every dependency is done.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Release;
+
+impl Handler<Release> for TaskActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Release, _: &mut Context<Self>) {
+        if self.task.blocked && self.task.status == TaskStatus::Queued {
+            self.task.blocked = false;
+            self.dispatcher.do_send(TaskReady(self.task.ready()));
+        }
+    }
+}
+
+/// Sent by the pipeline (or the Dispatcher) when a dependency failed or was cancelled.
+#[derive(Message)]
+#[rtype(result = "Result<TaskRow, HubError>")]
+pub struct FailDependency {
+    pub dependency: i32,
+}
+
+impl Handler<FailDependency> for TaskActor {
+    type Result = Reply<TaskRow>;
+
+    fn handle(&mut self, msg: FailDependency, _: &mut Context<Self>) -> Self::Result {
+        if self.task.status != TaskStatus::Queued {
+            return refuse(HubError::conflict(format!("task {} is already {}", self.task.id, self.task.status)));
+        }
+        let columns = TaskChange {
+            status: Some(TaskStatus::Failed.as_str().into()),
+            reason: Some(Some("dependency_failed".into())),
+            completed_at: Some(Some(now_iso())),
+            ..TaskChange::default()
+        };
+        let detail = json!({ "dependency": msg.dependency });
+        let change = Change { columns, actor: "hub".into(), audit: "task.dependency_failed", link: "failed", detail, escalate: None };
+        AtomicResponse::new(self.apply(change))
+    }
+}
+
+/// A live output chunk from the holder (`POST /api/tasks/{id}/stream`).
+#[derive(Message)]
+#[rtype(result = "Result<i32, HubError>")]
+pub struct AppendChunk {
+    pub principal: Principal,
+    pub chunk: String,
+}
+
+impl Handler<AppendChunk> for TaskActor {
+    type Result = Reply<i32>;
+
+    fn handle(&mut self, msg: AppendChunk, _: &mut Context<Self>) -> Self::Result {
+        if !self.task.held_by(&msg.principal) {
+            return refuse(stale_holder());
+        }
+        if !self.task.status.holds_slot() {
+            return refuse(HubError::conflict(format!(
+                "task {} is {}; only assigned or running tasks stream",
+                self.task.id, self.task.status
+            )));
+        }
+        let row = NewChunkRow {
+            task_id: self.task.id,
+            seq: self.next_chunk_seq,
+            chunk: self.core.vault.seal(&msg.chunk),
+            agent_id: msg.principal.agent_id().unwrap_or("master").to_string(),
+            created_at: now_iso(),
+        };
+        let actor = msg.principal.label();
+        let core = self.core.clone();
+        let write = async move {
+            core.db
+                .write(move |conn| {
+                    diesel::insert_into(task_stream_chunks::table).values(&row).execute(conn)?;
+                    let detail = json!({ "seq": row.seq, "bytes": msg.chunk.len(), "sha256": fingerprint(&msg.chunk) });
+                    NewAuditRow::new(&actor, "task.stream", format!("task:{}", row.task_id), Some(detail.clone())).append(conn)?;
+                    provenance::append(conn, &core.notary, row.task_id, "stream", &actor, detail)?;
+                    Ok((row.seq, row.agent_id, msg.chunk))
+                })
+                .await
+        };
+        AtomicResponse::new(Box::pin(write.into_actor(self).map(|written, this, _| {
+            let (seq, agent_id, chunk) = written?;
+            this.next_chunk_seq = seq + 1;
+            let data = json!({ "task_id": this.task.id, "seq": seq, "agent_id": agent_id, "chunk": chunk });
+            this.core.publish(HubEvent::new("task_stream", data, this.task.audience()));
+            Ok(seq)
+        })))
+    }
+}

@@ -1,0 +1,287 @@
+//! TaskActor: one per live task (queued, assigned or running). Owns the task's state
+//! machine. Every change is checked here, written as a conditional update (the row must
+//! still be in the state this actor believes) together with its audit row and its
+//! provenance link, and only after the commit does the actor update itself, publish the
+//! event and tell the Dispatcher (and its pipeline). On a terminal state it stops; the row
+//! stays in the database.
+//!
+//! The hub, not the worker, keeps work from being lost or run twice: only the holder may
+//! report (others get "stale holder"), a holder lost to a missed heartbeat or a running
+//! timeout puts the task back in the queue, and after `max_attempts` assignments the task
+//! fails with an escalation.
+//!
+//! Handles (see `handlers.rs`): [`Assign`], [`Report`], [`AppendChunk`], [`Handoff`],
+//! [`Requeue`], [`Release`], [`FailDependency`].
+
+mod handlers;
+
+use actix::prelude::*;
+use diesel::prelude::*;
+use serde_json::{json, Value};
+
+pub use handlers::{AppendChunk, Assign, FailDependency, Handoff, Release, Report, ReportBody, Requeue};
+
+use super::dispatcher::{Dispatcher, Ready, TaskFinished, TaskReady, TaskReleased};
+use super::pipeline::MemberFinished;
+use super::registry::{ChildStopped, Directory, Registry};
+use super::Core;
+use crate::db::models::{EscalationRow, NewAuditRow, NewEscalationRow, TaskChange, TaskRow};
+use crate::db::provenance;
+use crate::db::schema::tasks;
+use crate::domain::access::Principal;
+use crate::domain::event::{Audience, HubEvent};
+use crate::domain::now_iso;
+use crate::domain::task::{QueueKey, TaskStatus, Urgency};
+use crate::error::HubError;
+use crate::views::task_event;
+
+/// What the actor keeps of its task between messages.
+#[derive(Debug, Clone)]
+pub struct LiveTask {
+    pub id: i32,
+    pub status: TaskStatus,
+    pub assigned_to: Option<String>,
+    pub created_by: String,
+    pub required_capability: String,
+    pub assign_to: Option<String>,
+    pub priority: i32,
+    pub urgency: Urgency,
+    pub deadline: Option<String>,
+    pub attempts: i32,
+    pub pipeline_id: Option<i32>,
+    pub timeout_seconds: Option<i32>,
+    /// Queued but waiting for dependencies: not offered to the Dispatcher yet.
+    pub blocked: bool,
+}
+
+impl LiveTask {
+    pub fn from_row(row: &TaskRow) -> Result<Self, HubError> {
+        Ok(Self {
+            id: row.id,
+            status: row.status.parse()?,
+            assigned_to: row.assigned_to.clone(),
+            created_by: row.created_by.clone(),
+            required_capability: row.required_capability.clone(),
+            assign_to: row.assign_to.clone(),
+            priority: row.priority,
+            urgency: row.urgency.parse().unwrap_or(Urgency::Normal),
+            deadline: row.deadline.clone(),
+            attempts: row.attempts,
+            pipeline_id: row.pipeline_id,
+            timeout_seconds: row.timeout_seconds,
+            blocked: false,
+        })
+    }
+
+    /// The Dispatcher's view of this task while it waits in the queue.
+    pub fn ready(&self) -> Ready {
+        Ready {
+            task_id: self.id,
+            capability: self.required_capability.clone(),
+            pin: self.assign_to.clone(),
+            key: QueueKey::new(self.id, self.priority, self.urgency, self.deadline.as_deref()),
+        }
+    }
+
+    pub fn audience(&self) -> Audience {
+        Audience::Task { assigned_to: self.assigned_to.clone(), created_by: self.created_by.clone() }
+    }
+
+    /// Whether `principal` may report on this task: the master token or the holder.
+    fn held_by(&self, principal: &Principal) -> bool {
+        principal.is_master() || (self.assigned_to.is_some() && principal.agent_id() == self.assigned_to.as_deref())
+    }
+}
+
+/// The refusal a writer gets when it no longer holds (or never held) the task.
+fn stale_holder() -> HubError {
+    HubError::conflict("stale holder")
+}
+
+/// One change of a task: the column changes, who made it, and how it is recorded.
+struct Change {
+    columns: TaskChange,
+    actor: String,
+    /// The audit action (`task.update`, …).
+    audit: &'static str,
+    /// The provenance link's action (`running`, `handed_off`, …).
+    link: &'static str,
+    /// Extra facts for the audit row and the link (never a prompt or an output).
+    detail: Value,
+    /// Opens an escalation with this reason in the same transaction.
+    escalate: Option<String>,
+}
+
+pub struct TaskActor {
+    task: LiveTask,
+    next_chunk_seq: i32,
+    running_deadline: Option<SpawnHandle>,
+    core: Core,
+    dispatcher: Addr<Dispatcher>,
+    registry: Addr<Registry>,
+    directory: Directory,
+}
+
+impl TaskActor {
+    pub fn new(task: LiveTask, next_chunk_seq: i32, core: Core, dispatcher: Addr<Dispatcher>, registry: Addr<Registry>, directory: Directory) -> Self {
+        Self { task, next_chunk_seq, running_deadline: None, core, dispatcher, registry, directory }
+    }
+
+    /// Writes `change` if the row is still in the state this actor knows, then (after the
+    /// commit) applies it here, publishes the events and tells the Dispatcher.
+    fn apply(&mut self, change: Change) -> ResponseActFuture<Self, Result<TaskRow, HubError>> {
+        let id = self.task.id;
+        let expected = self.task.status.as_str();
+        let agent = self.task.assigned_to.clone();
+        let core = self.core.clone();
+        let Change { mut columns, actor, audit, link, detail, escalate } = change;
+        columns.updated_at = Some(now_iso());
+        let write = async move {
+            core.db
+                .write(move |conn| {
+                    let row = diesel::update(tasks::table.filter(tasks::id.eq(id)).filter(tasks::status.eq(expected)))
+                        .set(&columns)
+                        .get_result::<TaskRow>(conn)
+                        .optional()?
+                        .ok_or_else(|| HubError::conflict(format!("task {id} changed meanwhile; retry")))?;
+                    let mut facts = json!({ "status": row.status, "assigned_to": row.assigned_to, "reason": row.reason });
+                    merge(&mut facts, detail);
+                    NewAuditRow::new(&actor, audit, format!("task:{id}"), Some(facts.clone())).append(conn)?;
+                    provenance::append(conn, &core.notary, id, link, &actor, facts)?;
+                    let escalation = match escalate {
+                        Some(reason) => Some(NewEscalationRow::open(Some(id), agent, reason, "hub").insert(conn)?),
+                        None => None,
+                    };
+                    Ok((row, escalation))
+                })
+                .await
+        };
+        Box::pin(write.into_actor(self).map(|written, this, ctx| {
+            let (row, escalation) = written?;
+            this.committed(&row, ctx)?;
+            if let Some(escalation) = escalation {
+                announce_escalation(&this.core, &escalation);
+            }
+            Ok(row)
+        }))
+    }
+
+    fn committed(&mut self, row: &TaskRow, ctx: &mut Context<Self>) -> Result<(), HubError> {
+        let previous = self.task.status;
+        let previous_holder = self.task.assigned_to.clone();
+        let blocked = self.task.blocked;
+        self.task = LiveTask { blocked, ..LiveTask::from_row(row)? };
+        let now = self.task.status;
+        let name = match (previous, now) {
+            (TaskStatus::Queued, TaskStatus::Assigned) => "task_assigned",
+            _ => "task_updated",
+        };
+        // The update also reaches the old holder, so a worker learns it lost the task.
+        let audience = Audience::Task { assigned_to: previous_holder.or(row.assigned_to.clone()), created_by: row.created_by.clone() };
+        self.core.publish(HubEvent::new(name, task_event(row), audience));
+        if now == TaskStatus::Running && previous != TaskStatus::Running {
+            self.arm_running_deadline(ctx);
+        } else if now != TaskStatus::Running {
+            if let Some(handle) = self.running_deadline.take() {
+                ctx.cancel_future(handle);
+            }
+        }
+        if now == TaskStatus::Queued && previous != TaskStatus::Queued {
+            self.core.publish(HubEvent::new("task_queued", task_event(row), self.task.audience()));
+            self.dispatcher.do_send(TaskReady(self.task.ready()));
+        }
+        if now.is_terminal() {
+            let done = now == TaskStatus::Done;
+            self.dispatcher.do_send(TaskFinished { task_id: self.task.id, done });
+            if let Some(pipeline) = self.task.pipeline_id.and_then(|p| self.directory.pipeline(p)) {
+                pipeline.do_send(MemberFinished { task_id: self.task.id, status: now });
+            }
+            ctx.stop();
+        } else if previous.holds_slot() && !now.holds_slot() {
+            self.dispatcher.do_send(TaskReleased { task_id: self.task.id });
+        }
+        Ok(())
+    }
+
+    /// A running task that outlives its time limit loses its holder.
+    fn arm_running_deadline(&mut self, ctx: &mut Context<Self>) {
+        let limit = self.core.settings.task_timeout(&self.task.required_capability, self.task.timeout_seconds);
+        self.arm_deadline_after(limit, ctx);
+    }
+
+    fn arm_deadline_after(&mut self, limit: std::time::Duration, ctx: &mut Context<Self>) {
+        let attempt = self.task.attempts;
+        self.running_deadline = Some(ctx.run_later(limit, move |this, ctx| {
+            this.running_deadline = None;
+            if this.task.status == TaskStatus::Running && this.task.attempts == attempt {
+                tracing::info!(task.id = this.task.id, "task ran past its time limit");
+                // `wait`: no other message is handled until the requeue is committed.
+                ctx.wait(this.lose_holder("timeout").map(|_, _, _| ()));
+            }
+        }));
+    }
+
+    /// The holder is gone (offline, removed, timed out): back to the queue, or, after the
+    /// last allowed attempt, failed with an escalation.
+    fn lose_holder(&mut self, reason: &'static str) -> ResponseActFuture<Self, Result<TaskRow, HubError>> {
+        let exhausted = self.task.attempts >= self.core.settings.max_attempts;
+        let (status, final_reason, link) = if exhausted {
+            (TaskStatus::Failed, "attempts_exhausted", "failed")
+        } else {
+            (TaskStatus::Queued, reason, "requeued")
+        };
+        let mut columns = TaskChange {
+            status: Some(status.as_str().into()),
+            assigned_to: Some(None),
+            reason: Some(Some(final_reason.into())),
+            lease_expires_at: Some(None),
+            ..TaskChange::default()
+        };
+        if exhausted {
+            columns.completed_at = Some(Some(now_iso()));
+        }
+        let escalate = exhausted.then(|| format!("task {} failed after {} attempts (last: {reason})", self.task.id, self.task.attempts));
+        self.apply(Change {
+            columns,
+            actor: "hub".into(),
+            audit: "task.requeue",
+            link,
+            detail: json!({ "lost_because": reason, "attempts": self.task.attempts }),
+            escalate,
+        })
+    }
+}
+
+impl Actor for TaskActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Restored while running: the time limit counts from now (the hub was down).
+        if self.task.status == TaskStatus::Running {
+            self.arm_running_deadline(ctx);
+        }
+    }
+
+    fn stopping(&mut self, _: &mut Context<Self>) -> Running {
+        self.registry.do_send(ChildStopped::Task(self.task.id));
+        Running::Stop
+    }
+}
+
+/// Publishes an opened escalation (after its commit).
+pub fn announce_escalation(core: &Core, escalation: &EscalationRow) {
+    core.publish(HubEvent::new("escalation_opened", json!(escalation), Audience::Escalations));
+}
+
+fn merge(into: &mut Value, extra: Value) {
+    if let (Value::Object(into), Value::Object(extra)) = (into, extra) {
+        into.extend(extra);
+    }
+}
+
+/// The reply of a handler that writes: the actor handles nothing else until it is done.
+type Reply<T> = AtomicResponse<TaskActor, Result<T, HubError>>;
+
+fn refuse<T: 'static>(error: HubError) -> Reply<T> {
+    AtomicResponse::new(Box::pin(actix::fut::ready(Err(error))))
+}

@@ -1,0 +1,125 @@
+//! The body that describes a task, shared by `POST /api/tasks`, pipeline members and
+//! template dispatch, and its validation into a row ready to insert (prompt sealed).
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::db::models::NewTaskRow;
+use crate::domain::access::Principal;
+use crate::domain::agent::valid_agent_id;
+use crate::domain::task::{TaskStatus, Urgency, MODELS};
+use crate::domain::{iso, now_iso};
+use crate::error::HubError;
+use crate::startup::Hub;
+
+const MAX_TITLE_CHARS: usize = 500;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct TaskBody {
+    pub title: Option<String>,
+    pub prompt: Option<String>,
+    pub required_capability: Option<String>,
+    pub assign_to: Option<String>,
+    pub priority: Option<i32>,
+    pub urgency: Option<String>,
+    pub deadline: Option<String>,
+    pub depends_on: Option<Value>,
+    pub model: Option<String>,
+    pub created_by: Option<String>,
+    pub timeout_seconds: Option<i32>,
+}
+
+impl TaskBody {
+    /// Validates the body into a row to insert, the prompt sealed.
+    pub fn into_row(self, principal: &Principal, hub: &Hub, source: &str) -> Result<NewTaskRow, HubError> {
+        let title = self
+            .title
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty());
+        let title = title.ok_or_else(|| HubError::bad_request("title is required"))?;
+        if title.chars().count() > MAX_TITLE_CHARS {
+            return Err(HubError::bad_request(format!(
+                "title exceeds {MAX_TITLE_CHARS} characters"
+            )));
+        }
+        let prompt = self
+            .prompt
+            .filter(|p| !p.trim().is_empty())
+            .ok_or_else(|| HubError::bad_request("prompt is required"))?;
+        let max_prompt = hub.core.settings.max_prompt_bytes;
+        if prompt.len() > max_prompt {
+            return Err(HubError::bad_request(format!(
+                "prompt exceeds {max_prompt} bytes"
+            )));
+        }
+        let capability = self
+            .required_capability
+            .unwrap_or_else(|| "research".into());
+        if capability.trim().is_empty() || capability.len() > 64 {
+            return Err(HubError::bad_request(
+                "required_capability must be 1 to 64 characters",
+            ));
+        }
+        if let Some(agent) = &self.assign_to {
+            if !valid_agent_id(agent) {
+                return Err(HubError::bad_request(format!(
+                    "assign_to {agent:?} is not a valid agent id"
+                )));
+            }
+        }
+        let urgency: Urgency = self.urgency.as_deref().unwrap_or("normal").parse()?;
+        let deadline = self.deadline.as_deref().map(parse_deadline).transpose()?;
+        let model = self.model.unwrap_or_else(|| "auto".into());
+        if !MODELS.contains(&model.as_str()) {
+            return Err(HubError::bad_request(format!(
+                "unknown model {model:?} (expected auto, haiku, sonnet or opus)"
+            )));
+        }
+        if self.timeout_seconds.is_some_and(|t| t <= 0) {
+            return Err(HubError::bad_request("timeout_seconds must be positive"));
+        }
+        // Only the master token may name another creator; a token creates as itself.
+        let created_by = match principal {
+            Principal::Master => self
+                .created_by
+                .filter(|c| !c.trim().is_empty())
+                .unwrap_or_else(|| "master".into()),
+            other => other.label(),
+        };
+        let now = now_iso();
+        Ok(NewTaskRow {
+            title,
+            prompt: hub.core.vault.seal(&prompt),
+            required_capability: capability,
+            assign_to: self.assign_to,
+            assigned_to: None,
+            status: TaskStatus::Queued.as_str().into(),
+            priority: self.priority.unwrap_or(0),
+            urgency: urgency.as_str().into(),
+            deadline,
+            model,
+            created_by,
+            pipeline_id: None,
+            pipeline_index: None,
+            template_id: None,
+            source: source.into(),
+            hop_count: 0,
+            timeout_seconds: self.timeout_seconds,
+            attempts: 0,
+            created_at: now.clone(),
+            updated_at: now,
+            assigned_at: None,
+        })
+    }
+}
+
+fn parse_deadline(raw: &str) -> Result<String, HubError> {
+    chrono::DateTime::parse_from_rfc3339(raw)
+        .map(|at| iso(at.with_timezone(&chrono::Utc)))
+        .map_err(|_| {
+            HubError::bad_request(format!(
+                "deadline {raw:?} is not an ISO 8601 timestamp like 2026-04-20T18:00:00Z"
+            ))
+        })
+}
+

@@ -1,0 +1,98 @@
+//! Provenance links as stored: appended inside the transaction of the change they record,
+//! read back for `GET /api/tasks/{id}/provenance`, and checked link by link.
+
+use diesel::prelude::*;
+use diesel::sqlite::SqliteConnection;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::schema::provenance;
+use crate::crypto::provenance::{LinkBody, Notary, GENESIS};
+use crate::domain::now_iso;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize)]
+#[diesel(table_name = provenance, check_for_backend(diesel::sqlite::Sqlite))]
+pub struct Link {
+    #[diesel(skip_insertion)]
+    #[serde(skip)]
+    pub id: i32,
+    pub task_id: i32,
+    pub seq: i32,
+    pub action: String,
+    pub actor: String,
+    pub detail: String,
+    pub prev_hash: String,
+    pub hash: String,
+    pub created_at: String,
+}
+
+impl Link {
+    fn body(&self) -> LinkBody<'_> {
+        LinkBody {
+            task_id: self.task_id,
+            seq: self.seq,
+            action: &self.action,
+            actor: &self.actor,
+            detail: &self.detail,
+            created_at: &self.created_at,
+            prev_hash: &self.prev_hash,
+        }
+    }
+}
+
+/// Appends the next link of `task_id`'s chain (call inside the change's transaction).
+pub fn append(conn: &mut SqliteConnection, notary: &Notary, task_id: i32, action: &str, actor: &str, detail: Value) -> QueryResult<()> {
+    let last: Option<(i32, String)> = provenance::table
+        .filter(provenance::task_id.eq(task_id))
+        .order(provenance::seq.desc())
+        .select((provenance::seq, provenance::hash))
+        .first(conn)
+        .optional()?;
+    let (seq, prev_hash) = match last {
+        Some((seq, hash)) => (seq + 1, hash),
+        None => (0, GENESIS.to_string()),
+    };
+    let mut link = Link {
+        id: 0,
+        task_id,
+        seq,
+        action: action.to_string(),
+        actor: actor.to_string(),
+        detail: detail.to_string(),
+        prev_hash,
+        hash: String::new(),
+        created_at: now_iso(),
+    };
+    link.hash = notary.sign(&link.body());
+    diesel::insert_into(provenance::table).values(&link).execute(conn).map(drop)
+}
+
+pub fn chain(conn: &mut SqliteConnection, task_id: i32) -> QueryResult<Vec<Link>> {
+    provenance::table.filter(provenance::task_id.eq(task_id)).order(provenance::seq).select(Link::as_select()).load(conn)
+}
+
+/// The first link that does not hold, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Broken {
+    pub seq: i32,
+    pub reason: &'static str,
+}
+
+/// Checks a chain from its first link: sequence, linkage and every signature.
+pub fn check(notary: &Notary, links: &[Link]) -> Result<(), Broken> {
+    let mut prev = GENESIS;
+    for (expected_seq, link) in links.iter().enumerate() {
+        let broken = |reason| Err(Broken { seq: link.seq, reason });
+        if link.seq != expected_seq as i32 {
+            return broken("a link is missing or out of order");
+        }
+        if link.prev_hash != prev {
+            return broken("the link does not follow the previous one");
+        }
+        if !notary.verify(&link.body(), &link.hash) {
+            return broken("the link's signature does not match its content");
+        }
+        prev = &link.hash;
+    }
+    Ok(())
+}
