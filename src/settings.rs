@@ -53,8 +53,11 @@ impl Settings {
             .parse()
             .context("config/default.toml is not valid TOML")?;
         if let Some(path) = std::env::var_os("M3SHDUP_CONFIG") {
-            let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read M3SHDUP_CONFIG file {path:?}"))?;
-            let overlay: toml::Table = text.parse().with_context(|| format!("{path:?} is not valid TOML"))?;
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read M3SHDUP_CONFIG file {path:?}"))?;
+            let overlay: toml::Table = text
+                .parse()
+                .with_context(|| format!("{path:?} is not valid TOML"))?;
             overlay_table(&mut table, overlay);
         }
         for (key, value) in table.iter_mut() {
@@ -85,7 +88,9 @@ impl Settings {
 fn overlay_table(base: &mut toml::Table, overlay: toml::Table) {
     for (key, value) in overlay {
         match (base.get_mut(&key), value) {
-            (Some(toml::Value::Table(inner)), toml::Value::Table(more)) => overlay_table(inner, more),
+            (Some(toml::Value::Table(inner)), toml::Value::Table(more)) => {
+                overlay_table(inner, more)
+            }
             (_, value) => {
                 base.insert(key, value);
             }

@@ -18,8 +18,8 @@ use crate::actors::Core;
 use crate::auth::Credentials;
 use crate::crypto::provenance::Notary;
 use crate::crypto::Vault;
-use crate::db::{self, queries, ReadPool};
 use crate::db::models::TokenRow;
+use crate::db::{self, queries, ReadPool};
 use crate::error::HubError;
 use crate::settings::{Secrets, Settings};
 
@@ -144,19 +144,38 @@ fn load_live_state(conn: &mut diesel::SqliteConnection) -> Result<(Boot, Vec<Tok
             .into_iter()
             .map(|(id, status)| Ok((id, status.parse()?)))
             .collect::<Result<_, HubError>>()?;
-        tasks.push(BootTask { row, next_chunk_seq, dependencies });
+        tasks.push(BootTask {
+            row,
+            next_chunk_seq,
+            dependencies,
+        });
     }
     let mut pipelines = Vec::new();
     for row in queries::running_pipelines(conn)? {
         let members = queries::pipeline_members(conn, row.id)?;
         let ids: Vec<i32> = members.iter().map(|m| m.id).collect();
         let edges = queries::edges(conn, &ids)?;
-        let members = members.iter().map(|m| Ok((m.id, m.status.parse()?))).collect::<Result<_, HubError>>()?;
-        pipelines.push(BootPipeline { row, members, edges });
+        let members = members
+            .iter()
+            .map(|m| Ok((m.id, m.status.parse()?)))
+            .collect::<Result<_, HubError>>()?;
+        pipelines.push(BootPipeline {
+            row,
+            members,
+            edges,
+        });
     }
     let kill_switch = queries::setting(conn, KILL_SWITCH_KEY)?
         .and_then(|row| serde_json::from_str::<KillSwitch>(&row.value).ok())
         .unwrap_or_default();
     let tokens = queries::active_tokens(conn)?;
-    Ok((Boot { agents, tasks, pipelines, kill_switch }, tokens))
+    Ok((
+        Boot {
+            agents,
+            tasks,
+            pipelines,
+            kill_switch,
+        },
+        tokens,
+    ))
 }

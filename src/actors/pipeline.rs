@@ -61,7 +61,16 @@ impl PipelineActor {
             }
             waiting.wait(task, unmet);
         }
-        Self { id, created_by, members, waiting, doomed, core, directory, registry }
+        Self {
+            id,
+            created_by,
+            members,
+            waiting,
+            doomed,
+            core,
+            directory,
+            registry,
+        }
     }
 
     fn fail(&self, task: i32, dependency: i32) {
@@ -75,15 +84,28 @@ impl PipelineActor {
         if !self.members.values().all(|s| s.is_terminal()) {
             return;
         }
-        let status = if self.members.values().all(|s| *s == TaskStatus::Done) { "done" } else { "failed" };
+        let status = if self.members.values().all(|s| *s == TaskStatus::Done) {
+            "done"
+        } else {
+            "failed"
+        };
         let id = self.id;
         let db = self.core.db.clone();
         let write = async move {
             db.write(move |conn| {
                 diesel::update(pipelines::table.find(id))
-                    .set((pipelines::status.eq(status), pipelines::completed_at.eq(now_iso())))
+                    .set((
+                        pipelines::status.eq(status),
+                        pipelines::completed_at.eq(now_iso()),
+                    ))
                     .execute(conn)?;
-                NewAuditRow::new("hub", "pipeline.finish", format!("pipeline:{id}"), Some(json!({ "status": status }))).append(conn)?;
+                NewAuditRow::new(
+                    "hub",
+                    "pipeline.finish",
+                    format!("pipeline:{id}"),
+                    Some(json!({ "status": status })),
+                )
+                .append(conn)?;
                 Ok(())
             })
             .await
@@ -130,7 +152,9 @@ impl Handler<MemberFinished> for PipelineActor {
     fn handle(&mut self, msg: MemberFinished, ctx: &mut Context<Self>) {
         self.members.insert(msg.task_id, msg.status);
         self.waiting.forget(msg.task_id);
-        let released = self.waiting.finished(msg.task_id, msg.status == TaskStatus::Done);
+        let released = self
+            .waiting
+            .finished(msg.task_id, msg.status == TaskStatus::Done);
         for task in released.ready {
             if let Some(actor) = self.directory.task(task) {
                 actor.do_send(Release);

@@ -18,9 +18,9 @@ use futures_util::future::join_all;
 use tokio::sync::mpsc;
 
 use super::agent::{AgentActor, GetAgent, Register, Registration};
-use super::pipeline::PipelineActor;
 use super::dispatcher::{Dispatcher, GetLoads, KillSwitch, PlainWait, Restore};
 use super::events::{Attach, Detach};
+use super::pipeline::PipelineActor;
 use super::sse::SseSubscriber;
 use super::task::{LiveTask, TaskActor};
 use super::Core;
@@ -115,7 +115,8 @@ impl Registry {
             ctx.address(),
         )
         .start();
-        self.directory.write(|book| book.pipelines.insert(id, actor));
+        self.directory
+            .write(|book| book.pipelines.insert(id, actor));
     }
 }
 
@@ -158,11 +159,17 @@ impl Handler<Boot> for Registry {
     fn handle(&mut self, msg: Boot, ctx: &mut Context<Self>) -> Self::Result {
         let mut agents = Vec::with_capacity(msg.agents.len());
         for row in msg.agents {
-            let agent = AgentActor::restored(row, self.core.clone(), self.dispatcher.clone(), ctx.address());
+            let agent = AgentActor::restored(
+                row,
+                self.core.clone(),
+                self.dispatcher.clone(),
+                ctx.address(),
+            );
             let snapshot = agent.snapshot();
             agents.push((snapshot.agent_id.clone(), snapshot.profile, snapshot.online));
             let addr = agent.start();
-            self.directory.write(|book| book.agents.insert(snapshot.agent_id, addr));
+            self.directory
+                .write(|book| book.agents.insert(snapshot.agent_id, addr));
         }
         let mut tasks = Vec::with_capacity(msg.tasks.len());
         let mut waits = Vec::new();
@@ -180,8 +187,18 @@ impl Handler<Boot> for Registry {
         for pipeline in msg.pipelines {
             self.start_pipeline(pipeline, ctx);
         }
-        tracing::info!(agents = agents.len(), tasks = tasks.len(), pipelines, "live state restored from the database");
-        self.dispatcher.do_send(Restore { agents, tasks, waits, kill_switch: msg.kill_switch });
+        tracing::info!(
+            agents = agents.len(),
+            tasks = tasks.len(),
+            pipelines,
+            "live state restored from the database"
+        );
+        self.dispatcher.do_send(Restore {
+            agents,
+            tasks,
+            waits,
+            kill_switch: msg.kill_switch,
+        });
         Ok(())
     }
 }

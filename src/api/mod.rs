@@ -3,11 +3,15 @@
 
 mod admin;
 mod agents;
+mod escalations;
 pub mod extract;
 mod health;
+mod pipelines;
+mod provenance;
 mod stream;
 mod task_body;
 mod tasks;
+mod templates;
 mod tokens;
 
 use actix_web::{web, HttpRequest};
@@ -36,6 +40,37 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/tasks/{id}/deps", web::get().to(tasks::get_task_deps))
             .route("/tasks/{id}/stream", web::post().to(tasks::stream_task))
             .route("/tasks/{id}/handoff", web::post().to(tasks::handoff_task))
+            .route(
+                "/tasks/{id}/verify",
+                web::post().to(provenance::verify_task),
+            )
+            .route(
+                "/tasks/{id}/provenance",
+                web::get().to(provenance::get_provenance),
+            )
+            .route("/pipelines", web::post().to(pipelines::create_pipeline))
+            .route("/pipelines", web::get().to(pipelines::list_pipelines))
+            .route("/pipelines/{id}", web::get().to(pipelines::get_pipeline))
+            .route("/templates", web::post().to(templates::create_template))
+            .route("/templates", web::get().to(templates::list_templates))
+            .route("/templates/{id}", web::get().to(templates::get_template))
+            .route(
+                "/templates/{id}",
+                web::delete().to(templates::delete_template),
+            )
+            .route(
+                "/templates/{id}/dispatch",
+                web::post().to(templates::dispatch_template),
+            )
+            .route(
+                "/escalations",
+                web::post().to(escalations::create_escalation),
+            )
+            .route("/escalations", web::get().to(escalations::list_escalations))
+            .route(
+                "/escalations/{id}/resolve",
+                web::post().to(escalations::resolve_escalation),
+            )
             .route("/admin/tokens", web::post().to(tokens::issue_token))
             .route("/admin/tokens", web::get().to(tokens::list_tokens))
             .route(

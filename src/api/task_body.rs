@@ -31,7 +31,12 @@ pub struct TaskBody {
 
 impl TaskBody {
     /// Validates the body into a row to insert, the prompt sealed.
-    pub fn into_row(self, principal: &Principal, hub: &Hub, source: &str) -> Result<NewTaskRow, HubError> {
+    pub fn into_row(
+        self,
+        principal: &Principal,
+        hub: &Hub,
+        source: &str,
+    ) -> Result<NewTaskRow, HubError> {
         let title = self
             .title
             .map(|t| t.trim().to_string())
@@ -122,4 +127,3 @@ fn parse_deadline(raw: &str) -> Result<String, HubError> {
             ))
         })
 }
-

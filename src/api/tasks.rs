@@ -6,9 +6,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::extract::{Json, Query};
+use super::task_body::TaskBody;
 use super::{page_limit, page_offset};
 use crate::actors::dispatcher::SubmitTask;
-use super::task_body::TaskBody;
 use crate::actors::task::{AppendChunk, Handoff, Report, ReportBody, TaskActor};
 use crate::auth::Caller;
 use crate::crypto::provenance::fingerprint;
@@ -127,7 +127,11 @@ pub async fn create_task(
         }
     }
     let task = body.0.into_row(&caller.0, &hub, "api")?;
-    let message = SubmitTask { task, depends_on: dependencies.clone(), actor: caller.0.label() };
+    let message = SubmitTask {
+        task,
+        depends_on: dependencies.clone(),
+        actor: caller.0.label(),
+    };
     let row = hub.dispatcher.send(message).await??;
     Ok(HttpResponse::Created().json(TaskView::new(row, &hub.core.vault, dependencies, false)))
 }
@@ -255,7 +259,10 @@ pub async fn update_task(
     }
     let report = ReportBody {
         status,
-        output: body.output.as_deref().map(|o| (hub.core.vault.seal(o), fingerprint(o))),
+        output: body
+            .output
+            .as_deref()
+            .map(|o| (hub.core.vault.seal(o), fingerprint(o))),
         reason: body.reason,
         cost_usd: body.cost_usd,
         tokens_in: body.tokens_in,
@@ -316,12 +323,23 @@ pub async fn handoff_task(
 ) -> Result<HttpResponse, HubError> {
     caller.0.require("tasks:update")?;
     let id = task_id(&path)?;
-    let to = body.0.to.filter(|t| valid_agent_id(t)).ok_or_else(|| HubError::bad_request("to must name an agent"))?;
+    let to = body
+        .0
+        .to
+        .filter(|t| valid_agent_id(t))
+        .ok_or_else(|| HubError::bad_request("to must name an agent"))?;
     if hub.directory.agent(&to).is_none() {
         return Err(HubError::not_found(format!("no agent {to:?}")));
     }
     let task = live_task(&hub, &caller.0, id).await?;
-    let row = task.send(Handoff { principal: caller.0.clone(), to, reason: body.0.reason }).await??;
-    let deps = crate::db::read(&hub.reads, move |conn| Ok(queries::dependencies(conn, id)?)).await?;
+    let row = task
+        .send(Handoff {
+            principal: caller.0.clone(),
+            to,
+            reason: body.0.reason,
+        })
+        .await??;
+    let deps =
+        crate::db::read(&hub.reads, move |conn| Ok(queries::dependencies(conn, id)?)).await?;
     Ok(HttpResponse::Ok().json(TaskView::new(row, &hub.core.vault, deps, false)))
 }

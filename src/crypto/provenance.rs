@@ -40,7 +40,10 @@ impl std::fmt::Debug for Notary {
 
 impl Notary {
     pub fn from_secrets(secrets: &Secrets) -> Self {
-        let current = secrets.encrypt_key.as_ref().unwrap_or(&secrets.master_token);
+        let current = secrets
+            .encrypt_key
+            .as_ref()
+            .unwrap_or(&secrets.master_token);
         let mut keys = vec![derive(current.expose())];
         if let Some(legacy) = &secrets.legacy_encrypt_key {
             keys.push(derive(legacy.expose()));
@@ -55,9 +58,12 @@ impl Notary {
 
     /// Whether `hash` is a valid signature of `link` under any known key.
     pub fn verify(&self, link: &LinkBody<'_>, hash: &str) -> bool {
-        let Ok(expected) = hex::decode(hash) else { return false };
+        let Ok(expected) = hex::decode(hash) else {
+            return false;
+        };
         self.keys.iter().any(|key| {
-            let mut check = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
+            let mut check =
+                <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
             feed(&mut check, link);
             check.verify_slice(&expected).is_ok()
         })
@@ -72,7 +78,8 @@ fn derive(secret: &str) -> [u8; 32] {
 }
 
 fn mac(key: &[u8; 32], link: &LinkBody<'_>) -> Vec<u8> {
-    let mut signer = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
+    let mut signer =
+        <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
     feed(&mut signer, link);
     signer.finalize().into_bytes().to_vec()
 }
@@ -81,7 +88,13 @@ fn mac(key: &[u8; 32], link: &LinkBody<'_>) -> Vec<u8> {
 fn feed(mac: &mut Hmac<Sha256>, link: &LinkBody<'_>) {
     mac.update(&link.task_id.to_be_bytes());
     mac.update(&link.seq.to_be_bytes());
-    for field in [link.prev_hash, link.action, link.actor, link.detail, link.created_at] {
+    for field in [
+        link.prev_hash,
+        link.action,
+        link.actor,
+        link.detail,
+        link.created_at,
+    ] {
         mac.update(&(field.len() as u64).to_be_bytes());
         mac.update(field.as_bytes());
     }
@@ -106,7 +119,15 @@ mod tests {
     }
 
     fn link(detail: &str) -> LinkBody<'_> {
-        LinkBody { task_id: 1, seq: 0, action: "created", actor: "master", detail, created_at: "t", prev_hash: GENESIS }
+        LinkBody {
+            task_id: 1,
+            seq: 0,
+            action: "created",
+            actor: "master",
+            detail,
+            created_at: "t",
+            prev_hash: GENESIS,
+        }
     }
 
     #[test]

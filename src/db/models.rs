@@ -228,8 +228,20 @@ pub struct NewEscalationRow {
 }
 
 impl NewEscalationRow {
-    pub fn open(task_id: Option<i32>, agent_id: Option<String>, reason: String, created_by: &str) -> Self {
-        Self { task_id, agent_id, reason, status: "open".into(), created_by: created_by.into(), created_at: crate::domain::now_iso() }
+    pub fn open(
+        task_id: Option<i32>,
+        agent_id: Option<String>,
+        reason: String,
+        created_by: &str,
+    ) -> Self {
+        Self {
+            task_id,
+            agent_id,
+            reason,
+            status: "open".into(),
+            created_by: created_by.into(),
+            created_at: crate::domain::now_iso(),
+        }
     }
 
     /// Inserts the escalation and its audit row inside the caller's transaction.
@@ -239,7 +251,13 @@ impl NewEscalationRow {
             .returning(EscalationRow::as_returning())
             .get_result(conn)?;
         let detail = serde_json::json!({ "task_id": row.task_id, "agent_id": row.agent_id, "reason": row.reason });
-        NewAuditRow::new(&self.created_by, "escalation.open", format!("escalation:{}", row.id), Some(detail)).append(conn)?;
+        NewAuditRow::new(
+            &self.created_by,
+            "escalation.open",
+            format!("escalation:{}", row.id),
+            Some(detail),
+        )
+        .append(conn)?;
         Ok(row)
     }
 }
@@ -253,4 +271,36 @@ pub struct PipelineRow {
     pub status: String,
     pub created_at: String,
     pub completed_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = super::schema::templates, check_for_backend(diesel::sqlite::Sqlite))]
+pub struct TemplateRow {
+    pub id: i32,
+    pub name: String,
+    pub title: String,
+    /// Fernet token; open it with the Vault.
+    pub prompt: String,
+    pub required_capability: String,
+    pub assign_to: Option<String>,
+    pub priority: i32,
+    pub urgency: String,
+    pub model: String,
+    pub created_by: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = super::schema::templates)]
+pub struct NewTemplateRow {
+    pub name: String,
+    pub title: String,
+    pub prompt: String,
+    pub required_capability: String,
+    pub assign_to: Option<String>,
+    pub priority: i32,
+    pub urgency: String,
+    pub model: String,
+    pub created_by: String,
+    pub created_at: String,
 }

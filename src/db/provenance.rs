@@ -41,7 +41,14 @@ impl Link {
 }
 
 /// Appends the next link of `task_id`'s chain (call inside the change's transaction).
-pub fn append(conn: &mut SqliteConnection, notary: &Notary, task_id: i32, action: &str, actor: &str, detail: Value) -> QueryResult<()> {
+pub fn append(
+    conn: &mut SqliteConnection,
+    notary: &Notary,
+    task_id: i32,
+    action: &str,
+    actor: &str,
+    detail: Value,
+) -> QueryResult<()> {
     let last: Option<(i32, String)> = provenance::table
         .filter(provenance::task_id.eq(task_id))
         .order(provenance::seq.desc())
@@ -64,11 +71,18 @@ pub fn append(conn: &mut SqliteConnection, notary: &Notary, task_id: i32, action
         created_at: now_iso(),
     };
     link.hash = notary.sign(&link.body());
-    diesel::insert_into(provenance::table).values(&link).execute(conn).map(drop)
+    diesel::insert_into(provenance::table)
+        .values(&link)
+        .execute(conn)
+        .map(drop)
 }
 
 pub fn chain(conn: &mut SqliteConnection, task_id: i32) -> QueryResult<Vec<Link>> {
-    provenance::table.filter(provenance::task_id.eq(task_id)).order(provenance::seq).select(Link::as_select()).load(conn)
+    provenance::table
+        .filter(provenance::task_id.eq(task_id))
+        .order(provenance::seq)
+        .select(Link::as_select())
+        .load(conn)
 }
 
 /// The first link that does not hold, and why.
@@ -82,7 +96,12 @@ pub struct Broken {
 pub fn check(notary: &Notary, links: &[Link]) -> Result<(), Broken> {
     let mut prev = GENESIS;
     for (expected_seq, link) in links.iter().enumerate() {
-        let broken = |reason| Err(Broken { seq: link.seq, reason });
+        let broken = |reason| {
+            Err(Broken {
+                seq: link.seq,
+                reason,
+            })
+        };
         if link.seq != expected_seq as i32 {
             return broken("a link is missing or out of order");
         }

@@ -131,26 +131,51 @@ pub fn audit(conn: &mut SqliteConnection, filter: &AuditFilter) -> QueryResult<V
 }
 
 /// The tasks `task_id` depends on, with their statuses.
-pub fn dependency_statuses(conn: &mut SqliteConnection, task_id: i32) -> QueryResult<Vec<(i32, String)>> {
+pub fn dependency_statuses(
+    conn: &mut SqliteConnection,
+    task_id: i32,
+) -> QueryResult<Vec<(i32, String)>> {
     let ids = dependencies(conn, task_id)?;
-    tasks::table.filter(tasks::id.eq_any(ids)).select((tasks::id, tasks::status)).order(tasks::id).load(conn)
+    tasks::table
+        .filter(tasks::id.eq_any(ids))
+        .select((tasks::id, tasks::status))
+        .order(tasks::id)
+        .load(conn)
 }
 
 pub fn pipeline(conn: &mut SqliteConnection, id: i32) -> QueryResult<Option<PipelineRow>> {
-    pipelines::table.find(id).select(PipelineRow::as_select()).get_result(conn).optional()
+    pipelines::table
+        .find(id)
+        .select(PipelineRow::as_select())
+        .get_result(conn)
+        .optional()
 }
 
 /// Pipelines newest first; a non-master caller sees the ones it created.
-pub fn list_pipelines(conn: &mut SqliteConnection, principal: &Principal, limit: i64, offset: i64) -> QueryResult<Vec<PipelineRow>> {
-    let mut query = pipelines::table.select(PipelineRow::as_select()).into_boxed();
+pub fn list_pipelines(
+    conn: &mut SqliteConnection,
+    principal: &Principal,
+    limit: i64,
+    offset: i64,
+) -> QueryResult<Vec<PipelineRow>> {
+    let mut query = pipelines::table
+        .select(PipelineRow::as_select())
+        .into_boxed();
     if let Some(agent) = principal.agent_id() {
         query = query.filter(pipelines::created_by.eq(agent.to_string()));
     }
-    query.order(pipelines::id.desc()).limit(limit).offset(offset).load(conn)
+    query
+        .order(pipelines::id.desc())
+        .limit(limit)
+        .offset(offset)
+        .load(conn)
 }
 
 /// A pipeline's members in pipeline order.
-pub fn pipeline_members(conn: &mut SqliteConnection, pipeline_id: i32) -> QueryResult<Vec<TaskRow>> {
+pub fn pipeline_members(
+    conn: &mut SqliteConnection,
+    pipeline_id: i32,
+) -> QueryResult<Vec<TaskRow>> {
     tasks::table
         .filter(tasks::pipeline_id.eq(pipeline_id))
         .select(TaskRow::as_select())
@@ -167,5 +192,9 @@ pub fn edges(conn: &mut SqliteConnection, task_ids: &[i32]) -> QueryResult<Vec<(
 }
 
 pub fn running_pipelines(conn: &mut SqliteConnection) -> QueryResult<Vec<PipelineRow>> {
-    pipelines::table.filter(pipelines::status.eq("running")).select(PipelineRow::as_select()).order(pipelines::id).load(conn)
+    pipelines::table
+        .filter(pipelines::status.eq("running"))
+        .select(PipelineRow::as_select())
+        .order(pipelines::id)
+        .load(conn)
 }

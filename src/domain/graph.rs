@@ -12,11 +12,15 @@ pub const MAX_PIPELINE_TASKS: usize = 50;
 
 /// Reads a `depends_on` value: absent, one integer, or a list of integers.
 pub fn parse_depends_on(value: Option<&Value>, field: &str) -> Result<Vec<i64>, HubError> {
-    let invalid = || HubError::bad_request(format!("{field} must be an integer or a list of integers"));
+    let invalid =
+        || HubError::bad_request(format!("{field} must be an integer or a list of integers"));
     match value {
         None | Some(Value::Null) => Ok(vec![]),
         Some(Value::Number(n)) => Ok(vec![n.as_i64().ok_or_else(invalid)?]),
-        Some(Value::Array(items)) => items.iter().map(|v| v.as_i64().ok_or_else(invalid)).collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_i64().ok_or_else(invalid))
+            .collect(),
         Some(_) => Err(invalid()),
     }
 }
@@ -44,7 +48,9 @@ pub fn check_pipeline(depends_on: &[Vec<i64>]) -> Result<(), HubError> {
             } else {
                 continue;
             };
-            return Err(HubError::bad_request(format!("tasks[{index}] depends on {dep}, which is {problem}")));
+            return Err(HubError::bad_request(format!(
+                "tasks[{index}] depends on {dep}, which is {problem}"
+            )));
         }
     }
     Ok(())
@@ -94,7 +100,9 @@ impl Waiting {
     pub fn finished(&mut self, dep: i32, done: bool) -> Released {
         let mut released = Released::default();
         for task in self.dependents.remove(&dep).unwrap_or_default() {
-            let Some(unmet) = self.unmet.get_mut(&task) else { continue };
+            let Some(unmet) = self.unmet.get_mut(&task) else {
+                continue;
+            };
             if !done {
                 self.unmet.remove(&task);
                 released.failed.push(task);
@@ -123,7 +131,10 @@ mod tests {
     #[test]
     fn depends_on_is_one_index_or_a_list() {
         assert_eq!(parse_depends_on(Some(&json!(0)), "d").unwrap(), vec![0]);
-        assert_eq!(parse_depends_on(Some(&json!([0, 2])), "d").unwrap(), vec![0, 2]);
+        assert_eq!(
+            parse_depends_on(Some(&json!([0, 2])), "d").unwrap(),
+            vec![0, 2]
+        );
         assert!(parse_depends_on(None, "d").unwrap().is_empty());
         assert!(parse_depends_on(Some(&json!("0")), "d").is_err());
         assert!(parse_depends_on(Some(&json!([0.5])), "d").is_err());
@@ -133,11 +144,23 @@ mod tests {
     fn pipelines_refer_only_to_earlier_tasks() {
         assert!(check_pipeline(&[vec![], vec![0], vec![0], vec![1, 2]]).is_ok());
         let self_ref = check_pipeline(&[vec![], vec![1]]).unwrap_err().to_string();
-        assert!(self_ref.contains("tasks[1]") && self_ref.contains("itself"), "{self_ref}");
+        assert!(
+            self_ref.contains("tasks[1]") && self_ref.contains("itself"),
+            "{self_ref}"
+        );
         let forward = check_pipeline(&[vec![1], vec![]]).unwrap_err().to_string();
-        assert!(forward.contains("tasks[0]") && forward.contains("forward"), "{forward}");
-        assert!(check_pipeline(&[vec![], vec![7]]).unwrap_err().to_string().contains("outside"));
-        assert!(check_pipeline(&vec![vec![]; 51]).unwrap_err().to_string().contains("at most 50"));
+        assert!(
+            forward.contains("tasks[0]") && forward.contains("forward"),
+            "{forward}"
+        );
+        assert!(check_pipeline(&[vec![], vec![7]])
+            .unwrap_err()
+            .to_string()
+            .contains("outside"));
+        assert!(check_pipeline(&vec![vec![]; 51])
+            .unwrap_err()
+            .to_string()
+            .contains("at most 50"));
         assert!(check_pipeline(&[]).is_err());
     }
 

@@ -22,28 +22,57 @@ use crate::error::HubError;
 use crate::views::task_event;
 
 /// Inserts one task with its audit row and its first provenance link(s).
-fn insert_task(conn: &mut SqliteConnection, notary: &Notary, row: &NewTaskRow, actor: &str) -> Result<TaskRow, HubError> {
-    let task = diesel::insert_into(tasks::table).values(row).get_result::<TaskRow>(conn)?;
+fn insert_task(
+    conn: &mut SqliteConnection,
+    notary: &Notary,
+    row: &NewTaskRow,
+    actor: &str,
+) -> Result<TaskRow, HubError> {
+    let task = diesel::insert_into(tasks::table)
+        .values(row)
+        .get_result::<TaskRow>(conn)?;
     let detail = json!({
         "title": task.title,
         "required_capability": task.required_capability,
         "created_by": task.created_by,
         "pipeline_id": task.pipeline_id,
     });
-    NewAuditRow::new(actor, "task.create", format!("task:{}", task.id), Some(detail.clone())).append(conn)?;
+    NewAuditRow::new(
+        actor,
+        "task.create",
+        format!("task:{}", task.id),
+        Some(detail.clone()),
+    )
+    .append(conn)?;
     provenance::append(conn, notary, task.id, "created", actor, detail)?;
     if let Some(agent) = &task.assigned_to {
-        provenance::append(conn, notary, task.id, "assigned", "dispatcher", json!({ "assigned_to": agent }))?;
+        provenance::append(
+            conn,
+            notary,
+            task.id,
+            "assigned",
+            "dispatcher",
+            json!({ "assigned_to": agent }),
+        )?;
     }
     Ok(task)
 }
 
 /// The status of each task in `ids`; a missing one is a 404 naming it.
-fn dependency_statuses(conn: &mut SqliteConnection, ids: &[i32]) -> Result<Vec<(i32, TaskStatus)>, HubError> {
-    let found: Vec<(i32, String)> = tasks::table.filter(tasks::id.eq_any(ids)).select((tasks::id, tasks::status)).load(conn)?;
+fn dependency_statuses(
+    conn: &mut SqliteConnection,
+    ids: &[i32],
+) -> Result<Vec<(i32, TaskStatus)>, HubError> {
+    let found: Vec<(i32, String)> = tasks::table
+        .filter(tasks::id.eq_any(ids))
+        .select((tasks::id, tasks::status))
+        .load(conn)?;
     ids.iter()
         .map(|id| {
-            let (_, status) = found.iter().find(|(f, _)| f == id).ok_or_else(|| HubError::not_found(format!("depends_on names no task {id}")))?;
+            let (_, status) = found
+                .iter()
+                .find(|(f, _)| f == id)
+                .ok_or_else(|| HubError::not_found(format!("depends_on names no task {id}")))?;
             Ok((*id, status.parse()?))
         })
         .collect()
@@ -69,7 +98,11 @@ impl Handler<SubmitTask> for Dispatcher {
         }
         let mut row = msg.task;
         let depends_on = msg.depends_on;
-        let agent = if depends_on.is_empty() { self.pick_agent(&row.required_capability, row.assign_to.as_deref()) } else { None };
+        let agent = if depends_on.is_empty() {
+            self.pick_agent(&row.required_capability, row.assign_to.as_deref())
+        } else {
+            None
+        };
         if let Some(agent_id) = &agent {
             if let Some(slot) = self.slots.get_mut(agent_id) {
                 slot.pending += 1;
@@ -89,13 +122,26 @@ impl Handler<SubmitTask> for Dispatcher {
                 .write(move |conn| {
                     let statuses = dependency_statuses(conn, &depends_on)?;
                     let task = insert_task(conn, &core.notary, &row, &actor)?;
-                    let edges: Vec<DependencyRow> = depends_on.iter().map(|&dep| DependencyRow { task_id: task.id, depends_on_id: dep }).collect();
-                    diesel::insert_into(task_dependencies::table).values(&edges).execute(conn)?;
+                    let edges: Vec<DependencyRow> = depends_on
+                        .iter()
+                        .map(|&dep| DependencyRow {
+                            task_id: task.id,
+                            depends_on_id: dep,
+                        })
+                        .collect();
+                    diesel::insert_into(task_dependencies::table)
+                        .values(&edges)
+                        .execute(conn)?;
                     let wait = PlainWait::from_dependencies(task.id, &statuses);
                     Ok((task, wait))
                 })
                 .await?;
-            registry.send(StartTask { row: row.clone(), blocked: wait.is_some() }).await??;
+            registry
+                .send(StartTask {
+                    row: row.clone(),
+                    blocked: wait.is_some(),
+                })
+                .await??;
             Ok::<_, HubError>((row, wait))
         };
         Box::pin(work.into_actor(self).map(move |created, this, ctx| {
@@ -114,10 +160,18 @@ impl Handler<SubmitTask> for Dispatcher {
             let live = LiveTask::from_row(&row)?;
             if let Some(agent_id) = &agent {
                 this.hold(row.id, agent_id);
-                this.core.publish(HubEvent::new("task_assigned", task_event(&row), live.audience()));
+                this.core.publish(HubEvent::new(
+                    "task_assigned",
+                    task_event(&row),
+                    live.audience(),
+                ));
                 return Ok(row);
             }
-            this.core.publish(HubEvent::new("task_queued", task_event(&row), live.audience()));
+            this.core.publish(HubEvent::new(
+                "task_queued",
+                task_event(&row),
+                live.audience(),
+            ));
             match wait {
                 Some(wait) => this.wait(wait),
                 None => this.offer(live.ready(), ctx),
@@ -170,26 +224,51 @@ impl Handler<SubmitPipeline> for Dispatcher {
                     let mut edges = Vec::new();
                     for (index, deps) in msg.depends_on.iter().enumerate() {
                         for &dep in deps {
-                            edges.push(DependencyRow { task_id: rows[index].id, depends_on_id: rows[dep as usize].id });
+                            edges.push(DependencyRow {
+                                task_id: rows[index].id,
+                                depends_on_id: rows[dep as usize].id,
+                            });
                         }
                     }
-                    diesel::insert_into(task_dependencies::table).values(&edges).execute(conn)?;
+                    diesel::insert_into(task_dependencies::table)
+                        .values(&edges)
+                        .execute(conn)?;
                     let detail = json!({ "tasks": rows.len(), "name": pipeline.name });
-                    NewAuditRow::new(&msg.actor, "pipeline.create", format!("pipeline:{}", pipeline.id), Some(detail)).append(conn)?;
-                    let edges: Vec<(i32, i32)> = edges.iter().map(|e| (e.task_id, e.depends_on_id)).collect();
+                    NewAuditRow::new(
+                        &msg.actor,
+                        "pipeline.create",
+                        format!("pipeline:{}", pipeline.id),
+                        Some(detail),
+                    )
+                    .append(conn)?;
+                    let edges: Vec<(i32, i32)> =
+                        edges.iter().map(|e| (e.task_id, e.depends_on_id)).collect();
                     Ok((pipeline, rows, edges))
                 })
                 .await?;
             let members = rows.iter().map(|r| (r.id, TaskStatus::Queued)).collect();
-            let boot = BootPipeline { row: pipeline.clone(), members, edges: edges.clone() };
-            registry.send(StartPipeline { pipeline: boot, rows: rows.clone() }).await??;
+            let boot = BootPipeline {
+                row: pipeline.clone(),
+                members,
+                edges: edges.clone(),
+            };
+            registry
+                .send(StartPipeline {
+                    pipeline: boot,
+                    rows: rows.clone(),
+                })
+                .await??;
             Ok::<_, HubError>((pipeline, rows, edges))
         };
         Box::pin(work.into_actor(self).map(|created, this, ctx| {
             let (pipeline, rows, edges) = created?;
             for row in &rows {
                 let live = LiveTask::from_row(row)?;
-                this.core.publish(HubEvent::new("task_queued", task_event(row), live.audience()));
+                this.core.publish(HubEvent::new(
+                    "task_queued",
+                    task_event(row),
+                    live.audience(),
+                ));
                 if !edges.iter().any(|(task, _)| *task == row.id) {
                     this.offer(live.ready(), ctx);
                 }

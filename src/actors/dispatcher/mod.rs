@@ -77,9 +77,20 @@ pub struct PlainWait {
 impl PlainWait {
     /// `None` when every dependency is already done.
     pub fn from_dependencies(task_id: i32, dependencies: &[(i32, TaskStatus)]) -> Option<Self> {
-        let failed_dependency = dependencies.iter().find(|(_, s)| s.is_terminal() && *s != TaskStatus::Done).map(|(d, _)| *d);
-        let unmet: Vec<i32> = dependencies.iter().filter(|(_, s)| !s.is_terminal()).map(|(d, _)| *d).collect();
-        (failed_dependency.is_some() || !unmet.is_empty()).then_some(Self { task_id, unmet, failed_dependency })
+        let failed_dependency = dependencies
+            .iter()
+            .find(|(_, s)| s.is_terminal() && *s != TaskStatus::Done)
+            .map(|(d, _)| *d);
+        let unmet: Vec<i32> = dependencies
+            .iter()
+            .filter(|(_, s)| !s.is_terminal())
+            .map(|(d, _)| *d)
+            .collect();
+        (failed_dependency.is_some() || !unmet.is_empty()).then_some(Self {
+            task_id,
+            unmet,
+            failed_dependency,
+        })
     }
 }
 

@@ -38,7 +38,10 @@ impl Handler<Assign> for TaskActor {
 
     fn handle(&mut self, msg: Assign, _: &mut Context<Self>) -> Self::Result {
         if self.task.status != TaskStatus::Queued || self.task.blocked {
-            return refuse(HubError::conflict(format!("task {} is not ready to assign", self.task.id)));
+            return refuse(HubError::conflict(format!(
+                "task {} is not ready to assign",
+                self.task.id
+            )));
         }
         let columns = TaskChange {
             status: Some(TaskStatus::Assigned.as_str().into()),
@@ -49,7 +52,14 @@ impl Handler<Assign> for TaskActor {
             lease_expires_at: Some(self.lease_end()),
             ..TaskChange::default()
         };
-        let change = Change { columns, actor: "dispatcher".into(), audit: "task.assign", link: "assigned", detail: json!({}), escalate: None };
+        let change = Change {
+            columns,
+            actor: "dispatcher".into(),
+            audit: "task.assign",
+            link: "assigned",
+            detail: json!({}),
+            escalate: None,
+        };
         AtomicResponse::new(self.apply(change))
     }
 }
@@ -82,7 +92,8 @@ impl Handler<Report> for TaskActor {
         let current = self.task.status;
         let body = msg.body;
         let next = body.status.unwrap_or(current);
-        let cancelling_own = next == TaskStatus::Cancelled && msg.principal.agent_id() == Some(self.task.created_by.as_str());
+        let cancelling_own = next == TaskStatus::Cancelled
+            && msg.principal.agent_id() == Some(self.task.created_by.as_str());
         if !self.task.held_by(&msg.principal) && !cancelling_own {
             return refuse(stale_holder());
         }
@@ -90,7 +101,9 @@ impl Handler<Report> for TaskActor {
             return refuse(error);
         }
         let now = now_iso();
-        let (output, output_sha256) = body.output.map_or((None, None), |(sealed, sha)| (Some(Some(sealed)), Some(sha)));
+        let (output, output_sha256) = body.output.map_or((None, None), |(sealed, sha)| {
+            (Some(Some(sealed)), Some(sha))
+        });
         let mut columns = TaskChange {
             status: Some(next.as_str().into()),
             output,
@@ -99,7 +112,11 @@ impl Handler<Report> for TaskActor {
             tokens_in: body.tokens_in.map(Some),
             tokens_out: body.tokens_out.map(Some),
             confidence: body.confidence.map(Some),
-            lease_expires_at: Some(if next.holds_slot() { self.lease_end() } else { None }),
+            lease_expires_at: Some(if next.holds_slot() {
+                self.lease_end()
+            } else {
+                None
+            }),
             ..TaskChange::default()
         };
         if next == TaskStatus::Running && current != TaskStatus::Running {
@@ -110,11 +127,27 @@ impl Handler<Report> for TaskActor {
         }
         if next == TaskStatus::Queued {
             columns.assigned_to = Some(None);
-            columns.reason = Some(Some(columns.reason.flatten().unwrap_or_else(|| "handed_back".into())));
+            columns.reason = Some(Some(
+                columns
+                    .reason
+                    .flatten()
+                    .unwrap_or_else(|| "handed_back".into()),
+            ));
         }
-        let link = if next == current { "progress" } else { next.as_str() };
+        let link = if next == current {
+            "progress"
+        } else {
+            next.as_str()
+        };
         let detail = json!({ "output_sha256": output_sha256 });
-        let change = Change { columns, actor: msg.principal.label(), audit: "task.update", link, detail, escalate: None };
+        let change = Change {
+            columns,
+            actor: msg.principal.label(),
+            audit: "task.update",
+            link,
+            detail,
+            escalate: None,
+        };
         AtomicResponse::new(self.apply(change))
     }
 }
@@ -137,11 +170,18 @@ impl Handler<Handoff> for TaskActor {
             return refuse(stale_holder());
         }
         if self.task.assigned_to.as_deref() == Some(msg.to.as_str()) {
-            return refuse(HubError::conflict(format!("task {} is already held by {}", self.task.id, msg.to)));
+            return refuse(HubError::conflict(format!(
+                "task {} is already held by {}",
+                self.task.id, msg.to
+            )));
         }
-        let movable = self.task.status.holds_slot() || (self.task.status == TaskStatus::Queued && !self.task.blocked);
+        let movable = self.task.status.holds_slot()
+            || (self.task.status == TaskStatus::Queued && !self.task.blocked);
         if !movable {
-            return refuse(HubError::conflict(format!("a {} task cannot be handed off", self.task.status)));
+            return refuse(HubError::conflict(format!(
+                "a {} task cannot be handed off",
+                self.task.status
+            )));
         }
         let columns = TaskChange {
             status: Some(TaskStatus::Queued.as_str().into()),
@@ -151,8 +191,16 @@ impl Handler<Handoff> for TaskActor {
             lease_expires_at: Some(None),
             ..TaskChange::default()
         };
-        let detail = json!({ "from": self.task.assigned_to, "to": msg.to, "handoff_reason": msg.reason });
-        let change = Change { columns, actor: msg.principal.label(), audit: "task.handoff", link: "handed_off", detail, escalate: None };
+        let detail =
+            json!({ "from": self.task.assigned_to, "to": msg.to, "handoff_reason": msg.reason });
+        let change = Change {
+            columns,
+            actor: msg.principal.label(),
+            audit: "task.handoff",
+            link: "handed_off",
+            detail,
+            escalate: None,
+        };
         AtomicResponse::new(self.apply(change))
     }
 }
@@ -169,7 +217,9 @@ impl Handler<Requeue> for TaskActor {
     type Result = Reply<TaskRow>;
 
     fn handle(&mut self, msg: Requeue, _: &mut Context<Self>) -> Self::Result {
-        if !self.task.status.holds_slot() || self.task.assigned_to.as_deref() != Some(msg.agent_id.as_str()) {
+        if !self.task.status.holds_slot()
+            || self.task.assigned_to.as_deref() != Some(msg.agent_id.as_str())
+        {
             return refuse(stale_holder());
         }
         AtomicResponse::new(self.lose_holder(msg.reason))
@@ -204,7 +254,10 @@ impl Handler<FailDependency> for TaskActor {
 
     fn handle(&mut self, msg: FailDependency, _: &mut Context<Self>) -> Self::Result {
         if self.task.status != TaskStatus::Queued {
-            return refuse(HubError::conflict(format!("task {} is already {}", self.task.id, self.task.status)));
+            return refuse(HubError::conflict(format!(
+                "task {} is already {}",
+                self.task.id, self.task.status
+            )));
         }
         let columns = TaskChange {
             status: Some(TaskStatus::Failed.as_str().into()),
@@ -213,7 +266,14 @@ impl Handler<FailDependency> for TaskActor {
             ..TaskChange::default()
         };
         let detail = json!({ "dependency": msg.dependency });
-        let change = Change { columns, actor: "hub".into(), audit: "task.dependency_failed", link: "failed", detail, escalate: None };
+        let change = Change {
+            columns,
+            actor: "hub".into(),
+            audit: "task.dependency_failed",
+            link: "failed",
+            detail,
+            escalate: None,
+        };
         AtomicResponse::new(self.apply(change))
     }
 }

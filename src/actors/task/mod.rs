@@ -19,7 +19,9 @@ use actix::prelude::*;
 use diesel::prelude::*;
 use serde_json::{json, Value};
 
-pub use handlers::{AppendChunk, Assign, FailDependency, Handoff, Release, Report, ReportBody, Requeue};
+pub use handlers::{
+    AppendChunk, Assign, FailDependency, Handoff, Release, Report, ReportBody, Requeue,
+};
 
 use super::dispatcher::{Dispatcher, Ready, TaskFinished, TaskReady, TaskReleased};
 use super::pipeline::MemberFinished;
@@ -79,17 +81,26 @@ impl LiveTask {
             task_id: self.id,
             capability: self.required_capability.clone(),
             pin: self.assign_to.clone(),
-            key: QueueKey::new(self.id, self.priority, self.urgency, self.deadline.as_deref()),
+            key: QueueKey::new(
+                self.id,
+                self.priority,
+                self.urgency,
+                self.deadline.as_deref(),
+            ),
         }
     }
 
     pub fn audience(&self) -> Audience {
-        Audience::Task { assigned_to: self.assigned_to.clone(), created_by: self.created_by.clone() }
+        Audience::Task {
+            assigned_to: self.assigned_to.clone(),
+            created_by: self.created_by.clone(),
+        }
     }
 
     /// Whether `principal` may report on this task: the master token or the holder.
     fn held_by(&self, principal: &Principal) -> bool {
-        principal.is_master() || (self.assigned_to.is_some() && principal.agent_id() == self.assigned_to.as_deref())
+        principal.is_master()
+            || (self.assigned_to.is_some() && principal.agent_id() == self.assigned_to.as_deref())
     }
 }
 
@@ -123,8 +134,23 @@ pub struct TaskActor {
 }
 
 impl TaskActor {
-    pub fn new(task: LiveTask, next_chunk_seq: i32, core: Core, dispatcher: Addr<Dispatcher>, registry: Addr<Registry>, directory: Directory) -> Self {
-        Self { task, next_chunk_seq, running_deadline: None, core, dispatcher, registry, directory }
+    pub fn new(
+        task: LiveTask,
+        next_chunk_seq: i32,
+        core: Core,
+        dispatcher: Addr<Dispatcher>,
+        registry: Addr<Registry>,
+        directory: Directory,
+    ) -> Self {
+        Self {
+            task,
+            next_chunk_seq,
+            running_deadline: None,
+            core,
+            dispatcher,
+            registry,
+            directory,
+        }
     }
 
     /// Writes `change` if the row is still in the state this actor knows, then (after the
@@ -134,7 +160,14 @@ impl TaskActor {
         let expected = self.task.status.as_str();
         let agent = self.task.assigned_to.clone();
         let core = self.core.clone();
-        let Change { mut columns, actor, audit, link, detail, escalate } = change;
+        let Change {
+            mut columns,
+            actor,
+            audit,
+            link,
+            detail,
+            escalate,
+        } = change;
         columns.updated_at = Some(now_iso());
         let write = async move {
             core.db
@@ -170,15 +203,22 @@ impl TaskActor {
         let previous = self.task.status;
         let previous_holder = self.task.assigned_to.clone();
         let blocked = self.task.blocked;
-        self.task = LiveTask { blocked, ..LiveTask::from_row(row)? };
+        self.task = LiveTask {
+            blocked,
+            ..LiveTask::from_row(row)?
+        };
         let now = self.task.status;
         let name = match (previous, now) {
             (TaskStatus::Queued, TaskStatus::Assigned) => "task_assigned",
             _ => "task_updated",
         };
         // The update also reaches the old holder, so a worker learns it lost the task.
-        let audience = Audience::Task { assigned_to: previous_holder.or(row.assigned_to.clone()), created_by: row.created_by.clone() };
-        self.core.publish(HubEvent::new(name, task_event(row), audience));
+        let audience = Audience::Task {
+            assigned_to: previous_holder.or(row.assigned_to.clone()),
+            created_by: row.created_by.clone(),
+        };
+        self.core
+            .publish(HubEvent::new(name, task_event(row), audience));
         if now == TaskStatus::Running && previous != TaskStatus::Running {
             self.arm_running_deadline(ctx);
         } else if now != TaskStatus::Running {
@@ -187,25 +227,44 @@ impl TaskActor {
             }
         }
         if now == TaskStatus::Queued && previous != TaskStatus::Queued {
-            self.core.publish(HubEvent::new("task_queued", task_event(row), self.task.audience()));
+            self.core.publish(HubEvent::new(
+                "task_queued",
+                task_event(row),
+                self.task.audience(),
+            ));
             self.dispatcher.do_send(TaskReady(self.task.ready()));
         }
         if now.is_terminal() {
             let done = now == TaskStatus::Done;
-            self.dispatcher.do_send(TaskFinished { task_id: self.task.id, done });
-            if let Some(pipeline) = self.task.pipeline_id.and_then(|p| self.directory.pipeline(p)) {
-                pipeline.do_send(MemberFinished { task_id: self.task.id, status: now });
+            self.dispatcher.do_send(TaskFinished {
+                task_id: self.task.id,
+                done,
+            });
+            if let Some(pipeline) = self
+                .task
+                .pipeline_id
+                .and_then(|p| self.directory.pipeline(p))
+            {
+                pipeline.do_send(MemberFinished {
+                    task_id: self.task.id,
+                    status: now,
+                });
             }
             ctx.stop();
         } else if previous.holds_slot() && !now.holds_slot() {
-            self.dispatcher.do_send(TaskReleased { task_id: self.task.id });
+            self.dispatcher.do_send(TaskReleased {
+                task_id: self.task.id,
+            });
         }
         Ok(())
     }
 
     /// A running task that outlives its time limit loses its holder.
     fn arm_running_deadline(&mut self, ctx: &mut Context<Self>) {
-        let limit = self.core.settings.task_timeout(&self.task.required_capability, self.task.timeout_seconds);
+        let limit = self
+            .core
+            .settings
+            .task_timeout(&self.task.required_capability, self.task.timeout_seconds);
         self.arm_deadline_after(limit, ctx);
     }
 
@@ -223,7 +282,10 @@ impl TaskActor {
 
     /// The holder is gone (offline, removed, timed out): back to the queue, or, after the
     /// last allowed attempt, failed with an escalation.
-    fn lose_holder(&mut self, reason: &'static str) -> ResponseActFuture<Self, Result<TaskRow, HubError>> {
+    fn lose_holder(
+        &mut self,
+        reason: &'static str,
+    ) -> ResponseActFuture<Self, Result<TaskRow, HubError>> {
         let exhausted = self.task.attempts >= self.core.settings.max_attempts;
         let (status, final_reason, link) = if exhausted {
             (TaskStatus::Failed, "attempts_exhausted", "failed")
@@ -240,7 +302,12 @@ impl TaskActor {
         if exhausted {
             columns.completed_at = Some(Some(now_iso()));
         }
-        let escalate = exhausted.then(|| format!("task {} failed after {} attempts (last: {reason})", self.task.id, self.task.attempts));
+        let escalate = exhausted.then(|| {
+            format!(
+                "task {} failed after {} attempts (last: {reason})",
+                self.task.id, self.task.attempts
+            )
+        });
         self.apply(Change {
             columns,
             actor: "hub".into(),
@@ -270,7 +337,11 @@ impl Actor for TaskActor {
 
 /// Publishes an opened escalation (after its commit).
 pub fn announce_escalation(core: &Core, escalation: &EscalationRow) {
-    core.publish(HubEvent::new("escalation_opened", json!(escalation), Audience::Escalations));
+    core.publish(HubEvent::new(
+        "escalation_opened",
+        json!(escalation),
+        Audience::Escalations,
+    ));
 }
 
 fn merge(into: &mut Value, extra: Value) {

@@ -1,0 +1,171 @@
+//! Pipelines: dependency-chained task lists created atomically (seed 000 section 04).
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::extract::{Json, Query};
+use super::task_body::TaskBody;
+use super::{page_limit, page_offset};
+use crate::actors::dispatcher::SubmitPipeline;
+use crate::auth::Caller;
+use crate::db::models::PipelineRow;
+use crate::db::queries;
+use crate::domain::access::Principal;
+use crate::domain::graph::{check_pipeline, parse_depends_on};
+use crate::error::HubError;
+use crate::startup::Hub;
+use crate::views::TaskView;
+
+#[derive(Debug, Deserialize)]
+pub struct PipelineBody {
+    name: Option<String>,
+    created_by: Option<String>,
+    tasks: Option<Vec<TaskBody>>,
+}
+
+/// Prefixes a member's validation error with its place in the array.
+fn in_member(index: usize, error: HubError) -> HubError {
+    match error {
+        HubError::BadRequest(message) => {
+            HubError::bad_request(format!("tasks[{index}]: {message}"))
+        }
+        other => other,
+    }
+}
+
+pub async fn create_pipeline(
+    hub: web::Data<Hub>,
+    caller: Caller,
+    body: Json<PipelineBody>,
+) -> Result<HttpResponse, HubError> {
+    caller.0.require("pipelines:create")?;
+    let body = body.0;
+    let members = body
+        .tasks
+        .ok_or_else(|| HubError::bad_request("tasks is required"))?;
+    let depends_on = members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| parse_depends_on(m.depends_on.as_ref(), &format!("tasks[{i}].depends_on")))
+        .collect::<Result<Vec<_>, _>>()?;
+    check_pipeline(&depends_on)?;
+    let created_by = match &caller.0 {
+        Principal::Master => body
+            .created_by
+            .filter(|c| !c.trim().is_empty())
+            .unwrap_or_else(|| "master".into()),
+        other => other.label(),
+    };
+    let mut rows = Vec::with_capacity(members.len());
+    for (index, member) in members.into_iter().enumerate() {
+        let mut row = member
+            .into_row(&caller.0, &hub, "pipeline")
+            .map_err(|e| in_member(index, e))?;
+        row.created_by = created_by.clone();
+        rows.push(row);
+    }
+    let message = SubmitPipeline {
+        name: body.name,
+        created_by,
+        tasks: rows,
+        depends_on: depends_on.clone(),
+        actor: caller.0.label(),
+    };
+    let (pipeline, rows) = hub.dispatcher.send(message).await??;
+    let ids: Vec<i32> = rows.iter().map(|r| r.id).collect();
+    let tasks: Vec<TaskView> = rows
+        .into_iter()
+        .zip(&depends_on)
+        .map(|(row, deps)| {
+            let deps = deps.iter().map(|&d| ids[d as usize]).collect();
+            TaskView::new(row, &hub.core.vault, deps, false)
+        })
+        .collect();
+    Ok(HttpResponse::Created().json(json!({ "pipeline_id": pipeline.id, "name": pipeline.name, "count": tasks.len(), "tasks": tasks })))
+}
+
+fn pipeline_view(row: &PipelineRow) -> Value {
+    json!({
+        "id": row.id,
+        "name": row.name,
+        "status": row.status,
+        "created_by": row.created_by,
+        "created_at": row.created_at,
+        "completed_at": row.completed_at,
+    })
+}
+
+pub async fn get_pipeline(
+    hub: web::Data<Hub>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, HubError> {
+    caller.0.require("tasks:read")?;
+    let raw = path.into_inner();
+    let id: i32 = raw
+        .parse()
+        .map_err(|_| HubError::not_found(format!("no pipeline {raw:?}")))?;
+    let found = crate::db::read(&hub.reads, move |conn| {
+        let Some(pipeline) = queries::pipeline(conn, id)? else {
+            return Ok(None);
+        };
+        let members = queries::pipeline_members(conn, id)?;
+        let ids: Vec<i32> = members.iter().map(|m| m.id).collect();
+        let edges = queries::edges(conn, &ids)?;
+        Ok(Some((pipeline, members, edges)))
+    })
+    .await?;
+    let (pipeline, members, edges) = found
+        .filter(|(p, _, _)| {
+            caller.0.is_master() || caller.0.agent_id() == Some(p.created_by.as_str())
+        })
+        .ok_or_else(|| HubError::not_found(format!("no pipeline {id}")))?;
+    let tasks: Vec<Value> = members
+        .iter()
+        .map(|m| {
+            let deps: Vec<i32> = edges
+                .iter()
+                .filter(|(t, _)| *t == m.id)
+                .map(|(_, d)| *d)
+                .collect();
+            json!({
+                "id": m.id,
+                "index": m.pipeline_index,
+                "title": m.title,
+                "status": m.status,
+                "reason": m.reason,
+                "assigned_to": m.assigned_to,
+                "depends_on": deps,
+                "attempts": m.attempts,
+            })
+        })
+        .collect();
+    let mut view = pipeline_view(&pipeline);
+    view["count"] = json!(tasks.len());
+    view["tasks"] = json!(tasks);
+    Ok(HttpResponse::Ok().json(view))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PipelineListQuery {
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+pub async fn list_pipelines(
+    hub: web::Data<Hub>,
+    caller: Caller,
+    query: Query<PipelineListQuery>,
+) -> Result<HttpResponse, HubError> {
+    caller.0.require("tasks:read")?;
+    let limit = page_limit(query.0.limit, 20, hub.core.settings.max_list_limit)?;
+    let offset = page_offset(query.0.offset)?;
+    let principal = caller.0.clone();
+    let rows = crate::db::read(&hub.reads, move |conn| {
+        Ok(queries::list_pipelines(conn, &principal, limit, offset)?)
+    })
+    .await?;
+    let list: Vec<Value> = rows.iter().map(pipeline_view).collect();
+    Ok(HttpResponse::Ok().json(json!({ "count": list.len(), "pipelines": list })))
+}

@@ -1,0 +1,122 @@
+//! Verification and the provenance chain of a task (master token only).
+
+use actix_web::{web, HttpResponse};
+use diesel::prelude::*;
+use serde_json::{json, Value};
+
+use super::tasks::task_id;
+use crate::auth::Caller;
+use crate::crypto::provenance::fingerprint;
+use crate::db::models::{NewAuditRow, TaskRow};
+use crate::db::provenance::{self, Broken, Link};
+use crate::db::{queries, schema::tasks};
+use crate::domain::event::{Audience, HubEvent};
+use crate::domain::now_iso;
+use crate::error::HubError;
+use crate::startup::Hub;
+use crate::views::{task_event, TaskView};
+
+/// Marks a done task verified, recorded in its chain and the audit log.
+pub async fn verify_task(
+    hub: web::Data<Hub>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, HubError> {
+    caller.0.require_master()?;
+    let id = task_id(&path)?;
+    let core = hub.core.clone();
+    let actor = caller.0.label();
+    let row = hub
+        .core
+        .db
+        .write(move |conn| {
+            let row: TaskRow =
+                diesel::update(tasks::table.find(id).filter(tasks::status.eq("done")))
+                    .set((tasks::verified.eq(true), tasks::updated_at.eq(now_iso())))
+                    .get_result(conn)
+                    .optional()?
+                    .ok_or_else(|| match queries::task(conn, id) {
+                        Ok(Some(task)) => HubError::conflict(format!(
+                            "task {id} is {}; only done tasks are verified",
+                            task.status
+                        )),
+                        _ => HubError::not_found(format!("no task {id}")),
+                    })?;
+            NewAuditRow::new(&actor, "task.verify", format!("task:{id}"), None).append(conn)?;
+            provenance::append(conn, &core.notary, id, "verified", &actor, json!({}))?;
+            Ok(row)
+        })
+        .await?;
+    let audience = Audience::Task {
+        assigned_to: row.assigned_to.clone(),
+        created_by: row.created_by.clone(),
+    };
+    hub.core
+        .publish(HubEvent::new("task_updated", task_event(&row), audience));
+    let deps =
+        crate::db::read(&hub.reads, move |conn| Ok(queries::dependencies(conn, id)?)).await?;
+    Ok(HttpResponse::Ok().json(TaskView::new(row, &hub.core.vault, deps, false)))
+}
+
+/// The chain, and whether it (and the task's current output) still holds.
+pub async fn get_provenance(
+    hub: web::Data<Hub>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, HubError> {
+    caller.0.require_master()?;
+    let id = task_id(&path)?;
+    let (task, links) = crate::db::read(&hub.reads, move |conn| {
+        Ok((queries::task(conn, id)?, provenance::chain(conn, id)?))
+    })
+    .await?;
+    let task = task.ok_or_else(|| HubError::not_found(format!("no task {id}")))?;
+    let broken = provenance::check(&hub.core.notary, &links)
+        .err()
+        .or_else(|| output_mismatch(&hub, &task, &links));
+    if let Some(broken) = &broken {
+        tracing::warn!(
+            task.id = id,
+            link.seq = broken.seq,
+            "provenance check failed"
+        );
+    }
+    let chain: Vec<Value> = links
+        .iter()
+        .map(|l| {
+            json!({
+                "seq": l.seq,
+                "action": l.action,
+                "actor": l.actor,
+                "detail": serde_json::from_str::<Value>(&l.detail).unwrap_or(Value::Null),
+                "prev_hash": l.prev_hash,
+                "hash": l.hash,
+                "created_at": l.created_at,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "task_id": id,
+        "valid": broken.is_none(),
+        "broken": broken,
+        "count": chain.len(),
+        "chain": chain,
+    })))
+}
+
+/// The stored output must still be the one the chain fingerprinted last.
+fn output_mismatch(hub: &Hub, task: &TaskRow, links: &[Link]) -> Option<Broken> {
+    let (seq, expected) = links.iter().rev().find_map(|l| {
+        let detail: Value = serde_json::from_str(&l.detail).ok()?;
+        Some((l.seq, detail.get("output_sha256")?.as_str()?.to_string()))
+    })?;
+    let current = task
+        .output
+        .as_deref()
+        .and_then(|sealed| hub.core.vault.open(sealed))
+        .map(|o| fingerprint(&o.plaintext));
+    (current.as_deref() != Some(expected.as_str())).then_some(Broken {
+        seq,
+        reason: "the task's output is not the one this link recorded",
+    })
+}
