@@ -7,6 +7,8 @@ mod admin;
 mod agents;
 mod bad_input;
 mod durability;
+mod leases;
+mod pipelines;
 mod sse;
 mod tasks;
 mod tokens;
