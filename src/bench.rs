@@ -20,6 +20,8 @@ pub struct BenchPlan {
     pub connections: usize,
     pub seconds: u64,
     pub claims: usize,
+    /// Two-task pipelines timed for the unblock latency.
+    pub chains: usize,
 }
 
 pub async fn run(plan: BenchPlan) -> anyhow::Result<()> {
@@ -41,6 +43,8 @@ pub async fn run(plan: BenchPlan) -> anyhow::Result<()> {
     );
     let (p50, p99) = claim_latency(&client, &plan, &run_id).await?;
     println!("claim latency (create -> task_assigned on SSE): p50 {p50:.2} ms, p99 {p99:.2} ms over {} tasks", plan.claims);
+    let (p50, p99) = unblock_latency(&client, &plan, &run_id).await?;
+    println!("pipeline unblock latency (dependency done -> dependent's task_assigned on SSE): p50 {p50:.2} ms, p99 {p99:.2} ms over {} chains", plan.chains);
     Ok(())
 }
 
@@ -167,12 +171,7 @@ async fn claim_latency(
     let agent = format!("bench-claim-{run_id}");
     let capability = agent.clone();
     register(client, plan, &agent, &capability, 1).await?;
-    let mut stream = client
-        .get(format!("{}/api/stream?token={}", plan.hub, plan.token))
-        .timeout(Duration::from_secs(3600))
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("stream: {e}"))?;
+    let mut stream = open_stream(client, plan).await?;
     let mut buffer = String::new();
     let mut samples = Vec::with_capacity(plan.claims);
     let body = json!({ "title": "bench claim", "prompt": "p", "required_capability": capability });
@@ -188,6 +187,85 @@ async fn claim_latency(
             awc::http::Method::PUT,
             &format!("/api/tasks/{id}"),
             &json!({ "status": "done", "output": "ok" }),
+        )
+        .await?;
+    }
+    call(
+        client,
+        plan,
+        awc::http::Method::DELETE,
+        &format!("/api/agents/{agent}"),
+        &json!({}),
+    )
+    .await?;
+    samples.sort_by(f64::total_cmp);
+    Ok((percentile(&samples, 50.0), percentile(&samples, 99.0)))
+}
+
+async fn open_stream(
+    client: &Client,
+    plan: &BenchPlan,
+) -> anyhow::Result<
+    awc::ClientResponse<
+        impl futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>>,
+    >,
+> {
+    client
+        .get(format!("{}/api/stream?token={}", plan.hub, plan.token))
+        .timeout(Duration::from_secs(3600))
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("stream: {e}"))
+}
+
+/// Times, over `chains` two-task pipelines, how long after the first task is reported
+/// done the second one is assigned (the PipelineActor releases it, the Dispatcher assigns).
+async fn unblock_latency(
+    client: &Client,
+    plan: &BenchPlan,
+    run_id: &str,
+) -> anyhow::Result<(f64, f64)> {
+    let agent = format!("bench-chain-{run_id}");
+    register(client, plan, &agent, &agent, 2).await?;
+    let mut stream = open_stream(client, plan).await?;
+    let mut buffer = String::new();
+    let mut samples = Vec::with_capacity(plan.chains);
+    let member = |depends_on: Option<i64>| json!({ "title": "bench chain", "prompt": "p", "required_capability": agent, "depends_on": depends_on });
+    let body = json!({ "tasks": [member(None), member(Some(0))] });
+    let done = json!({ "status": "done", "output": "ok" });
+    for _ in 0..plan.chains {
+        let pipeline = call(
+            client,
+            plan,
+            awc::http::Method::POST,
+            "/api/pipelines",
+            &body,
+        )
+        .await?;
+        let first = pipeline["tasks"][0]["id"]
+            .as_i64()
+            .context("pipeline member id")?;
+        let second = pipeline["tasks"][1]["id"]
+            .as_i64()
+            .context("pipeline member id")?;
+        wait_for_assignment(&mut stream, &mut buffer, first).await?;
+        let started = Instant::now();
+        call(
+            client,
+            plan,
+            awc::http::Method::PUT,
+            &format!("/api/tasks/{first}"),
+            &done,
+        )
+        .await?;
+        wait_for_assignment(&mut stream, &mut buffer, second).await?;
+        samples.push(started.elapsed().as_secs_f64() * 1000.0);
+        call(
+            client,
+            plan,
+            awc::http::Method::PUT,
+            &format!("/api/tasks/{second}"),
+            &done,
         )
         .await?;
     }

@@ -47,6 +47,9 @@ enum Command {
         /// Tasks timed one after another for the claim latency.
         #[arg(long, default_value_t = 1000)]
         claims: usize,
+        /// Two-task pipelines timed one after another for the unblock latency.
+        #[arg(long, default_value_t = 1000)]
+        chains: usize,
     },
     /// Apply pending database migrations and exit.
     Migrate {
@@ -72,6 +75,7 @@ fn main() -> anyhow::Result<()> {
             connections,
             seconds,
             claims,
+            chains,
         } => {
             let plan = m3shd::bench::BenchPlan {
                 hub: hub.trim_end_matches('/').to_string(),
@@ -79,6 +83,7 @@ fn main() -> anyhow::Result<()> {
                 connections,
                 seconds,
                 claims,
+                chains,
             };
             actix_web::rt::System::new().block_on(m3shd::bench::run(plan))
         }

@@ -286,3 +286,160 @@ async fn rotating_the_key_reencrypts_old_rows_when_they_are_read() {
     let listed = rotated.get("/api/tasks", MASTER).await.expect(200);
     assert_eq!(listed["tasks"][0]["prompt"], "rotate me");
 }
+
+#[actix_web::test]
+async fn a_pipeline_killed_half_way_continues_where_it_was() {
+    use awc::http::Method;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hub.db");
+    let log = dir.path().join("hub.log");
+    let hub = start(&db, &log).await;
+    let (_, issued) = call(
+        &hub.base,
+        Method::POST,
+        "/api/admin/tokens",
+        TOKEN,
+        json!({ "agent_id": "rex", "role": "worker" }),
+    )
+    .await;
+    let rex = issued["token"].as_str().unwrap().to_string();
+    let register = json!({ "name": "rex", "capabilities": ["research"], "max_concurrent": 2 });
+    call(
+        &hub.base,
+        Method::POST,
+        "/api/agents/rex/register",
+        &rex,
+        register,
+    )
+    .await;
+    let chain = json!({ "tasks": [
+        { "title": "fetch", "prompt": "p" },
+        { "title": "analyse", "prompt": "p", "depends_on": 0 },
+        { "title": "report", "prompt": "p", "depends_on": [1] },
+    ]});
+    let (status, pipeline) = call(&hub.base, Method::POST, "/api/pipelines", TOKEN, chain).await;
+    assert_eq!(status, 201, "{pipeline}");
+    let ids: Vec<i64> = pipeline["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_i64().unwrap())
+        .collect();
+    let done = json!({ "status": "done", "output": "ok" });
+    assert!(
+        wait_for(&hub.base, ids[0], "assigned").await,
+        "the first step is dispatched at once"
+    );
+    assert_eq!(
+        call(
+            &hub.base,
+            Method::PUT,
+            &format!("/api/tasks/{}", ids[0]),
+            &rex,
+            done.clone()
+        )
+        .await
+        .0,
+        200
+    );
+    let second_assigned = wait_for(&hub.base, ids[1], "assigned").await;
+    assert!(
+        second_assigned,
+        "the second step was released before the crash"
+    );
+    drop(hub); // SIGKILL half way through
+
+    let hub = start(&db, &log).await;
+    let (_, first) = call(
+        &hub.base,
+        Method::GET,
+        &format!("/api/tasks/{}", ids[0]),
+        TOKEN,
+        json!(null),
+    )
+    .await;
+    assert_eq!(
+        (first["status"].as_str(), first["attempts"].as_i64()),
+        (Some("done"), Some(1)),
+        "a finished step never runs again"
+    );
+    let (_, third) = call(
+        &hub.base,
+        Method::GET,
+        &format!("/api/tasks/{}", ids[2]),
+        TOKEN,
+        json!(null),
+    )
+    .await;
+    assert_eq!(
+        third["status"], "queued",
+        "the last step still waits for its dependency"
+    );
+    assert!(third["assigned_to"].is_null());
+    // The holder of the second step reports after the restart; the third is released.
+    assert_eq!(
+        call(
+            &hub.base,
+            Method::PUT,
+            &format!("/api/tasks/{}", ids[1]),
+            &rex,
+            done.clone()
+        )
+        .await
+        .0,
+        200
+    );
+    assert!(
+        wait_for(&hub.base, ids[2], "assigned").await,
+        "the pipeline continues after the restart"
+    );
+    assert_eq!(
+        call(
+            &hub.base,
+            Method::PUT,
+            &format!("/api/tasks/{}", ids[2]),
+            &rex,
+            done
+        )
+        .await
+        .0,
+        200
+    );
+    let pipeline_id = pipeline["pipeline_id"].as_i64().unwrap();
+    let mut finished = false;
+    for _ in 0..100 {
+        let (_, p) = call(
+            &hub.base,
+            Method::GET,
+            &format!("/api/pipelines/{pipeline_id}"),
+            TOKEN,
+            json!(null),
+        )
+        .await;
+        if p["status"] == "done" {
+            finished = true;
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(finished, "the pipeline is recorded done");
+}
+
+/// Polls a task until it has `status` (about two seconds at most).
+async fn wait_for(base: &str, id: i64, status: &str) -> bool {
+    for _ in 0..100 {
+        let (_, task) = call(
+            base,
+            awc::http::Method::GET,
+            &format!("/api/tasks/{id}"),
+            TOKEN,
+            json!(null),
+        )
+        .await;
+        if task["status"] == status {
+            return true;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
