@@ -40,6 +40,13 @@ impl Link {
     }
 }
 
+/// One link to write: what happened, who did it, and the facts it vouches for.
+pub struct Entry<'a> {
+    pub action: &'a str,
+    pub actor: &'a str,
+    pub detail: Value,
+}
+
 /// Appends the next link of `task_id`'s chain (call inside the change's transaction).
 pub fn append(
     conn: &mut SqliteConnection,
@@ -59,20 +66,58 @@ pub fn append(
         Some((seq, hash)) => (seq + 1, hash),
         None => (0, GENESIS.to_string()),
     };
-    let mut link = Link {
-        id: 0,
+    write_links(
+        conn,
+        notary,
         task_id,
         seq,
-        action: action.to_string(),
-        actor: actor.to_string(),
-        detail: detail.to_string(),
         prev_hash,
-        hash: String::new(),
-        created_at: now_iso(),
-    };
-    link.hash = notary.sign(&link.body());
+        [Entry {
+            action,
+            actor,
+            detail,
+        }],
+    )
+}
+
+/// Writes the first links of a new task's chain (no lookup: there is nothing before them).
+pub fn begin<'a>(
+    conn: &mut SqliteConnection,
+    notary: &Notary,
+    task_id: i32,
+    entries: impl IntoIterator<Item = Entry<'a>>,
+) -> QueryResult<()> {
+    write_links(conn, notary, task_id, 0, GENESIS.to_string(), entries)
+}
+
+fn write_links<'a>(
+    conn: &mut SqliteConnection,
+    notary: &Notary,
+    task_id: i32,
+    first_seq: i32,
+    mut prev_hash: String,
+    entries: impl IntoIterator<Item = Entry<'a>>,
+) -> QueryResult<()> {
+    let created_at = now_iso();
+    let mut links = Vec::new();
+    for (offset, entry) in entries.into_iter().enumerate() {
+        let mut link = Link {
+            id: 0,
+            task_id,
+            seq: first_seq + offset as i32,
+            action: entry.action.to_string(),
+            actor: entry.actor.to_string(),
+            detail: entry.detail.to_string(),
+            prev_hash,
+            hash: String::new(),
+            created_at: created_at.clone(),
+        };
+        link.hash = notary.sign(&link.body());
+        prev_hash = link.hash.clone();
+        links.push(link);
+    }
     diesel::insert_into(provenance::table)
-        .values(&link)
+        .values(&links)
         .execute(conn)
         .map(drop)
 }

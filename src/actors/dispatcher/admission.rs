@@ -13,7 +13,7 @@ use crate::actors::registry::{BootPipeline, StartPipeline, StartTask};
 use crate::actors::task::LiveTask;
 use crate::crypto::provenance::Notary;
 use crate::db::models::{DependencyRow, NewAuditRow, NewTaskRow, PipelineRow, TaskRow};
-use crate::db::provenance;
+use crate::db::provenance::{self, Entry};
 use crate::db::schema::{pipelines, task_dependencies, tasks};
 use crate::domain::event::HubEvent;
 use crate::domain::now_iso;
@@ -44,17 +44,22 @@ fn insert_task(
         Some(detail.clone()),
     )
     .append(conn)?;
-    provenance::append(conn, notary, task.id, "created", actor, detail)?;
-    if let Some(agent) = &task.assigned_to {
-        provenance::append(
-            conn,
-            notary,
-            task.id,
-            "assigned",
-            "dispatcher",
-            json!({ "assigned_to": agent }),
-        )?;
-    }
+    let created = Entry {
+        action: "created",
+        actor,
+        detail,
+    };
+    let assigned = task.assigned_to.as_ref().map(|agent| Entry {
+        action: "assigned",
+        actor: "dispatcher",
+        detail: json!({ "assigned_to": agent }),
+    });
+    provenance::begin(
+        conn,
+        notary,
+        task.id,
+        std::iter::once(created).chain(assigned),
+    )?;
     Ok(task)
 }
 
