@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::crypto::Vault;
 use crate::db::models::TaskRow;
-use crate::domain::agent::{AgentStatus, Profile};
+use crate::domain::agent::AgentStatus;
 
 /// A task as `GET /api/tasks/{id}` returns it.
 #[derive(Debug, Serialize)]
@@ -124,14 +124,4 @@ pub struct AgentView {
     pub role: Option<String>,
     pub last_heartbeat: Option<String>,
     pub registered_at: String,
-}
-
-impl AgentView {
-    pub fn profile(&self) -> Profile {
-        Profile {
-            capabilities: self.capabilities.clone(),
-            excluded: self.excluded.clone(),
-            max_concurrent: self.max_concurrent,
-        }
-    }
 }

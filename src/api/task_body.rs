@@ -99,6 +99,7 @@ impl TaskBody {
             assign_to: self.assign_to,
             assigned_to: None,
             status: TaskStatus::Queued.as_str().into(),
+            reason: None,
             priority: self.priority.unwrap_or(0),
             urgency: urgency.as_str().into(),
             deadline,
@@ -114,6 +115,7 @@ impl TaskBody {
             created_at: now.clone(),
             updated_at: now,
             assigned_at: None,
+            completed_at: None,
         })
     }
 }

@@ -54,6 +54,7 @@ pub struct NewTaskRow {
     pub assign_to: Option<String>,
     pub assigned_to: Option<String>,
     pub status: String,
+    pub reason: Option<String>,
     pub priority: i32,
     pub urgency: String,
     pub deadline: Option<String>,
@@ -69,6 +70,7 @@ pub struct NewTaskRow {
     pub created_at: String,
     pub updated_at: String,
     pub assigned_at: Option<String>,
+    pub completed_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Insertable)]

@@ -126,6 +126,16 @@ impl Handler<SubmitTask> for Dispatcher {
                 .db
                 .write(move |conn| {
                     let statuses = dependency_statuses(conn, &depends_on)?;
+                    // A dependency that has already failed fails the new task at once.
+                    let mut row = row;
+                    if statuses
+                        .iter()
+                        .any(|(_, s)| s.is_terminal() && *s != TaskStatus::Done)
+                    {
+                        row.status = TaskStatus::Failed.as_str().into();
+                        row.reason = Some("dependency_failed".into());
+                        row.completed_at = Some(row.created_at.clone());
+                    }
                     let task = insert_task(conn, &core.notary, &row, &actor)?;
                     let edges: Vec<DependencyRow> = depends_on
                         .iter()
@@ -137,16 +147,19 @@ impl Handler<SubmitTask> for Dispatcher {
                     diesel::insert_into(task_dependencies::table)
                         .values(&edges)
                         .execute(conn)?;
-                    let wait = PlainWait::from_dependencies(task.id, &statuses);
+                    let wait = PlainWait::from_dependencies(task.id, &statuses)
+                        .filter(|_| task.status != TaskStatus::Failed.as_str());
                     Ok((task, wait))
                 })
                 .await?;
-            registry
-                .send(StartTask {
-                    row: row.clone(),
-                    blocked: wait.is_some(),
-                })
-                .await??;
+            if row.status != TaskStatus::Failed.as_str() {
+                registry
+                    .send(StartTask {
+                        row: row.clone(),
+                        blocked: wait.is_some(),
+                    })
+                    .await??;
+            }
             Ok::<_, HubError>((row, wait))
         };
         Box::pin(work.into_actor(self).map(move |created, this, ctx| {
@@ -170,6 +183,15 @@ impl Handler<SubmitTask> for Dispatcher {
                     task_event(&row),
                     live.audience(),
                 ));
+                return Ok(row);
+            }
+            if live.status.is_terminal() {
+                this.core.publish(HubEvent::new(
+                    "task_updated",
+                    task_event(&row),
+                    live.audience(),
+                ));
+                this.finished.record(row.id, false);
                 return Ok(row);
             }
             this.core.publish(HubEvent::new(

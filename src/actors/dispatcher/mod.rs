@@ -302,14 +302,17 @@ impl Handler<TaskReady> for Dispatcher {
 #[rtype(result = "()")]
 pub struct TaskReleased {
     pub task_id: i32,
+    /// The holder whose slot it leaves; a slot of anyone else is never touched.
+    pub agent_id: String,
 }
 
 impl Handler<TaskReleased> for Dispatcher {
     type Result = ();
 
     fn handle(&mut self, msg: TaskReleased, ctx: &mut Context<Self>) {
-        if let Some(agent_id) = self.release(msg.task_id) {
-            self.fill(&agent_id, ctx);
+        if self.held.get(&msg.task_id) == Some(&msg.agent_id) {
+            self.release(msg.task_id);
+            self.fill(&msg.agent_id, ctx);
         }
     }
 }

@@ -214,7 +214,7 @@ impl TaskActor {
         };
         // The update also reaches the old holder, so a worker learns it lost the task.
         let audience = Audience::Task {
-            assigned_to: previous_holder.or(row.assigned_to.clone()),
+            assigned_to: previous_holder.clone().or(row.assigned_to.clone()),
             created_by: row.created_by.clone(),
         };
         self.core
@@ -224,6 +224,16 @@ impl TaskActor {
         } else if now != TaskStatus::Running {
             if let Some(handle) = self.running_deadline.take() {
                 ctx.cancel_future(handle);
+            }
+        }
+        // Free the old holder's slot before the task is offered again: the Dispatcher may
+        // hand it to a new holder at once.
+        if previous.holds_slot() && !now.holds_slot() {
+            if let Some(agent_id) = previous_holder {
+                self.dispatcher.do_send(TaskReleased {
+                    task_id: self.task.id,
+                    agent_id,
+                });
             }
         }
         if now == TaskStatus::Queued && previous != TaskStatus::Queued {
@@ -251,10 +261,6 @@ impl TaskActor {
                 });
             }
             ctx.stop();
-        } else if previous.holds_slot() && !now.holds_slot() {
-            self.dispatcher.do_send(TaskReleased {
-                task_id: self.task.id,
-            });
         }
         Ok(())
     }
