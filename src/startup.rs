@@ -16,6 +16,7 @@ use crate::actors::events::EventBus;
 use crate::actors::registry::{Boot, BootPipeline, BootTask, Directory, Registry};
 use crate::actors::Core;
 use crate::auth::Credentials;
+use crate::crypto::blind::BlindIndex;
 use crate::crypto::provenance::Notary;
 use crate::crypto::Vault;
 use crate::db::models::TokenRow;
@@ -66,6 +67,7 @@ impl Application {
             events,
             vault: Arc::new(vault),
             notary: Arc::new(Notary::from_secrets(&secrets)),
+            blind: Arc::new(BlindIndex::from_secrets(&secrets)),
             settings: settings.clone(),
         };
 

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use actix::Addr;
 
+use crate::crypto::blind::BlindIndex;
 use crate::crypto::provenance::Notary;
 use crate::crypto::Vault;
 use crate::domain::event::HubEvent;
@@ -29,6 +30,7 @@ pub struct Core {
     pub events: Addr<EventBus>,
     pub vault: Arc<Vault>,
     pub notary: Arc<Notary>,
+    pub blind: Arc<BlindIndex>,
     pub settings: Arc<Settings>,
 }
 

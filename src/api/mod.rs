@@ -6,6 +6,8 @@ mod agents;
 mod escalations;
 pub mod extract;
 mod health;
+mod memory;
+mod messages;
 mod pipelines;
 mod provenance;
 mod stream;
@@ -33,6 +35,24 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 "/agents/{agent_id}/heartbeat",
                 web::post().to(agents::heartbeat_agent),
             )
+            .route(
+                "/agents/{agent_id}/memory",
+                web::post().to(memory::store_memory),
+            )
+            .route(
+                "/agents/{agent_id}/memory",
+                web::get().to(memory::list_memory),
+            )
+            .route(
+                "/agents/{agent_id}/memory/{key}",
+                web::get().to(memory::get_memory),
+            )
+            .route(
+                "/agents/{agent_id}/memory/{key}",
+                web::delete().to(memory::delete_memory),
+            )
+            .route("/messages", web::post().to(messages::send_message))
+            .route("/messages", web::get().to(messages::list_messages))
             .route("/tasks", web::post().to(tasks::create_task))
             .route("/tasks", web::get().to(tasks::list_tasks))
             .route("/tasks/{id}", web::get().to(tasks::get_task))

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::extract::{Json, Query};
+use super::memory::inject_memories;
 use super::task_body::TaskBody;
 use super::{page_limit, page_offset};
 use crate::actors::dispatcher::SubmitTask;
@@ -17,6 +18,7 @@ use crate::db::queries::{self, TaskFilter};
 use crate::domain::access::Principal;
 use crate::domain::agent::valid_agent_id;
 use crate::domain::graph::parse_depends_on;
+use crate::domain::remember::extract;
 use crate::domain::task::TaskStatus;
 use crate::error::HubError;
 use crate::startup::Hub;
@@ -168,10 +170,13 @@ pub async fn list_tasks(
     .await?;
     reseal_stale(&hub, &rows);
     let compact = query.compact.unwrap_or(false);
-    let tasks: Vec<TaskView> = rows
+    let mut tasks: Vec<TaskView> = rows
         .into_iter()
         .map(|row| TaskView::new(row, &hub.core.vault, vec![], compact))
         .collect();
+    if !compact {
+        inject_memories(&hub, &caller.0, &mut tasks).await?;
+    }
     Ok(HttpResponse::Ok().json(json!({ "count": tasks.len(), "tasks": tasks })))
 }
 
@@ -182,7 +187,10 @@ pub async fn get_task(
 ) -> Result<HttpResponse, HubError> {
     caller.0.require("tasks:read")?;
     let (row, deps) = visible_task(&hub, &caller.0, task_id(&path)?).await?;
-    Ok(HttpResponse::Ok().json(TaskView::new(row, &hub.core.vault, deps, false)))
+    let mut view = [TaskView::new(row, &hub.core.vault, deps, false)];
+    inject_memories(&hub, &caller.0, &mut view).await?;
+    let [view] = view;
+    Ok(HttpResponse::Ok().json(view))
 }
 
 pub async fn get_task_deps(
@@ -263,6 +271,7 @@ pub async fn update_task(
             .output
             .as_deref()
             .map(|o| (hub.core.vault.seal(o), fingerprint(o))),
+        remember: body.output.as_deref().map(extract).unwrap_or_default(),
         reason: body.reason,
         cost_usd: body.cost_usd,
         tokens_in: body.tokens_in,

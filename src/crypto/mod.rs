@@ -1,6 +1,7 @@
 //! Cryptography of the hub: Fernet encryption at rest ([`Vault`]) and credentials
 //! ([`tokens`]): generation, SHA-256 storage form and constant-time comparison.
 
+pub mod blind;
 pub mod provenance;
 pub mod tokens;
 mod vault;

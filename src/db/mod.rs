@@ -1,6 +1,7 @@
 //! The database: connection set-up (pragmas), embedded migrations, the read pool, row
 //! models and read queries. Writes go through [`crate::actors::db_executor::DbExecutor`].
 
+pub mod memory;
 pub mod models;
 pub mod provenance;
 pub mod queries;

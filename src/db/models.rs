@@ -306,3 +306,15 @@ pub struct NewTemplateRow {
     pub created_by: String,
     pub created_at: String,
 }
+
+#[derive(Debug, Clone, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = super::schema::messages, check_for_backend(diesel::sqlite::Sqlite))]
+pub struct MessageRow {
+    pub id: i32,
+    pub sender: String,
+    pub sender_type: String,
+    pub recipient: Option<String>,
+    pub channel: String,
+    pub content: String,
+    pub created_at: String,
+}

@@ -5,6 +5,7 @@ pub mod access;
 pub mod agent;
 pub mod event;
 pub mod graph;
+pub mod remember;
 pub mod task;
 
 /// The current time as an ISO 8601 UTC string with milliseconds (sorts as it reads).

@@ -12,6 +12,7 @@ use crate::db::provenance;
 use crate::db::schema::task_stream_chunks;
 use crate::domain::access::Principal;
 use crate::domain::event::HubEvent;
+use crate::domain::remember::Extracted;
 use crate::domain::task::TaskStatus;
 use crate::domain::{iso, now_iso};
 use crate::error::HubError;
@@ -59,6 +60,7 @@ impl Handler<Assign> for TaskActor {
             link: "assigned",
             detail: json!({}),
             escalate: None,
+            remember: None,
         };
         AtomicResponse::new(self.apply(change))
     }
@@ -75,6 +77,8 @@ pub struct ReportBody {
     pub tokens_in: Option<i32>,
     pub tokens_out: Option<i32>,
     pub confidence: Option<f64>,
+    /// `[REMEMBER]` entries of the output, read when the task finishes.
+    pub remember: Extracted,
 }
 
 /// Sent by the update handler.
@@ -140,6 +144,13 @@ impl Handler<Report> for TaskActor {
             next.as_str()
         };
         let detail = json!({ "output_sha256": output_sha256 });
+        // What a finished task asks to remember goes to the agent that ran it.
+        let remember = match (&self.task.assigned_to, next) {
+            (Some(holder), TaskStatus::Done | TaskStatus::Failed) if !body.remember.is_empty() => {
+                Some((holder.clone(), body.remember))
+            }
+            _ => None,
+        };
         let change = Change {
             columns,
             actor: msg.principal.label(),
@@ -147,6 +158,7 @@ impl Handler<Report> for TaskActor {
             link,
             detail,
             escalate: None,
+            remember,
         };
         AtomicResponse::new(self.apply(change))
     }
@@ -200,6 +212,7 @@ impl Handler<Handoff> for TaskActor {
             link: "handed_off",
             detail,
             escalate: None,
+            remember: None,
         };
         AtomicResponse::new(self.apply(change))
     }
@@ -273,6 +286,7 @@ impl Handler<FailDependency> for TaskActor {
             link: "failed",
             detail,
             escalate: None,
+            remember: None,
         };
         AtomicResponse::new(self.apply(change))
     }

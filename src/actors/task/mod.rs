@@ -28,11 +28,12 @@ use super::pipeline::MemberFinished;
 use super::registry::{ChildStopped, Directory, Registry};
 use super::Core;
 use crate::db::models::{EscalationRow, NewAuditRow, NewEscalationRow, TaskChange, TaskRow};
-use crate::db::provenance;
 use crate::db::schema::tasks;
+use crate::db::{memory, provenance};
 use crate::domain::access::Principal;
 use crate::domain::event::{Audience, HubEvent};
 use crate::domain::now_iso;
+use crate::domain::remember::Extracted;
 use crate::domain::task::{QueueKey, TaskStatus, Urgency};
 use crate::error::HubError;
 use crate::views::task_event;
@@ -121,6 +122,8 @@ struct Change {
     detail: Value,
     /// Opens an escalation with this reason in the same transaction.
     escalate: Option<String>,
+    /// `[REMEMBER]` entries to store in the holder's memory, in the same transaction.
+    remember: Option<(String, Extracted)>,
 }
 
 pub struct TaskActor {
@@ -167,11 +170,12 @@ impl TaskActor {
             link,
             detail,
             escalate,
+            remember,
         } = change;
         columns.updated_at = Some(now_iso());
+        let db = core.db.clone();
         let write = async move {
-            core.db
-                .write(move |conn| {
+            db.write(move |conn| {
                     let row = diesel::update(tasks::table.filter(tasks::id.eq(id)).filter(tasks::status.eq(expected)))
                         .set(&columns)
                         .get_result::<TaskRow>(conn)
@@ -181,6 +185,9 @@ impl TaskActor {
                     merge(&mut facts, detail);
                     NewAuditRow::new(&actor, audit, format!("task:{id}"), Some(facts.clone())).append(conn)?;
                     provenance::append(conn, &core.notary, id, link, &actor, facts)?;
+                    if let Some((holder, extracted)) = remember {
+                        remember_output(conn, &core, id, &holder, extracted)?;
+                    }
                     let escalation = match escalate {
                         Some(reason) => Some(NewEscalationRow::open(Some(id), agent, reason, "hub").insert(conn)?),
                         None => None,
@@ -321,6 +328,7 @@ impl TaskActor {
             link,
             detail: json!({ "lost_because": reason, "attempts": self.task.attempts }),
             escalate,
+            remember: None,
         })
     }
 }
@@ -348,6 +356,46 @@ pub fn announce_escalation(core: &Core, escalation: &EscalationRow) {
         json!(escalation),
         Audience::Escalations,
     ));
+}
+
+/// Stores the `[REMEMBER]` entries of a finished task in its holder's memory, auditing
+/// each one, and each refused key, by name only.
+fn remember_output(
+    conn: &mut diesel::SqliteConnection,
+    core: &Core,
+    task_id: i32,
+    holder: &str,
+    extracted: Extracted,
+) -> Result<(), HubError> {
+    let target = format!("agent:{holder}");
+    for (key, value) in extracted.accepted {
+        memory::upsert(
+            conn,
+            &core.vault,
+            &core.blind,
+            holder,
+            &key,
+            &value,
+            Some(task_id),
+        )?;
+        NewAuditRow::new(
+            "hub",
+            "memory.extract",
+            target.clone(),
+            Some(json!({ "key": key, "task_id": task_id })),
+        )
+        .append(conn)?;
+    }
+    for key in extracted.refused {
+        NewAuditRow::new(
+            "hub",
+            "memory.refused",
+            target.clone(),
+            Some(json!({ "key": key, "task_id": task_id })),
+        )
+        .append(conn)?;
+    }
+    Ok(())
 }
 
 fn merge(into: &mut Value, extra: Value) {

@@ -1,0 +1,246 @@
+//! Agent memory (seed 000 section 05): store, list and search, read and delete entries.
+//! An agent token reaches only its own agent's memory.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::extract::{Json, Query};
+use super::{page_limit, page_offset};
+use crate::auth::Caller;
+use crate::db::memory::{self, MemoryRow};
+use crate::db::models::NewAuditRow;
+use crate::domain::access::Principal;
+use crate::domain::agent::valid_agent_id;
+use crate::domain::remember::{MAX_KEY_CHARS, MAX_VALUE_CHARS};
+use crate::error::HubError;
+use crate::startup::Hub;
+
+/// 403 unless the caller holds `permission` and is the master token or this agent.
+fn authorise(principal: &Principal, agent_id: &str, permission: &str) -> Result<(), HubError> {
+    principal.require(permission)?;
+    if !valid_agent_id(agent_id) {
+        return Err(HubError::not_found(format!("no agent {agent_id:?}")));
+    }
+    match principal.agent_id() {
+        Some(own) if own != agent_id => Err(HubError::forbidden(
+            "an agent token reaches only its own agent's memory",
+        )),
+        _ => Ok(()),
+    }
+}
+
+pub fn memory_view(row: &MemoryRow, hub: &Hub) -> Value {
+    json!({
+        "agent_id": row.agent_id,
+        "key": row.key,
+        "value": hub.core.vault.open(&row.value).map(|o| o.plaintext),
+        "source_task_id": row.source_task_id,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct MemoryBody {
+    key: Option<String>,
+    value: Option<String>,
+    source_task_id: Option<i32>,
+}
+
+pub async fn store_memory(
+    hub: web::Data<Hub>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: Json<MemoryBody>,
+) -> Result<HttpResponse, HubError> {
+    let agent_id = path.into_inner();
+    authorise(&caller.0, &agent_id, "memory:write")?;
+    let body = body.0;
+    let key = body
+        .key
+        .map(|k| k.trim().to_string())
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| HubError::bad_request("key is required"))?;
+    if key.chars().count() > MAX_KEY_CHARS {
+        return Err(HubError::bad_request(format!(
+            "key exceeds {MAX_KEY_CHARS} characters"
+        )));
+    }
+    let value = body
+        .value
+        .ok_or_else(|| HubError::bad_request("value is required"))?;
+    if value.chars().count() > MAX_VALUE_CHARS {
+        return Err(HubError::bad_request(format!(
+            "value exceeds {MAX_VALUE_CHARS} characters"
+        )));
+    }
+    let core = hub.core.clone();
+    let actor = caller.0.label();
+    let row = hub
+        .core
+        .db
+        .write(move |conn| {
+            let row = memory::upsert(
+                conn,
+                &core.vault,
+                &core.blind,
+                &agent_id,
+                &key,
+                &value,
+                body.source_task_id,
+            )?;
+            let detail = json!({ "key": key, "source_task_id": body.source_task_id });
+            NewAuditRow::new(
+                &actor,
+                "memory.write",
+                format!("agent:{agent_id}"),
+                Some(detail),
+            )
+            .append(conn)?;
+            Ok(row)
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(memory_view(&row, &hub)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct MemoryQuery {
+    q: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+pub async fn list_memory(
+    hub: web::Data<Hub>,
+    caller: Caller,
+    path: web::Path<String>,
+    query: Query<MemoryQuery>,
+) -> Result<HttpResponse, HubError> {
+    let agent_id = path.into_inner();
+    authorise(&caller.0, &agent_id, "memory:read")?;
+    let query = query.0;
+    let limit = page_limit(query.limit, 50, 200)?;
+    let offset = page_offset(query.offset)?;
+    let search = query
+        .q
+        .as_deref()
+        .map(|q| hub.core.blind.query(&agent_id, q, true));
+    let rows = crate::db::read(&hub.reads, move |conn| {
+        Ok(match search {
+            None => memory::list(conn, &agent_id, limit, offset)?,
+            // A query with no word in it matches nothing.
+            Some(None) => vec![],
+            Some(Some(expression)) => memory::search(conn, &expression, limit)?,
+        })
+    })
+    .await?;
+    let list: Vec<Value> = rows.iter().map(|r| memory_view(r, &hub)).collect();
+    Ok(HttpResponse::Ok().json(json!({ "count": list.len(), "memories": list })))
+}
+
+pub async fn get_memory(
+    hub: web::Data<Hub>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, HubError> {
+    let (agent_id, key) = path.into_inner();
+    authorise(&caller.0, &agent_id, "memory:read")?;
+    let lookup = key.clone();
+    let row = crate::db::read(&hub.reads, move |conn| {
+        Ok(memory::get(conn, &agent_id, &lookup)?)
+    })
+    .await?
+    .ok_or_else(|| HubError::not_found(format!("no memory {key:?}")))?;
+    Ok(HttpResponse::Ok().json(memory_view(&row, &hub)))
+}
+
+pub async fn delete_memory(
+    hub: web::Data<Hub>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, HubError> {
+    let (agent_id, key) = path.into_inner();
+    authorise(&caller.0, &agent_id, "memory:write")?;
+    let actor = caller.0.label();
+    let deleted_key = key.clone();
+    hub.core
+        .db
+        .write(move |conn| {
+            if !memory::delete(conn, &agent_id, &key)? {
+                return Err(HubError::not_found(format!("no memory {key:?}")));
+            }
+            NewAuditRow::new(
+                &actor,
+                "memory.delete",
+                format!("agent:{agent_id}"),
+                Some(json!({ "key": key })),
+            )
+            .append(conn)?;
+            Ok(())
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "deleted": deleted_key })))
+}
+
+/// Most memories added to a delivered prompt, and most characters they may take.
+const INJECTED_MEMORIES: i64 = 5;
+const INJECTED_CHARS: usize = 2000;
+
+/// Before a task reaches its agent, the agent's most relevant memories (searched with the
+/// task's title and prompt) are appended to the prompt it receives, in a delimited
+/// section. Only the holder's own view changes; the stored prompt stays as submitted.
+pub async fn inject_memories(
+    hub: &Hub,
+    principal: &Principal,
+    views: &mut [crate::views::TaskView],
+) -> Result<(), HubError> {
+    let Some(agent) = principal.agent_id() else {
+        return Ok(());
+    };
+    let searches: Vec<(usize, String)> = views
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| {
+            v.assigned_to.as_deref() == Some(agent)
+                && (v.status == "assigned" || v.status == "running")
+        })
+        .filter_map(|(i, v)| {
+            Some((
+                i,
+                hub.core
+                    .blind
+                    .query(agent, &format!("{} {}", v.title, v.prompt), false)?,
+            ))
+        })
+        .collect();
+    if searches.is_empty() {
+        return Ok(());
+    }
+    let found = crate::db::read(&hub.reads, move |conn| {
+        searches
+            .into_iter()
+            .map(|(i, expression)| Ok((i, memory::search(conn, &expression, INJECTED_MEMORIES)?)))
+            .collect::<Result<Vec<_>, HubError>>()
+    })
+    .await?;
+    for (i, rows) in found {
+        let mut lines = String::new();
+        for row in &rows {
+            let Some(value) = hub.core.vault.open(&row.value) else {
+                continue;
+            };
+            let line = format!("- {}: {}\n", row.key, value.plaintext);
+            if lines.len() + line.len() > INJECTED_CHARS {
+                break;
+            }
+            lines.push_str(&line);
+        }
+        if !lines.is_empty() {
+            views[i].prompt.push_str(&format!(
+                "\n\n[MEMORY]\nNotes you kept from earlier tasks:\n{lines}[/MEMORY]"
+            ));
+        }
+    }
+    Ok(())
+}

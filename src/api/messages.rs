@@ -1,0 +1,132 @@
+//! The message bus (seed 000 section 06): channel chat between agents, people and the hub.
+
+use actix_web::{web, HttpResponse};
+use diesel::prelude::*;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::extract::{Json, Query};
+use super::page_limit;
+use crate::auth::Caller;
+use crate::db::models::{MessageRow, NewAuditRow};
+use crate::db::schema::messages;
+use crate::domain::access::Principal;
+use crate::domain::event::{Audience, HubEvent};
+use crate::domain::now_iso;
+use crate::error::HubError;
+use crate::startup::Hub;
+
+const MAX_CONTENT_CHARS: usize = 8000;
+const SENDER_TYPES: &[&str] = &["agent", "user", "system"];
+
+#[derive(Debug, Deserialize)]
+pub struct MessageBody {
+    sender: Option<String>,
+    sender_type: Option<String>,
+    content: Option<String>,
+    channel: Option<String>,
+}
+
+fn valid_channel(channel: &str) -> bool {
+    (1..=64).contains(&channel.len())
+        && channel
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '#'))
+}
+
+pub async fn send_message(
+    hub: web::Data<Hub>,
+    caller: Caller,
+    body: Json<MessageBody>,
+) -> Result<HttpResponse, HubError> {
+    caller.0.require("messages:write")?;
+    let body = body.0;
+    let content = body
+        .content
+        .filter(|c| !c.trim().is_empty())
+        .ok_or_else(|| HubError::bad_request("content is required"))?;
+    if content.chars().count() > MAX_CONTENT_CHARS {
+        return Err(HubError::bad_request(format!(
+            "content exceeds {MAX_CONTENT_CHARS} characters"
+        )));
+    }
+    let sender_type = body.sender_type.unwrap_or_else(|| "agent".into());
+    if !SENDER_TYPES.contains(&sender_type.as_str()) {
+        return Err(HubError::bad_request(format!(
+            "unknown sender_type {sender_type:?} (expected agent, user or system)"
+        )));
+    }
+    let channel = body.channel.unwrap_or_else(|| "general".into());
+    if !valid_channel(&channel) {
+        return Err(HubError::bad_request(
+            "channel must be 1 to 64 letters, digits, - _ . or #",
+        ));
+    }
+    // A token speaks as its own agent; only the master token may name a sender.
+    let sender = match &caller.0 {
+        Principal::Master => body
+            .sender
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| "master".into()),
+        other => other.label(),
+    };
+    let actor = caller.0.label();
+    let row = hub
+        .core
+        .db
+        .write(move |conn| {
+            let row: MessageRow = diesel::insert_into(messages::table)
+                .values((
+                    messages::sender.eq(&sender),
+                    messages::sender_type.eq(&sender_type),
+                    messages::channel.eq(&channel),
+                    messages::content.eq(&content),
+                    messages::created_at.eq(now_iso()),
+                ))
+                .returning(MessageRow::as_returning())
+                .get_result(conn)?;
+            let detail = json!({ "channel": row.channel, "sender": row.sender });
+            NewAuditRow::new(
+                &actor,
+                "message.send",
+                format!("message:{}", row.id),
+                Some(detail),
+            )
+            .append(conn)?;
+            Ok(row)
+        })
+        .await?;
+    hub.core
+        .publish(HubEvent::new("message", json!(row), Audience::Messages));
+    Ok(HttpResponse::Created().json(row))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct MessageQuery {
+    channel: Option<String>,
+    limit: Option<i64>,
+    /// Only messages older than this id (paging backwards through history).
+    before: Option<i32>,
+}
+
+pub async fn list_messages(
+    hub: web::Data<Hub>,
+    caller: Caller,
+    query: Query<MessageQuery>,
+) -> Result<HttpResponse, HubError> {
+    caller.0.require("messages:read")?;
+    let query = query.0;
+    let limit = page_limit(query.limit, 50, 200)?;
+    let rows = crate::db::read(&hub.reads, move |conn| {
+        let mut q = messages::table.select(MessageRow::as_select()).into_boxed();
+        if let Some(channel) = query.channel {
+            q = q.filter(messages::channel.eq(channel));
+        }
+        if let Some(before) = query.before {
+            q = q.filter(messages::id.lt(before));
+        }
+        Ok(q.order(messages::id.desc()).limit(limit).load(conn)?)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({ "count": rows.len(), "messages": rows })))
+}

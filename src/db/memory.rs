@@ -1,0 +1,129 @@
+//! Agent memory as stored: values sealed with the Vault, words indexed through the blind
+//! index (`memory_index`, an FTS5 table kept in step inside the same transaction).
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Integer, Text};
+use diesel::sqlite::SqliteConnection;
+
+use super::schema::memories;
+use crate::crypto::blind::BlindIndex;
+use crate::crypto::Vault;
+use crate::domain::now_iso;
+
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
+#[diesel(table_name = memories, check_for_backend(diesel::sqlite::Sqlite))]
+pub struct MemoryRow {
+    pub id: i32,
+    pub agent_id: String,
+    pub key: String,
+    /// Fernet token; open it with the Vault.
+    pub value: String,
+    pub source_task_id: Option<i32>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// Stores or overwrites `agent_id`'s entry `key`, and re-indexes it.
+pub fn upsert(
+    conn: &mut SqliteConnection,
+    vault: &Vault,
+    blind: &BlindIndex,
+    agent_id: &str,
+    key: &str,
+    value: &str,
+    source_task_id: Option<i32>,
+) -> QueryResult<MemoryRow> {
+    let now = now_iso();
+    let sealed = vault.seal(value);
+    let row: MemoryRow = diesel::insert_into(memories::table)
+        .values((
+            memories::agent_id.eq(agent_id),
+            memories::key.eq(key),
+            memories::value.eq(&sealed),
+            memories::source_task_id.eq(source_task_id),
+            memories::created_at.eq(&now),
+            memories::updated_at.eq(&now),
+        ))
+        .on_conflict((memories::agent_id, memories::key))
+        .do_update()
+        .set((
+            memories::value.eq(&sealed),
+            memories::source_task_id.eq(source_task_id),
+            memories::updated_at.eq(&now),
+        ))
+        .returning(MemoryRow::as_returning())
+        .get_result(conn)?;
+    unindex(conn, row.id)?;
+    diesel::sql_query("INSERT INTO memory_index (rowid, tokens) VALUES (?, ?)")
+        .bind::<Integer, _>(row.id)
+        .bind::<Text, _>(blind.document(agent_id, key, value))
+        .execute(conn)?;
+    Ok(row)
+}
+
+/// Deletes `agent_id`'s entry `key`; false when there was none.
+pub fn delete(conn: &mut SqliteConnection, agent_id: &str, key: &str) -> QueryResult<bool> {
+    let id: Option<i32> = diesel::delete(
+        memories::table
+            .filter(memories::agent_id.eq(agent_id))
+            .filter(memories::key.eq(key)),
+    )
+    .returning(memories::id)
+    .get_result(conn)
+    .optional()?;
+    match id {
+        Some(id) => unindex(conn, id).map(|_| true),
+        None => Ok(false),
+    }
+}
+
+fn unindex(conn: &mut SqliteConnection, id: i32) -> QueryResult<usize> {
+    diesel::sql_query("DELETE FROM memory_index WHERE rowid = ?")
+        .bind::<Integer, _>(id)
+        .execute(conn)
+}
+
+pub fn get(
+    conn: &mut SqliteConnection,
+    agent_id: &str,
+    key: &str,
+) -> QueryResult<Option<MemoryRow>> {
+    memories::table
+        .filter(memories::agent_id.eq(agent_id))
+        .filter(memories::key.eq(key))
+        .select(MemoryRow::as_select())
+        .get_result(conn)
+        .optional()
+}
+
+/// An agent's entries, most recently updated first.
+pub fn list(
+    conn: &mut SqliteConnection,
+    agent_id: &str,
+    limit: i64,
+    offset: i64,
+) -> QueryResult<Vec<MemoryRow>> {
+    memories::table
+        .filter(memories::agent_id.eq(agent_id))
+        .select(MemoryRow::as_select())
+        .order((memories::updated_at.desc(), memories::id.desc()))
+        .limit(limit)
+        .offset(offset)
+        .load(conn)
+}
+
+/// Entries matching a blind-index MATCH expression, best first (BM25).
+pub fn search(
+    conn: &mut SqliteConnection,
+    expression: &str,
+    limit: i64,
+) -> QueryResult<Vec<MemoryRow>> {
+    diesel::sql_query(
+        "SELECT m.id, m.agent_id, m.key, m.value, m.source_task_id, m.created_at, m.updated_at \
+         FROM memory_index JOIN memories m ON m.id = memory_index.rowid \
+         WHERE memory_index MATCH ? ORDER BY bm25(memory_index) LIMIT ?",
+    )
+    .bind::<Text, _>(expression)
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+}
