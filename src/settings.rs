@@ -21,6 +21,7 @@ pub struct Settings {
     pub log_filter: String,
     pub heartbeat_timeout: u64,
     pub max_attempts: i32,
+    pub reputation_exploration: f64,
     pub default_task_timeout: u64,
     pub capability_timeouts: std::collections::BTreeMap<String, u64>,
     pub max_body_bytes: usize,

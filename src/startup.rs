@@ -171,11 +171,13 @@ fn load_live_state(conn: &mut diesel::SqliteConnection) -> Result<(Boot, Vec<Tok
         .and_then(|row| serde_json::from_str::<KillSwitch>(&row.value).ok())
         .unwrap_or_default();
     let tokens = queries::active_tokens(conn)?;
+    let reputation = crate::db::reputation::all(conn)?;
     Ok((
         Boot {
             agents,
             tasks,
             pipelines,
+            reputation,
             kill_switch,
         },
         tokens,

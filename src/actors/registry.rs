@@ -25,6 +25,7 @@ use super::sse::SseSubscriber;
 use super::task::{LiveTask, TaskActor};
 use super::Core;
 use crate::db::models::{AgentRow, PipelineRow, TaskRow};
+use crate::db::reputation::ReputationRow;
 use crate::domain::access::Principal;
 use crate::domain::agent::AgentStatus;
 use crate::domain::task::TaskStatus;
@@ -150,6 +151,7 @@ pub struct Boot {
     pub agents: Vec<AgentRow>,
     pub tasks: Vec<BootTask>,
     pub pipelines: Vec<BootPipeline>,
+    pub reputation: Vec<ReputationRow>,
     pub kill_switch: KillSwitch,
 }
 
@@ -193,7 +195,13 @@ impl Handler<Boot> for Registry {
             pipelines,
             "live state restored from the database"
         );
+        let reputation = msg
+            .reputation
+            .iter()
+            .map(|r| (r.agent_id.clone(), r.capability.clone(), r.stats()))
+            .collect();
         self.dispatcher.do_send(Restore {
+            reputation,
             agents,
             tasks,
             waits,

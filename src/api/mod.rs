@@ -10,6 +10,7 @@ mod memory;
 mod messages;
 mod pipelines;
 mod provenance;
+mod reputation;
 mod stream;
 mod task_body;
 mod tasks;
@@ -50,6 +51,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(
                 "/agents/{agent_id}/memory/{key}",
                 web::delete().to(memory::delete_memory),
+            )
+            .route(
+                "/agents/{agent_id}/reputation",
+                web::get().to(reputation::get_reputation),
+            )
+            .route(
+                "/admin/reputation/leaderboard",
+                web::get().to(reputation::get_leaderboard),
             )
             .route("/messages", web::post().to(messages::send_message))
             .route("/messages", web::get().to(messages::list_messages))

@@ -5,13 +5,16 @@ use diesel::prelude::*;
 use serde_json::{json, Value};
 
 use super::tasks::task_id;
+use crate::actors::dispatcher::TaskVerified;
 use crate::auth::Caller;
 use crate::crypto::provenance::fingerprint;
 use crate::db::models::{NewAuditRow, TaskRow};
 use crate::db::provenance::{self, Broken, Link};
+use crate::db::reputation;
 use crate::db::{queries, schema::tasks};
 use crate::domain::event::{Audience, HubEvent};
 use crate::domain::now_iso;
+use crate::domain::reputation::Outcome;
 use crate::error::HubError;
 use crate::startup::Hub;
 use crate::views::{task_event, TaskView};
@@ -43,6 +46,9 @@ pub async fn verify_task(
                         _ => HubError::not_found(format!("no task {id}")),
                     })?;
             NewAuditRow::new(&actor, "task.verify", format!("task:{id}"), None).append(conn)?;
+            if let Some(holder) = &row.assigned_to {
+                reputation::record(conn, holder, &row.required_capability, Outcome::Verified)?;
+            }
             provenance::append(conn, &core.notary, id, "verified", &actor, json!({}))?;
             Ok(row)
         })
@@ -53,6 +59,13 @@ pub async fn verify_task(
     };
     hub.core
         .publish(HubEvent::new("task_updated", task_event(&row), audience));
+    if let Some(agent_id) = row.assigned_to.clone() {
+        let capability = row.required_capability.clone();
+        hub.dispatcher.do_send(TaskVerified {
+            agent_id,
+            capability,
+        });
+    }
     let deps =
         crate::db::read(&hub.reads, move |conn| Ok(queries::dependencies(conn, id)?)).await?;
     Ok(HttpResponse::Ok().json(TaskView::new(row, &hub.core.vault, deps, false)))

@@ -5,6 +5,7 @@ pub mod memory;
 pub mod models;
 pub mod provenance;
 pub mod queries;
+pub mod reputation;
 pub mod schema;
 
 use std::path::Path;

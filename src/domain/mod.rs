@@ -6,6 +6,7 @@ pub mod agent;
 pub mod event;
 pub mod graph;
 pub mod remember;
+pub mod reputation;
 pub mod task;
 
 /// The current time as an ISO 8601 UTC string with milliseconds (sorts as it reads).

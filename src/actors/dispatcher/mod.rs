@@ -13,7 +13,8 @@
 //! [`SetKillSwitch`], [`GetKillSwitch`].
 
 mod admission;
-mod queue;
+pub mod choice;
+pub mod queue;
 
 use std::collections::{HashMap, VecDeque};
 
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 pub use admission::{SubmitPipeline, SubmitTask};
+use choice::Board;
 pub use queue::Ready;
 use queue::{ReadyQueue, Slot};
 
@@ -35,6 +37,7 @@ use crate::domain::agent::Profile;
 use crate::domain::event::{Audience, HubEvent};
 use crate::domain::graph::Waiting;
 use crate::domain::now_iso;
+use crate::domain::reputation::{Outcome, Stats};
 use crate::domain::task::TaskStatus;
 use crate::error::HubError;
 
@@ -63,6 +66,7 @@ pub struct Dispatcher {
     /// Plain tasks waiting for their `depends_on`.
     waits: Waiting,
     finished: FinishedLog,
+    board: Board,
 }
 
 /// A plain task that must wait: the dependencies not yet finished, or the first one that
@@ -123,6 +127,7 @@ impl FinishedLog {
 
 impl Dispatcher {
     pub fn new(core: Core, registry: Addr<Registry>, directory: Directory) -> Self {
+        let exploration = core.settings.reputation_exploration;
         Self {
             core,
             registry,
@@ -134,6 +139,7 @@ impl Dispatcher {
             kill_switch: KillSwitch::default(),
             waits: Waiting::default(),
             finished: FinishedLog::default(),
+            board: Board::new(exploration),
         }
     }
 
@@ -169,24 +175,13 @@ impl Dispatcher {
         }
     }
 
-    /// The agent that should take a task now: the pinned one if it has room, otherwise
-    /// the least loaded capable agent, least recently assigned first.
+    /// The agent that should take a task now (see [`choice::choose`]); none while the
+    /// kill switch is engaged.
     fn pick_agent(&self, capability: &str, pin: Option<&str>) -> Option<String> {
         if self.kill_switch.active {
             return None;
         }
-        if let Some(pin) = pin {
-            return self
-                .slots
-                .get(pin)
-                .filter(|s| s.has_room() && !s.profile.refuses(capability))
-                .map(|_| pin.to_string());
-        }
-        self.slots
-            .iter()
-            .filter(|(_, slot)| slot.has_room() && slot.profile.serves(capability))
-            .min_by_key(|(id, slot)| (slot.fill(), slot.last_assigned, (*id).clone()))
-            .map(|(id, _)| id.clone())
+        choice::choose(&self.slots, &self.board, capability, pin).map(String::from)
     }
 
     fn note_assignment(&mut self, agent_id: &str) {
@@ -323,6 +318,8 @@ impl Handler<TaskReleased> for Dispatcher {
 pub struct TaskFinished {
     pub task_id: i32,
     pub done: bool,
+    /// The agent whose reputation this outcome counts for (the last holder), if any.
+    pub credited: Option<(String, String, Outcome)>,
 }
 
 impl Handler<TaskFinished> for Dispatcher {
@@ -332,6 +329,9 @@ impl Handler<TaskFinished> for Dispatcher {
         self.queue.remove(msg.task_id);
         self.waits.forget(msg.task_id);
         self.finished.record(msg.task_id, msg.done);
+        if let Some((agent_id, capability, outcome)) = &msg.credited {
+            self.board.record(agent_id, capability, *outcome);
+        }
         let released = self.waits.finished(msg.task_id, msg.done);
         for task in released.ready {
             self.release_waiter(task);
@@ -342,6 +342,23 @@ impl Handler<TaskFinished> for Dispatcher {
         if let Some(agent_id) = self.release(msg.task_id) {
             self.fill(&agent_id, ctx);
         }
+    }
+}
+
+/// Sent by the verify handler after its commit: an operator vouched for an agent's work.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TaskVerified {
+    pub agent_id: String,
+    pub capability: String,
+}
+
+impl Handler<TaskVerified> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: TaskVerified, _: &mut Context<Self>) {
+        self.board
+            .record(&msg.agent_id, &msg.capability, Outcome::Verified);
     }
 }
 
@@ -378,7 +395,7 @@ impl Handler<AgentHeartbeat> for Dispatcher {
     type Result = ();
 
     fn handle(&mut self, msg: AgentHeartbeat, ctx: &mut Context<Self>) {
-        if self.queue.len() > 0 {
+        if !self.queue.is_empty() {
             self.fill(&msg.agent_id, ctx);
         }
     }
@@ -438,6 +455,8 @@ pub struct Restore {
     pub tasks: Vec<LiveTask>,
     /// Plain tasks still waiting for dependencies.
     pub waits: Vec<PlainWait>,
+    /// (agent, capability, counters).
+    pub reputation: Vec<(String, String, Stats)>,
     pub kill_switch: KillSwitch,
 }
 
@@ -446,6 +465,9 @@ impl Handler<Restore> for Dispatcher {
 
     fn handle(&mut self, msg: Restore, ctx: &mut Context<Self>) {
         self.kill_switch = msg.kill_switch;
+        for (agent_id, capability, stats) in &msg.reputation {
+            self.board.set(agent_id, capability, *stats);
+        }
         for (agent_id, profile, online) in msg.agents {
             self.slots.insert(agent_id, Slot::new(profile, online));
         }

@@ -29,6 +29,10 @@ impl ReadyQueue {
         self.entries.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     pub fn push(&mut self, ready: Ready) {
         self.lane(&ready).insert(ready.key.clone());
         self.entries.insert(ready.task_id, ready);

@@ -29,11 +29,12 @@ use super::registry::{ChildStopped, Directory, Registry};
 use super::Core;
 use crate::db::models::{EscalationRow, NewAuditRow, NewEscalationRow, TaskChange, TaskRow};
 use crate::db::schema::tasks;
-use crate::db::{memory, provenance};
+use crate::db::{memory, provenance, reputation};
 use crate::domain::access::Principal;
 use crate::domain::event::{Audience, HubEvent};
 use crate::domain::now_iso;
 use crate::domain::remember::Extracted;
+use crate::domain::reputation::Outcome;
 use crate::domain::task::{QueueKey, TaskStatus, Urgency};
 use crate::error::HubError;
 use crate::views::task_event;
@@ -185,6 +186,14 @@ impl TaskActor {
                     merge(&mut facts, detail);
                     NewAuditRow::new(&actor, audit, format!("task:{id}"), Some(facts.clone())).append(conn)?;
                     provenance::append(conn, &core.notary, id, link, &actor, facts)?;
+                    let outcome = match row.status.as_str() {
+                        "done" => Some(Outcome::Done),
+                        "failed" => Some(Outcome::Failed),
+                        _ => None,
+                    };
+                    if let (Some(holder), Some(outcome)) = (&agent, outcome) {
+                        reputation::record(conn, holder, &row.required_capability, outcome)?;
+                    }
                     if let Some((holder, extracted)) = remember {
                         remember_output(conn, &core, id, &holder, extracted)?;
                     }
@@ -236,7 +245,7 @@ impl TaskActor {
         // Free the old holder's slot before the task is offered again: the Dispatcher may
         // hand it to a new holder at once.
         if previous.holds_slot() && !now.holds_slot() {
-            if let Some(agent_id) = previous_holder {
+            if let Some(agent_id) = previous_holder.clone() {
                 self.dispatcher.do_send(TaskReleased {
                     task_id: self.task.id,
                     agent_id,
@@ -253,9 +262,18 @@ impl TaskActor {
         }
         if now.is_terminal() {
             let done = now == TaskStatus::Done;
+            let credited = previous_holder.clone().and_then(|agent| {
+                let outcome = match now {
+                    TaskStatus::Done => Outcome::Done,
+                    TaskStatus::Failed => Outcome::Failed,
+                    _ => return None,
+                };
+                Some((agent, self.task.required_capability.clone(), outcome))
+            });
             self.dispatcher.do_send(TaskFinished {
                 task_id: self.task.id,
                 done,
+                credited,
             });
             if let Some(pipeline) = self
                 .task
