@@ -32,12 +32,16 @@ enum Command {
     },
     /// Measure a running hub: creates/s, heartbeats/s and claim latency.
     Bench {
-        /// Hub base URL.
+        /// What to measure: `hub` (a running hub over HTTP and SSE), `memory` (memory
+        /// search on generated data) or `dispatch` (the choice among many agents).
+        #[arg(long, value_enum, default_value_t = Suite::Hub)]
+        suite: Suite,
+        /// Hub base URL (suite hub).
         #[arg(long, env = "M3SHDUP_HUB", default_value = "http://127.0.0.1:8333")]
         hub: String,
-        /// Master token of that hub.
+        /// Master token of that hub (suite hub).
         #[arg(long, env = "M3SHDUP_TOKEN")]
-        token: String,
+        token: Option<String>,
         /// Concurrent connections for the throughput figures.
         #[arg(long, default_value_t = 64)]
         connections: usize,
@@ -50,6 +54,15 @@ enum Command {
         /// Two-task pipelines timed one after another for the unblock latency.
         #[arg(long, default_value_t = 1000)]
         chains: usize,
+        /// Memory entries to generate (suite memory).
+        #[arg(long, default_value_t = 100_000)]
+        entries: usize,
+        /// Agents to generate (default: 1,000 for memory, 10,000 for dispatch).
+        #[arg(long)]
+        agents: Option<usize>,
+        /// Timed searches or decisions.
+        #[arg(long, default_value_t = 10_000)]
+        samples: usize,
     },
     /// Apply pending database migrations and exit.
     Migrate {
@@ -70,23 +83,39 @@ fn main() -> anyhow::Result<()> {
             serve(settings, Secrets::from_env(master))
         }
         Command::Bench {
+            suite,
             hub,
             token,
             connections,
             seconds,
             claims,
             chains,
-        } => {
-            let plan = m3shd::bench::BenchPlan {
-                hub: hub.trim_end_matches('/').to_string(),
-                token,
-                connections,
-                seconds,
-                claims,
-                chains,
-            };
-            actix_web::rt::System::new().block_on(m3shd::bench::run(plan))
-        }
+            entries,
+            agents,
+            samples,
+        } => match suite {
+            Suite::Hub => {
+                let token =
+                    token.context("--token (or M3SHDUP_TOKEN) is required for the hub suite")?;
+                let hub = hub.trim_end_matches('/').to_string();
+                let plan = m3shd::bench::hub::BenchPlan {
+                    hub,
+                    token,
+                    connections,
+                    seconds,
+                    claims,
+                    chains,
+                };
+                actix_web::rt::System::new().block_on(m3shd::bench::hub::run(plan))
+            }
+            Suite::Memory => {
+                let dir = tempfile_dir()?;
+                let outcome = m3shd::bench::memory::run(&dir, entries, agents.unwrap_or(1000), samples);
+                let _ = std::fs::remove_dir_all(&dir);
+                outcome
+            }
+            Suite::Dispatch => m3shd::bench::dispatch::run(agents.unwrap_or(10_000), samples),
+        },
         Command::Migrate { database_url } => {
             settings.database_url = database_url.unwrap_or(settings.database_url);
             let mut conn = m3shd::db::open_writer(&settings)?;
@@ -138,6 +167,20 @@ fn master_token(database_url: &str) -> anyhow::Result<Secret> {
     println!("    export M3SHDUP_TOKEN={token}");
     println!();
     Ok(Secret::new(token))
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Suite {
+    Hub,
+    Memory,
+    Dispatch,
+}
+
+/// A fresh directory for a benchmark's database, under the system's temporary directory.
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("m3shd-bench-{}", random_hex(4)));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
 }
 
 fn write_private(file: &Path, contents: &str) -> anyhow::Result<()> {

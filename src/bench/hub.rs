@@ -1,4 +1,4 @@
-//! `m3shd bench`: a load generator against a running hub. It measures durable task
+//! `m3shd bench` (suite `hub`): a load generator against a running hub. It measures durable task
 //! creates per second, heartbeats per second, and claim latency (create → the
 //! `task_assigned` event on SSE), and prints one line per figure.
 
@@ -11,6 +11,8 @@ use awc::Client;
 use futures_util::future::join_all;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
+
+use super::percentile;
 
 /// What to measure and against which hub.
 #[derive(Debug, Clone)]
@@ -305,24 +307,5 @@ where
             .context("the stream ended")?
             .map_err(|e| anyhow::anyhow!("stream: {e}"))?;
         buffer.push_str(&String::from_utf8_lossy(&chunk));
-    }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn percentiles_pick_the_ranked_sample() {
-        let samples: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(super::percentile(&samples, 50.0), 51.0);
-        assert_eq!(super::percentile(&samples, 99.0), 99.0);
-        assert!(super::percentile(&[], 50.0).is_nan());
     }
 }
