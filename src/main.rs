@@ -110,7 +110,8 @@ fn main() -> anyhow::Result<()> {
             }
             Suite::Memory => {
                 let dir = tempfile_dir()?;
-                let outcome = m3shd::bench::memory::run(&dir, entries, agents.unwrap_or(1000), samples);
+                let outcome =
+                    m3shd::bench::memory::run(&dir, entries, agents.unwrap_or(1000), samples);
                 let _ = std::fs::remove_dir_all(&dir);
                 outcome
             }

@@ -1,14 +1,12 @@
 //! Dispatch decision time: how long the Dispatcher takes to choose an agent for one task
 //! among 10,000 online agents with reputation history (the pure choice, no I/O).
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::actors::dispatcher::choice::{choose, Board};
-use crate::actors::dispatcher::queue::Slot;
+use crate::actors::dispatcher::roster::Roster;
 use crate::domain::agent::Profile;
 use crate::domain::reputation::Outcome;
 
@@ -24,8 +22,7 @@ const CAPABILITIES: &[&str] = &[
 
 pub fn run(agents: usize, decisions: usize) -> anyhow::Result<()> {
     let mut rng = StdRng::seed_from_u64(11);
-    let mut slots = HashMap::with_capacity(agents);
-    let mut board = Board::new(1.0);
+    let mut roster = Roster::new(1.0);
     for i in 0..agents {
         let id = format!("agent-{i}");
         let capabilities: Vec<String> = CAPABILITIES
@@ -33,6 +30,12 @@ pub fn run(agents: usize, decisions: usize) -> anyhow::Result<()> {
             .filter(|_| rng.gen_bool(0.5))
             .map(|c| c.to_string())
             .collect();
+        let profile = Profile {
+            capabilities: capabilities.clone(),
+            excluded: vec![],
+            max_concurrent: 4,
+        };
+        roster.upsert(&id, profile, true);
         for capability in &capabilities {
             for _ in 0..rng.gen_range(0..20) {
                 let outcome = if rng.gen_bool(0.8) {
@@ -40,26 +43,18 @@ pub fn run(agents: usize, decisions: usize) -> anyhow::Result<()> {
                 } else {
                     Outcome::Failed
                 };
-                board.record(&id, capability, outcome);
+                roster.record(&id, capability, outcome);
             }
         }
-        let mut slot = Slot::new(
-            Profile {
-                capabilities,
-                excluded: vec![],
-                max_concurrent: 4,
-            },
-            true,
-        );
-        slot.pending = rng.gen_range(0..5);
-        slots.insert(id, slot);
+        let load = rng.gen_range(0..5);
+        roster.update(&id, |slot| slot.pending = load);
     }
     let mut samples = Vec::with_capacity(decisions);
     let mut chosen = 0usize;
     for _ in 0..decisions {
         let capability = CAPABILITIES[rng.gen_range(0..CAPABILITIES.len())];
         let started = Instant::now();
-        chosen += usize::from(choose(&slots, &board, capability, None).is_some());
+        chosen += usize::from(roster.choose(capability, None).is_some());
         samples.push(started.elapsed().as_secs_f64() * 1e6);
     }
     super::report(

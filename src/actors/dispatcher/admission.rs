@@ -109,10 +109,8 @@ impl Handler<SubmitTask> for Dispatcher {
             None
         };
         if let Some(agent_id) = &agent {
-            if let Some(slot) = self.slots.get_mut(agent_id) {
-                slot.pending += 1;
-            }
-            self.note_assignment(agent_id);
+            self.roster.update(agent_id, |slot| slot.pending += 1);
+            self.roster.note_assignment(agent_id);
             row.status = TaskStatus::Assigned.as_str().into();
             row.assigned_to = Some(agent_id.clone());
             row.assigned_at = Some(row.created_at.clone());
@@ -163,8 +161,8 @@ impl Handler<SubmitTask> for Dispatcher {
             Ok::<_, HubError>((row, wait))
         };
         Box::pin(work.into_actor(self).map(move |created, this, ctx| {
-            if let Some(slot) = agent.as_ref().and_then(|a| this.slots.get_mut(a)) {
-                slot.pending -= 1;
+            if let Some(agent_id) = &agent {
+                this.roster.update(agent_id, |slot| slot.pending -= 1);
             }
             let (row, wait) = match created {
                 Ok(created) => created,

@@ -13,8 +13,8 @@
 //! [`SetKillSwitch`], [`GetKillSwitch`].
 
 mod admission;
-pub mod choice;
 pub mod queue;
+pub mod roster;
 
 use std::collections::{HashMap, VecDeque};
 
@@ -24,9 +24,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 pub use admission::{SubmitPipeline, SubmitTask};
-use choice::Board;
 pub use queue::Ready;
-use queue::{ReadyQueue, Slot};
+use queue::ReadyQueue;
+use roster::Roster;
 
 use super::registry::{Directory, Registry};
 use super::task::{Assign, FailDependency, LiveTask, Release, Requeue};
@@ -58,15 +58,13 @@ pub struct Dispatcher {
     registry: Addr<Registry>,
     directory: Directory,
     queue: ReadyQueue,
-    slots: HashMap<String, Slot>,
+    roster: Roster,
     /// Task id → the agent whose slot it occupies.
     held: HashMap<i32, String>,
-    assignments: u64,
     kill_switch: KillSwitch,
     /// Plain tasks waiting for their `depends_on`.
     waits: Waiting,
     finished: FinishedLog,
-    board: Board,
 }
 
 /// A plain task that must wait: the dependencies not yet finished, or the first one that
@@ -133,13 +131,11 @@ impl Dispatcher {
             registry,
             directory,
             queue: ReadyQueue::default(),
-            slots: HashMap::new(),
+            roster: Roster::new(exploration),
             held: HashMap::new(),
-            assignments: 0,
             kill_switch: KillSwitch::default(),
             waits: Waiting::default(),
             finished: FinishedLog::default(),
-            board: Board::new(exploration),
         }
     }
 
@@ -181,28 +177,21 @@ impl Dispatcher {
         if self.kill_switch.active {
             return None;
         }
-        choice::choose(&self.slots, &self.board, capability, pin).map(String::from)
-    }
-
-    fn note_assignment(&mut self, agent_id: &str) {
-        self.assignments += 1;
-        if let Some(slot) = self.slots.get_mut(agent_id) {
-            slot.last_assigned = self.assignments;
-        }
+        self.roster.choose(capability, pin).map(String::from)
     }
 
     fn hold(&mut self, task_id: i32, agent_id: &str) {
-        if let Some(slot) = self.slots.get_mut(agent_id) {
+        self.roster.update(agent_id, |slot| {
             slot.holding.insert(task_id);
-        }
+        });
         self.held.insert(task_id, agent_id.to_string());
     }
 
     fn release(&mut self, task_id: i32) -> Option<String> {
         let agent_id = self.held.remove(&task_id)?;
-        if let Some(slot) = self.slots.get_mut(&agent_id) {
+        self.roster.update(&agent_id, |slot| {
             slot.holding.remove(&task_id);
-        }
+        });
         Some(agent_id)
     }
 
@@ -213,7 +202,7 @@ impl Dispatcher {
             return;
         };
         self.hold(task_id, &agent_id);
-        self.note_assignment(&agent_id);
+        self.roster.note_assignment(&agent_id);
         let request = task.send(Assign {
             agent_id: agent_id.clone(),
         });
@@ -228,7 +217,7 @@ impl Dispatcher {
     /// Gives `agent_id` queued work until it is full or nothing fits.
     fn fill(&mut self, agent_id: &str, ctx: &mut Context<Self>) {
         while !self.kill_switch.active {
-            let Some(slot) = self.slots.get(agent_id).filter(|s| s.has_room()) else {
+            let Some(slot) = self.roster.slot(agent_id).filter(|s| s.has_room()) else {
                 return;
             };
             let Some(task_id) = self.queue.best_for(agent_id, &slot.profile) else {
@@ -240,7 +229,7 @@ impl Dispatcher {
     }
 
     fn fill_everyone(&mut self, ctx: &mut Context<Self>) {
-        let agents: Vec<String> = self.slots.keys().cloned().collect();
+        let agents = self.roster.ids();
         for agent_id in agents {
             self.fill(&agent_id, ctx);
         }
@@ -256,7 +245,7 @@ impl Dispatcher {
 
     /// Requeues every task `agent_id` holds (it went offline or was removed).
     fn requeue_held(&mut self, agent_id: &str, reason: &'static str) {
-        let Some(slot) = self.slots.get(agent_id) else {
+        let Some(slot) = self.roster.slot(agent_id) else {
             return;
         };
         for task_id in slot.holding.iter().copied() {
@@ -330,7 +319,7 @@ impl Handler<TaskFinished> for Dispatcher {
         self.waits.forget(msg.task_id);
         self.finished.record(msg.task_id, msg.done);
         if let Some((agent_id, capability, outcome)) = &msg.credited {
-            self.board.record(agent_id, capability, *outcome);
+            self.roster.record(agent_id, capability, *outcome);
         }
         let released = self.waits.finished(msg.task_id, msg.done);
         for task in released.ready {
@@ -357,7 +346,7 @@ impl Handler<TaskVerified> for Dispatcher {
     type Result = ();
 
     fn handle(&mut self, msg: TaskVerified, _: &mut Context<Self>) {
-        self.board
+        self.roster
             .record(&msg.agent_id, &msg.capability, Outcome::Verified);
     }
 }
@@ -374,12 +363,7 @@ impl Handler<AgentAvailable> for Dispatcher {
     type Result = ();
 
     fn handle(&mut self, msg: AgentAvailable, ctx: &mut Context<Self>) {
-        let slot = self
-            .slots
-            .entry(msg.agent_id.clone())
-            .or_insert_with(|| Slot::new(msg.profile.clone(), true));
-        slot.profile = msg.profile;
-        slot.online = true;
+        self.roster.upsert(&msg.agent_id, msg.profile, true);
         self.fill(&msg.agent_id, ctx);
     }
 }
@@ -418,12 +402,11 @@ impl Handler<AgentGone> for Dispatcher {
         } else {
             "agent_offline"
         };
-        if let Some(slot) = self.slots.get_mut(&msg.agent_id) {
-            slot.online = false;
-        }
+        self.roster
+            .update(&msg.agent_id, |slot| slot.online = false);
         self.requeue_held(&msg.agent_id, reason);
         if msg.removed {
-            self.slots.remove(&msg.agent_id);
+            self.roster.remove(&msg.agent_id);
         }
     }
 }
@@ -437,12 +420,7 @@ impl Handler<GetLoads> for Dispatcher {
     type Result = MessageResult<GetLoads>;
 
     fn handle(&mut self, _: GetLoads, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(
-            self.slots
-                .iter()
-                .map(|(id, slot)| (id.clone(), slot.load()))
-                .collect(),
-        )
+        MessageResult(self.roster.loads())
     }
 }
 
@@ -465,29 +443,28 @@ impl Handler<Restore> for Dispatcher {
 
     fn handle(&mut self, msg: Restore, ctx: &mut Context<Self>) {
         self.kill_switch = msg.kill_switch;
-        for (agent_id, capability, stats) in &msg.reputation {
-            self.board.set(agent_id, capability, *stats);
-        }
         for (agent_id, profile, online) in msg.agents {
-            self.slots.insert(agent_id, Slot::new(profile, online));
+            self.roster.upsert(&agent_id, profile, online);
+        }
+        for (agent_id, capability, stats) in &msg.reputation {
+            self.roster.set_stats(agent_id, capability, *stats);
         }
         let mut orphans: Vec<String> = Vec::new();
         for task in msg.tasks {
             match (task.status.holds_slot(), task.assigned_to.clone()) {
                 (true, Some(agent_id)) => {
-                    if !self.slots.get(&agent_id).is_some_and(|s| s.online) {
+                    if self.roster.slot(&agent_id).is_none() {
+                        // Held by an agent that no longer exists: known only to be requeued.
+                        let nobody = Profile {
+                            capabilities: vec![],
+                            excluded: vec![],
+                            max_concurrent: 1,
+                        };
+                        self.roster.upsert(&agent_id, nobody, false);
+                    }
+                    if !self.roster.slot(&agent_id).is_some_and(|s| s.online) {
                         orphans.push(agent_id.clone());
                     }
-                    self.slots.entry(agent_id.clone()).or_insert_with(|| {
-                        Slot::new(
-                            Profile {
-                                capabilities: vec![],
-                                excluded: vec![],
-                                max_concurrent: 1,
-                            },
-                            false,
-                        )
-                    });
                     self.hold(task.id, &agent_id);
                 }
                 _ if task.blocked => {}
