@@ -34,6 +34,8 @@ pub fn run(
         .collect();
     let mut rng = StdRng::seed_from_u64(7);
     let mut writer = db::open_writer(&settings)?;
+    // One word each agent is known to hold, so half the searches find something.
+    let mut known: Vec<String> = vec![String::new(); agents];
     let started = Instant::now();
     for chunk in (0..entries).collect::<Vec<_>>().chunks(5000) {
         writer.immediate_transaction::<_, anyhow::Error, _>(|conn| {
@@ -42,6 +44,7 @@ pub fn run(
                 let words: Vec<&str> = (0..rng.gen_range(8..20))
                     .map(|_| vocabulary[rng.gen_range(0..vocabulary.len())].as_str())
                     .collect();
+                known[i % agents] = words[0].to_string();
                 memory::upsert(
                     conn,
                     &vault,
@@ -63,11 +66,16 @@ pub fn run(
     let mut samples = Vec::with_capacity(searches);
     let mut hits = 0usize;
     for _ in 0..searches {
-        let agent = format!("agent-{}", rng.gen_range(0..agents));
-        let q = (0..rng.gen_range(1..3))
-            .map(|_| vocabulary[rng.gen_range(0..vocabulary.len())].as_str())
-            .collect::<Vec<_>>()
-            .join(" ");
+        let agent_index = rng.gen_range(0..agents);
+        let agent = format!("agent-{agent_index}");
+        let q = if rng.gen_bool(0.5) {
+            known[agent_index].clone()
+        } else {
+            (0..rng.gen_range(1..3))
+                .map(|_| vocabulary[rng.gen_range(0..vocabulary.len())].as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
         let started = Instant::now();
         let expression = blind.query(&agent, &q, true).context("query has words")?;
         hits += memory::search(&mut reader, &expression, 50)?.len();
