@@ -131,7 +131,7 @@ pub async fn list_memory(
             None => memory::list(conn, &agent_id, limit, offset)?,
             // A query with no word in it matches nothing.
             Some(None) => vec![],
-            Some(Some(expression)) => memory::search(conn, &expression, limit)?,
+            Some(Some(expression)) => memory::search(conn, &expression, limit, offset)?,
         })
     })
     .await?;
@@ -183,6 +183,19 @@ pub async fn delete_memory(
     Ok(HttpResponse::Ok().json(json!({ "deleted": deleted_key })))
 }
 
+/// A memory as one line that cannot close the section or open another block: line
+/// breaks become spaces and square brackets become round ones.
+fn inert(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\n' | '\r' => ' ',
+            '[' => '(',
+            ']' => ')',
+            other => other,
+        })
+        .collect()
+}
+
 /// Most memories added to a delivered prompt, and most characters they may take.
 const INJECTED_MEMORIES: i64 = 5;
 const INJECTED_CHARS: usize = 2000;
@@ -220,7 +233,9 @@ pub async fn inject_memories(
     let found = crate::db::read(&hub.reads, move |conn| {
         searches
             .into_iter()
-            .map(|(i, expression)| Ok((i, memory::search(conn, &expression, INJECTED_MEMORIES)?)))
+            .map(|(i, expression)| {
+                Ok((i, memory::search(conn, &expression, INJECTED_MEMORIES, 0)?))
+            })
             .collect::<Result<Vec<_>, HubError>>()
     })
     .await?;
@@ -230,7 +245,7 @@ pub async fn inject_memories(
             let Some(value) = hub.core.vault.open(&row.value) else {
                 continue;
             };
-            let line = format!("- {}: {}\n", row.key, value.plaintext);
+            let line = format!("- {}: {}\n", inert(&row.key), inert(&value.plaintext));
             if lines.len() + line.len() > INJECTED_CHARS {
                 break;
             }

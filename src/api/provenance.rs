@@ -4,7 +4,7 @@ use actix_web::{web, HttpResponse};
 use diesel::prelude::*;
 use serde_json::{json, Value};
 
-use super::tasks::task_id;
+use super::tasks::{task_id, task_reply};
 use crate::actors::dispatcher::TaskVerified;
 use crate::auth::Caller;
 use crate::crypto::provenance::fingerprint;
@@ -17,7 +17,7 @@ use crate::domain::now_iso;
 use crate::domain::reputation::Outcome;
 use crate::error::HubError;
 use crate::startup::Hub;
-use crate::views::{task_event, TaskView};
+use crate::views::task_event;
 
 /// Marks a done task verified, recorded in its chain and the audit log.
 pub async fn verify_task(
@@ -66,9 +66,7 @@ pub async fn verify_task(
             capability,
         });
     }
-    let deps =
-        crate::db::read(&hub.reads, move |conn| Ok(queries::dependencies(conn, id)?)).await?;
-    Ok(HttpResponse::Ok().json(TaskView::new(row, &hub.core.vault, deps, false)))
+    task_reply(&hub, row).await
 }
 
 /// The chain, and whether it (and the task's current output) still holds.

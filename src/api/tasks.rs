@@ -24,6 +24,14 @@ use crate::error::HubError;
 use crate::startup::Hub;
 use crate::views::TaskView;
 
+/// A changed task as the answer to the call that changed it.
+pub(super) async fn task_reply(hub: &Hub, row: TaskRow) -> Result<HttpResponse, HubError> {
+    let id = row.id;
+    let deps =
+        crate::db::read(&hub.reads, move |conn| Ok(queries::dependencies(conn, id)?)).await?;
+    Ok(HttpResponse::Ok().json(TaskView::new(row, &hub.core.vault, deps, false)))
+}
+
 /// A task id from the path; anything that is not one names no task.
 pub(super) fn task_id(raw: &str) -> Result<i32, HubError> {
     raw.parse()
@@ -285,9 +293,7 @@ pub async fn update_task(
             body: report,
         })
         .await??;
-    let deps =
-        crate::db::read(&hub.reads, move |conn| Ok(queries::dependencies(conn, id)?)).await?;
-    Ok(HttpResponse::Ok().json(TaskView::new(row, &hub.core.vault, deps, false)))
+    task_reply(&hub, row).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -348,7 +354,5 @@ pub async fn handoff_task(
             reason: body.0.reason,
         })
         .await??;
-    let deps =
-        crate::db::read(&hub.reads, move |conn| Ok(queries::dependencies(conn, id)?)).await?;
-    Ok(HttpResponse::Ok().json(TaskView::new(row, &hub.core.vault, deps, false)))
+    task_reply(&hub, row).await
 }

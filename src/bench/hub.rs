@@ -192,16 +192,7 @@ async fn claim_latency(
         )
         .await?;
     }
-    call(
-        client,
-        plan,
-        awc::http::Method::DELETE,
-        &format!("/api/agents/{agent}"),
-        &json!({}),
-    )
-    .await?;
-    samples.sort_by(f64::total_cmp);
-    Ok((percentile(&samples, 50.0), percentile(&samples, 99.0)))
+    retire(client, plan, &agent, samples).await
 }
 
 async fn open_stream(
@@ -271,6 +262,16 @@ async fn unblock_latency(
         )
         .await?;
     }
+    retire(client, plan, &agent, samples).await
+}
+
+/// Removes the benchmark's agent and reduces the samples to (p50, p99).
+async fn retire(
+    client: &Client,
+    plan: &BenchPlan,
+    agent: &str,
+    mut samples: Vec<f64>,
+) -> anyhow::Result<(f64, f64)> {
     call(
         client,
         plan,

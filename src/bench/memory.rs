@@ -78,7 +78,7 @@ pub fn run(
         };
         let started = Instant::now();
         let expression = blind.query(&agent, &q, true).context("query has words")?;
-        hits += memory::search(&mut reader, &expression, 50)?.len();
+        hits += memory::search(&mut reader, &expression, 50, 0)?.len();
         samples.push(started.elapsed().as_secs_f64() * 1e6);
     }
     super::report(

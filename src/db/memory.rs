@@ -117,13 +117,15 @@ pub fn search(
     conn: &mut SqliteConnection,
     expression: &str,
     limit: i64,
+    offset: i64,
 ) -> QueryResult<Vec<MemoryRow>> {
     diesel::sql_query(
         "SELECT m.id, m.agent_id, m.key, m.value, m.source_task_id, m.created_at, m.updated_at \
          FROM memory_index JOIN memories m ON m.id = memory_index.rowid \
-         WHERE memory_index MATCH ? ORDER BY bm25(memory_index) LIMIT ?",
+         WHERE memory_index MATCH ? ORDER BY bm25(memory_index) LIMIT ? OFFSET ?",
     )
     .bind::<Text, _>(expression)
     .bind::<BigInt, _>(limit)
+    .bind::<BigInt, _>(offset)
     .load(conn)
 }

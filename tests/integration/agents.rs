@@ -83,9 +83,14 @@ async fn a_silent_agent_goes_offline_and_its_tasks_go_to_another_agent() {
     assert_eq!(offline.data["agent_id"], "rex");
     assert_eq!(offline.data["status"], "offline");
     let id = task["id"].as_i64().unwrap();
-    let requeued = hub.task_status(id).await;
-    assert!(requeued["status"] == "queued", "{requeued}");
-    assert_eq!(requeued["reason"], "agent_offline");
+    // The requeue is committed just after the offline event is published.
+    let requeued = hub
+        .eventually(SOON, || async {
+            hub.task_status(id).await["status"] == "queued"
+        })
+        .await;
+    assert!(requeued, "the offline agent's task went back to the queue");
+    assert_eq!(hub.task_status(id).await["reason"], "agent_offline");
 
     let health = hub.get("/api/health", MASTER).await.expect(200);
     assert_eq!(health["agents"]["rex"], "offline");
