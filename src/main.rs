@@ -64,6 +64,8 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         samples: usize,
     },
+    /// Run tasks for a hub: Claude (`--agent-mode` for tools) or any command (`--exec`).
+    Worker(WorkerArgs),
     /// Apply pending database migrations and exit.
     Migrate {
         #[arg(long, env = "M3SHDUP_DATABASE_URL")]
@@ -117,6 +119,10 @@ fn main() -> anyhow::Result<()> {
             }
             Suite::Dispatch => m3shd::bench::dispatch::run(agents.unwrap_or(10_000), samples),
         },
+        Command::Worker(args) => {
+            let config = args.into_config(&settings)?;
+            actix_web::rt::System::new().block_on(m3shd::worker::run(config))
+        }
         Command::Migrate { database_url } => {
             settings.database_url = database_url.unwrap_or(settings.database_url);
             let mut conn = m3shd::db::open_writer(&settings)?;
@@ -168,6 +174,105 @@ fn master_token(database_url: &str) -> anyhow::Result<Secret> {
     println!("    export M3SHDUP_TOKEN={token}");
     println!();
     Ok(Secret::new(token))
+}
+
+/// The flags and environment variables of seed 000's mesh-worker, plus `--exec`.
+#[derive(clap::Args)]
+struct WorkerArgs {
+    /// Hub base URL.
+    #[arg(long, env = "M3SHDUP_HUB", default_value = "http://localhost:8333")]
+    hub: String,
+    /// Agent token (M3SHDUP_AGENT_TOKEN, else M3SHDUP_TOKEN).
+    #[arg(long, env = "M3SHDUP_AGENT_TOKEN")]
+    token: Option<String>,
+    /// Agent name, used as its agent_id.
+    #[arg(long, env = "M3SHDUP_AGENT_NAME", default_value = "worker")]
+    name: String,
+    /// Machine label (default: the host name).
+    #[arg(long, env = "M3SHDUP_MACHINE")]
+    machine: Option<String>,
+    /// Tasks run at once.
+    #[arg(long, env = "M3SHDUP_MAX_CONCURRENT", default_value_t = 1)]
+    max_concurrent: usize,
+    /// Capabilities, space- or comma-separated.
+    #[arg(long, env = "M3SHDUP_CAPABILITIES", num_args = 1.., default_value = "research")]
+    capabilities: Vec<String>,
+    /// Capabilities this worker refuses.
+    #[arg(long, env = "M3SHDUP_EXCLUDED", num_args = 1..)]
+    excluded: Vec<String>,
+    /// Seconds per task for every capability (default: the per-capability table).
+    #[arg(long, env = "M3SHDUP_CLAUDE_TIMEOUT")]
+    claude_timeout: Option<u64>,
+    /// Run `claude -p <prompt> --dangerously-skip-permissions` (tool access).
+    #[arg(long, env = "M3SHDUP_AGENT_MODE", num_args = 0..=1, default_missing_value = "true", default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
+    agent_mode: bool,
+    /// Run this shell command instead of Claude: the prompt on standard input, and
+    /// M3SHD_TASK_ID, M3SHD_TASK_TITLE, M3SHD_CAPABILITY in the environment.
+    #[arg(long, env = "M3SHDUP_EXEC")]
+    exec: Option<String>,
+    /// Seconds between heartbeats.
+    #[arg(long, env = "M3SHDUP_HEARTBEAT_INTERVAL", default_value_t = 30)]
+    heartbeat_interval: u64,
+    /// Seconds between polls for assigned work (a fallback for a dropped event stream).
+    #[arg(long, env = "M3SHDUP_POLL_INTERVAL", default_value_t = 10)]
+    poll_interval: u64,
+    /// Seconds running tasks may take to finish after SIGTERM before they are handed back.
+    #[arg(long, env = "M3SHDUP_GRACE", default_value_t = 30)]
+    grace: u64,
+    /// Milliseconds before the first retry of a failed run (doubling after).
+    #[arg(long, env = "M3SHDUP_RETRY_BACKOFF_MS", default_value_t = 2000)]
+    retry_backoff_ms: u64,
+}
+
+impl WorkerArgs {
+    fn into_config(self, settings: &Settings) -> anyhow::Result<m3shd::worker::WorkerConfig> {
+        use std::time::Duration;
+        let token = self
+            .token
+            .or_else(|| std::env::var("M3SHDUP_TOKEN").ok())
+            .unwrap_or_default();
+        let executor = match self.exec {
+            Some(line) => m3shd::worker::Executor::Shell(line),
+            None => m3shd::worker::Executor::Claude {
+                agent_mode: self.agent_mode,
+            },
+        };
+        let config = m3shd::worker::WorkerConfig {
+            hub: self.hub,
+            token,
+            name: self.name,
+            machine: self.machine.unwrap_or_else(host_name),
+            max_concurrent: self.max_concurrent,
+            capabilities: self
+                .capabilities
+                .iter()
+                .flat_map(|c| m3shd::worker::split_list(c))
+                .collect(),
+            excluded: self
+                .excluded
+                .iter()
+                .flat_map(|c| m3shd::worker::split_list(c))
+                .collect(),
+            timeout: self.claude_timeout.map(Duration::from_secs),
+            capability_timeouts: settings.capability_timeouts.clone(),
+            default_timeout: Duration::from_secs(settings.default_task_timeout),
+            executor,
+            heartbeat_interval: Duration::from_secs(self.heartbeat_interval.max(1)),
+            poll_interval: Duration::from_secs(self.poll_interval.max(1)),
+            grace: Duration::from_secs(self.grace),
+            retry_backoff: Duration::from_millis(self.retry_backoff_ms),
+            tries: 3,
+        };
+        m3shd::worker::check(&config)?;
+        Ok(config)
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]

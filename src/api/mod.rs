@@ -3,6 +3,7 @@
 
 mod admin;
 mod agents;
+mod delivery;
 mod escalations;
 pub mod extract;
 mod health;

@@ -5,8 +5,8 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::delivery::deliver;
 use super::extract::{Json, Query};
-use super::memory::inject_memories;
 use super::task_body::TaskBody;
 use super::{page_limit, page_offset};
 use crate::actors::dispatcher::SubmitTask;
@@ -183,7 +183,7 @@ pub async fn list_tasks(
         .map(|row| TaskView::new(row, &hub.core.vault, vec![], compact))
         .collect();
     if !compact {
-        inject_memories(&hub, &caller.0, &mut tasks).await?;
+        deliver(&hub, &caller.0, &mut tasks).await?;
     }
     Ok(HttpResponse::Ok().json(json!({ "count": tasks.len(), "tasks": tasks })))
 }
@@ -196,7 +196,7 @@ pub async fn get_task(
     caller.0.require("tasks:read")?;
     let (row, deps) = visible_task(&hub, &caller.0, task_id(&path)?).await?;
     let mut view = [TaskView::new(row, &hub.core.vault, deps, false)];
-    inject_memories(&hub, &caller.0, &mut view).await?;
+    deliver(&hub, &caller.0, &mut view).await?;
     let [view] = view;
     Ok(HttpResponse::Ok().json(view))
 }

@@ -54,7 +54,7 @@ pub fn run(agents: usize, decisions: usize) -> anyhow::Result<()> {
     for _ in 0..decisions {
         let capability = CAPABILITIES[rng.gen_range(0..CAPABILITIES.len())];
         let started = Instant::now();
-        chosen += usize::from(roster.choose(capability, None).is_some());
+        chosen += usize::from(roster.choose(capability, None, None).is_some());
         samples.push(started.elapsed().as_secs_f64() * 1e6);
     }
     super::report(

@@ -228,14 +228,21 @@ async fn handing_a_task_back_requeues_it_and_cancelling_stops_it() {
         .await
         .expect(200);
     assert_eq!(back["reason"], "handed_back");
-    // Handed back, it is the only queued task, so it returns to the free agent.
+    // Handed back, it waits for another agent rather than going straight back to rex...
     let id = first["id"].as_i64().unwrap();
+    let load = hub.get("/api/agents", MASTER).await.expect(200)["agents"][0]["load"].clone();
+    assert_eq!(load, 0, "rex's slot is free");
+    assert_eq!(hub.task_status(id).await["status"], "queued");
+    let _ada = hub.agent("ada", &["research"], 1).await;
     assert!(
         hub.eventually(SOON, || async {
-            hub.task_status(id).await["status"] == "assigned"
+            hub.task_status(id).await["assigned_to"] == "ada"
         })
         .await
     );
+    // ...while new work still goes to rex.
+    let second_round = hub.task(json!({ "title": "c", "prompt": "p" })).await;
+    assert_eq!(second_round["assigned_to"], "rex");
     assert_eq!(hub.task_status(second_id).await["status"], "cancelled");
 }
 

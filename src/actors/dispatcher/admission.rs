@@ -104,7 +104,7 @@ impl Handler<SubmitTask> for Dispatcher {
         let mut row = msg.task;
         let depends_on = msg.depends_on;
         let agent = if depends_on.is_empty() {
-            self.pick_agent(&row.required_capability, row.assign_to.as_deref())
+            self.pick_agent(&row.required_capability, row.assign_to.as_deref(), None)
         } else {
             None
         };

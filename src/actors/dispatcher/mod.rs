@@ -173,11 +173,16 @@ impl Dispatcher {
 
     /// The agent that should take a task now (see [`choice::choose`]); none while the
     /// kill switch is engaged.
-    fn pick_agent(&self, capability: &str, pin: Option<&str>) -> Option<String> {
+    fn pick_agent(
+        &self,
+        capability: &str,
+        pin: Option<&str>,
+        avoid: Option<&str>,
+    ) -> Option<String> {
         if self.kill_switch.active {
             return None;
         }
-        self.roster.choose(capability, pin).map(String::from)
+        self.roster.choose(capability, pin, avoid).map(String::from)
     }
 
     fn hold(&mut self, task_id: i32, agent_id: &str) {
@@ -237,7 +242,11 @@ impl Dispatcher {
 
     /// A task is ready: give it to an agent now, or queue it.
     fn offer(&mut self, ready: Ready, ctx: &mut Context<Self>) {
-        match self.pick_agent(&ready.capability, ready.pin.as_deref()) {
+        match self.pick_agent(
+            &ready.capability,
+            ready.pin.as_deref(),
+            ready.avoid.as_deref(),
+        ) {
             Some(agent_id) => self.assign(ready.task_id, agent_id, ctx),
             None => self.queue.push(ready),
         }
@@ -364,6 +373,7 @@ impl Handler<AgentAvailable> for Dispatcher {
 
     fn handle(&mut self, msg: AgentAvailable, ctx: &mut Context<Self>) {
         self.roster.upsert(&msg.agent_id, msg.profile, true);
+        self.queue.forgive(&msg.agent_id);
         self.fill(&msg.agent_id, ctx);
     }
 }

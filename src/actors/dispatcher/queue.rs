@@ -14,6 +14,9 @@ pub struct Ready {
     pub capability: String,
     /// `assign_to`: only this agent may take it.
     pub pin: Option<String>,
+    /// The agent that handed it back: offered to anyone else first (until that agent
+    /// registers or comes online again).
+    pub avoid: Option<String>,
     pub key: QueueKey,
 }
 
@@ -56,17 +59,37 @@ impl ReadyQueue {
 
     /// The first task in queue order that `agent_id` with `profile` may take.
     pub fn best_for(&self, agent_id: &str, profile: &Profile) -> Option<i32> {
-        let pinned = self.by_pin.get(agent_id).and_then(|lane| lane.first());
+        let first_for = |lane: &BTreeSet<QueueKey>| -> Option<QueueKey> {
+            lane.iter()
+                .find(|key| {
+                    self.entries
+                        .get(&key.task_id())
+                        .is_none_or(|r| r.avoid.as_deref() != Some(agent_id))
+                })
+                .cloned()
+        };
+        let pinned = self.by_pin.get(agent_id).and_then(first_for);
         let offered = profile
             .capabilities
             .iter()
             .filter(|c| !profile.refuses(c))
-            .filter_map(|c| self.by_capability.get(c).and_then(|lane| lane.first()));
+            .filter_map(|c| self.by_capability.get(c).and_then(first_for));
         pinned
             .into_iter()
             .chain(offered)
             .min()
-            .map(QueueKey::task_id)
+            .map(|key| key.task_id())
+    }
+
+    /// `agent_id` is back: tasks it handed back may go to it again.
+    pub fn forgive(&mut self, agent_id: &str) {
+        for ready in self
+            .entries
+            .values_mut()
+            .filter(|r| r.avoid.as_deref() == Some(agent_id))
+        {
+            ready.avoid = None;
+        }
     }
 }
 
@@ -117,6 +140,7 @@ mod tests {
             task_id: id,
             capability: cap.into(),
             pin: pin.map(String::from),
+            avoid: None,
             key: QueueKey::new(id, priority, Urgency::Normal, None),
         }
     }
@@ -148,6 +172,19 @@ mod tests {
             Some(1)
         );
         assert_eq!(q.len(), 3);
+    }
+
+    #[test]
+    fn a_handed_back_task_waits_for_another_agent_until_forgiven() {
+        let mut q = ReadyQueue::default();
+        q.push(Ready {
+            avoid: Some("rex".into()),
+            ..ready(1, "research", None, 0)
+        });
+        assert_eq!(q.best_for("rex", &profile(&["research"], &[])), None);
+        assert_eq!(q.best_for("ada", &profile(&["research"], &[])), Some(1));
+        q.forgive("rex");
+        assert_eq!(q.best_for("rex", &profile(&["research"], &[])), Some(1));
     }
 
     #[test]

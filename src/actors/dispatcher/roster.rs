@@ -209,7 +209,7 @@ impl Roster {
     }
 
     /// The agent that should take a task of `capability` now, if any has room.
-    pub fn choose(&self, capability: &str, pin: Option<&str>) -> Option<&str> {
+    pub fn choose(&self, capability: &str, pin: Option<&str>, avoid: Option<&str>) -> Option<&str> {
         if let Some(pin) = pin {
             let &i = self.ids.get(pin)?;
             let agent = &self.agents[i];
@@ -219,8 +219,9 @@ impl Roster {
         let members = self.capabilities.get(capability)?;
         let ln_finished = (members.finished.max(1) as f64).ln();
         let mut best: Option<(usize, f64)> = None;
+        let avoided = avoid.and_then(|a| self.ids.get(a)).copied();
         for &(i, stats) in &members.entries {
-            if self.free[i] <= 0 {
+            if self.free[i] <= 0 || Some(i) == avoided {
                 continue;
             }
             let score = stats.ucb(ln_finished, self.exploration);
@@ -270,9 +271,9 @@ mod tests {
             roster.record("good", "x", Outcome::Done);
             roster.record("bad", "x", Outcome::Failed);
         }
-        assert_eq!(roster.choose("x", None), Some("good"));
+        assert_eq!(roster.choose("x", None, None), Some("good"));
         roster.upsert("new", profile(&["x"], 1), true);
-        assert_eq!(roster.choose("x", None), Some("new"));
+        assert_eq!(roster.choose("x", None, None), Some("new"));
     }
 
     #[test]
@@ -281,10 +282,10 @@ mod tests {
         roster.upsert("busy", profile(&["x"], 4), true);
         roster.upsert("idle", profile(&["x"], 4), true);
         roster.update("busy", |s| s.pending = 2);
-        assert_eq!(roster.choose("x", None), Some("idle"));
+        assert_eq!(roster.choose("x", None, None), Some("idle"));
         roster.update("busy", |s| s.pending = 0);
         roster.note_assignment("idle");
-        assert_eq!(roster.choose("x", None), Some("busy"));
+        assert_eq!(roster.choose("x", None, None), Some("busy"));
     }
 
     #[test]
@@ -293,18 +294,18 @@ mod tests {
         roster.upsert("a", profile(&["x"], 1), true);
         roster.upsert("full", profile(&["y"], 1), true);
         roster.update("full", |s| s.pending = 1);
-        assert_eq!(roster.choose("y", None), None);
-        assert_eq!(roster.choose("y", Some("a")), Some("a"));
-        assert_eq!(roster.choose("x", Some("full")), None);
-        assert_eq!(roster.choose("x", Some("ghost")), None);
+        assert_eq!(roster.choose("y", None, None), None);
+        assert_eq!(roster.choose("y", Some("a"), None), Some("a"));
+        assert_eq!(roster.choose("x", Some("full"), None), None);
+        assert_eq!(roster.choose("x", Some("ghost"), None), None);
         roster.update("a", |s| s.online = false);
-        assert_eq!(roster.choose("x", None), None);
+        assert_eq!(roster.choose("x", None, None), None);
         let refusing = Profile {
             excluded: vec!["x".into()],
             ..profile(&["x"], 1)
         };
         roster.upsert("a", refusing, true);
-        assert_eq!(roster.choose("x", None), None);
+        assert_eq!(roster.choose("x", None, None), None);
     }
 
     #[test]
@@ -315,9 +316,9 @@ mod tests {
         roster.record("a", "x", Outcome::Failed);
         roster.record("b", "x", Outcome::Done);
         roster.upsert("a", profile(&["x", "z"], 1), true);
-        assert_eq!(roster.choose("x", None), Some("b"));
+        assert_eq!(roster.choose("x", None, None), Some("b"));
         roster.remove("b");
-        assert_eq!(roster.choose("x", None), Some("a"));
+        assert_eq!(roster.choose("x", None, None), Some("a"));
         assert!(roster.slot("b").is_none());
         assert_eq!(roster.ids(), vec!["a".to_string()]);
     }

@@ -4,7 +4,7 @@ use actix::prelude::*;
 use diesel::prelude::*;
 use serde_json::json;
 
-use super::{refuse, stale_holder, Change, Reply, TaskActor};
+use super::{refuse, stale_holder, Change, Reply, TaskActor, HANDED_BACK};
 use crate::actors::dispatcher::TaskReady;
 use crate::crypto::provenance::fingerprint;
 use crate::db::models::{NewAuditRow, NewChunkRow, TaskChange, TaskRow};
@@ -135,7 +135,7 @@ impl Handler<Report> for TaskActor {
                 columns
                     .reason
                     .flatten()
-                    .unwrap_or_else(|| "handed_back".into()),
+                    .unwrap_or_else(|| HANDED_BACK.into()),
             ));
         }
         let link = if next == current {

@@ -83,6 +83,7 @@ impl LiveTask {
             task_id: self.id,
             capability: self.required_capability.clone(),
             pin: self.assign_to.clone(),
+            avoid: None,
             key: QueueKey::new(
                 self.id,
                 self.priority,
@@ -105,6 +106,9 @@ impl LiveTask {
             || (self.assigned_to.is_some() && principal.agent_id() == self.assigned_to.as_deref())
     }
 }
+
+/// The reason of a task its holder put back in the queue.
+pub const HANDED_BACK: &str = "handed_back";
 
 /// The refusal a writer gets when it no longer holds (or never held) the task.
 fn stale_holder() -> HubError {
@@ -258,7 +262,12 @@ impl TaskActor {
                 task_event(row),
                 self.task.audience(),
             ));
-            self.dispatcher.do_send(TaskReady(self.task.ready()));
+            let mut ready = self.task.ready();
+            // A holder that handed the task back is asked again only if nobody else can.
+            if row.reason.as_deref() == Some(HANDED_BACK) {
+                ready.avoid = previous_holder.clone();
+            }
+            self.dispatcher.do_send(TaskReady(ready));
         }
         if now.is_terminal() {
             let done = now == TaskStatus::Done;

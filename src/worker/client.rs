@@ -1,0 +1,110 @@
+//! The worker's view of the hub: one method per call it makes, each answering whether the
+//! hub accepted, refused (a 4xx: retrying cannot help), or could not be reached.
+
+use std::time::Duration;
+
+use awc::http::Method;
+use awc::Client;
+use serde_json::{json, Value};
+
+/// Why a call did not succeed.
+#[derive(Debug)]
+pub enum CallError {
+    /// The hub answered 4xx: this request will never succeed as it is (a stale holder,
+    /// a task it no longer knows). Not retried.
+    Refused(u16, String),
+    /// No answer, or a 5xx: worth retrying later.
+    Unreachable(String),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Refused(status, body) => write!(f, "refused with {status}: {body}"),
+            Self::Unreachable(why) => write!(f, "hub unreachable: {why}"),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct HubClient {
+    base: String,
+    token: String,
+    client: Client,
+}
+
+impl HubClient {
+    pub fn new(base: &str, token: &str) -> Self {
+        let client = Client::builder().timeout(Duration::from_secs(30)).finish();
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+            client,
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, CallError> {
+        let request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .insert_header(("Authorization", format!("Bearer {}", self.token)));
+        let sent = match body {
+            Some(body) => request.send_body(body.to_string()).await,
+            None => request.send().await,
+        };
+        let mut response = sent.map_err(|e| CallError::Unreachable(e.to_string()))?;
+        let bytes = response
+            .body()
+            .limit(64 * 1024 * 1024)
+            .await
+            .map_err(|e| CallError::Unreachable(e.to_string()))?;
+        let status = response.status();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        if status.is_success() {
+            Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+        } else if status.is_client_error() {
+            Err(CallError::Refused(status.as_u16(), text))
+        } else {
+            Err(CallError::Unreachable(format!("{status}: {text}")))
+        }
+    }
+
+    /// Calls until the hub answers (success or refusal), waiting longer after each failure
+    /// (capped), for as long as `keep_trying` says.
+    pub async fn call_until_answered(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        keep_trying: impl Fn() -> bool,
+    ) -> Result<Value, CallError> {
+        let mut wait = Duration::from_millis(250);
+        loop {
+            match self.call(method.clone(), path, body).await {
+                Err(CallError::Unreachable(why)) if keep_trying() => {
+                    tracing::warn!(path, error = %why, retry_in_ms = wait.as_millis() as u64, "hub unreachable; retrying");
+                    actix_web::rt::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(30));
+                }
+                answer => return answer,
+            }
+        }
+    }
+
+    pub fn stream_url(&self) -> String {
+        format!("{}/api/stream?token={}", self.base, self.token)
+    }
+
+    pub fn raw(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn report_body(status: &str, output: Option<&str>, reason: Option<&str>) -> Value {
+        json!({ "status": status, "output": output, "reason": reason })
+    }
+}

@@ -1,0 +1,431 @@
+//! `m3shd worker`: a drop-in for seed 000's mesh-worker. It registers, heartbeats, learns
+//! of assigned tasks from the event stream (polling as a fallback), runs each with Claude
+//! or any shell command (at most `max_concurrent` at once), streams output as it comes,
+//! retries a failing run, and reports the result. On SIGTERM or SIGINT it takes no new
+//! work, lets running tasks finish within a grace period, then kills the rest and hands
+//! them back so the hub requeues them.
+
+mod client;
+mod executor;
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashSet};
+use std::rc::Rc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use awc::http::Method;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, watch, Notify};
+
+use client::{CallError, HubClient};
+pub use executor::Executor;
+use executor::{Ending, Job};
+
+/// Everything `m3shd worker` is told.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub hub: String,
+    pub token: String,
+    pub name: String,
+    pub machine: String,
+    pub max_concurrent: usize,
+    pub capabilities: Vec<String>,
+    pub excluded: Vec<String>,
+    /// Overrides the per-capability time limits for every task when set.
+    pub timeout: Option<Duration>,
+    pub capability_timeouts: BTreeMap<String, u64>,
+    pub default_timeout: Duration,
+    pub executor: Executor,
+    pub heartbeat_interval: Duration,
+    pub poll_interval: Duration,
+    pub grace: Duration,
+    pub retry_backoff: Duration,
+    pub tries: u32,
+}
+
+impl WorkerConfig {
+    /// A task's time limit: the worker's override, else the task's own, else its capability's.
+    fn limit_for(&self, capability: &str, task_limit: Option<u64>) -> Duration {
+        self.timeout
+            .or(task_limit.map(Duration::from_secs))
+            .or_else(|| {
+                self.capability_timeouts
+                    .get(capability)
+                    .map(|s| Duration::from_secs(*s))
+            })
+            .unwrap_or(self.default_timeout)
+    }
+}
+
+/// Splits a capability list given as `research code_write` or `research,code_write`.
+pub fn split_list(raw: &str) -> Vec<String> {
+    raw.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+struct Worker {
+    config: WorkerConfig,
+    hub: HubClient,
+    running: RefCell<HashSet<i64>>,
+    stopping: Cell<bool>,
+    wake: Notify,
+    /// Turns true when the grace period is over: running attempts are killed.
+    kill: watch::Sender<bool>,
+}
+
+/// Runs the worker until SIGTERM or SIGINT.
+pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
+    if matches!(config.executor, Executor::Claude { agent_mode: true })
+        && unsafe { libc::geteuid() } == 0
+    {
+        tracing::warn!("agent mode runs Claude with --dangerously-skip-permissions as root; run the worker as an unprivileged user");
+    }
+    let (kill, _) = watch::channel(false);
+    let worker = Rc::new(Worker {
+        hub: HubClient::new(&config.hub, &config.token),
+        config,
+        running: RefCell::new(HashSet::new()),
+        stopping: Cell::new(false),
+        wake: Notify::new(),
+        kill,
+    });
+    worker.register().await?;
+    actix_web::rt::spawn(worker.clone().heartbeats());
+    actix_web::rt::spawn(worker.clone().listen());
+    actix_web::rt::spawn(worker.clone().poll());
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = worker.wake.notified() => worker.clone().pick_up().await,
+        }
+    }
+    worker.shut_down().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => return std::future::pending().await,
+        };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+impl Worker {
+    fn agent_path(&self, what: &str) -> String {
+        format!("/api/agents/{}/{what}", self.config.name)
+    }
+
+    async fn register(&self) -> anyhow::Result<()> {
+        let body = json!({
+            "name": self.config.name,
+            "machine": self.config.machine,
+            "max_concurrent": self.config.max_concurrent,
+            "capabilities": self.config.capabilities,
+            "excluded": self.config.excluded,
+        });
+        match self
+            .hub
+            .call_until_answered(
+                Method::POST,
+                &self.agent_path("register"),
+                Some(&body),
+                || true,
+            )
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(agent.id = %self.config.name, hub = %self.config.hub, "registered");
+                self.wake.notify_one();
+                Ok(())
+            }
+            Err(error) => bail!("the hub refused the registration: {error}"),
+        }
+    }
+
+    async fn heartbeats(self: Rc<Self>) {
+        loop {
+            actix_web::rt::time::sleep(self.config.heartbeat_interval).await;
+            match self
+                .hub
+                .call(Method::POST, &self.agent_path("heartbeat"), None)
+                .await
+            {
+                Ok(_) => {}
+                // The hub forgot us (restored from an older database, or deleted): register again.
+                Err(CallError::Refused(404, _)) => {
+                    let _ = self.register().await;
+                }
+                Err(error) => tracing::warn!(%error, "heartbeat failed"),
+            }
+        }
+    }
+
+    /// Follows the event stream and wakes the pick-up loop on every assignment to us.
+    async fn listen(self: Rc<Self>) {
+        let mut wait = Duration::from_millis(500);
+        let needle = format!("\"assigned_to\":\"{}\"", self.config.name);
+        loop {
+            let request = self
+                .hub
+                .raw()
+                .get(self.hub.stream_url())
+                .timeout(Duration::from_secs(24 * 3600));
+            match request.send().await {
+                Ok(mut stream) if stream.status().is_success() => {
+                    wait = Duration::from_millis(500);
+                    // Anything might have been assigned while the stream was down.
+                    self.wake.notify_one();
+                    let mut buffer = String::new();
+                    while let Some(Ok(bytes)) = stream.next().await {
+                        buffer.push_str(&String::from_utf8_lossy(&bytes));
+                        while let Some(end) = buffer.find("\n\n") {
+                            let event: String = buffer.drain(..end + 2).collect();
+                            if event.contains("event: task_assigned") && event.contains(&needle) {
+                                self.wake.notify_one();
+                            }
+                        }
+                    }
+                    tracing::warn!("the event stream ended; reconnecting");
+                }
+                Ok(response) => {
+                    tracing::warn!(status = %response.status(), "the event stream was refused")
+                }
+                Err(error) => tracing::warn!(%error, "cannot open the event stream"),
+            }
+            actix_web::rt::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    /// The fallback for a dropped stream: look for assigned work now and then.
+    async fn poll(self: Rc<Self>) {
+        loop {
+            actix_web::rt::time::sleep(self.config.poll_interval).await;
+            self.wake.notify_one();
+        }
+    }
+
+    /// Starts every task assigned to us that is not running yet, up to `max_concurrent`.
+    async fn pick_up(self: Rc<Self>) {
+        if self.stopping.get() || self.running.borrow().len() >= self.config.max_concurrent {
+            return;
+        }
+        let path = format!(
+            "/api/tasks?status=assigned&assigned_to={}&limit=100",
+            self.config.name
+        );
+        let tasks = match self.hub.call(Method::GET, &path, None).await {
+            Ok(list) => list["tasks"].as_array().cloned().unwrap_or_default(),
+            Err(error) => {
+                tracing::warn!(%error, "cannot list assigned tasks");
+                return;
+            }
+        };
+        // Oldest first, as the hub assigned them.
+        for task in tasks.iter().rev() {
+            let Some(job) = job_from(task) else { continue };
+            let mut running = self.running.borrow_mut();
+            if self.stopping.get() || running.len() >= self.config.max_concurrent {
+                break;
+            }
+            if running.insert(job.id) {
+                let limit = self
+                    .config
+                    .limit_for(&job.capability, task["timeout_seconds"].as_u64());
+                actix_web::rt::spawn(self.clone().work_on(job, limit));
+            }
+        }
+    }
+
+    async fn work_on(self: Rc<Self>, job: Job, limit: Duration) {
+        let id = job.id;
+        self.execute(job, limit).await;
+        self.running.borrow_mut().remove(&id);
+        self.wake.notify_one();
+    }
+
+    async fn execute(&self, job: Job, limit: Duration) {
+        let path = format!("/api/tasks/{}", job.id);
+        if let Err(error) = self
+            .hub
+            .call(Method::PUT, &path, Some(&json!({ "status": "running" })))
+            .await
+        {
+            tracing::warn!(task.id = job.id, %error, "could not start the task");
+            return;
+        }
+        tracing::info!(task.id = job.id, "running");
+        for attempt in 1..=self.config.tries {
+            let (chunks, mut pending) = mpsc::unbounded_channel();
+            let streamer = async {
+                while let Some(chunk) = pending.recv().await {
+                    let body = json!({ "chunk": chunk });
+                    if let Err(error) = self
+                        .hub
+                        .call(Method::POST, &format!("{path}/stream"), Some(&body))
+                        .await
+                    {
+                        tracing::warn!(task.id = job.id, %error, "a stream chunk was not accepted");
+                    }
+                }
+            };
+            let run = self
+                .config
+                .executor
+                .run(&job, limit, chunks, self.kill.subscribe());
+            // Every chunk is posted before the result is reported.
+            let (result, ()) = tokio::join!(run, streamer);
+            match result.ending {
+                Ending::Succeeded => {
+                    return self
+                        .report(
+                            &path,
+                            HubClient::report_body("done", Some(&result.stdout), None),
+                        )
+                        .await
+                }
+                Ending::Stopped => {
+                    let body = HubClient::report_body("queued", None, Some("worker_shutdown"));
+                    return self.report(&path, body).await;
+                }
+                ending => {
+                    let why = match ending {
+                        Ending::TimedOut => format!("timed out after {} s", limit.as_secs()),
+                        Ending::Failed(Some(code)) => format!("exit code {code}"),
+                        _ => "killed by a signal".to_string(),
+                    };
+                    tracing::warn!(task.id = job.id, attempt, %why, "the run failed");
+                    if attempt < self.config.tries {
+                        actix_web::rt::time::sleep(self.config.retry_backoff * attempt).await;
+                        continue;
+                    }
+                    let reason =
+                        format!("{why} after {attempt} tries: {}", result.stderr_tail.trim());
+                    self.report(
+                        &path,
+                        HubClient::report_body("failed", Some(&result.stdout), Some(&reason)),
+                    )
+                    .await;
+                    self.escalate(&job, &reason).await;
+                }
+            }
+        }
+    }
+
+    /// Reports a result, waiting for the hub as long as it takes; a refusal (the task was
+    /// taken away meanwhile) is logged, not retried.
+    async fn report(&self, path: &str, body: Value) {
+        match self
+            .hub
+            .call_until_answered(Method::PUT, path, Some(&body), || true)
+            .await
+        {
+            Ok(_) => tracing::info!(path, status = %body["status"], "reported"),
+            Err(error) => {
+                tracing::warn!(path, %error, "the result was refused (the task moved on); dropping it")
+            }
+        }
+    }
+
+    async fn escalate(&self, job: &Job, reason: &str) {
+        let escalation =
+            json!({ "task_id": job.id, "agent_id": self.config.name, "reason": reason });
+        if let Err(error) = self
+            .hub
+            .call(Method::POST, "/api/escalations", Some(&escalation))
+            .await
+        {
+            tracing::warn!(task.id = job.id, %error, "could not escalate");
+        }
+        let content = format!(
+            "Task {} ({}) failed after {} tries and was escalated: {reason}",
+            job.id, job.title, self.config.tries
+        );
+        let message = json!({ "sender": self.config.name, "sender_type": "agent", "channel": "general", "content": content });
+        if let Err(error) = self
+            .hub
+            .call(Method::POST, "/api/messages", Some(&message))
+            .await
+        {
+            tracing::warn!(task.id = job.id, %error, "could not post to the general channel");
+        }
+    }
+
+    /// Takes no new work, lets running tasks finish within the grace period, then kills
+    /// the rest (their runs hand the tasks back).
+    async fn shut_down(&self) {
+        self.stopping.set(true);
+        tracing::info!(
+            running = self.running.borrow().len(),
+            "stopping: no new work; waiting for running tasks"
+        );
+        let deadline = tokio::time::Instant::now() + self.config.grace;
+        while !self.running.borrow().is_empty() && tokio::time::Instant::now() < deadline {
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
+        if !self.running.borrow().is_empty() {
+            tracing::info!("grace period over: stopping the remaining tasks and handing them back");
+            let _ = self.kill.send(true);
+            while !self.running.borrow().is_empty() {
+                actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        tracing::info!("stopped");
+    }
+}
+
+fn job_from(task: &Value) -> Option<Job> {
+    Some(Job {
+        id: task["id"].as_i64()?,
+        title: task["title"].as_str()?.to_string(),
+        capability: task["required_capability"]
+            .as_str()
+            .unwrap_or("research")
+            .to_string(),
+        prompt: task["prompt"].as_str()?.to_string(),
+    })
+}
+
+/// The worker's command line, checked.
+pub fn check(config: &WorkerConfig) -> anyhow::Result<()> {
+    if config.token.is_empty() {
+        bail!("a token is needed: --token, M3SHDUP_AGENT_TOKEN or M3SHDUP_TOKEN");
+    }
+    if config.max_concurrent == 0 {
+        bail!("--max-concurrent must be at least 1");
+    }
+    url_like(&config.hub).context("--hub must be an http:// or https:// URL")
+}
+
+fn url_like(hub: &str) -> anyhow::Result<()> {
+    if hub.starts_with("http://") || hub.starts_with("https://") {
+        Ok(())
+    } else {
+        bail!("not a URL: {hub}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_lists_split_on_spaces_or_commas() {
+        assert_eq!(
+            split_list("research code_write,git ,, docker"),
+            vec!["research", "code_write", "git", "docker"]
+        );
+        assert!(split_list("").is_empty());
+    }
+}
