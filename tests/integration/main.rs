@@ -15,3 +15,4 @@ mod reputation;
 mod sse;
 mod tasks;
 mod tokens;
+mod worker;

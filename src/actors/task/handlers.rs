@@ -61,6 +61,7 @@ impl Handler<Assign> for TaskActor {
             detail: json!({}),
             escalate: None,
             remember: None,
+            returned_by_holder: false,
         };
         AtomicResponse::new(self.apply(change))
     }
@@ -159,6 +160,7 @@ impl Handler<Report> for TaskActor {
             detail,
             escalate: None,
             remember,
+            returned_by_holder: next == TaskStatus::Queued,
         };
         AtomicResponse::new(self.apply(change))
     }
@@ -213,6 +215,7 @@ impl Handler<Handoff> for TaskActor {
             detail,
             escalate: None,
             remember: None,
+            returned_by_holder: false,
         };
         AtomicResponse::new(self.apply(change))
     }
@@ -287,6 +290,7 @@ impl Handler<FailDependency> for TaskActor {
             detail,
             escalate: None,
             remember: None,
+            returned_by_holder: false,
         };
         AtomicResponse::new(self.apply(change))
     }

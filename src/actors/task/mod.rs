@@ -129,6 +129,8 @@ struct Change {
     escalate: Option<String>,
     /// `[REMEMBER]` entries to store in the holder's memory, in the same transaction.
     remember: Option<(String, Extracted)>,
+    /// The holder itself put the task back: offer it to someone else first.
+    returned_by_holder: bool,
 }
 
 pub struct TaskActor {
@@ -176,6 +178,7 @@ impl TaskActor {
             detail,
             escalate,
             remember,
+            returned_by_holder,
         } = change;
         columns.updated_at = Some(now_iso());
         let db = core.db.clone();
@@ -209,9 +212,9 @@ impl TaskActor {
                 })
                 .await
         };
-        Box::pin(write.into_actor(self).map(|written, this, ctx| {
+        Box::pin(write.into_actor(self).map(move |written, this, ctx| {
             let (row, escalation) = written?;
-            this.committed(&row, ctx)?;
+            this.committed(&row, returned_by_holder, ctx)?;
             if let Some(escalation) = escalation {
                 announce_escalation(&this.core, &escalation);
             }
@@ -219,7 +222,12 @@ impl TaskActor {
         }))
     }
 
-    fn committed(&mut self, row: &TaskRow, ctx: &mut Context<Self>) -> Result<(), HubError> {
+    fn committed(
+        &mut self,
+        row: &TaskRow,
+        returned_by_holder: bool,
+        ctx: &mut Context<Self>,
+    ) -> Result<(), HubError> {
         let previous = self.task.status;
         let previous_holder = self.task.assigned_to.clone();
         let blocked = self.task.blocked;
@@ -264,7 +272,7 @@ impl TaskActor {
             ));
             let mut ready = self.task.ready();
             // A holder that handed the task back is asked again only if nobody else can.
-            if row.reason.as_deref() == Some(HANDED_BACK) {
+            if returned_by_holder {
                 ready.avoid = previous_holder.clone();
             }
             self.dispatcher.do_send(TaskReady(ready));
@@ -356,6 +364,7 @@ impl TaskActor {
             detail: json!({ "lost_because": reason, "attempts": self.task.attempts }),
             escalate,
             remember: None,
+            returned_by_holder: false,
         })
     }
 }

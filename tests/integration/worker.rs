@@ -1,0 +1,318 @@
+//! End to end: the real `m3shd worker` binary against a real hub, running shell commands.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::support::{TestHub, MASTER};
+
+/// A worker process, killed when dropped.
+struct Worker {
+    child: Child,
+}
+
+impl Worker {
+    /// Starts `m3shd worker` for `name` (a worker token is issued for it) running `exec`.
+    async fn start(hub: &TestHub, name: &str, exec: &str, extra: &[&str]) -> Self {
+        let token = hub.token(name, "worker").await;
+        let child = Command::new(env!("CARGO_BIN_EXE_m3shd"))
+            .args([
+                "worker", "--hub", &hub.base, "--token", &token, "--name", name, "--exec", exec,
+            ])
+            .args([
+                "--capabilities",
+                "research",
+                "--heartbeat-interval",
+                "1",
+                "--poll-interval",
+                "1",
+            ])
+            .args(["--retry-backoff-ms", "50"])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the worker starts");
+        let worker = Self { child };
+        let online = hub
+            .eventually(Duration::from_secs(10), || async {
+                hub.get("/api/health", MASTER).await.body["agents"][name] == "online"
+            })
+            .await;
+        assert!(online, "worker {name} registered");
+        worker
+    }
+
+    fn terminate(&self) {
+        // SAFETY: sends SIGTERM to our own child process.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+    }
+
+    /// Waits for the process to exit, without blocking the hub that shares this thread.
+    async fn wait_exit(&mut self, within: Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether a process still runs (a zombie waiting for its parent to reap it does not).
+fn alive(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses: `pid (comm) S ...`.
+        Ok(stat) => {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next())
+                != Some('Z')
+        }
+        Err(_) => false,
+    }
+}
+
+async fn finished(hub: &TestHub, id: i64, within: Duration) -> Value {
+    hub.eventually(within, || async {
+        let status = hub.task_status(id).await["status"].clone();
+        status == "done" || status == "failed"
+    })
+    .await;
+    hub.task_status(id).await
+}
+
+#[actix_web::test]
+async fn a_three_step_pipeline_runs_to_done_with_outputs_passed_down() {
+    let hub = TestHub::spawn().await;
+    let _worker = Worker::start(&hub, "w1", "cat; echo; echo \"ran $M3SHD_TASK_ID\"", &[]).await;
+    let body = json!({ "tasks": [
+        { "title": "fetch", "prompt": "alpha" },
+        { "title": "analyse", "prompt": "beta", "depends_on": 0 },
+        { "title": "report", "prompt": "gamma", "depends_on": 1 },
+    ]});
+    let pipeline = hub.post("/api/pipelines", MASTER, body).await.expect(201);
+    let ids: Vec<i64> = pipeline["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_i64().unwrap())
+        .collect();
+    let last = finished(&hub, ids[2], Duration::from_secs(15)).await;
+    assert_eq!(last["status"], "done", "{last}");
+    let output = last["output"].as_str().unwrap();
+    assert!(output.starts_with("gamma"), "{output}");
+    assert!(
+        output.contains(&format!("[INPUT from task {}: analyse]", ids[1])),
+        "{output}"
+    );
+    assert!(
+        output.contains("beta") && output.contains("alpha"),
+        "upstream outputs reach the last step: {output}"
+    );
+    assert!(output.contains(&format!("ran {}", ids[2])));
+    for id in &ids {
+        assert_eq!(hub.task_status(*id).await["status"], "done");
+    }
+    let state = hub
+        .get(
+            &format!("/api/pipelines/{}", pipeline["pipeline_id"]),
+            MASTER,
+        )
+        .await
+        .expect(200);
+    assert_eq!(state["status"], "done");
+}
+
+#[actix_web::test]
+async fn output_streams_as_task_stream_events_before_done() {
+    let hub = TestHub::spawn().await;
+    let _worker = Worker::start(&hub, "w1", "echo one; sleep 0.3; echo two", &[]).await;
+    let mut stream = hub.stream(MASTER).await;
+    let id = hub.task(json!({ "title": "t", "prompt": "p" })).await["id"]
+        .as_i64()
+        .unwrap();
+    let mut chunks = Vec::new();
+    let mut done = false;
+    while let Some(event) = stream.next(Duration::from_secs(10)).await {
+        if event.data["task_id"] != id && event.data["id"] != id {
+            continue;
+        }
+        match event.name.as_str() {
+            "task_stream" => chunks.push(event.data["chunk"].as_str().unwrap().to_string()),
+            "task_updated" if event.data["status"] == "done" => {
+                done = true;
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(done, "the task finished");
+    assert_eq!(
+        chunks.concat(),
+        "one\ntwo\n",
+        "every chunk arrived before done: {chunks:?}"
+    );
+    assert!(
+        chunks.len() >= 2,
+        "output arrived as it was written, not all at the end: {chunks:?}"
+    );
+}
+
+#[actix_web::test]
+async fn a_command_that_always_fails_ends_failed_after_three_tries_with_an_escalation() {
+    let hub = TestHub::spawn().await;
+    let marker = hub.dir.path().join("tries");
+    let exec = format!("echo x >> {}; echo broken >&2; exit 4", marker.display());
+    let _worker = Worker::start(&hub, "w1", &exec, &[]).await;
+    let id = hub.task(json!({ "title": "doomed", "prompt": "p" })).await["id"]
+        .as_i64()
+        .unwrap();
+    let task = finished(&hub, id, Duration::from_secs(15)).await;
+    assert_eq!(task["status"], "failed", "{task}");
+    let reason = task["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("exit code 4") && reason.contains("3 tries") && reason.contains("broken"),
+        "{reason}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap().lines().count(),
+        3,
+        "the command ran exactly three times"
+    );
+    let escalations = hub.get("/api/escalations", MASTER).await.expect(200);
+    assert!(escalations["escalations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["task_id"] == id && e["agent_id"] == "w1"));
+    let messages = hub
+        .get("/api/messages?channel=general", MASTER)
+        .await
+        .expect(200);
+    assert!(messages["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("Task {id}")));
+}
+
+#[actix_web::test]
+async fn a_command_past_its_time_limit_is_killed_with_everything_it_started() {
+    let hub = TestHub::spawn().await;
+    let pids = hub.dir.path().join("pids");
+    let exec = format!(
+        "echo $$ >> {p}; sleep 60 & echo $! >> {p}; wait",
+        p = pids.display()
+    );
+    let _worker = Worker::start(&hub, "w1", &exec, &["--claude-timeout", "1"]).await;
+    let id = hub.task(json!({ "title": "slow", "prompt": "p" })).await["id"]
+        .as_i64()
+        .unwrap();
+    let task = finished(&hub, id, Duration::from_secs(20)).await;
+    assert_eq!(task["status"], "failed", "{task}");
+    assert!(
+        task["reason"].as_str().unwrap().contains("timed out"),
+        "{task}"
+    );
+    let started: Vec<String> = std::fs::read_to_string(&pids)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        started.len(),
+        6,
+        "three tries, each a shell and a sleep: {started:?}"
+    );
+    for pid in started {
+        // SIGKILL is delivered at once, but the kernel tears a process down asynchronously.
+        let gone = hub
+            .eventually(Duration::from_secs(2), || async { !alive(&pid) })
+            .await;
+        assert!(gone, "process {pid} outlived its task");
+    }
+}
+
+#[actix_web::test]
+async fn sigterm_hands_a_long_task_back_and_another_worker_finishes_it() {
+    let hub = TestHub::spawn().await;
+    let mut slow = Worker::start(&hub, "slow", "sleep 60; echo late", &["--grace", "0"]).await;
+    let id = hub.task(json!({ "title": "long", "prompt": "p" })).await["id"]
+        .as_i64()
+        .unwrap();
+    let running = hub
+        .eventually(Duration::from_secs(10), || async {
+            hub.task_status(id).await["status"] == "running"
+        })
+        .await;
+    assert!(running, "the first worker started the task");
+    slow.terminate();
+    assert!(
+        slow.wait_exit(Duration::from_secs(10)).await,
+        "the worker exits after SIGTERM"
+    );
+    let back = hub.task_status(id).await;
+    assert_eq!(
+        (back["status"].as_str(), back["reason"].as_str()),
+        (Some("queued"), Some("worker_shutdown")),
+        "{back}"
+    );
+    let _fast = Worker::start(&hub, "fast", "echo finished", &[]).await;
+    let task = finished(&hub, id, Duration::from_secs(15)).await;
+    assert_eq!(task["status"], "done");
+    assert_eq!(task["assigned_to"], "fast");
+    assert_eq!(task["output"], "finished\n");
+    assert_eq!(task["attempts"], 2);
+}
+
+#[actix_web::test]
+async fn a_worker_never_runs_more_than_max_concurrent_tasks() {
+    let hub = TestHub::spawn().await;
+    let running_now = hub.dir.path().join("running");
+    let peak = hub.dir.path().join("peak");
+    // Each run records how many runs are alive at once (a file per run, counted).
+    let exec = format!(
+        "mkdir -p {r}; touch {r}/$M3SHD_TASK_ID; ls {r} | wc -l >> {k}; sleep 0.4; rm {r}/$M3SHD_TASK_ID; echo ok",
+        r = running_now.display(),
+        k = peak.display()
+    );
+    let _worker = Worker::start(&hub, "w1", &exec, &["--max-concurrent", "2"]).await;
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(
+            hub.task(json!({ "title": format!("t{i}"), "prompt": "p" }))
+                .await["id"]
+                .as_i64()
+                .unwrap(),
+        );
+    }
+    for id in &ids {
+        assert_eq!(
+            finished(&hub, *id, Duration::from_secs(20)).await["status"],
+            "done"
+        );
+    }
+    let counts: Vec<usize> = std::fs::read_to_string(&peak)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert_eq!(counts.len(), 6);
+    assert!(
+        counts.iter().all(|&c| c <= 2),
+        "at most two at once: {counts:?}"
+    );
+    assert!(counts.contains(&2), "two did run side by side: {counts:?}");
+}
