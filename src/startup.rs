@@ -61,7 +61,8 @@ impl Application {
             settings.write_queue_capacity,
             settings.write_batch_max,
         );
-        let events = EventBus::new(settings.event_ring_size).start();
+        let keepalive = std::time::Duration::from_secs(settings.sse_keepalive_seconds.max(1));
+        let events = EventBus::new(settings.event_ring_size, keepalive).start();
         let core = Core {
             db,
             events,

@@ -5,11 +5,14 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
+use serde_json::json;
 
 use super::sse::{Deliver, SseSubscriber};
-use crate::domain::event::HubEvent;
+use crate::domain::event::{Audience, HubEvent};
+use crate::domain::now_iso;
 
 /// An event with its id, shared by every subscriber that receives it.
 #[derive(Debug)]
@@ -20,6 +23,7 @@ pub struct Envelope {
 
 pub struct EventBus {
     next_id: u64,
+    keepalive: Duration,
     ring: VecDeque<Arc<Envelope>>,
     ring_size: usize,
     subscribers: HashMap<u64, Addr<SseSubscriber>>,
@@ -27,13 +31,33 @@ pub struct EventBus {
 
 impl EventBus {
     /// Ids start from the boot time in microseconds so they keep increasing across restarts.
-    pub fn new(ring_size: usize) -> Self {
+    pub fn new(ring_size: usize, keepalive: Duration) -> Self {
         let start = chrono::Utc::now().timestamp_micros().max(1) as u64;
         Self {
             next_id: start,
+            keepalive,
             ring: VecDeque::with_capacity(ring_size),
             ring_size: ring_size.max(1),
             subscribers: HashMap::new(),
+        }
+    }
+
+    /// Numbers `event` and sends it to every subscriber; `replayable` keeps it in the ring.
+    fn broadcast(&mut self, event: HubEvent, replayable: bool) {
+        let envelope = Arc::new(Envelope {
+            id: self.next_id,
+            event,
+        });
+        self.next_id += 1;
+        if replayable {
+            if self.ring.len() == self.ring_size {
+                self.ring.pop_front();
+            }
+            self.ring.push_back(envelope.clone());
+        }
+        let ids: Vec<u64> = self.subscribers.keys().copied().collect();
+        for id in ids {
+            self.deliver(id, envelope.clone());
         }
     }
 
@@ -53,6 +77,18 @@ impl EventBus {
 
 impl Actor for EventBus {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // One numbered `keepalive` for every subscriber; it is not kept for replay.
+        ctx.run_interval(self.keepalive, |bus, _| {
+            let event = HubEvent::new(
+                "keepalive",
+                json!({ "time": now_iso() }),
+                Audience::Everyone,
+            );
+            bus.broadcast(event, false);
+        });
+    }
 }
 
 /// Sent by anyone after a commit: number this event and send it to every subscriber.
@@ -64,19 +100,7 @@ impl Handler<Publish> for EventBus {
     type Result = ();
 
     fn handle(&mut self, Publish(event): Publish, _: &mut Context<Self>) {
-        let envelope = Arc::new(Envelope {
-            id: self.next_id,
-            event,
-        });
-        self.next_id += 1;
-        if self.ring.len() == self.ring_size {
-            self.ring.pop_front();
-        }
-        self.ring.push_back(envelope.clone());
-        let ids: Vec<u64> = self.subscribers.keys().copied().collect();
-        for id in ids {
-            self.deliver(id, envelope.clone());
-        }
+        self.broadcast(event, true);
     }
 }
 

@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use actix::prelude::*;
 use actix_web_lab::sse;
@@ -308,13 +307,11 @@ impl Handler<StartSubscriber> for Registry {
         let (queue, receiver) = mpsc::channel(settings.sse_queue_capacity.max(1));
         let id = self.next_subscriber;
         self.next_subscriber += 1;
-        let keepalive = Duration::from_secs(settings.sse_keepalive_seconds.max(1));
         let subscriber = SseSubscriber::new(
             id,
             msg.principal,
             queue,
             settings.sse_queue_capacity,
-            keepalive,
             ctx.address(),
         );
         let addr = subscriber.start();

@@ -1,16 +1,14 @@
 //! SseSubscriber: one per `GET /api/stream` connection. Holds the sending half of the
 //! connection's bounded queue, filters events by what its principal may see, sends a
-//! `keepalive` event on a timer, and stops as soon as the client goes away or falls
+//! `keepalive` event the EventBus sends on a timer, and stops as soon as the client goes away or falls
 //! `sse_queue_capacity` events behind.
 //!
 //! Handles: [`Deliver`], [`Disconnect`].
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix::prelude::*;
 use actix_web_lab::sse;
-use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::events::Envelope;
@@ -22,7 +20,6 @@ pub struct SseSubscriber {
     principal: Principal,
     queue: mpsc::Sender<sse::Event>,
     capacity: usize,
-    keepalive: Duration,
     registry: Addr<Registry>,
 }
 
@@ -32,7 +29,6 @@ impl SseSubscriber {
         principal: Principal,
         queue: mpsc::Sender<sse::Event>,
         capacity: usize,
-        keepalive: Duration,
         registry: Addr<Registry>,
     ) -> Self {
         Self {
@@ -40,7 +36,6 @@ impl SseSubscriber {
             principal,
             queue,
             capacity,
-            keepalive,
             registry,
         }
     }
@@ -64,10 +59,6 @@ impl Actor for SseSubscriber {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(self.capacity);
-        ctx.run_interval(self.keepalive, |this, ctx| {
-            let data = json!({ "time": crate::domain::now_iso() }).to_string();
-            this.push(sse::Data::new(data).event("keepalive").into(), ctx);
-        });
         // Stop the moment the HTTP response is dropped (client disconnected).
         let queue = self.queue.clone();
         ctx.spawn(

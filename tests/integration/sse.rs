@@ -98,7 +98,11 @@ async fn subscribers_are_counted_and_removed_when_they_disconnect() {
             .await
     );
     let keepalive = second.next_named("keepalive", Duration::from_secs(3)).await;
-    assert!(keepalive.is_some(), "a keepalive event arrives on schedule");
+    let keepalive = keepalive.expect("a keepalive event arrives on schedule");
+    assert!(
+        keepalive.id.is_some(),
+        "keepalives carry an id like every event"
+    );
     drop(first);
     drop(second);
     let gone = hub
