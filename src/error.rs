@@ -22,6 +22,8 @@ pub enum HubError {
     PayloadTooLarge(String),
     #[error("{0}")]
     Unprocessable(String),
+    #[error("{0}")]
+    TooManyRequests(String),
     #[error("kill switch engaged")]
     KillSwitch,
     /// The hub is overloaded or shutting down; the client should retry shortly.
@@ -59,6 +61,7 @@ impl HubError {
             Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::Unprocessable(_) => "unprocessable",
+            Self::TooManyRequests(_) => "too_many_requests",
             Self::KillSwitch => "kill_switch",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
@@ -107,6 +110,7 @@ impl ResponseError for HubError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::KillSwitch | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

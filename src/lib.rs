@@ -9,6 +9,7 @@ pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod rate_limit;
 pub mod settings;
 pub mod startup;
 pub mod telemetry;

@@ -24,6 +24,7 @@ pub struct Settings {
     pub reputation_exploration: f64,
     pub default_task_timeout: u64,
     pub capability_timeouts: std::collections::BTreeMap<String, u64>,
+    pub webhook_rate_per_minute: u32,
     pub max_body_bytes: usize,
     pub max_prompt_bytes: usize,
     pub max_list_limit: i64,

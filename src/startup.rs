@@ -22,6 +22,7 @@ use crate::crypto::Vault;
 use crate::db::models::TokenRow;
 use crate::db::{self, queries, ReadPool};
 use crate::error::HubError;
+use crate::rate_limit::RateLimiter;
 use crate::settings::{Secrets, Settings};
 
 /// Everything a handler can reach, shared through `web::Data`.
@@ -32,6 +33,8 @@ pub struct Hub {
     pub registry: Addr<Registry>,
     pub dispatcher: Addr<Dispatcher>,
     pub directory: Directory,
+    /// Inbound webhook calls per name.
+    pub webhook_limiter: RateLimiter,
 }
 
 /// A built hub, bound to its port, not yet serving.
@@ -100,6 +103,7 @@ impl Application {
             registry,
             dispatcher,
             directory,
+            webhook_limiter: RateLimiter::per_minute(settings.webhook_rate_per_minute),
         });
         let listener = TcpListener::bind(&settings.bind)
             .with_context(|| format!("cannot listen on {}", settings.bind))?;

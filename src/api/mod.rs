@@ -17,6 +17,7 @@ mod task_body;
 mod tasks;
 mod templates;
 mod tokens;
+mod webhooks;
 
 use actix_web::{web, HttpRequest};
 
@@ -60,6 +61,20 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(
                 "/admin/reputation/leaderboard",
                 web::get().to(reputation::get_leaderboard),
+            )
+            .route("/admin/webhooks", web::post().to(webhooks::create_webhook))
+            .route("/admin/webhooks", web::get().to(webhooks::list_webhooks))
+            .route(
+                "/admin/webhooks/{name}",
+                web::delete().to(webhooks::delete_webhook),
+            )
+            .route(
+                "/webhooks/{name}",
+                web::post().to(webhooks::trigger_webhook),
+            )
+            .route(
+                "/webhooks/{name}/github",
+                web::post().to(webhooks::trigger_github),
             )
             .route("/messages", web::post().to(messages::send_message))
             .route("/messages", web::get().to(messages::list_messages))

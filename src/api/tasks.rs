@@ -141,6 +141,7 @@ pub async fn create_task(
         task,
         depends_on: dependencies.clone(),
         actor: caller.0.label(),
+        delivery: None,
     };
     let row = hub.dispatcher.send(message).await??;
     Ok(HttpResponse::Created().json(TaskView::new(row, &hub.core.vault, dependencies, false)))

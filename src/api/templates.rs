@@ -198,6 +198,7 @@ pub async fn dispatch_template(
             task,
             depends_on: vec![],
             actor: caller.0.label(),
+            delivery: None,
         })
         .await??;
     Ok(HttpResponse::Created().json(TaskView::new(row, &hub.core.vault, vec![], false)))

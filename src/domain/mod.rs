@@ -8,6 +8,7 @@ pub mod graph;
 pub mod remember;
 pub mod reputation;
 pub mod task;
+pub mod webhook;
 
 /// The current time as an ISO 8601 UTC string with milliseconds (sorts as it reads).
 pub fn now_iso() -> String {

@@ -15,4 +15,5 @@ mod reputation;
 mod sse;
 mod tasks;
 mod tokens;
+mod webhooks;
 mod worker;

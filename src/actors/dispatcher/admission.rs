@@ -63,6 +63,36 @@ fn insert_task(
     Ok(task)
 }
 
+/// Remembers a webhook delivery; the same key again is a 409 naming the first task.
+fn record_delivery(
+    conn: &mut SqliteConnection,
+    webhook: &str,
+    key: &str,
+    task_id: i32,
+) -> Result<(), HubError> {
+    use crate::db::schema::webhook_deliveries as deliveries;
+    let existing: Option<Option<i32>> = deliveries::table
+        .find((webhook, key))
+        .select(deliveries::task_id)
+        .get_result(conn)
+        .optional()?;
+    if let Some(first) = existing {
+        let first = first.map_or_else(|| "an earlier task".to_string(), |id| format!("task {id}"));
+        return Err(HubError::conflict(format!(
+            "delivery {key:?} was already received ({first})"
+        )));
+    }
+    diesel::insert_into(deliveries::table)
+        .values((
+            deliveries::webhook_name.eq(webhook),
+            deliveries::delivery_key.eq(key),
+            deliveries::task_id.eq(task_id),
+            deliveries::created_at.eq(now_iso()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
 /// The status of each task in `ids`; a missing one is a 404 naming it.
 fn dependency_statuses(
     conn: &mut SqliteConnection,
@@ -92,6 +122,8 @@ pub struct SubmitTask {
     /// Ids of tasks that must be `done` first.
     pub depends_on: Vec<i32>,
     pub actor: String,
+    /// (webhook name, delivery key): recorded with the task, so a redelivery is a 409.
+    pub delivery: Option<(String, String)>,
 }
 
 impl Handler<SubmitTask> for Dispatcher {
@@ -103,6 +135,7 @@ impl Handler<SubmitTask> for Dispatcher {
         }
         let mut row = msg.task;
         let depends_on = msg.depends_on;
+        let delivery = msg.delivery;
         let agent = if depends_on.is_empty() {
             self.pick_agent(&row.required_capability, row.assign_to.as_deref(), None)
         } else {
@@ -135,6 +168,9 @@ impl Handler<SubmitTask> for Dispatcher {
                         row.completed_at = Some(row.created_at.clone());
                     }
                     let task = insert_task(conn, &core.notary, &row, &actor)?;
+                    if let Some((webhook, key)) = &delivery {
+                        record_delivery(conn, webhook, key, task.id)?;
+                    }
                     let edges: Vec<DependencyRow> = depends_on
                         .iter()
                         .map(|&dep| DependencyRow {
