@@ -36,16 +36,28 @@ impl Grant {
     }
 }
 
+/// A signed-in user's session (its cookie is stored as a SHA-256 hash only).
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user_id: i32,
+    pub grant: Grant,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The cookie that carries a session.
+pub const SESSION_COOKIE: &str = "m3shd_session";
+
 pub struct Credentials {
     /// SHA-256 of the master token: each request hashes its credential once and compares
     /// digests in constant time.
     master: [u8; 32],
     tokens: RwLock<HashMap<String, Grant>>,
+    sessions: RwLock<HashMap<String, Session>>,
 }
 
 impl Credentials {
     /// The index over the active (unrevoked) token rows.
-    pub fn new(master: Secret, rows: Vec<TokenRow>) -> Self {
+    pub fn new(master: Secret, rows: Vec<TokenRow>, sessions: Vec<(String, Session)>) -> Self {
         let tokens = rows
             .iter()
             .filter(|row| row.revoked_at.is_none())
@@ -54,6 +66,7 @@ impl Credentials {
         Self {
             master: token_digest(master.expose()),
             tokens: RwLock::new(tokens),
+            sessions: RwLock::new(sessions.into_iter().collect()),
         }
     }
 
@@ -84,6 +97,45 @@ impl Credentials {
             .insert(hash, grant);
     }
 
+    /// The principal of a live session cookie, if any.
+    pub fn session(&self, cookie: &str) -> Option<Principal> {
+        let hash = hex::encode(token_digest(cookie));
+        let session = self
+            .sessions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&hash)
+            .cloned()?;
+        (session.expires_at > chrono::Utc::now()).then_some(Principal::Token {
+            agent_id: session.grant.agent_id,
+            permissions: session.grant.permissions,
+        })
+    }
+
+    /// Records a committed session.
+    pub fn open_session(&self, hash: String, session: Session) {
+        self.sessions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(hash, session);
+    }
+
+    /// Forgets a session (logout).
+    pub fn close_session(&self, hash: &str) {
+        self.sessions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(hash);
+    }
+
+    /// Forgets every session of a user (disabled, deleted, new password or role).
+    pub fn close_user_sessions(&self, user_id: i32) {
+        self.sessions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, s| s.user_id != user_id);
+    }
+
     /// Forgets a committed revocation.
     pub fn revoke(&self, hash: &str) {
         self.tokens
@@ -94,7 +146,7 @@ impl Credentials {
 }
 
 /// The raw credential of a request: `Authorization: Bearer`, then `x-api-key`, then (only
-/// where EventSource needs it) the `token` query parameter.
+/// where EventSource needs it) the `token` query parameter. The session cookie comes last.
 fn presented(req: &HttpRequest, allow_query: bool) -> Option<String> {
     let header = |name: &str| {
         req.headers()
@@ -123,7 +175,15 @@ fn authenticate(req: &HttpRequest, allow_query: bool) -> Result<Option<Principal
         .app_data::<web::Data<Hub>>()
         .ok_or_else(|| HubError::internal("hub state missing"))?;
     match presented(req, allow_query) {
-        None => Ok(None),
+        // No header credential: a browser's session cookie, if it carries one.
+        None => match req.cookie(SESSION_COOKIE) {
+            Some(cookie) => hub
+                .credentials
+                .session(cookie.value())
+                .map(Some)
+                .ok_or(HubError::Unauthorized),
+            None => Ok(None),
+        },
         Some(raw) => hub
             .credentials
             .authenticate(&raw)

@@ -12,11 +12,23 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn per_minute(limit: u32) -> Self {
+        Self::new(limit, Duration::from_secs(60))
+    }
+
+    pub fn new(limit: u32, window: Duration) -> Self {
         Self {
             limit,
-            window: Duration::from_secs(60),
+            window,
             windows: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether `key` is already over its limit in this window (counts nothing).
+    pub fn exhausted(&self, key: &str) -> bool {
+        let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        windows
+            .get(key)
+            .is_some_and(|(start, count)| start.elapsed() < self.window && *count >= self.limit)
     }
 
     /// Counts one request for `key`; false when the key is over its limit in this window.
@@ -42,5 +54,6 @@ mod tests {
         assert!(limiter.allow("a") && limiter.allow("a"));
         assert!(!limiter.allow("a"));
         assert!(limiter.allow("b"));
+        assert!(limiter.exhausted("a") && !limiter.exhausted("b") && !limiter.exhausted("c"));
     }
 }

@@ -15,7 +15,7 @@ use crate::actors::dispatcher::{Dispatcher, KillSwitch, KILL_SWITCH_KEY};
 use crate::actors::events::EventBus;
 use crate::actors::registry::{Boot, BootPipeline, BootTask, Directory, Registry};
 use crate::actors::Core;
-use crate::auth::Credentials;
+use crate::auth::{Credentials, Session};
 use crate::crypto::blind::BlindIndex;
 use crate::crypto::provenance::Notary;
 use crate::crypto::Vault;
@@ -35,6 +35,8 @@ pub struct Hub {
     pub directory: Directory,
     /// Inbound webhook calls per name.
     pub webhook_limiter: RateLimiter,
+    /// Failed logins per user name and per client address.
+    pub login_failures: RateLimiter,
 }
 
 /// A built hub, bound to its port, not yet serving.
@@ -87,7 +89,7 @@ impl Application {
             directory.clone(),
         ));
 
-        let (boot, tokens) = db::read(&reads, load_live_state)
+        let (boot, tokens, sessions) = db::read(&reads, load_live_state)
             .await
             .map_err(|e| anyhow::anyhow!("cannot read live state: {e}"))?;
         registry
@@ -95,7 +97,7 @@ impl Application {
             .await?
             .map_err(|e| anyhow::anyhow!("cannot restore live state: {e}"))?;
 
-        let credentials = Credentials::new(secrets.master_token.clone(), tokens);
+        let credentials = Credentials::new(secrets.master_token.clone(), tokens, sessions);
         let hub = web::Data::new(Hub {
             core,
             reads,
@@ -104,6 +106,10 @@ impl Application {
             dispatcher,
             directory,
             webhook_limiter: RateLimiter::per_minute(settings.webhook_rate_per_minute),
+            login_failures: RateLimiter::new(
+                settings.login_failures_allowed,
+                std::time::Duration::from_secs(15 * 60),
+            ),
         });
         let listener = TcpListener::bind(&settings.bind)
             .with_context(|| format!("cannot listen on {}", settings.bind))?;
@@ -142,7 +148,10 @@ impl Application {
 
 /// Everything live, read once before the HTTP server starts: agents, unfinished tasks
 /// (with their dependencies' statuses), running pipelines, the kill switch, and tokens.
-fn load_live_state(conn: &mut diesel::SqliteConnection) -> Result<(Boot, Vec<TokenRow>), HubError> {
+#[allow(clippy::type_complexity)] // read once at boot; naming the triple adds nothing
+fn load_live_state(
+    conn: &mut diesel::SqliteConnection,
+) -> Result<(Boot, Vec<TokenRow>, Vec<(String, Session)>), HubError> {
     let agents = queries::all_agents(conn)?;
     let mut tasks = Vec::new();
     for row in queries::live_tasks(conn)? {
@@ -186,5 +195,6 @@ fn load_live_state(conn: &mut diesel::SqliteConnection) -> Result<(Boot, Vec<Tok
             kill_switch,
         },
         tokens,
+        queries::live_sessions(conn)?,
     ))
 }

@@ -17,6 +17,7 @@ mod task_body;
 mod tasks;
 mod templates;
 mod tokens;
+mod users;
 mod webhooks;
 
 use actix_web::{web, HttpRequest};
@@ -76,6 +77,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 "/webhooks/{name}/github",
                 web::post().to(webhooks::trigger_github),
             )
+            .route("/login", web::post().to(users::login))
+            .route("/logout", web::post().to(users::logout))
+            .route("/admin/users", web::post().to(users::create_user))
+            .route("/admin/users", web::get().to(users::list_users))
+            .route("/admin/users/{id}", web::put().to(users::update_user))
+            .route("/admin/users/{id}", web::delete().to(users::delete_user))
             .route("/messages", web::post().to(messages::send_message))
             .route("/messages", web::get().to(messages::list_messages))
             .route("/tasks", web::post().to(tasks::create_task))

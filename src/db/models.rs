@@ -318,3 +318,27 @@ pub struct MessageRow {
     pub content: String,
     pub created_at: String,
 }
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = super::schema::users, check_for_backend(diesel::sqlite::Sqlite))]
+pub struct UserRow {
+    pub id: i32,
+    pub username: String,
+    /// Argon2 PHC string; never leaves the hub.
+    pub password_hash: String,
+    pub role: String,
+    pub enabled: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl UserRow {
+    /// What a session of this user may do: its role's permissions, as `user:<name>`.
+    pub fn grant(&self) -> crate::auth::Grant {
+        let permissions = crate::domain::access::role_permissions(&self.role).unwrap_or_default();
+        crate::auth::Grant {
+            agent_id: format!("user:{}", self.username),
+            permissions: std::sync::Arc::new(permissions.into_iter().collect()),
+        }
+    }
+}

@@ -198,3 +198,33 @@ pub fn running_pipelines(conn: &mut SqliteConnection) -> QueryResult<Vec<Pipelin
         .order(pipelines::id)
         .load(conn)
 }
+
+/// Unexpired sessions of enabled users, keyed by cookie hash.
+pub fn live_sessions(
+    conn: &mut SqliteConnection,
+) -> QueryResult<Vec<(String, crate::auth::Session)>> {
+    use super::models::UserRow;
+    use super::schema::{sessions, users};
+    let rows: Vec<(String, String, UserRow)> = sessions::table
+        .inner_join(users::table)
+        .filter(users::enabled.eq(true))
+        .filter(sessions::expires_at.gt(crate::domain::now_iso()))
+        .select((sessions::hash, sessions::expires_at, UserRow::as_select()))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(hash, expires, user)| {
+            let expires_at = chrono::DateTime::parse_from_rfc3339(&expires)
+                .ok()?
+                .with_timezone(&chrono::Utc);
+            Some((
+                hash,
+                crate::auth::Session {
+                    user_id: user.id,
+                    grant: user.grant(),
+                    expires_at,
+                },
+            ))
+        })
+        .collect())
+}

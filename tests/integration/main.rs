@@ -15,5 +15,6 @@ mod reputation;
 mod sse;
 mod tasks;
 mod tokens;
+mod users;
 mod webhooks;
 mod worker;
