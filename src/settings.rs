@@ -24,6 +24,8 @@ pub struct Settings {
     pub reputation_exploration: f64,
     pub default_task_timeout: u64,
     pub capability_timeouts: std::collections::BTreeMap<String, u64>,
+    pub daily_cost_cap: f64,
+    pub agent_daily_token_cap: i64,
     pub session_hours: u64,
     pub login_failure_delay_ms: u64,
     pub login_failures_allowed: u32,

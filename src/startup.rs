@@ -186,12 +186,23 @@ fn load_live_state(
         .unwrap_or_default();
     let tokens = queries::active_tokens(conn)?;
     let reputation = crate::db::reputation::all(conn)?;
+    let usage = crate::db::usage::since(conn, &crate::db::usage::today())?
+        .into_iter()
+        .map(|u| {
+            (
+                u.agent_id,
+                u.cost_usd,
+                i64::from(u.tokens_in) + i64::from(u.tokens_out),
+            )
+        })
+        .collect();
     Ok((
         Boot {
             agents,
             tasks,
             pipelines,
             reputation,
+            usage,
             kill_switch,
         },
         tokens,

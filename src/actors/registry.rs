@@ -151,6 +151,8 @@ pub struct Boot {
     pub tasks: Vec<BootTask>,
     pub pipelines: Vec<BootPipeline>,
     pub reputation: Vec<ReputationRow>,
+    /// Today's usage: (agent, cost, tokens).
+    pub usage: Vec<(String, f64, i64)>,
     pub kill_switch: KillSwitch,
 }
 
@@ -201,6 +203,7 @@ impl Handler<Boot> for Registry {
             .collect();
         self.dispatcher.do_send(Restore {
             reputation,
+            usage: msg.usage,
             agents,
             tasks,
             waits,

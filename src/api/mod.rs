@@ -3,6 +3,7 @@
 
 mod admin;
 mod agents;
+mod analytics;
 mod delivery;
 mod escalations;
 pub mod extract;
@@ -83,6 +84,26 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/admin/users", web::get().to(users::list_users))
             .route("/admin/users/{id}", web::put().to(users::update_user))
             .route("/admin/users/{id}", web::delete().to(users::delete_user))
+            .route(
+                "/admin/analytics/tasks",
+                web::get().to(analytics::task_analytics),
+            )
+            .route(
+                "/admin/analytics/costs",
+                web::get().to(analytics::cost_analytics),
+            )
+            .route(
+                "/admin/analytics/agents",
+                web::get().to(analytics::agent_analytics),
+            )
+            .route(
+                "/admin/analytics/metacognition",
+                web::get().to(analytics::metacognition),
+            )
+            .route(
+                "/admin/analytics/summary",
+                web::get().to(analytics::summary),
+            )
             .route("/messages", web::post().to(messages::send_message))
             .route("/messages", web::get().to(messages::list_messages))
             .route("/tasks", web::post().to(tasks::create_task))

@@ -235,6 +235,7 @@ pub struct UpdateTaskBody {
     tokens_in: Option<i32>,
     tokens_out: Option<i32>,
     confidence: Option<f64>,
+    model: Option<String>,
 }
 
 /// Finds the live actor of a visible task; a finished task is a 409, an unseen one a 404.
@@ -286,6 +287,7 @@ pub async fn update_task(
         tokens_in: body.tokens_in,
         tokens_out: body.tokens_out,
         confidence: body.confidence,
+        model: body.model.filter(|m| !m.trim().is_empty() && m.len() <= 64),
     };
     let task = live_task(&hub, &caller.0, id).await?;
     let row = task

@@ -7,6 +7,7 @@ pub mod provenance;
 pub mod queries;
 pub mod reputation;
 pub mod schema;
+pub mod usage;
 
 use std::path::Path;
 use std::time::Duration;

@@ -191,6 +191,8 @@ pub struct TaskChange {
     pub reason: Option<Option<String>>,
     pub output: Option<Option<String>>,
     pub attempts: Option<i32>,
+    /// The model the worker reports it used.
+    pub model: Option<String>,
     pub assign_to: Option<Option<String>>,
     pub lease_expires_at: Option<Option<String>>,
     pub cost_usd: Option<Option<f64>>,

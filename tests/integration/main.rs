@@ -5,6 +5,7 @@ mod support;
 
 mod admin;
 mod agents;
+mod analytics;
 mod bad_input;
 mod durability;
 mod leases;

@@ -21,6 +21,19 @@ use crate::domain::task::TaskStatus;
 use crate::error::HubError;
 use crate::views::task_event;
 
+impl Dispatcher {
+    /// New work is refused while the kill switch is engaged or the day's cost cap is reached.
+    fn admit(&mut self) -> Result<(), HubError> {
+        if self.kill_switch.active {
+            return Err(HubError::KillSwitch);
+        }
+        if self.budget.cost_cap_reached() {
+            return Err(HubError::TooManyRequests("daily cost cap reached".into()));
+        }
+        Ok(())
+    }
+}
+
 /// Inserts one task with its audit row and its first provenance link(s).
 fn insert_task(
     conn: &mut SqliteConnection,
@@ -130,8 +143,8 @@ impl Handler<SubmitTask> for Dispatcher {
     type Result = ResponseActFuture<Self, Result<TaskRow, HubError>>;
 
     fn handle(&mut self, msg: SubmitTask, _: &mut Context<Self>) -> Self::Result {
-        if self.kill_switch.active {
-            return Box::pin(actix::fut::ready(Err(HubError::KillSwitch)));
+        if let Err(refused) = self.admit() {
+            return Box::pin(actix::fut::ready(Err(refused)));
         }
         let mut row = msg.task;
         let depends_on = msg.depends_on;
@@ -258,8 +271,8 @@ impl Handler<SubmitPipeline> for Dispatcher {
     type Result = ResponseActFuture<Self, Result<(PipelineRow, Vec<TaskRow>), HubError>>;
 
     fn handle(&mut self, msg: SubmitPipeline, _: &mut Context<Self>) -> Self::Result {
-        if self.kill_switch.active {
-            return Box::pin(actix::fut::ready(Err(HubError::KillSwitch)));
+        if let Err(refused) = self.admit() {
+            return Box::pin(actix::fut::ready(Err(refused)));
         }
         let core = self.core.clone();
         let registry = self.registry.clone();

@@ -13,6 +13,7 @@
 //! [`SetKillSwitch`], [`GetKillSwitch`].
 
 mod admission;
+mod budget;
 pub mod queue;
 pub mod roster;
 
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 pub use admission::{SubmitPipeline, SubmitTask};
+use budget::Budget;
 pub use queue::Ready;
 use queue::ReadyQueue;
 use roster::Roster;
@@ -65,6 +67,7 @@ pub struct Dispatcher {
     /// Plain tasks waiting for their `depends_on`.
     waits: Waiting,
     finished: FinishedLog,
+    budget: Budget,
 }
 
 /// A plain task that must wait: the dependencies not yet finished, or the first one that
@@ -126,6 +129,10 @@ impl FinishedLog {
 impl Dispatcher {
     pub fn new(core: Core, registry: Addr<Registry>, directory: Directory) -> Self {
         let exploration = core.settings.reputation_exploration;
+        let budget = Budget::new(
+            core.settings.daily_cost_cap,
+            core.settings.agent_daily_token_cap,
+        );
         Self {
             core,
             registry,
@@ -136,6 +143,7 @@ impl Dispatcher {
             kill_switch: KillSwitch::default(),
             waits: Waiting::default(),
             finished: FinishedLog::default(),
+            budget,
         }
     }
 
@@ -274,6 +282,15 @@ impl Actor for Dispatcher {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // Every task submission passes through here; a small mailbox would refuse bursts.
         ctx.set_mailbox_capacity(1 << 20);
+        // At UTC midnight the budgets reset and resting agents get work again.
+        ctx.run_interval(std::time::Duration::from_secs(30), |this, ctx| {
+            if this.budget.roll() {
+                for agent_id in this.roster.ids() {
+                    this.roster.update(&agent_id, |slot| slot.resting = false);
+                }
+                this.fill_everyone(ctx);
+            }
+        });
     }
 }
 
@@ -339,6 +356,45 @@ impl Handler<TaskFinished> for Dispatcher {
         }
         if let Some(agent_id) = self.release(msg.task_id) {
             self.fill(&agent_id, ctx);
+        }
+    }
+}
+
+/// Sent by a TaskActor after a report that added cost or tokens committed.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct UsageAdded {
+    pub agent_id: String,
+    pub cost_usd: f64,
+    /// (in, out)
+    pub tokens: (i32, i32),
+}
+
+/// A task's reported totals: cost, tokens in, tokens out.
+pub type UsageTotals = (Option<f64>, Option<i32>, Option<i32>);
+
+impl UsageAdded {
+    /// What a report added, from the task's totals before and after it.
+    pub fn between(agent_id: String, before: UsageTotals, after: UsageTotals) -> Self {
+        let cost_usd = (after.0.unwrap_or(0.0) - before.0.unwrap_or(0.0)).max(0.0);
+        let tokens_in = (after.1.unwrap_or(0) - before.1.unwrap_or(0)).max(0);
+        let tokens_out = (after.2.unwrap_or(0) - before.2.unwrap_or(0)).max(0);
+        Self {
+            agent_id,
+            cost_usd,
+            tokens: (tokens_in, tokens_out),
+        }
+    }
+}
+
+impl Handler<UsageAdded> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: UsageAdded, _: &mut Context<Self>) {
+        let tokens = i64::from(msg.tokens.0) + i64::from(msg.tokens.1);
+        if let Some(agent_id) = self.budget.add(&msg.agent_id, msg.cost_usd, tokens) {
+            tracing::info!(agent.id = %agent_id, "agent reached its daily token cap; no more tasks for it today");
+            self.roster.update(&agent_id, |slot| slot.resting = true);
         }
     }
 }
@@ -445,6 +501,8 @@ pub struct Restore {
     pub waits: Vec<PlainWait>,
     /// (agent, capability, counters).
     pub reputation: Vec<(String, String, Stats)>,
+    /// Today's usage so far: (agent, cost, tokens).
+    pub usage: Vec<(String, f64, i64)>,
     pub kill_switch: KillSwitch,
 }
 
@@ -458,6 +516,12 @@ impl Handler<Restore> for Dispatcher {
         }
         for (agent_id, capability, stats) in &msg.reputation {
             self.roster.set_stats(agent_id, capability, *stats);
+        }
+        for (agent_id, cost, tokens) in &msg.usage {
+            self.budget.add(agent_id, *cost, *tokens);
+        }
+        for agent_id in self.budget.resting() {
+            self.roster.update(&agent_id, |slot| slot.resting = true);
         }
         let mut orphans: Vec<String> = Vec::new();
         for task in msg.tasks {

@@ -103,6 +103,8 @@ pub struct Slot {
     pub pending: usize,
     /// Dispatch sequence number of the last assignment, for least-recently-used ties.
     pub last_assigned: u64,
+    /// Over its daily token cap: no new tasks until the day ends.
+    pub resting: bool,
 }
 
 impl Slot {
@@ -113,6 +115,7 @@ impl Slot {
             holding: HashSet::new(),
             pending: 0,
             last_assigned: 0,
+            resting: false,
         }
     }
 
@@ -121,7 +124,9 @@ impl Slot {
     }
 
     pub fn has_room(&self) -> bool {
-        self.online && (self.load() as i64) < i64::from(self.profile.max_concurrent)
+        self.online
+            && !self.resting
+            && (self.load() as i64) < i64::from(self.profile.max_concurrent)
     }
 
     /// Fill ratio in thousandths, for preferring the least loaded agent.

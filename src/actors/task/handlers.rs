@@ -78,6 +78,7 @@ pub struct ReportBody {
     pub tokens_in: Option<i32>,
     pub tokens_out: Option<i32>,
     pub confidence: Option<f64>,
+    pub model: Option<String>,
     /// `[REMEMBER]` entries of the output, read when the task finishes.
     pub remember: Extracted,
 }
@@ -117,6 +118,7 @@ impl Handler<Report> for TaskActor {
             tokens_in: body.tokens_in.map(Some),
             tokens_out: body.tokens_out.map(Some),
             confidence: body.confidence.map(Some),
+            model: body.model,
             lease_expires_at: Some(if next.holds_slot() {
                 self.lease_end()
             } else {

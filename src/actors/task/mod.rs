@@ -23,13 +23,15 @@ pub use handlers::{
     AppendChunk, Assign, FailDependency, Handoff, Release, Report, ReportBody, Requeue,
 };
 
-use super::dispatcher::{Dispatcher, Ready, TaskFinished, TaskReady, TaskReleased};
+use super::dispatcher::{
+    Dispatcher, Ready, TaskFinished, TaskReady, TaskReleased, UsageAdded, UsageTotals,
+};
 use super::pipeline::MemberFinished;
 use super::registry::{ChildStopped, Directory, Registry};
 use super::Core;
 use crate::db::models::{EscalationRow, NewAuditRow, NewEscalationRow, TaskChange, TaskRow};
 use crate::db::schema::tasks;
-use crate::db::{memory, provenance, reputation};
+use crate::db::{memory, provenance, reputation, usage};
 use crate::domain::access::Principal;
 use crate::domain::event::{Audience, HubEvent};
 use crate::domain::now_iso;
@@ -184,6 +186,8 @@ impl TaskActor {
         let db = core.db.clone();
         let write = async move {
             db.write(move |conn| {
+                    let reports_usage = columns.cost_usd.is_some() || columns.tokens_in.is_some() || columns.tokens_out.is_some();
+                    let before = if reports_usage { Some(usage_of(conn, id)?) } else { None };
                     let row = diesel::update(tasks::table.filter(tasks::id.eq(id)).filter(tasks::status.eq(expected)))
                         .set(&columns)
                         .get_result::<TaskRow>(conn)
@@ -205,15 +209,28 @@ impl TaskActor {
                         remember_output(conn, &core, id, &holder, extracted)?;
                     }
                     let escalation = match escalate {
-                        Some(reason) => Some(NewEscalationRow::open(Some(id), agent, reason, "hub").insert(conn)?),
+                        Some(reason) => Some(NewEscalationRow::open(Some(id), agent.clone(), reason, "hub").insert(conn)?),
                         None => None,
                     };
-                    Ok((row, escalation))
+                    // Reports carry the task's running totals; the budget counts what they add.
+                    let usage = match before {
+                        Some(before) => {
+                            let reporter = agent.clone().unwrap_or_else(|| actor.clone());
+                            let added = UsageAdded::between(reporter, before, (row.cost_usd, row.tokens_in, row.tokens_out));
+                            usage::record(conn, &usage::today(), &added.agent_id, &row.model, added.cost_usd, added.tokens)?;
+                            Some(added)
+                        }
+                        None => None,
+                    };
+                    Ok((row, escalation, usage))
                 })
                 .await
         };
         Box::pin(write.into_actor(self).map(move |written, this, ctx| {
-            let (row, escalation) = written?;
+            let (row, escalation, usage) = written?;
+            if let Some(usage) = usage {
+                this.dispatcher.do_send(usage);
+            }
             this.committed(&row, returned_by_holder, ctx)?;
             if let Some(escalation) = escalation {
                 announce_escalation(&this.core, &escalation);
@@ -392,6 +409,14 @@ pub fn announce_escalation(core: &Core, escalation: &EscalationRow) {
         json!(escalation),
         Audience::Escalations,
     ));
+}
+
+/// The cost and tokens a task has reported so far.
+fn usage_of(conn: &mut diesel::SqliteConnection, id: i32) -> Result<UsageTotals, HubError> {
+    Ok(tasks::table
+        .find(id)
+        .select((tasks::cost_usd, tasks::tokens_in, tasks::tokens_out))
+        .get_result(conn)?)
 }
 
 /// Stores the `[REMEMBER]` entries of a finished task in its holder's memory, auditing

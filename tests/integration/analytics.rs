@@ -1,0 +1,213 @@
+//! Budgets (daily cost cap, per-agent token cap) and the analytics endpoints.
+
+use awc::http::Method;
+use serde_json::json;
+
+use crate::support::{TestHub, MASTER, SOON};
+
+/// Runs one task on `agent` to `status`, reporting usage along the way.
+async fn run(
+    hub: &TestHub,
+    agent: &str,
+    token: &str,
+    status: &str,
+    usage: serde_json::Value,
+) -> i64 {
+    let id = hub
+        .task(json!({ "title": "t", "prompt": "p", "assign_to": agent }))
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    assert!(
+        hub.eventually(SOON, || async {
+            hub.task_status(id).await["assigned_to"] == agent
+        })
+        .await
+    );
+    let mut report = usage;
+    report["status"] = json!(status);
+    hub.put(&format!("/api/tasks/{id}"), token, report)
+        .await
+        .expect(200);
+    id
+}
+
+#[actix_web::test]
+async fn once_the_days_cost_reaches_the_cap_new_work_is_refused_with_429() {
+    let hub = TestHub::spawn_with(|s| s.daily_cost_cap = 1.0).await;
+    let rex = hub.agent("rex", &["research"], 2).await;
+    let id = run(&hub, "rex", &rex, "running", json!({ "cost_usd": 0.6 })).await;
+    // Reports carry the task's running total: 0.6 then 1.2 is 1.2 spent, not 1.8.
+    hub.put(
+        &format!("/api/tasks/{id}"),
+        &rex,
+        json!({ "status": "done", "cost_usd": 1.2, "model": "sonnet" }),
+    )
+    .await
+    .expect(200);
+    let summary = hub
+        .get("/api/admin/analytics/summary", MASTER)
+        .await
+        .expect(200);
+    assert!(
+        (summary["cost_today_usd"].as_f64().unwrap() - 1.2).abs() < 1e-9,
+        "{summary}"
+    );
+    assert_eq!(summary["cost_cap_reached"], true);
+
+    let refused = hub
+        .post("/api/tasks", MASTER, json!({ "title": "t", "prompt": "p" }))
+        .await;
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.body["error"], "daily cost cap reached");
+    let pipeline = json!({ "tasks": [{ "title": "a", "prompt": "p" }] });
+    hub.post("/api/pipelines", MASTER, pipeline)
+        .await
+        .expect(429);
+    let template = hub
+        .post(
+            "/api/templates",
+            MASTER,
+            json!({ "title": "t", "prompt": "p" }),
+        )
+        .await
+        .expect(201);
+    hub.post(
+        &format!("/api/templates/{}/dispatch", template["id"]),
+        MASTER,
+        json!({}),
+    )
+    .await
+    .expect(429);
+    // Workers can still report on what they hold.
+    assert_eq!(hub.task_status(id).await["status"], "done");
+}
+
+#[actix_web::test]
+async fn an_agent_past_its_daily_token_cap_gets_no_more_tasks() {
+    let hub = TestHub::spawn_with(|s| s.agent_daily_token_cap = 100).await;
+    let rex = hub.agent("rex", &["research"], 4).await;
+    run(
+        &hub,
+        "rex",
+        &rex,
+        "done",
+        json!({ "tokens_in": 80, "tokens_out": 30 }),
+    )
+    .await;
+    let waiting = hub.task(json!({ "title": "next", "prompt": "p" })).await;
+    assert_eq!(
+        waiting["status"], "queued",
+        "rex has room but has used its tokens for today"
+    );
+    let _ada = hub.agent("ada", &["research"], 1).await;
+    let id = waiting["id"].as_i64().unwrap();
+    assert!(
+        hub.eventually(SOON, || async {
+            hub.task_status(id).await["assigned_to"] == "ada"
+        })
+        .await
+    );
+}
+
+#[actix_web::test]
+async fn analytics_report_volume_costs_agents_and_confidence() {
+    let hub = TestHub::spawn().await;
+    let rex = hub.agent("rex", &["research"], 1).await;
+    let ada = hub.agent("ada", &["research"], 1).await;
+    run(&hub, "rex", &rex, "done", json!({ "cost_usd": 0.25, "tokens_in": 10, "tokens_out": 5, "model": "sonnet", "confidence": 0.92 })).await;
+    run(
+        &hub,
+        "rex",
+        &rex,
+        "failed",
+        json!({ "cost_usd": 0.05, "model": "haiku", "confidence": 0.31 }),
+    )
+    .await;
+    run(
+        &hub,
+        "ada",
+        &ada,
+        "done",
+        json!({ "cost_usd": 0.10, "model": "sonnet", "confidence": 0.95 }),
+    )
+    .await;
+    hub.task(json!({ "title": "waiting", "prompt": "p", "required_capability": "nobody" }))
+        .await;
+
+    let tasks = hub
+        .get("/api/admin/analytics/tasks?days=7", MASTER)
+        .await
+        .expect(200);
+    let today = &tasks["days"][0];
+    assert_eq!(
+        (
+            today["created"].as_i64(),
+            today["done"].as_i64(),
+            today["failed"].as_i64()
+        ),
+        (Some(4), Some(2), Some(1))
+    );
+    assert_eq!(today["completion_rate"], 0.5);
+
+    let costs = hub
+        .get("/api/admin/analytics/costs", MASTER)
+        .await
+        .expect(200);
+    assert!(
+        (costs["total_usd"].as_f64().unwrap() - 0.40).abs() < 1e-9,
+        "{costs}"
+    );
+    let sonnet = costs["costs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["model"] == "sonnet")
+        .unwrap();
+    assert!((sonnet["cost_usd"].as_f64().unwrap() - 0.35).abs() < 1e-9);
+    assert_eq!(sonnet["tokens_in"], 10);
+
+    let agents = hub
+        .get("/api/admin/analytics/agents", MASTER)
+        .await
+        .expect(200);
+    let rex_row = agents["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["agent_id"] == "rex")
+        .unwrap();
+    assert_eq!(
+        (rex_row["done"].as_i64(), rex_row["failed"].as_i64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(rex_row["success_rate"], 0.5);
+
+    let meta = hub
+        .get("/api/admin/analytics/metacognition", MASTER)
+        .await
+        .expect(200);
+    assert_eq!(meta["count"], 3);
+    assert_eq!(meta["distribution"][9]["count"], 2);
+    assert_eq!(meta["distribution"][3]["count"], 1);
+    assert!((meta["mean_when_done"].as_f64().unwrap() - 0.935).abs() < 1e-9);
+
+    let summary = hub
+        .get("/api/admin/analytics/summary", MASTER)
+        .await
+        .expect(200);
+    assert_eq!(summary["tasks"]["total"], 4);
+    assert_eq!(summary["tasks"]["by_status"]["queued"], 1);
+    assert_eq!(summary["agents"]["total"], 2);
+
+    let admin = hub.token("boss", "admin").await;
+    hub.get("/api/admin/analytics/summary", &admin)
+        .await
+        .expect(200);
+    hub.call(Method::GET, "/api/admin/analytics/tasks", &rex, None)
+        .await
+        .expect(403);
+    hub.get("/api/admin/analytics/tasks?days=0", MASTER)
+        .await
+        .expect(400);
+}
