@@ -15,6 +15,7 @@ use crate::actors::dispatcher::{Dispatcher, KillSwitch, KILL_SWITCH_KEY};
 use crate::actors::events::EventBus;
 use crate::actors::registry::{Boot, BootPipeline, BootTask, Directory, Registry};
 use crate::actors::Core;
+use crate::alerts::Alerts;
 use crate::auth::{Credentials, Session};
 use crate::crypto::blind::BlindIndex;
 use crate::crypto::provenance::Notary;
@@ -75,6 +76,7 @@ impl Application {
             notary: Arc::new(Notary::from_secrets(&secrets)),
             blind: Arc::new(BlindIndex::from_secrets(&secrets)),
             settings: settings.clone(),
+            alerts: Alerts::start(&settings),
         };
 
         // The Registry and the Dispatcher address each other: create the Registry's

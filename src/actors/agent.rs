@@ -15,6 +15,7 @@ use serde_json::json;
 use super::dispatcher::{AgentAvailable, AgentGone, AgentHeartbeat, Dispatcher};
 use super::registry::{ChildStopped, Registry};
 use super::Core;
+use crate::alerts::Alert;
 use crate::db::models::{AgentRow, NewAuditRow};
 use crate::db::schema::agents;
 use crate::domain::agent::Profile;
@@ -182,6 +183,16 @@ impl AgentActor {
         self.state.online = false;
         self.persist_status(ctx, false);
         self.core.publish(self.status_event("offline"));
+        self.core.alerts.raise(Alert {
+            title: format!("Agent {} is down", self.state.agent_id),
+            message: format!(
+                "No heartbeat from {} for {} s; its tasks went back to the queue.",
+                self.state.agent_id,
+                self.timeout.as_secs()
+            ),
+            priority: 4,
+            tags: "warning",
+        });
         self.dispatcher.do_send(AgentGone {
             agent_id: self.state.agent_id.clone(),
             removed: false,

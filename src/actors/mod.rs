@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use actix::Addr;
 
+use crate::alerts::Alerts;
 use crate::crypto::blind::BlindIndex;
 use crate::crypto::provenance::Notary;
 use crate::crypto::Vault;
@@ -32,6 +33,7 @@ pub struct Core {
     pub notary: Arc<Notary>,
     pub blind: Arc<BlindIndex>,
     pub settings: Arc<Settings>,
+    pub alerts: Alerts,
 }
 
 impl Core {

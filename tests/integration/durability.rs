@@ -41,6 +41,7 @@ async fn start(db: &std::path::Path, log: &std::path::Path) -> Process {
         .env("M3SHDUP_BIND", format!("127.0.0.1:{port}"))
         .env("M3SHDUP_DATABASE_URL", db)
         .env("M3SHDUP_HEARTBEAT_TIMEOUT", "30")
+        .env("M3SHDUP_ALERTS_ENABLED", "false")
         .env("RUST_LOG", "debug")
         .stdout(Stdio::null())
         .stderr(

@@ -5,6 +5,7 @@ mod support;
 
 mod admin;
 mod agents;
+mod alerts;
 mod analytics;
 mod bad_input;
 mod durability;

@@ -33,6 +33,7 @@ use roster::Roster;
 use super::registry::{Directory, Registry};
 use super::task::{Assign, FailDependency, LiveTask, Release, Requeue};
 use super::Core;
+use crate::alerts::Alert;
 use crate::db::models::{NewAuditRow, SettingRow};
 use crate::db::schema::settings;
 use crate::domain::agent::Profile;
@@ -285,6 +286,13 @@ impl Actor for Dispatcher {
         // At UTC midnight the budgets reset and resting agents get work again.
         ctx.run_interval(std::time::Duration::from_secs(30), |this, ctx| {
             if this.budget.roll() {
+                this.core.alerts.raise(Alert {
+                    title: "Daily budgets reset".into(),
+                    message: "A new UTC day: the cost cap and agents' token caps start again."
+                        .into(),
+                    priority: 2,
+                    tags: "calendar",
+                });
                 for agent_id in this.roster.ids() {
                     this.roster.update(&agent_id, |slot| slot.resting = false);
                 }
@@ -392,7 +400,20 @@ impl Handler<UsageAdded> for Dispatcher {
 
     fn handle(&mut self, msg: UsageAdded, _: &mut Context<Self>) {
         let tokens = i64::from(msg.tokens.0) + i64::from(msg.tokens.1);
-        if let Some(agent_id) = self.budget.add(&msg.agent_id, msg.cost_usd, tokens) {
+        let capped_before = self.budget.cost_cap_reached();
+        let rested = self.budget.add(&msg.agent_id, msg.cost_usd, tokens);
+        if !capped_before && self.budget.cost_cap_reached() {
+            self.core.alerts.raise(Alert {
+                title: "Daily cost cap reached".into(),
+                message: format!(
+                    "Reported cost reached the daily cap of {:.2} USD; new work is refused until UTC midnight.",
+                    self.core.settings.daily_cost_cap
+                ),
+                priority: 5,
+                tags: "money_with_wings",
+            });
+        }
+        if let Some(agent_id) = rested {
             tracing::info!(agent.id = %agent_id, "agent reached its daily token cap; no more tasks for it today");
             self.roster.update(&agent_id, |slot| slot.resting = true);
         }

@@ -29,6 +29,7 @@ use super::dispatcher::{
 use super::pipeline::MemberFinished;
 use super::registry::{ChildStopped, Directory, Registry};
 use super::Core;
+use crate::alerts::Alert;
 use crate::db::models::{EscalationRow, NewAuditRow, NewEscalationRow, TaskChange, TaskRow};
 use crate::db::schema::tasks;
 use crate::db::{memory, provenance, reputation, usage};
@@ -409,6 +410,15 @@ pub fn announce_escalation(core: &Core, escalation: &EscalationRow) {
         json!(escalation),
         Audience::Escalations,
     ));
+    let task = escalation
+        .task_id
+        .map_or_else(String::new, |id| format!(" on task {id}"));
+    core.alerts.raise(Alert {
+        title: format!("Escalation opened{task}"),
+        message: escalation.reason.clone(),
+        priority: 4,
+        tags: "rotating_light",
+    });
 }
 
 /// The cost and tokens a task has reported so far.

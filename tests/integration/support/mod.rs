@@ -47,6 +47,8 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     settings.database_url = dir.join("hub.db").to_string_lossy().into_owned();
     settings.http_workers = 1;
     settings.sqlite_synchronous = "NORMAL".into();
+    // Tests that check alerts point them at their own receiver.
+    settings.alerts_enabled = false;
     settings
 }
 

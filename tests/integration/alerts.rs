@@ -1,0 +1,129 @@
+//! Push alerts reach an ntfy server (a receiver started by the test) and never slow a request.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use serde_json::json;
+
+use crate::support::{TestHub, MASTER};
+
+type Received = Arc<Mutex<Vec<(String, String, String)>>>;
+
+/// A tiny ntfy stand-in on a free port: records (path, Title header, body).
+fn receiver() -> (String, Received) {
+    let received: Received = Arc::default();
+    let store = received.clone();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = HttpServer::new(move || {
+        let store = store.clone();
+        App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
+            let store = store.clone();
+            async move {
+                let title = req
+                    .headers()
+                    .get("Title")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                store.lock().unwrap().push((
+                    req.path().to_string(),
+                    title,
+                    String::from_utf8_lossy(&body).into_owned(),
+                ));
+                HttpResponse::Ok().finish()
+            }
+        }))
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    actix_web::rt::spawn(server);
+    (url, received)
+}
+
+#[actix_web::test]
+async fn agent_down_escalations_and_the_cost_cap_are_pushed_to_ntfy() {
+    let (url, received) = receiver();
+    let hub = TestHub::spawn_with(|s| {
+        s.alerts_enabled = true;
+        s.ntfy_url = url.clone();
+        s.ntfy_topic = "hub-alerts".into();
+        s.heartbeat_timeout = 1;
+        s.daily_cost_cap = 0.5;
+    })
+    .await;
+    let rex = hub.agent("rex", &["research"], 1).await;
+    let id = hub.task(json!({ "title": "t", "prompt": "p" })).await["id"]
+        .as_i64()
+        .unwrap();
+    hub.put(
+        &format!("/api/tasks/{id}"),
+        &rex,
+        json!({ "status": "done", "cost_usd": 0.6 }),
+    )
+    .await
+    .expect(200);
+    hub.post(
+        "/api/escalations",
+        MASTER,
+        json!({ "task_id": id, "reason": "needs a human" }),
+    )
+    .await
+    .expect(201);
+    let titles = || {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, title, _)| title.clone())
+            .collect::<Vec<_>>()
+    };
+    let all_arrived = hub
+        .eventually(Duration::from_secs(6), || async {
+            let titles = titles();
+            [
+                "Agent rex is down",
+                "Daily cost cap reached",
+                &format!("Escalation opened on task {id}"),
+            ]
+            .iter()
+            .all(|wanted| titles.iter().any(|t| t == wanted))
+        })
+        .await;
+    assert!(all_arrived, "got {:?}", titles());
+    let received = received.lock().unwrap();
+    assert!(received.iter().all(|(path, _, _)| path == "/hub-alerts"));
+    assert!(received.iter().any(|(_, _, body)| body == "needs a human"));
+}
+
+#[actix_web::test]
+async fn a_hanging_ntfy_server_never_slows_a_request() {
+    // Accepts connections (the kernel does) but never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let hub = TestHub::spawn_with(|s| {
+        s.alerts_enabled = true;
+        s.ntfy_url = url;
+    })
+    .await;
+    let started = Instant::now();
+    for i in 0..5 {
+        hub.post(
+            "/api/escalations",
+            MASTER,
+            json!({ "reason": format!("r{i}") }),
+        )
+        .await
+        .expect(201);
+    }
+    // Each alert would wait 5 s per try for this server; the requests do not.
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    drop(silent);
+}
