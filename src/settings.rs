@@ -24,6 +24,7 @@ pub struct Settings {
     pub reputation_exploration: f64,
     pub default_task_timeout: u64,
     pub capability_timeouts: std::collections::BTreeMap<String, u64>,
+    pub demo_enabled: bool,
     pub alerts_enabled: bool,
     pub ntfy_url: String,
     pub ntfy_topic: String,

@@ -5,6 +5,7 @@ mod admin;
 mod agents;
 mod analytics;
 mod delivery;
+mod demo;
 mod escalations;
 pub mod extract;
 mod health;
@@ -104,6 +105,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 "/admin/analytics/summary",
                 web::get().to(analytics::summary),
             )
+            .route("/demo/agents", web::get().to(demo::demo_agents_list))
+            .route("/demo/tasks", web::get().to(demo::demo_tasks_list))
+            .route("/demo/health", web::get().to(demo::demo_health))
             .route("/messages", web::post().to(messages::send_message))
             .route("/messages", web::get().to(messages::list_messages))
             .route("/tasks", web::post().to(tasks::create_task))

@@ -211,3 +211,39 @@ async fn analytics_report_volume_costs_agents_and_confidence() {
         .await
         .expect(400);
 }
+
+#[actix_web::test]
+async fn demo_endpoints_exist_only_in_demo_mode_and_touch_nothing() {
+    let off = TestHub::spawn().await;
+    let reply = off.raw(Method::GET, "/api/demo/agents", None, None).await;
+    assert_eq!(reply.status, 404);
+    let on = TestHub::spawn_with(|s| s.demo_enabled = true).await;
+    let agents = on
+        .raw(Method::GET, "/api/demo/agents", None, None)
+        .await
+        .expect(200);
+    assert_eq!(agents["total"], 4);
+    let tasks = on
+        .raw(Method::GET, "/api/demo/tasks", None, None)
+        .await
+        .expect(200);
+    assert!(tasks["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["demo"] == true));
+    let health = on
+        .raw(Method::GET, "/api/demo/health", None, None)
+        .await
+        .expect(200);
+    assert_eq!(health["agents"]["crucible"], "busy");
+    assert_eq!(
+        on.get("/api/tasks", MASTER).await.expect(200)["count"],
+        0,
+        "no real task was made"
+    );
+    let demo_write = on
+        .raw(Method::POST, "/api/demo/tasks", None, Some(b"{}".to_vec()))
+        .await;
+    assert_eq!(demo_write.status, 404, "read-only");
+}
