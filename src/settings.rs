@@ -24,6 +24,8 @@ pub struct Settings {
     pub reputation_exploration: f64,
     pub default_task_timeout: u64,
     pub capability_timeouts: std::collections::BTreeMap<String, u64>,
+    pub federation_relay: bool,
+    pub federation_max_hops: i32,
     pub demo_enabled: bool,
     pub alerts_enabled: bool,
     pub ntfy_url: String,

@@ -23,6 +23,7 @@ use crate::crypto::Vault;
 use crate::db::models::TokenRow;
 use crate::db::{self, queries, ReadPool};
 use crate::error::HubError;
+use crate::federation::Outbox;
 use crate::rate_limit::RateLimiter;
 use crate::settings::{Secrets, Settings};
 
@@ -69,10 +70,12 @@ impl Application {
         );
         let keepalive = std::time::Duration::from_secs(settings.sse_keepalive_seconds.max(1));
         let events = EventBus::new(settings.event_ring_size, keepalive).start();
+        let vault = Arc::new(vault);
         let core = Core {
             db,
             events,
-            vault: Arc::new(vault),
+            outbox: Outbox::start(reads.clone(), vault.clone()),
+            vault,
             notary: Arc::new(Notary::from_secrets(&secrets)),
             blind: Arc::new(BlindIndex::from_secrets(&secrets)),
             settings: settings.clone(),

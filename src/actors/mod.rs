@@ -20,6 +20,7 @@ use crate::crypto::blind::BlindIndex;
 use crate::crypto::provenance::Notary;
 use crate::crypto::Vault;
 use crate::domain::event::HubEvent;
+use crate::federation::Outbox;
 use crate::settings::Settings;
 use db_executor::DbExecutor;
 use events::{EventBus, Publish};
@@ -34,6 +35,7 @@ pub struct Core {
     pub blind: Arc<BlindIndex>,
     pub settings: Arc<Settings>,
     pub alerts: Alerts,
+    pub outbox: Outbox,
 }
 
 impl Core {

@@ -8,6 +8,7 @@ mod delivery;
 mod demo;
 mod escalations;
 pub mod extract;
+mod federation;
 mod health;
 mod memory;
 mod messages;
@@ -108,6 +109,25 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/demo/agents", web::get().to(demo::demo_agents_list))
             .route("/demo/tasks", web::get().to(demo::demo_tasks_list))
             .route("/demo/health", web::get().to(demo::demo_health))
+            .route("/admin/peers", web::post().to(federation::create_peer))
+            .route("/admin/peers", web::get().to(federation::list_peers))
+            .route(
+                "/admin/peers/{name}",
+                web::delete().to(federation::delete_peer),
+            )
+            .route(
+                "/admin/peers/{name}/ping",
+                web::post().to(federation::ping_peer),
+            )
+            .route(
+                "/federation/status",
+                web::get().to(federation::federation_status),
+            )
+            .route("/federation/tasks", web::post().to(federation::accept_task))
+            .route(
+                "/federation/results",
+                web::post().to(federation::accept_result),
+            )
             .route("/messages", web::post().to(messages::send_message))
             .route("/messages", web::get().to(messages::list_messages))
             .route("/tasks", web::post().to(tasks::create_task))

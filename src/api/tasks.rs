@@ -136,12 +136,18 @@ pub async fn create_task(
             dependencies.push(id);
         }
     }
-    let task = body.0.into_row(&caller.0, &hub, "api")?;
+    let mut task = body.0.into_row(&caller.0, &hub, "api")?;
+    let crossing = if dependencies.is_empty() {
+        super::federation::relay_if_unserved(&hub, &mut task).await?
+    } else {
+        None
+    };
     let message = SubmitTask {
         task,
         depends_on: dependencies.clone(),
         actor: caller.0.label(),
         delivery: None,
+        crossing,
     };
     let row = hub.dispatcher.send(message).await??;
     Ok(HttpResponse::Created().json(TaskView::new(row, &hub.core.vault, dependencies, false)))

@@ -199,6 +199,7 @@ pub async fn dispatch_template(
             depends_on: vec![],
             actor: caller.0.label(),
             delivery: None,
+            crossing: None,
         })
         .await??;
     Ok(HttpResponse::Created().json(TaskView::new(row, &hub.core.vault, vec![], false)))

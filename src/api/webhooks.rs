@@ -249,6 +249,7 @@ async fn submit(
         depends_on: vec![],
         actor: format!("webhook:{}", webhook.name),
         delivery,
+        crossing: None,
     };
     let row = hub.dispatcher.send(message).await??;
     Ok(HttpResponse::Created().json(TaskView::new(row, &hub.core.vault, vec![], false)))

@@ -118,6 +118,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    relays (task_id) {
+        task_id -> Integer,
+        direction -> Text,
+        peer -> Text,
+        peer_task_id -> Nullable<Integer>,
+        created_at -> Text,
+    }
+}
+
+diesel::table! {
     reputation (agent_id, capability) {
         agent_id -> Text,
         capability -> Text,
@@ -267,6 +277,7 @@ diesel::table! {
 
 diesel::joinable!(escalations -> tasks (task_id));
 diesel::joinable!(provenance -> tasks (task_id));
+diesel::joinable!(relays -> tasks (task_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(task_stream_chunks -> tasks (task_id));
 diesel::joinable!(tasks -> pipelines (pipeline_id));
@@ -284,6 +295,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     peers,
     pipelines,
     provenance,
+    relays,
     reputation,
     sessions,
     settings,

@@ -9,6 +9,7 @@ mod alerts;
 mod analytics;
 mod bad_input;
 mod durability;
+mod federation;
 mod leases;
 mod memory;
 mod messages;

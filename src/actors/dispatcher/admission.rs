@@ -106,6 +106,28 @@ fn record_delivery(
     Ok(())
 }
 
+fn record_crossing(
+    conn: &mut SqliteConnection,
+    crossing: &Crossing,
+    task_id: i32,
+) -> Result<(), HubError> {
+    use crate::db::schema::relays;
+    let (direction, peer, peer_task_id) = match crossing {
+        Crossing::Outbound { peer, peer_task_id } => ("outbound", peer, Some(*peer_task_id)),
+        Crossing::Inbound { peer } => ("inbound", peer, None),
+    };
+    diesel::insert_into(relays::table)
+        .values((
+            relays::task_id.eq(task_id),
+            relays::direction.eq(direction),
+            relays::peer.eq(peer),
+            relays::peer_task_id.eq(peer_task_id),
+            relays::created_at.eq(now_iso()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
 /// The status of each task in `ids`; a missing one is a 404 naming it.
 fn dependency_statuses(
     conn: &mut SqliteConnection,
@@ -137,6 +159,17 @@ pub struct SubmitTask {
     pub actor: String,
     /// (webhook name, delivery key): recorded with the task, so a redelivery is a 409.
     pub delivery: Option<(String, String)>,
+    /// The task crossed to or from a federation peer: recorded with it.
+    pub crossing: Option<Crossing>,
+}
+
+/// A task crossing between hubs.
+#[derive(Debug, Clone)]
+pub enum Crossing {
+    /// Relayed to `peer`, which runs it as its task `peer_task_id`.
+    Outbound { peer: String, peer_task_id: i32 },
+    /// Relayed here by `peer`, to which the result goes back.
+    Inbound { peer: String },
 }
 
 impl Handler<SubmitTask> for Dispatcher {
@@ -149,6 +182,7 @@ impl Handler<SubmitTask> for Dispatcher {
         let mut row = msg.task;
         let depends_on = msg.depends_on;
         let delivery = msg.delivery;
+        let crossing = msg.crossing;
         let agent = if depends_on.is_empty() {
             self.pick_agent(&row.required_capability, row.assign_to.as_deref(), None)
         } else {
@@ -183,6 +217,9 @@ impl Handler<SubmitTask> for Dispatcher {
                     let task = insert_task(conn, &core.notary, &row, &actor)?;
                     if let Some((webhook, key)) = &delivery {
                         record_delivery(conn, webhook, key, task.id)?;
+                    }
+                    if let Some(crossing) = &crossing {
+                        record_crossing(conn, crossing, task.id)?;
                     }
                     let edges: Vec<DependencyRow> = depends_on
                         .iter()

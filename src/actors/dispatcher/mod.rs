@@ -24,7 +24,7 @@ use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-pub use admission::{SubmitPipeline, SubmitTask};
+pub use admission::{Crossing, SubmitPipeline, SubmitTask};
 use budget::Budget;
 pub use queue::Ready;
 use queue::ReadyQueue;
@@ -415,6 +415,12 @@ impl Handler<UsageAdded> for Dispatcher {
         }
         if let Some(agent_id) = rested {
             tracing::info!(agent.id = %agent_id, "agent reached its daily token cap; no more tasks for it today");
+            self.core.alerts.raise(Alert {
+                title: format!("Agent {agent_id} reached its daily token cap"),
+                message: format!("{agent_id} gets no more tasks until UTC midnight."),
+                priority: 3,
+                tags: "hourglass",
+            });
             self.roster.update(&agent_id, |slot| slot.resting = true);
         }
     }
@@ -495,6 +501,21 @@ impl Handler<AgentGone> for Dispatcher {
         if msg.removed {
             self.roster.remove(&msg.agent_id);
         }
+    }
+}
+
+/// Asked before relaying: does any registered agent (online or not) serve `capability`?
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct Serves {
+    pub capability: String,
+}
+
+impl Handler<Serves> for Dispatcher {
+    type Result = bool;
+
+    fn handle(&mut self, msg: Serves, _: &mut Context<Self>) -> bool {
+        self.roster.serves(&msg.capability)
     }
 }
 

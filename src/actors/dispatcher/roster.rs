@@ -141,6 +141,13 @@ impl Roster {
         };
     }
 
+    /// Whether any registered agent serves `capability` (online or not).
+    pub fn serves(&self, capability: &str) -> bool {
+        self.capabilities
+            .get(capability)
+            .is_some_and(|m| !m.entries.is_empty())
+    }
+
     /// Ids of every known agent.
     pub fn ids(&self) -> Vec<String> {
         self.agents

@@ -348,3 +348,53 @@ impl Handler<AppendChunk> for TaskActor {
         })))
     }
 }
+
+/// A peer hub that ran this (relayed) task reports its outcome.
+#[derive(Message)]
+#[rtype(result = "Result<TaskRow, HubError>")]
+pub struct CompleteRemotely {
+    pub peer: String,
+    /// `done` or `failed`.
+    pub status: TaskStatus,
+    /// Sealed output and the SHA-256 of its plaintext.
+    pub output: Option<(String, String)>,
+    pub reason: Option<String>,
+}
+
+impl Handler<CompleteRemotely> for TaskActor {
+    type Result = Reply<TaskRow>;
+
+    fn handle(&mut self, msg: CompleteRemotely, _: &mut Context<Self>) -> Self::Result {
+        let relayed_to = format!("peer:{}", msg.peer);
+        if self.task.status != TaskStatus::Queued
+            || self.task.assign_to.as_deref() != Some(relayed_to.as_str())
+        {
+            return refuse(stale_holder());
+        }
+        if !msg.status.is_terminal() || msg.status == TaskStatus::Cancelled {
+            return refuse(HubError::bad_request("status must be done or failed"));
+        }
+        let (output, output_sha256) = msg.output.map_or((None, None), |(sealed, sha)| {
+            (Some(Some(sealed)), Some(sha))
+        });
+        let columns = TaskChange {
+            status: Some(msg.status.as_str().into()),
+            output,
+            reason: msg.reason.map(Some),
+            completed_at: Some(Some(now_iso())),
+            ..TaskChange::default()
+        };
+        let detail = json!({ "peer": msg.peer, "output_sha256": output_sha256 });
+        let change = Change {
+            columns,
+            actor: relayed_to,
+            audit: "task.remote_result",
+            link: msg.status.as_str(),
+            detail,
+            escalate: None,
+            remember: None,
+            returned_by_holder: false,
+        };
+        AtomicResponse::new(self.apply(change))
+    }
+}

@@ -20,7 +20,8 @@ use diesel::prelude::*;
 use serde_json::{json, Value};
 
 pub use handlers::{
-    AppendChunk, Assign, FailDependency, Handoff, Release, Report, ReportBody, Requeue,
+    AppendChunk, Assign, CompleteRemotely, FailDependency, Handoff, Release, Report, ReportBody,
+    Requeue,
 };
 
 use super::dispatcher::{
@@ -296,6 +297,9 @@ impl TaskActor {
             self.dispatcher.do_send(TaskReady(ready));
         }
         if now.is_terminal() {
+            if row.source == "federation" {
+                self.core.outbox.finished(self.task.id);
+            }
             let done = now == TaskStatus::Done;
             let credited = previous_holder.clone().and_then(|agent| {
                 let outcome = match now {

@@ -1,0 +1,371 @@
+//! Federation endpoints (seed 000 sections 08 and 14): peers (master), status, and the
+//! calls peers make to each other with their shared token: relayed tasks and their results.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use awc::http::Method;
+use diesel::prelude::*;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::extract::Json;
+use super::task_body::TaskBody;
+use crate::actors::dispatcher::{Crossing, Serves, SubmitTask};
+use crate::actors::task::CompleteRemotely;
+use crate::auth::{Caller, MaybeCaller};
+use crate::crypto::provenance::fingerprint;
+use crate::db::models::{NewAuditRow, NewTaskRow};
+use crate::db::schema::{peers, relays};
+use crate::domain::access::Principal;
+use crate::domain::agent::valid_agent_id;
+use crate::domain::now_iso;
+use crate::domain::task::TaskStatus;
+use crate::error::HubError;
+use crate::federation::{all_peers, authenticate, call_peer, PeerRow, TOKEN_HEADER};
+use crate::startup::Hub;
+use crate::views::TaskView;
+
+fn peer_view(row: &PeerRow) -> Value {
+    json!({
+        "name": row.name,
+        "url": row.url,
+        "created_by": row.created_by,
+        "created_at": row.created_at,
+        "last_seen_at": row.last_seen_at,
+        "last_latency_ms": row.last_latency_ms,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PeerBody {
+    name: Option<String>,
+    url: Option<String>,
+    token: Option<String>,
+}
+
+pub async fn create_peer(
+    hub: web::Data<Hub>,
+    caller: Caller,
+    body: Json<PeerBody>,
+) -> Result<HttpResponse, HubError> {
+    caller.0.require_master()?;
+    let body = body.0;
+    let name = body
+        .name
+        .filter(|n| valid_agent_id(n))
+        .ok_or_else(|| HubError::bad_request("name is required (letters, digits, - _ .)"))?;
+    let url = body
+        .url
+        .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+        .ok_or_else(|| HubError::bad_request("url must be an http:// or https:// URL"))?;
+    let token = body
+        .token
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| HubError::bad_request("token is required"))?;
+    let row = PeerRow {
+        name,
+        url: url.trim_end_matches('/').to_string(),
+        token: hub.core.vault.seal(&token),
+        created_by: caller.0.label(),
+        created_at: now_iso(),
+        last_seen_at: None,
+        last_latency_ms: None,
+    };
+    let stored = row.clone();
+    hub.core
+        .db
+        .write(move |conn| {
+            diesel::insert_into(peers::table)
+                .values(&stored)
+                .execute(conn)
+                .map_err(|e| match HubError::from(e) {
+                    HubError::Conflict(_) => {
+                        HubError::conflict(format!("a peer named {:?} already exists", stored.name))
+                    }
+                    other => other,
+                })?;
+            NewAuditRow::new(
+                &stored.created_by,
+                "peer.create",
+                format!("peer:{}", stored.name),
+                Some(json!({ "url": stored.url })),
+            )
+            .append(conn)?;
+            Ok(())
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(peer_view(&row)))
+}
+
+pub async fn list_peers(hub: web::Data<Hub>, caller: Caller) -> Result<HttpResponse, HubError> {
+    caller.0.require_master()?;
+    let rows = crate::db::read(&hub.reads, |conn| Ok(all_peers(conn)?)).await?;
+    let list: Vec<Value> = rows.iter().map(peer_view).collect();
+    Ok(HttpResponse::Ok().json(json!({ "count": list.len(), "peers": list })))
+}
+
+pub async fn delete_peer(
+    hub: web::Data<Hub>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, HubError> {
+    caller.0.require_master()?;
+    let name = path.into_inner();
+    let actor = caller.0.label();
+    let deleted = name.clone();
+    hub.core
+        .db
+        .write(move |conn| {
+            if diesel::delete(peers::table.find(&name)).execute(conn)? == 0 {
+                return Err(HubError::not_found(format!("no peer {name:?}")));
+            }
+            NewAuditRow::new(&actor, "peer.delete", format!("peer:{name}"), None).append(conn)?;
+            Ok(())
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "deleted": deleted })))
+}
+
+async fn find_peer(hub: &Hub, name: &str) -> Result<PeerRow, HubError> {
+    let lookup = name.to_string();
+    crate::db::read(&hub.reads, move |conn| {
+        Ok(peers::table
+            .find(&lookup)
+            .select(PeerRow::as_select())
+            .get_result(conn)
+            .optional()?)
+    })
+    .await?
+    .ok_or_else(|| HubError::not_found(format!("no peer {name:?}")))
+}
+
+/// Calls the peer's status endpoint with the shared token; reports reachability and latency.
+pub async fn ping_peer(
+    hub: web::Data<Hub>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, HubError> {
+    caller.0.require_master()?;
+    let peer = find_peer(&hub, &path).await?;
+    let started = std::time::Instant::now();
+    let answer = call_peer(
+        &peer,
+        &hub.core.vault,
+        Method::GET,
+        "/api/federation/status",
+        None,
+    )
+    .await;
+    let latency_ms = started.elapsed().as_millis() as i64;
+    if answer.is_ok() {
+        let name = peer.name.clone();
+        hub.core
+            .db
+            .write(move |conn| {
+                diesel::update(peers::table.find(&name))
+                    .set((
+                        peers::last_seen_at.eq(now_iso()),
+                        peers::last_latency_ms.eq(latency_ms as i32),
+                    ))
+                    .execute(conn)?;
+                Ok(())
+            })
+            .await?;
+    }
+    Ok(HttpResponse::Ok().json(match answer {
+        Ok(status) => json!({ "peer": peer.name, "reachable": true, "latency_ms": latency_ms, "status": status }),
+        Err(why) => json!({ "peer": peer.name, "reachable": false, "latency_ms": latency_ms, "error": why }),
+    }))
+}
+
+fn token_of(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// Federation health: for a peer (its token) or any caller of this hub.
+pub async fn federation_status(
+    hub: web::Data<Hub>,
+    req: HttpRequest,
+    caller: MaybeCaller,
+) -> Result<HttpResponse, HubError> {
+    if caller.0.is_none() {
+        authenticate(&hub.reads, &hub.core.vault, token_of(&req)).await?;
+    }
+    let rows = crate::db::read(&hub.reads, |conn| Ok(all_peers(conn)?)).await?;
+    let settings = &hub.core.settings;
+    Ok(HttpResponse::Ok().json(json!({
+        "status": "ok",
+        "relay": settings.federation_relay,
+        "max_hops": settings.federation_max_hops,
+        "peers": rows.iter().map(peer_view).collect::<Vec<_>>(),
+    })))
+}
+
+/// Relays a new task to a peer when relaying is on, no agent here serves its capability
+/// and it has hops left. On success the task is pinned to the peer (so it never runs here)
+/// and the crossing is recorded with it.
+pub async fn relay_if_unserved(
+    hub: &Hub,
+    task: &mut NewTaskRow,
+) -> Result<Option<Crossing>, HubError> {
+    let settings = &hub.core.settings;
+    if !settings.federation_relay || task.hop_count >= settings.federation_max_hops {
+        return Ok(None);
+    }
+    if hub
+        .dispatcher
+        .send(Serves {
+            capability: task.required_capability.clone(),
+        })
+        .await?
+    {
+        return Ok(None);
+    }
+    let prompt = hub
+        .core
+        .vault
+        .open(&task.prompt)
+        .map(|o| o.plaintext)
+        .unwrap_or_default();
+    let body = json!({
+        "title": task.title,
+        "prompt": prompt,
+        "required_capability": task.required_capability,
+        "priority": task.priority,
+        "urgency": task.urgency,
+        "model": task.model,
+        "hop_count": task.hop_count + 1,
+    });
+    let peers = crate::db::read(&hub.reads, |conn| Ok(all_peers(conn)?)).await?;
+    for peer in peers {
+        match call_peer(
+            &peer,
+            &hub.core.vault,
+            Method::POST,
+            "/api/federation/tasks",
+            Some(&body),
+        )
+        .await
+        {
+            Ok(remote) => {
+                let Some(peer_task_id) =
+                    remote["id"].as_i64().and_then(|id| i32::try_from(id).ok())
+                else {
+                    continue;
+                };
+                tracing::info!(peer = %peer.name, peer_task.id = peer_task_id, "relayed a task no local agent serves");
+                task.assign_to = Some(format!("peer:{}", peer.name));
+                return Ok(Some(Crossing::Outbound {
+                    peer: peer.name,
+                    peer_task_id,
+                }));
+            }
+            Err(why) => {
+                tracing::warn!(peer = %peer.name, error = %why, "a peer refused a relayed task")
+            }
+        }
+    }
+    Ok(None)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RelayedTask {
+    hop_count: Option<i32>,
+    #[serde(flatten)]
+    task: TaskBody,
+}
+
+/// A task relayed by a peer: accepted with its token, within the hop limit, under the
+/// kill switch and cost cap like any new work, and dispatched (or relayed on) from here.
+pub async fn accept_task(
+    hub: web::Data<Hub>,
+    req: HttpRequest,
+    body: Json<RelayedTask>,
+) -> Result<HttpResponse, HubError> {
+    let peer = authenticate(&hub.reads, &hub.core.vault, token_of(&req)).await?;
+    let body = body.0;
+    let hops = body.hop_count.unwrap_or(1).max(1);
+    let max = hub.core.settings.federation_max_hops;
+    if hops > max {
+        return Err(HubError::bad_request(format!(
+            "the task has crossed {hops} hubs; the limit is {max}"
+        )));
+    }
+    let mut task = body.task.into_row(&Principal::Master, &hub, "federation")?;
+    task.created_by = format!("peer:{}", peer.name);
+    task.hop_count = hops;
+    // Relayed on (further away) or run here; either way the result goes back to `peer`.
+    let onward = relay_if_unserved(&hub, &mut task).await?;
+    let crossing = match onward {
+        Some(onward) => onward,
+        None => Crossing::Inbound {
+            peer: peer.name.clone(),
+        },
+    };
+    let message = SubmitTask {
+        task,
+        depends_on: vec![],
+        actor: format!("peer:{}", peer.name),
+        delivery: None,
+        crossing: Some(crossing),
+    };
+    let row = hub.dispatcher.send(message).await??;
+    Ok(HttpResponse::Created().json(TaskView::new(row, &hub.core.vault, vec![], false)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RemoteResult {
+    task_id: Option<i32>,
+    status: Option<String>,
+    output: Option<String>,
+    reason: Option<String>,
+}
+
+/// A peer reports the outcome of a task this hub relayed to it.
+pub async fn accept_result(
+    hub: web::Data<Hub>,
+    req: HttpRequest,
+    body: Json<RemoteResult>,
+) -> Result<HttpResponse, HubError> {
+    let peer = authenticate(&hub.reads, &hub.core.vault, token_of(&req)).await?;
+    let body = body.0;
+    let remote_id = body
+        .task_id
+        .ok_or_else(|| HubError::bad_request("task_id is required"))?;
+    let status: TaskStatus = body.status.as_deref().unwrap_or("").parse()?;
+    let name = peer.name.clone();
+    let local: Option<i32> = crate::db::read(&hub.reads, move |conn| {
+        Ok(relays::table
+            .filter(relays::direction.eq("outbound"))
+            .filter(relays::peer.eq(&name))
+            .filter(relays::peer_task_id.eq(remote_id))
+            .select(relays::task_id)
+            .get_result(conn)
+            .optional()?)
+    })
+    .await?;
+    let local = local.ok_or_else(|| {
+        HubError::not_found(format!(
+            "no task was relayed to {} as its task {remote_id}",
+            peer.name
+        ))
+    })?;
+    let task = hub
+        .directory
+        .task(local)
+        .ok_or_else(|| HubError::conflict(format!("task {local} is already finished")))?;
+    let output = body
+        .output
+        .as_deref()
+        .map(|o| (hub.core.vault.seal(o), fingerprint(o)));
+    let row = task
+        .send(CompleteRemotely {
+            peer: peer.name,
+            status,
+            output,
+            reason: body.reason,
+        })
+        .await??;
+    Ok(HttpResponse::Ok().json(json!({ "ok": true, "task_id": row.id, "status": row.status })))
+}
