@@ -110,19 +110,21 @@ pub async fn delete_peer(
 ) -> Result<HttpResponse, HubError> {
     caller.0.require_master()?;
     let name = path.into_inner();
-    let actor = caller.0.label();
-    let deleted = name.clone();
-    hub.core
-        .db
-        .write(move |conn| {
-            if diesel::delete(peers::table.find(&name)).execute(conn)? == 0 {
-                return Err(HubError::not_found(format!("no peer {name:?}")));
-            }
-            NewAuditRow::new(&actor, "peer.delete", format!("peer:{name}"), None).append(conn)?;
-            Ok(())
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(json!({ "deleted": deleted })))
+    let (target, missing, key) = (
+        format!("peer:{name}"),
+        format!("no peer {name:?}"),
+        name.clone(),
+    );
+    super::delete_audited(
+        &hub,
+        caller.0.label(),
+        "peer.delete",
+        target,
+        missing,
+        move |conn| diesel::delete(peers::table.find(&key)).execute(conn),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({ "deleted": name })))
 }
 
 async fn find_peer(hub: &Hub, name: &str) -> Result<PeerRow, HubError> {

@@ -26,6 +26,7 @@ mod webhooks;
 use actix_web::{web, HttpRequest};
 
 use crate::error::HubError;
+use crate::startup::Hub;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -196,6 +197,31 @@ async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, HubError
         req.method(),
         req.path()
     )))
+}
+
+/// Deletes one row with its audit row in one transaction; a 404 saying `missing` when
+/// `delete` removed nothing.
+pub async fn delete_audited<F>(
+    hub: &Hub,
+    actor: String,
+    action: &'static str,
+    target: String,
+    missing: String,
+    delete: F,
+) -> Result<(), HubError>
+where
+    F: FnOnce(&mut diesel::SqliteConnection) -> diesel::QueryResult<usize> + Send + 'static,
+{
+    hub.core
+        .db
+        .write(move |conn| {
+            if delete(conn)? == 0 {
+                return Err(HubError::not_found(missing));
+            }
+            crate::db::models::NewAuditRow::new(&actor, action, target, None).append(conn)?;
+            Ok(())
+        })
+        .await
 }
 
 /// Page size from a `limit` parameter: default when absent, never above `max`.

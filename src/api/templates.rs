@@ -58,7 +58,7 @@ fn template_id(raw: &str) -> Result<i32, HubError> {
         .map_err(|_| HubError::not_found(format!("no template {raw:?}")))
 }
 
-async fn find_template(hub: &Hub, id: i32) -> Result<TemplateRow, HubError> {
+pub(super) async fn find_template(hub: &Hub, id: i32) -> Result<TemplateRow, HubError> {
     crate::db::read(&hub.reads, move |conn| {
         Ok(templates::table
             .find(id)
@@ -149,19 +149,16 @@ pub async fn delete_template(
 ) -> Result<HttpResponse, HubError> {
     caller.0.require("admin:templates")?;
     let id = template_id(&path)?;
-    let actor = caller.0.label();
-    hub.core
-        .db
-        .write(move |conn| {
-            let deleted = diesel::delete(templates::table.find(id)).execute(conn)?;
-            if deleted == 0 {
-                return Err(HubError::not_found(format!("no template {id}")));
-            }
-            NewAuditRow::new(&actor, "template.delete", format!("template:{id}"), None)
-                .append(conn)?;
-            Ok(())
-        })
-        .await?;
+    let (target, missing) = (format!("template:{id}"), format!("no template {id}"));
+    super::delete_audited(
+        &hub,
+        caller.0.label(),
+        "template.delete",
+        target,
+        missing,
+        move |conn| diesel::delete(templates::table.find(id)).execute(conn),
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(json!({ "deleted": id })))
 }
 

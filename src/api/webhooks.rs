@@ -12,7 +12,7 @@ use super::task_body::TaskBody;
 use crate::actors::dispatcher::SubmitTask;
 use crate::auth::Caller;
 use crate::crypto::tokens::{digests_match, github_signature_matches, random_hex, token_digest};
-use crate::db::models::{NewAuditRow, TemplateRow};
+use crate::db::models::NewAuditRow;
 use crate::db::schema::{templates, webhooks};
 use crate::domain::access::Principal;
 use crate::domain::agent::valid_agent_id;
@@ -156,20 +156,21 @@ pub async fn delete_webhook(
 ) -> Result<HttpResponse, HubError> {
     caller.0.require_master()?;
     let name = path.into_inner();
-    let actor = caller.0.label();
-    let deleted = name.clone();
-    hub.core
-        .db
-        .write(move |conn| {
-            if diesel::delete(webhooks::table.find(&name)).execute(conn)? == 0 {
-                return Err(HubError::not_found(format!("no webhook {name:?}")));
-            }
-            NewAuditRow::new(&actor, "webhook.delete", format!("webhook:{name}"), None)
-                .append(conn)?;
-            Ok(())
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(json!({ "deleted": deleted })))
+    let (target, missing, key) = (
+        format!("webhook:{name}"),
+        format!("no webhook {name:?}"),
+        name.clone(),
+    );
+    super::delete_audited(
+        &hub,
+        caller.0.label(),
+        "webhook.delete",
+        target,
+        missing,
+        move |conn| diesel::delete(webhooks::table.find(&key)).execute(conn),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({ "deleted": name })))
 }
 
 /// The webhook named `name`; unknown names are 404.
@@ -212,17 +213,9 @@ async fn submit(
     request: TaskBody,
     delivery: Option<&str>,
 ) -> Result<HttpResponse, HubError> {
+    // A deleted template unbinds itself (ON DELETE SET NULL), so one bound here exists.
     let template = match webhook.template_id {
-        Some(id) => {
-            crate::db::read(&hub.reads, move |conn| {
-                Ok(templates::table
-                    .find(id)
-                    .select(TemplateRow::as_select())
-                    .get_result(conn)
-                    .optional()?)
-            })
-            .await?
-        }
+        Some(id) => Some(super::templates::find_template(hub, id).await?),
         None => None,
     };
     let base = template.as_ref().map(|t| {
