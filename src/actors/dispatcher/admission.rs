@@ -128,11 +128,25 @@ fn record_crossing(
     Ok(())
 }
 
+/// Stores dependency edges (nothing to do, and no statement, for a task without any).
+fn insert_edges(conn: &mut SqliteConnection, edges: &[DependencyRow]) -> QueryResult<()> {
+    if !edges.is_empty() {
+        diesel::insert_into(task_dependencies::table)
+            .values(edges)
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
 /// The status of each task in `ids`; a missing one is a 404 naming it.
 fn dependency_statuses(
     conn: &mut SqliteConnection,
     ids: &[i32],
 ) -> Result<Vec<(i32, TaskStatus)>, HubError> {
+    // Most tasks have no dependencies: no query for them on the create path.
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
     let found: Vec<(i32, String)> = tasks::table
         .filter(tasks::id.eq_any(ids))
         .select((tasks::id, tasks::status))
@@ -228,9 +242,7 @@ impl Handler<SubmitTask> for Dispatcher {
                             depends_on_id: dep,
                         })
                         .collect();
-                    diesel::insert_into(task_dependencies::table)
-                        .values(&edges)
-                        .execute(conn)?;
+                    insert_edges(conn, &edges)?;
                     let wait = PlainWait::from_dependencies(task.id, &statuses)
                         .filter(|_| task.status != TaskStatus::Failed.as_str());
                     Ok((task, wait))
@@ -341,9 +353,7 @@ impl Handler<SubmitPipeline> for Dispatcher {
                             });
                         }
                     }
-                    diesel::insert_into(task_dependencies::table)
-                        .values(&edges)
-                        .execute(conn)?;
+                    insert_edges(conn, &edges)?;
                     let detail = json!({ "tasks": rows.len(), "name": pipeline.name });
                     NewAuditRow::new(
                         &msg.actor,
