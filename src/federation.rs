@@ -11,11 +11,14 @@ use diesel::prelude::*;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use crate::actors::dispatcher::{Crossing, Serves};
 use crate::crypto::tokens::{digests_match, token_digest};
 use crate::crypto::Vault;
+use crate::db::models::NewTaskRow;
 use crate::db::schema::{peers, relays};
 use crate::db::{queries, ReadPool};
 use crate::error::HubError;
+use crate::startup::Hub;
 
 /// The header a peer's shared token travels in.
 pub const TOKEN_HEADER: &str = "X-Federation-Token";
@@ -182,4 +185,71 @@ pub async fn authenticate(
     peer_with_token(&peers, vault, given)
         .cloned()
         .ok_or(HubError::Unauthorized)
+}
+
+/// Relays a new task to a peer when relaying is on, no agent here serves its capability
+/// and it has hops left. On success the task is pinned to the peer (so it never runs here)
+/// and the crossing is recorded with it.
+pub async fn relay_if_unserved(
+    hub: &Hub,
+    task: &mut NewTaskRow,
+) -> Result<Option<Crossing>, HubError> {
+    let settings = &hub.core.settings;
+    if !settings.federation_relay || task.hop_count >= settings.federation_max_hops {
+        return Ok(None);
+    }
+    if hub
+        .dispatcher
+        .send(Serves {
+            capability: task.required_capability.clone(),
+        })
+        .await?
+    {
+        return Ok(None);
+    }
+    let prompt = hub
+        .core
+        .vault
+        .open(&task.prompt)
+        .map(|o| o.plaintext)
+        .unwrap_or_default();
+    let body = json!({
+        "title": task.title,
+        "prompt": prompt,
+        "required_capability": task.required_capability,
+        "priority": task.priority,
+        "urgency": task.urgency,
+        "model": task.model,
+        "hop_count": task.hop_count + 1,
+    });
+    let peers = crate::db::read(&hub.reads, |conn| Ok(all_peers(conn)?)).await?;
+    for peer in peers {
+        match call_peer(
+            &peer,
+            &hub.core.vault,
+            awc::http::Method::POST,
+            "/api/federation/tasks",
+            Some(&body),
+        )
+        .await
+        {
+            Ok(remote) => {
+                let Some(peer_task_id) =
+                    remote["id"].as_i64().and_then(|id| i32::try_from(id).ok())
+                else {
+                    continue;
+                };
+                tracing::info!(peer = %peer.name, peer_task.id = peer_task_id, "relayed a task no local agent serves");
+                task.assign_to = Some(format!("peer:{}", peer.name));
+                return Ok(Some(Crossing::Outbound {
+                    peer: peer.name,
+                    peer_task_id,
+                }));
+            }
+            Err(why) => {
+                tracing::warn!(peer = %peer.name, error = %why, "a peer refused a relayed task")
+            }
+        }
+    }
+    Ok(None)
 }

@@ -9,11 +9,11 @@ use serde_json::{json, Value};
 
 use super::extract::Json;
 use super::task_body::TaskBody;
-use crate::actors::dispatcher::{Crossing, Serves, SubmitTask};
+use crate::actors::dispatcher::{Crossing, SubmitTask};
 use crate::actors::task::CompleteRemotely;
 use crate::auth::{Caller, MaybeCaller};
 use crate::crypto::provenance::fingerprint;
-use crate::db::models::{NewAuditRow, NewTaskRow};
+use crate::db::models::NewAuditRow;
 use crate::db::schema::{peers, relays};
 use crate::domain::access::Principal;
 use crate::domain::agent::valid_agent_id;
@@ -204,73 +204,6 @@ pub async fn federation_status(
     })))
 }
 
-/// Relays a new task to a peer when relaying is on, no agent here serves its capability
-/// and it has hops left. On success the task is pinned to the peer (so it never runs here)
-/// and the crossing is recorded with it.
-pub async fn relay_if_unserved(
-    hub: &Hub,
-    task: &mut NewTaskRow,
-) -> Result<Option<Crossing>, HubError> {
-    let settings = &hub.core.settings;
-    if !settings.federation_relay || task.hop_count >= settings.federation_max_hops {
-        return Ok(None);
-    }
-    if hub
-        .dispatcher
-        .send(Serves {
-            capability: task.required_capability.clone(),
-        })
-        .await?
-    {
-        return Ok(None);
-    }
-    let prompt = hub
-        .core
-        .vault
-        .open(&task.prompt)
-        .map(|o| o.plaintext)
-        .unwrap_or_default();
-    let body = json!({
-        "title": task.title,
-        "prompt": prompt,
-        "required_capability": task.required_capability,
-        "priority": task.priority,
-        "urgency": task.urgency,
-        "model": task.model,
-        "hop_count": task.hop_count + 1,
-    });
-    let peers = crate::db::read(&hub.reads, |conn| Ok(all_peers(conn)?)).await?;
-    for peer in peers {
-        match call_peer(
-            &peer,
-            &hub.core.vault,
-            Method::POST,
-            "/api/federation/tasks",
-            Some(&body),
-        )
-        .await
-        {
-            Ok(remote) => {
-                let Some(peer_task_id) =
-                    remote["id"].as_i64().and_then(|id| i32::try_from(id).ok())
-                else {
-                    continue;
-                };
-                tracing::info!(peer = %peer.name, peer_task.id = peer_task_id, "relayed a task no local agent serves");
-                task.assign_to = Some(format!("peer:{}", peer.name));
-                return Ok(Some(Crossing::Outbound {
-                    peer: peer.name,
-                    peer_task_id,
-                }));
-            }
-            Err(why) => {
-                tracing::warn!(peer = %peer.name, error = %why, "a peer refused a relayed task")
-            }
-        }
-    }
-    Ok(None)
-}
-
 #[derive(Debug, Deserialize)]
 pub struct RelayedTask {
     hop_count: Option<i32>,
@@ -298,7 +231,7 @@ pub async fn accept_task(
     task.created_by = format!("peer:{}", peer.name);
     task.hop_count = hops;
     // Relayed on (further away) or run here; either way the result goes back to `peer`.
-    let onward = relay_if_unserved(&hub, &mut task).await?;
+    let onward = crate::federation::relay_if_unserved(&hub, &mut task).await?;
     let crossing = match onward {
         Some(onward) => onward,
         None => Crossing::Inbound {

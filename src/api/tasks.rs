@@ -138,7 +138,7 @@ pub async fn create_task(
     }
     let mut task = body.0.into_row(&caller.0, &hub, "api")?;
     let crossing = if dependencies.is_empty() {
-        super::federation::relay_if_unserved(&hub, &mut task).await?
+        crate::federation::relay_if_unserved(&hub, &mut task).await?
     } else {
         None
     };
