@@ -46,6 +46,33 @@ struct Reseal {
     new: String,
 }
 
+/// 404 for the first of `ids` that does not exist or the caller may not see (a task one
+/// cannot see cannot be depended on either). One read for all of them.
+async fn check_visible(hub: &Hub, principal: &Principal, ids: &[i32]) -> Result<(), HubError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let wanted = ids.to_vec();
+    let found: Vec<(i32, Option<String>, String)> = crate::db::read(&hub.reads, move |conn| {
+        use crate::db::schema::tasks;
+        use diesel::prelude::*;
+        Ok(tasks::table
+            .filter(tasks::id.eq_any(wanted))
+            .select((tasks::id, tasks::assigned_to, tasks::created_by))
+            .load(conn)?)
+    })
+    .await?;
+    for id in ids {
+        let seen = found.iter().any(|(f, assigned_to, created_by)| {
+            f == id && principal.sees_task(assigned_to.as_deref(), created_by)
+        });
+        if !seen {
+            return Err(HubError::not_found(format!("no task {id}")));
+        }
+    }
+    Ok(())
+}
+
 /// Re-encrypts, in the background, prompts and outputs still sealed under the legacy key.
 /// Each update is conditional on the old ciphertext, so it never overwrites a newer value.
 fn reseal_stale(hub: &Hub, rows: &[TaskRow]) {
@@ -129,13 +156,12 @@ pub async fn create_task(
     let depends_on = parse_depends_on(body.0.depends_on.as_ref(), "depends_on")?;
     let mut dependencies = Vec::with_capacity(depends_on.len());
     for id in depends_on {
-        // A task the caller cannot see cannot be depended on either (404 as for a GET).
         let id = i32::try_from(id).map_err(|_| HubError::not_found(format!("no task {id}")))?;
-        visible_task(&hub, &caller.0, id).await?;
         if !dependencies.contains(&id) {
             dependencies.push(id);
         }
     }
+    check_visible(&hub, &caller.0, &dependencies).await?;
     let mut task = body.0.into_row(&caller.0, &hub, "api")?;
     let crossing = if dependencies.is_empty() {
         crate::federation::relay_if_unserved(&hub, &mut task).await?
