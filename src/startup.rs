@@ -94,7 +94,11 @@ impl Application {
             directory.clone(),
         ));
 
-        let (boot, tokens, sessions) = db::read(&reads, load_live_state)
+        let LiveState {
+            boot,
+            tokens,
+            sessions,
+        } = db::read(&reads, load_live_state)
             .await
             .map_err(|e| anyhow::anyhow!("cannot read live state: {e}"))?;
         registry
@@ -151,12 +155,17 @@ impl Application {
     }
 }
 
-/// Everything live, read once before the HTTP server starts: agents, unfinished tasks
-/// (with their dependencies' statuses), running pipelines, the kill switch, and tokens.
-#[allow(clippy::type_complexity)] // read once at boot; naming the triple adds nothing
-fn load_live_state(
-    conn: &mut diesel::SqliteConnection,
-) -> Result<(Boot, Vec<TokenRow>, Vec<(String, Session)>), HubError> {
+/// Everything live, read once before the HTTP server starts.
+struct LiveState {
+    /// Agents, unfinished tasks (with their dependencies' statuses), running pipelines,
+    /// reputation, today's usage and the kill switch, for the actors.
+    boot: Boot,
+    /// Active tokens and unexpired sessions, for the credential index.
+    tokens: Vec<TokenRow>,
+    sessions: Vec<(String, Session)>,
+}
+
+fn load_live_state(conn: &mut diesel::SqliteConnection) -> Result<LiveState, HubError> {
     let agents = queries::all_agents(conn)?;
     let mut tasks = Vec::new();
     for row in queries::live_tasks(conn)? {
@@ -201,8 +210,8 @@ fn load_live_state(
             )
         })
         .collect();
-    Ok((
-        Boot {
+    Ok(LiveState {
+        boot: Boot {
             agents,
             tasks,
             pipelines,
@@ -211,6 +220,6 @@ fn load_live_state(
             kill_switch,
         },
         tokens,
-        queries::live_sessions(conn)?,
-    ))
+        sessions: queries::live_sessions(conn)?,
+    })
 }

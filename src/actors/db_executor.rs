@@ -10,7 +10,6 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
 
 use diesel::sqlite::SqliteConnection;
 use diesel::Connection;
@@ -26,7 +25,6 @@ type Reconnect = Box<dyn Fn() -> anyhow::Result<SqliteConnection> + Send>;
 #[derive(Clone)]
 pub struct DbExecutor {
     queue: SyncSender<Job>,
-    _thread: Arc<std::thread::JoinHandle<()>>,
 }
 
 impl DbExecutor {
@@ -39,14 +37,12 @@ impl DbExecutor {
         batch_max: usize,
     ) -> Self {
         let (queue, jobs) = mpsc::sync_channel(capacity.max(1));
-        let thread = std::thread::Builder::new()
+        // The thread ends by itself when the last handle (and so the queue) is dropped.
+        std::thread::Builder::new()
             .name("m3shd-writer".into())
             .spawn(move || run_writer(conn, reconnect, jobs, batch_max.max(1)))
             .expect("the OS refused to start the writer thread");
-        Self {
-            queue,
-            _thread: Arc::new(thread),
-        }
+        Self { queue }
     }
 
     /// Runs `write` in its own savepoint inside the next group commit and returns its
