@@ -139,10 +139,26 @@ fn main() -> anyhow::Result<()> {
 
 #[actix_web::main]
 async fn serve(settings: Settings, secrets: Secrets) -> anyhow::Result<()> {
+    let host = bound_host(&settings.bind);
     let app = m3shd::startup::Application::build(settings, secrets).await?;
+    // One machine-readable line on standard output, after the port is bound: with
+    // `--bind 127.0.0.1:0` it is how a caller learns which port the hub got.
+    println!("m3shd listening on http://{host}:{}", app.port());
     app.run_until_stopped()
         .await
         .context("the HTTP server failed")
+}
+
+/// The host part of a bind address (`127.0.0.1:0` → `127.0.0.1`, `[::1]:0` → `[::1]`).
+fn bound_host(bind: &str) -> String {
+    match bind.parse::<std::net::SocketAddr>() {
+        Ok(std::net::SocketAddr::V6(addr)) => format!("[{}]", addr.ip()),
+        Ok(addr) => addr.ip().to_string(),
+        Err(_) => bind
+            .rsplit_once(':')
+            .map_or(bind, |(host, _)| host)
+            .to_string(),
+    }
 }
 
 /// `M3SHDUP_TOKEN`, else the token this data directory generated on its first start.

@@ -381,7 +381,36 @@ impl Worker {
                 actix_web::rt::time::sleep(Duration::from_millis(50)).await;
             }
         }
+        self.hand_back_unstarted().await;
         tracing::info!("stopped");
+    }
+
+    /// Hands back the tasks the hub assigned to us that we never started (assigned while
+    /// we were stopping), so another agent gets them now rather than when our heartbeat
+    /// lease runs out. One try each: a hub that cannot be reached requeues them later.
+    async fn hand_back_unstarted(&self) {
+        let path = format!(
+            "/api/tasks?status=assigned&assigned_to={}&limit=100",
+            self.config.name
+        );
+        let tasks = match self.hub.call(Method::GET, &path, None).await {
+            Ok(list) => list["tasks"].as_array().cloned().unwrap_or_default(),
+            Err(error) => {
+                tracing::warn!(%error, "cannot list the tasks to hand back");
+                return;
+            }
+        };
+        for id in tasks.iter().filter_map(|t| t["id"].as_i64()) {
+            let body = HubClient::report_body("queued", None, Some("worker_shutdown"));
+            match self
+                .hub
+                .call(Method::PUT, &format!("/api/tasks/{id}"), Some(&body))
+                .await
+            {
+                Ok(_) => tracing::info!(task.id = id, "handed back a task it never started"),
+                Err(error) => tracing::warn!(task.id = id, %error, "could not hand a task back"),
+            }
+        }
     }
 }
 

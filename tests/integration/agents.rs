@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{TestHub, MASTER, SOON};
+use crate::support::{keep_alive, TestHub, MASTER, SOON};
 
 #[actix_web::test]
 async fn an_agent_token_registers_and_heartbeats_only_its_own_id() {
@@ -71,10 +71,13 @@ async fn deleting_an_agent_needs_the_permission_and_requeues_its_work() {
 #[actix_web::test]
 async fn a_silent_agent_goes_offline_and_its_tasks_go_to_another_agent() {
     let hub = TestHub::spawn_with(|s| s.heartbeat_timeout = 1).await;
-    let _rex = hub.agent("rex", &["research"], 1).await;
+    let rex = hub.agent("rex", &["research"], 1).await;
+    // rex stays online through the setup; it falls silent when these stop.
+    let rex_alive = keep_alive(&hub, "rex", &rex);
     let mut stream = hub.stream(MASTER).await;
     let task = hub.task(json!({ "title": "t", "prompt": "p" })).await;
     assert_eq!(task["assigned_to"], "rex");
+    drop(rex_alive);
 
     let offline = stream
         .next_named("agent_status", Duration::from_secs(4))
@@ -96,7 +99,8 @@ async fn a_silent_agent_goes_offline_and_its_tasks_go_to_another_agent() {
     assert_eq!(health["agents"]["rex"], "offline");
 
     // A new capable agent picks it up at once; the attempt count grows.
-    let _ada = hub.agent("ada", &["research"], 1).await;
+    let ada = hub.agent("ada", &["research"], 1).await;
+    let _ada_alive = keep_alive(&hub, "ada", &ada);
     let reassigned = hub
         .eventually(SOON, || async {
             hub.task_status(id).await["assigned_to"] == "ada"
@@ -121,6 +125,8 @@ async fn a_heartbeat_brings_an_offline_agent_back() {
     hub.post("/api/agents/rex/heartbeat", &rex, json!({}))
         .await
         .expect(200);
+    // Online again; kept so while the test looks.
+    let _alive = keep_alive(&hub, "rex", &rex);
     let id = task["id"].as_i64().unwrap();
     assert!(
         hub.eventually(SOON, || async {

@@ -2,63 +2,36 @@
 //! logged in plain text.
 
 use std::io::Read;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
 
+use crate::support::process::{m3shd, HubProcess};
 use crate::support::{TestHub, SOON};
 
 const TOKEN: &str = "durability-master";
 
-struct Process {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts `m3shd serve` on `db` and waits until it answers.
-async fn start(db: &std::path::Path, log: &std::path::Path) -> Process {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_m3shd"))
+/// Starts `m3shd serve` on `db` (on a port it picks itself, logging to `log`) and waits
+/// until it answers. Dropping it is a SIGKILL.
+async fn start(db: &std::path::Path, log: &std::path::Path) -> HubProcess {
+    let mut command = m3shd();
+    command
         .arg("serve")
         .env("M3SHDUP_TOKEN", TOKEN)
-        .env("M3SHDUP_BIND", format!("127.0.0.1:{port}"))
         .env("M3SHDUP_DATABASE_URL", db)
         .env("M3SHDUP_HEARTBEAT_TIMEOUT", "30")
         .env("M3SHDUP_ALERTS_ENABLED", "false")
         .env("RUST_LOG", "debug")
-        .stdout(Stdio::null())
         .stderr(
             std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(log)
                 .unwrap(),
-        )
-        .spawn()
-        .expect("the m3shd binary starts");
-    let process = Process {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    };
+        );
+    let process = HubProcess::start(command).await;
     let client = awc::Client::new();
-    for _ in 0..200 {
+    for _ in 0..400 {
         if client
             .get(format!("{}/api/health", process.base))
             .send()
@@ -69,7 +42,7 @@ async fn start(db: &std::path::Path, log: &std::path::Path) -> Process {
         }
         actix_web::rt::time::sleep(Duration::from_millis(25)).await;
     }
-    panic!("m3shd did not come up");
+    panic!("m3shd did not answer at {}", process.base);
 }
 
 async fn call(
@@ -260,14 +233,10 @@ async fn rotating_the_key_reencrypts_old_rows_when_they_are_read() {
     };
     let sealed_before = raw(&old);
 
-    // The same database, now with a new key and the old one as legacy.
+    // The same database (a consistent snapshot of it: the old hub still runs), now with
+    // a new key and the old one as legacy.
     let dir = tempfile::tempdir().unwrap();
-    for suffix in ["", "-wal"] {
-        let from = format!("{}{suffix}", old.db_path().display());
-        if std::path::Path::new(&from).exists() {
-            std::fs::copy(&from, dir.path().join(format!("hub.db{suffix}"))).unwrap();
-        }
-    }
+    old.snapshot_db(&dir.path().join("hub.db"));
     let settings = test_settings(dir.path());
     let rotated = TestHub::start(
         dir,

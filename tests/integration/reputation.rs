@@ -313,14 +313,9 @@ async fn counters_and_routing_survive_a_restart() {
         .await
         .expect(200);
 
-    // The same database in a fresh hub.
+    // The same database (a consistent snapshot: this hub still runs) in a fresh hub.
     let dir = tempfile::tempdir().unwrap();
-    for suffix in ["", "-wal"] {
-        let from = format!("{}{suffix}", hub.db_path().display());
-        if std::path::Path::new(&from).exists() {
-            std::fs::copy(&from, dir.path().join(format!("hub.db{suffix}"))).unwrap();
-        }
-    }
+    hub.snapshot_db(&dir.path().join("hub.db"));
     let mut settings = test_settings(dir.path());
     settings.reputation_exploration = 0.1;
     let restarted = TestHub::start(dir, settings, "test-encryption-key", None).await;

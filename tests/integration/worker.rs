@@ -1,10 +1,11 @@
 //! End to end: the real `m3shd worker` binary against a real hub, running shell commands.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::support::process::{terminate, wait_exit, worker_command};
 use crate::support::{TestHub, MASTER};
 
 /// A worker process, killed when dropped.
@@ -16,23 +17,8 @@ impl Worker {
     /// Starts `m3shd worker` for `name` (a worker token is issued for it) running `exec`.
     async fn start(hub: &TestHub, name: &str, exec: &str, extra: &[&str]) -> Self {
         let token = hub.token(name, "worker").await;
-        let child = Command::new(env!("CARGO_BIN_EXE_m3shd"))
-            .args([
-                "worker", "--hub", &hub.base, "--token", &token, "--name", name, "--exec", exec,
-            ])
-            .args([
-                "--capabilities",
-                "research",
-                "--heartbeat-interval",
-                "1",
-                "--poll-interval",
-                "1",
-            ])
-            .args(["--retry-backoff-ms", "50"])
+        let child = worker_command(&hub.base, &token, name, exec)
             .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
             .spawn()
             .expect("the worker starts");
         let worker = Self { child };
@@ -46,22 +32,12 @@ impl Worker {
     }
 
     fn terminate(&self) {
-        // SAFETY: sends SIGTERM to our own child process.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
+        terminate(&self.child);
     }
 
     /// Waits for the process to exit, without blocking the hub that shares this thread.
     async fn wait_exit(&mut self, within: Duration) -> bool {
-        let deadline = std::time::Instant::now() + within;
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return true;
-            }
-            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-        }
-        false
+        wait_exit(&mut self.child, within).await
     }
 }
 

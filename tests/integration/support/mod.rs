@@ -12,6 +12,8 @@ use m3shd::settings::{Secret, Secrets, Settings};
 use m3shd::startup::{Application, Hub};
 use serde_json::{json, Value};
 
+pub mod process;
+
 pub const MASTER: &str = "test-master-token";
 
 /// A running hub for one test.
@@ -95,6 +97,21 @@ impl TestHub {
 
     pub fn db_path(&self) -> std::path::PathBuf {
         self.dir.path().join("hub.db")
+    }
+
+    /// A consistent copy of this (running) hub's database at `to`, taken by SQLite itself
+    /// (`VACUUM INTO`), never by copying files a live writer may be changing.
+    pub fn snapshot_db(&self, to: &std::path::Path) {
+        use diesel::{Connection, RunQueryDsl};
+        let mut conn = diesel::SqliteConnection::establish(self.db_path().to_str().unwrap())
+            .expect("the database opens");
+        diesel::sql_query("PRAGMA busy_timeout = 10000")
+            .execute(&mut conn)
+            .unwrap();
+        let target = to.to_str().unwrap().replace('\'', "''");
+        diesel::sql_query(format!("VACUUM INTO '{target}'"))
+            .execute(&mut conn)
+            .expect("VACUUM INTO makes a snapshot");
     }
 
     /// Sends a request with an optional bearer token and an optional raw body.
@@ -241,6 +258,34 @@ impl TestHub {
             .as_u64()
             .unwrap_or(u64::MAX)
     }
+}
+
+/// Heartbeats for one agent every 200 ms until dropped: holds an agent online while a
+/// test sets up, so a short `heartbeat_timeout` starts counting only when the test drops it.
+pub struct Heartbeats(actix_web::rt::task::JoinHandle<()>);
+
+impl Drop for Heartbeats {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+pub fn keep_alive(hub: &TestHub, agent_id: &str, token: &str) -> Heartbeats {
+    let url = format!("{}/api/agents/{agent_id}/heartbeat", hub.base);
+    let auth = format!("Bearer {token}");
+    Heartbeats(actix_web::rt::spawn(async move {
+        let client = awc::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .finish();
+        loop {
+            let _ = client
+                .post(&url)
+                .insert_header(("Authorization", auth.as_str()))
+                .send_json(&json!({}))
+                .await;
+            actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+        }
+    }))
 }
 
 /// One server-sent event.

@@ -1,0 +1,159 @@
+//! The real `m3shd` binary as a child process: a clean environment, a hub that binds port 0
+//! and says which port it got, and a clean stop.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+/// How long a starting hub may take to say where it listens (a debug build on a busy
+/// machine runs its migrations first).
+const START: Duration = Duration::from_secs(60);
+
+/// `m3shd` with none of the caller's `M3SHDUP_*` variables: a test sets what it needs.
+pub fn m3shd() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_m3shd"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("M3SHDUP_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// A running `m3shd serve`, killed (SIGKILL) when dropped unless stopped first.
+pub struct HubProcess {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`, as the hub printed it.
+    pub base: String,
+    /// Everything the hub printed on standard output so far.
+    pub stdout: Arc<Mutex<String>>,
+}
+
+impl HubProcess {
+    /// Starts `command` (an `m3shd serve`, with `M3SHDUP_BIND=127.0.0.1:0` unless told
+    /// otherwise) and waits for its `m3shd listening on URL` line. Standard output is
+    /// captured; standard error is left as the caller set it.
+    pub async fn start(mut command: Command) -> Self {
+        let has_bind = command
+            .get_envs()
+            .any(|(name, value)| name == "M3SHDUP_BIND" && value.is_some());
+        if !has_bind {
+            command.env("M3SHDUP_BIND", "127.0.0.1:0");
+        }
+        let mut child = command
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the m3shd binary starts");
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let (found, listening) = mpsc::channel();
+        let reader = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let seen = stdout.clone();
+        std::thread::spawn(move || {
+            for line in reader.lines() {
+                let Ok(line) = line else { break };
+                if let Some(url) = line.strip_prefix("m3shd listening on ") {
+                    let _ = found.send(url.trim().to_string());
+                }
+                let mut seen = seen.lock().unwrap();
+                seen.push_str(&line);
+                seen.push('\n');
+            }
+        });
+        // Polled, not blocked on: an in-process hub may share this thread.
+        let deadline = std::time::Instant::now() + START;
+        while std::time::Instant::now() < deadline {
+            match listening.try_recv() {
+                Ok(base) => {
+                    return Self {
+                        child,
+                        base,
+                        stdout,
+                    }
+                }
+                Err(mpsc::TryRecvError::Disconnected) => break,
+                Err(mpsc::TryRecvError::Empty) => {
+                    actix_web::rt::time::sleep(Duration::from_millis(20)).await
+                }
+            }
+        }
+        let _ = child.kill();
+        let status = child.wait();
+        panic!(
+            "m3shd did not say where it listens ({status:?}); it printed: {}",
+            stdout.lock().unwrap()
+        );
+    }
+
+    /// The port the hub bound.
+    pub fn port(&self) -> u16 {
+        self.base
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a port in the listening line")
+    }
+
+    /// SIGTERM, then waits (without blocking the caller's runtime) until the process has
+    /// exited; SIGKILL if it takes longer than `within`. True if it stopped by itself.
+    pub async fn stop(&mut self, within: Duration) -> bool {
+        terminate(&self.child);
+        let clean = wait_exit(&mut self.child, within).await;
+        if !clean {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        clean
+    }
+}
+
+impl Drop for HubProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends SIGTERM to a child process.
+pub fn terminate(child: &Child) {
+    // SAFETY: sends a signal to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+}
+
+/// Waits for a child to exit without blocking the runtime (a hub may share this thread).
+pub async fn wait_exit(child: &mut Child, within: Duration) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return true;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    matches!(child.try_wait(), Ok(Some(_)))
+}
+
+/// `m3shd worker` for `name` against `hub` running `exec`, with the quick intervals the
+/// tests use (heartbeats and polls every second, 50 ms before a failed run is retried)
+/// and no output. Arguments added after these win.
+pub fn worker_command(hub: &str, token: &str, name: &str, exec: &str) -> Command {
+    let mut command = m3shd();
+    command
+        .args([
+            "worker", "--hub", hub, "--token", token, "--name", name, "--exec", exec,
+        ])
+        .args([
+            "--capabilities",
+            "research",
+            "--heartbeat-interval",
+            "1",
+            "--poll-interval",
+            "1",
+        ])
+        .args(["--retry-backoff-ms", "50"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+}
