@@ -10,7 +10,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use serde_json::json;
 
-use super::sse::{Deliver, SseSubscriber};
+use super::sse::{Deliver, Replay, SseSubscriber};
 use crate::domain::event::{Audience, HubEvent};
 use crate::domain::now_iso;
 
@@ -104,8 +104,9 @@ impl Handler<Publish> for EventBus {
     }
 }
 
-/// Sent by the Registry when a subscriber starts: deliver the events after
-/// `last_event_id` (if any are still in the ring), then everything new.
+/// Sent by the Registry when a subscriber starts: replay the events after
+/// `last_event_id` (those still in the ring) as one [`Replay`], then deliver everything
+/// new.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Attach {
@@ -118,13 +119,18 @@ impl Handler<Attach> for EventBus {
     type Result = ();
 
     fn handle(&mut self, msg: Attach, _: &mut Context<Self>) {
-        self.subscribers.insert(msg.subscriber_id, msg.addr);
         if let Some(after) = msg.last_event_id {
-            let backlog: Vec<_> = self.ring.iter().filter(|e| e.id > after).cloned().collect();
-            for envelope in backlog {
-                self.deliver(msg.subscriber_id, envelope);
+            // The whole backlog in one message that does not count against the
+            // subscriber's mailbox: it may be longer than the queue, and the subscriber
+            // feeds it to the client at the client's pace. Sent before the subscriber is
+            // listed, so it arrives ahead of every live event.
+            let start = self.ring.partition_point(|e| e.id <= after);
+            let backlog: Vec<_> = self.ring.range(start..).cloned().collect();
+            if !backlog.is_empty() {
+                msg.addr.do_send(Replay(backlog));
             }
         }
+        self.subscribers.insert(msg.subscriber_id, msg.addr);
     }
 }
 

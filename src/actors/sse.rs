@@ -1,10 +1,16 @@
 //! SseSubscriber: one per `GET /api/stream` connection. Holds the sending half of the
 //! connection's bounded queue, filters events by what its principal may see, sends a
-//! `keepalive` event the EventBus sends on a timer, and stops as soon as the client goes away or falls
-//! `sse_queue_capacity` events behind.
+//! `keepalive` event the EventBus sends on a timer, and stops as soon as the client goes
+//! away or falls `sse_queue_capacity` events behind.
 //!
-//! Handles: [`Deliver`], [`Disconnect`].
+//! A `Last-Event-ID` replay ([`Replay`]) may be longer than the queue. It is fed into the
+//! queue as the client drains it (backpressure), never dropped and never counted as
+//! falling behind; live events that arrive meanwhile wait behind it, and the subscriber
+//! is cut off only if `sse_queue_capacity` of those pile up.
+//!
+//! Handles: [`Deliver`], [`Replay`], [`Disconnect`].
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -21,6 +27,13 @@ pub struct SseSubscriber {
     queue: mpsc::Sender<sse::Event>,
     capacity: usize,
     registry: Addr<Registry>,
+    /// Events not yet in the queue, oldest first: the rest of a replay, then live events
+    /// that arrived while it was being delivered.
+    pending: VecDeque<Arc<Envelope>>,
+    /// How many of `pending`, from the front, belong to the replay.
+    replay_left: usize,
+    /// Whether a wait for room in the queue is under way.
+    waiting: bool,
 }
 
 impl SseSubscriber {
@@ -37,21 +50,91 @@ impl SseSubscriber {
             queue,
             capacity,
             registry,
+            pending: VecDeque::new(),
+            replay_left: 0,
+            waiting: false,
         }
     }
 
-    /// Queues one event; a full or closed queue ends this subscriber.
-    fn push(&mut self, event: sse::Event, ctx: &mut Context<Self>) {
-        if let Err(error) = self.queue.try_send(event) {
-            if let mpsc::error::TrySendError::Full(_) = error {
-                tracing::warn!(
-                    subscriber.id = self.id,
-                    "SSE subscriber fell behind; disconnecting it"
-                );
+    fn cut_off(&self, ctx: &mut Context<Self>) {
+        tracing::warn!(
+            subscriber.id = self.id,
+            "SSE subscriber fell behind; disconnecting it"
+        );
+        ctx.stop();
+    }
+
+    /// Queues one live event; a full or closed queue ends this subscriber. Behind a
+    /// replay still being delivered, the event waits its turn, up to `capacity` of them.
+    fn push(&mut self, envelope: Arc<Envelope>, ctx: &mut Context<Self>) {
+        if !self.pending.is_empty() {
+            if self.pending.len() - self.replay_left >= self.capacity {
+                self.cut_off(ctx);
+            } else {
+                self.pending.push_back(envelope);
             }
-            ctx.stop();
+            return;
+        }
+        match self.queue.try_send(to_sse(&envelope)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => self.cut_off(ctx),
+            Err(mpsc::error::TrySendError::Closed(_)) => ctx.stop(),
         }
     }
+
+    fn took_front(&mut self) {
+        self.replay_left = self.replay_left.saturating_sub(1);
+    }
+
+    /// Moves pending events into the queue while it has room, then waits for room for
+    /// the next one: the client's reading paces the replay.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        if self.waiting {
+            return;
+        }
+        while let Some(front) = self.pending.front() {
+            // Reserve first: an event is serialised only once there is room for it.
+            match self.queue.try_reserve() {
+                Ok(permit) => permit.send(to_sse(front)),
+                Err(mpsc::error::TrySendError::Full(())) => break,
+                Err(mpsc::error::TrySendError::Closed(())) => {
+                    ctx.stop();
+                    return;
+                }
+            }
+            self.pending.pop_front();
+            self.took_front();
+        }
+        if self.pending.is_empty() {
+            return;
+        }
+        self.waiting = true;
+        let queue = self.queue.clone();
+        ctx.spawn(
+            async move { queue.reserve_owned().await.ok() }
+                .into_actor(self)
+                .map(|permit, this, ctx| {
+                    this.waiting = false;
+                    let Some(permit) = permit else {
+                        ctx.stop();
+                        return;
+                    };
+                    if let Some(envelope) = this.pending.pop_front() {
+                        permit.send(to_sse(&envelope));
+                        this.took_front();
+                    }
+                    this.pump(ctx);
+                }),
+        );
+    }
+}
+
+/// The wire form of an event.
+fn to_sse(envelope: &Envelope) -> sse::Event {
+    sse::Data::new(envelope.event.data.to_string())
+        .event(envelope.event.name)
+        .id(envelope.id.to_string())
+        .into()
 }
 
 impl Actor for SseSubscriber {
@@ -86,10 +169,30 @@ impl Handler<Deliver> for SseSubscriber {
         if !envelope.event.visible_to(&self.principal) {
             return;
         }
-        let event = sse::Data::new(envelope.event.data.to_string())
-            .event(envelope.event.name)
-            .id(envelope.id.to_string());
-        self.push(event.into(), ctx);
+        self.push(envelope, ctx);
+    }
+}
+
+/// Sent by the EventBus once, before any [`Deliver`], to a subscriber that resumed with
+/// `Last-Event-ID`: the events it missed, oldest first, however many there are.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Replay(pub Vec<Arc<Envelope>>);
+
+impl Handler<Replay> for SseSubscriber {
+    type Result = ();
+
+    fn handle(&mut self, Replay(backlog): Replay, ctx: &mut Context<Self>) {
+        let visible: Vec<_> = backlog
+            .into_iter()
+            .filter(|e| e.event.visible_to(&self.principal))
+            .collect();
+        // Ahead of anything already waiting (nothing should be: the replay comes first).
+        self.replay_left += visible.len();
+        for envelope in visible.into_iter().rev() {
+            self.pending.push_front(envelope);
+        }
+        self.pump(ctx);
     }
 }
 
