@@ -1,7 +1,9 @@
 //! Push alerts to an ntfy server: agent down, daily cost cap reached, escalation opened.
 //! Raising an alert never waits: it goes on a bounded queue that one background task
 //! drains, each send with a timeout and a few retries. A failing or slow ntfy server is
-//! logged and otherwise ignored.
+//! logged and otherwise ignored. Nothing is sent until an operator names a server and a
+//! topic, and an alert carries ids, names and categories: free text a worker wrote goes
+//! along only when `alerts_include_detail` says so.
 
 use std::time::Duration;
 
@@ -16,8 +18,13 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct Alert {
+    /// Written by the hub from ids and names.
     pub title: String,
+    /// Written by the hub from ids and names.
     pub message: String,
+    /// Free text from a worker or a person (an escalation's reason): sent only when
+    /// `alerts_include_detail` is set.
+    pub detail: Option<String>,
     /// ntfy priority, 1 (min) to 5 (max).
     pub priority: u8,
     pub tags: &'static str,
@@ -27,13 +34,24 @@ pub struct Alert {
 #[derive(Clone)]
 pub struct Alerts {
     queue: Option<mpsc::Sender<Alert>>,
+    include_detail: bool,
 }
 
 impl Alerts {
     /// Starts the sender on the current actix system, or a silent handle when disabled.
     pub fn start(settings: &Settings) -> Self {
-        if !settings.alerts_enabled {
-            return Self { queue: None };
+        let include_detail = settings.alerts_include_detail;
+        let unset = settings.ntfy_url.trim().is_empty() || settings.ntfy_topic.trim().is_empty();
+        if !settings.alerts_enabled || unset {
+            if settings.alerts_enabled {
+                tracing::info!(
+                    "alerts are off: set ntfy_url and ntfy_topic (M3SHDUP_NTFY_URL, M3SHDUP_NTFY_TOPIC) to push them to your ntfy server"
+                );
+            }
+            return Self {
+                queue: None,
+                include_detail,
+            };
         }
         let (queue, pending) = mpsc::channel(QUEUE);
         let endpoint = format!(
@@ -41,12 +59,22 @@ impl Alerts {
             settings.ntfy_url.trim_end_matches('/'),
             settings.ntfy_topic
         );
+        tracing::info!(server = %settings.ntfy_url, "alerts go to ntfy");
         actix_web::rt::spawn(send_all(endpoint, pending));
-        Self { queue: Some(queue) }
+        Self {
+            queue: Some(queue),
+            include_detail,
+        }
     }
 
-    pub fn raise(&self, alert: Alert) {
+    pub fn raise(&self, mut alert: Alert) {
         let Some(queue) = &self.queue else { return };
+        match alert.detail.take() {
+            Some(detail) if self.include_detail => {
+                alert.message = format!("{}\n\n{detail}", alert.message);
+            }
+            _ => {}
+        }
         if queue.try_send(alert).is_err() {
             tracing::warn!("alert queue full or closed; an alert was dropped");
         }

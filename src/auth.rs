@@ -11,6 +11,7 @@ use std::sync::{Arc, RwLock};
 use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpRequest};
 
+use crate::api::client;
 use crate::crypto::tokens::{digests_match, token_digest};
 use crate::db::models::TokenRow;
 use crate::domain::access::Principal;
@@ -97,7 +98,7 @@ impl Credentials {
             .insert(hash, grant);
     }
 
-    /// The principal of a live session cookie, if any.
+    /// The principal of a live session cookie, if any. An expired session is forgotten.
     pub fn session(&self, cookie: &str) -> Option<Principal> {
         let hash = hex::encode(token_digest(cookie));
         let session = self
@@ -106,18 +107,30 @@ impl Credentials {
             .unwrap_or_else(|e| e.into_inner())
             .get(&hash)
             .cloned()?;
-        (session.expires_at > chrono::Utc::now()).then_some(Principal::Token {
+        if session.expires_at <= chrono::Utc::now() {
+            self.close_session(&hash);
+            return None;
+        }
+        Some(Principal::Token {
             agent_id: session.grant.agent_id,
             permissions: session.grant.permissions,
         })
     }
 
-    /// Records a committed session.
+    /// Records a committed session, forgetting every expired one on the way.
     pub fn open_session(&self, hash: String, session: Session) {
+        let now = chrono::Utc::now();
+        let mut sessions = self.sessions.write().unwrap_or_else(|e| e.into_inner());
+        sessions.retain(|_, s| s.expires_at > now);
+        sessions.insert(hash, session);
+    }
+
+    /// Sessions held in memory (expired ones are dropped as sessions open).
+    pub fn session_count(&self) -> usize {
         self.sessions
-            .write()
+            .read()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(hash, session);
+            .len()
     }
 
     /// Forgets a session (logout).
@@ -177,11 +190,19 @@ fn authenticate(req: &HttpRequest, allow_query: bool) -> Result<Option<Principal
     match presented(req, allow_query) {
         // No header credential: a browser's session cookie, if it carries one.
         None => match req.cookie(SESSION_COOKIE) {
-            Some(cookie) => hub
-                .credentials
-                .session(cookie.value())
-                .map(Some)
-                .ok_or(HubError::Unauthorized),
+            Some(cookie) => {
+                let principal = hub
+                    .credentials
+                    .session(cookie.value())
+                    .ok_or(HubError::Unauthorized)?;
+                // A cookie rides along on any site's request; only the hub's own pages write.
+                if !client::same_site_write(req, &hub.core.settings) {
+                    return Err(HubError::forbidden(
+                        "a write signed in by cookie must come from the hub's own pages (Origin mismatch)",
+                    ));
+                }
+                Ok(Some(principal))
+            }
             None => Ok(None),
         },
         Some(raw) => hub

@@ -24,6 +24,9 @@ pub enum HubError {
     Unprocessable(String),
     #[error("{0}")]
     TooManyRequests(String),
+    /// 429 with `Retry-After`: the client may try again after that many seconds.
+    #[error("{0}")]
+    Throttled(String, u64),
     #[error("kill switch engaged")]
     KillSwitch,
     /// The hub is overloaded or shutting down; the client should retry shortly.
@@ -61,7 +64,7 @@ impl HubError {
             Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::Unprocessable(_) => "unprocessable",
-            Self::TooManyRequests(_) => "too_many_requests",
+            Self::TooManyRequests(_) | Self::Throttled(..) => "too_many_requests",
             Self::KillSwitch => "kill_switch",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
@@ -110,7 +113,7 @@ impl ResponseError for HubError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyRequests(_) | Self::Throttled(..) => StatusCode::TOO_MANY_REQUESTS,
             Self::KillSwitch | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -125,8 +128,14 @@ impl ResponseError for HubError {
             other => other.to_string(),
         };
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, Self::Unavailable(_)) {
-            response.insert_header((header::RETRY_AFTER, "1"));
+        match self {
+            Self::Unavailable(_) => {
+                response.insert_header((header::RETRY_AFTER, "1"));
+            }
+            Self::Throttled(_, seconds) => {
+                response.insert_header((header::RETRY_AFTER, seconds.max(&1).to_string()));
+            }
+            _ => {}
         }
         if matches!(self, Self::Unauthorized) {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));

@@ -11,7 +11,7 @@ use diesel::prelude::*;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use crate::actors::dispatcher::{Crossing, Serves};
+use crate::actors::dispatcher::{CheckAdmission, Crossing, Serves};
 use crate::crypto::tokens::{digests_match, token_digest};
 use crate::crypto::Vault;
 use crate::db::models::NewTaskRow;
@@ -126,8 +126,7 @@ async fn send_results(
     while let Some(task_id) = finished.recv().await {
         let found = crate::db::read(&reads, move |conn| {
             let peer: Option<String> = relays::table
-                .find(task_id)
-                .filter(relays::direction.eq("inbound"))
+                .find((task_id, "inbound"))
                 .select(relays::peer)
                 .get_result(conn)
                 .optional()?;
@@ -187,12 +186,15 @@ pub async fn authenticate(
         .ok_or(HubError::Unauthorized)
 }
 
-/// Relays a new task to a peer when relaying is on, no agent here serves its capability
-/// and it has hops left. On success the task is pinned to the peer (so it never runs here)
-/// and the crossing is recorded with it.
+/// Relays a new task to a peer (other than `from`, the one it came from) when relaying is
+/// on, no agent here serves its capability and it has hops left, but only if this hub
+/// would admit it (kill switch, cost cap) in the first place. On success the task is
+/// pinned to the peer (so it never runs here) and the crossing is recorded with it.
 pub async fn relay_if_unserved(
     hub: &Hub,
     task: &mut NewTaskRow,
+    by_master: bool,
+    from: Option<&str>,
 ) -> Result<Option<Crossing>, HubError> {
     let settings = &hub.core.settings;
     if !settings.federation_relay || task.hop_count >= settings.federation_max_hops {
@@ -207,6 +209,7 @@ pub async fn relay_if_unserved(
     {
         return Ok(None);
     }
+    hub.dispatcher.send(CheckAdmission { by_master }).await??;
     let prompt = hub
         .core
         .vault
@@ -223,7 +226,7 @@ pub async fn relay_if_unserved(
         "hop_count": task.hop_count + 1,
     });
     let peers = crate::db::read(&hub.reads, |conn| Ok(all_peers(conn)?)).await?;
-    for peer in peers {
+    for peer in peers.into_iter().filter(|p| Some(p.name.as_str()) != from) {
         match call_peer(
             &peer,
             &hub.core.vault,

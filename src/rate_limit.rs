@@ -1,9 +1,14 @@
-//! A fixed-window rate limit per key (inbound webhooks are limited per name).
+//! Rate limits: a fixed window per key (inbound webhooks are limited per name), and the
+//! sign-in throttle per (user name, client address).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use sha2::{Digest, Sha256};
+
+/// Requests per key per minute. Keys are names of existing webhooks (checked before a
+/// request is counted), so the table stays as small as the webhook list.
 pub struct RateLimiter {
     limit: u32,
     window: Duration,
@@ -12,23 +17,11 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn per_minute(limit: u32) -> Self {
-        Self::new(limit, Duration::from_secs(60))
-    }
-
-    pub fn new(limit: u32, window: Duration) -> Self {
         Self {
             limit,
-            window,
+            window: Duration::from_secs(60),
             windows: Mutex::new(HashMap::new()),
         }
-    }
-
-    /// Whether `key` is already over its limit in this window (counts nothing).
-    pub fn exhausted(&self, key: &str) -> bool {
-        let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        windows
-            .get(key)
-            .is_some_and(|(start, count)| start.elapsed() < self.window && *count >= self.limit)
     }
 
     /// Counts one request for `key`; false when the key is over its limit in this window.
@@ -44,9 +37,196 @@ impl RateLimiter {
     }
 }
 
+/// Failed sign-ins per (user name, client address). The first `free` failures cost
+/// nothing; after that each attempt must wait a delay that doubles per failure up to
+/// `max_delay`: a guesser slows to a crawl, while the same account from another address,
+/// and other accounts from the same address, are untouched. An attempt is counted before
+/// its password is checked, so a parallel burst cannot slip through together; success
+/// clears it. Keys are digests of bounded input, idle keys expire, and the table never
+/// holds more than `capacity` keys (the stalest goes first).
+pub struct LoginThrottle {
+    free: u32,
+    base_delay: Duration,
+    max_delay: Duration,
+    idle: Duration,
+    capacity: usize,
+    entries: Mutex<HashMap<ThrottleKey, Failures>>,
+}
+
+/// The digest a (name, address) pair is counted under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ThrottleKey([u8; 16]);
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    last: Instant,
+}
+
+impl LoginThrottle {
+    pub fn new(free: u32, base_delay: Duration, max_delay: Duration, capacity: usize) -> Self {
+        Self {
+            free,
+            base_delay,
+            max_delay,
+            idle: Duration::from_secs(15 * 60).max(max_delay),
+            capacity: capacity.max(1),
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts an attempt for (`name`, `address`) as a failure until [`Self::succeeded`]
+    /// clears it; `Err(wait)` when the pair must wait that long first.
+    pub fn begin(&self, name: &str, address: &str) -> Result<ThrottleKey, Duration> {
+        self.begin_at(name, address, Instant::now())
+    }
+
+    fn begin_at(&self, name: &str, address: &str, now: Instant) -> Result<ThrottleKey, Duration> {
+        let key = ThrottleKey::of(name, address);
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if !entries.contains_key(&key) && entries.len() >= self.capacity {
+            self.make_room(&mut entries, now);
+        }
+        let entry = entries.entry(key).or_insert(Failures {
+            count: 0,
+            last: now,
+        });
+        if now.duration_since(entry.last) >= self.idle {
+            entry.count = 0;
+        }
+        if entry.count >= self.free {
+            let wait = self.delay(entry.count - self.free);
+            let waited = now.duration_since(entry.last);
+            if waited < wait {
+                return Err(wait - waited);
+            }
+        }
+        entry.count += 1;
+        entry.last = now;
+        Ok(key)
+    }
+
+    /// A correct password: the pair starts afresh.
+    pub fn succeeded(&self, key: ThrottleKey) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
+    }
+
+    /// Keys currently counted (for tests and metrics).
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn delay(&self, over: u32) -> Duration {
+        self.base_delay
+            .saturating_mul(2u32.saturating_pow(over.min(20)))
+            .min(self.max_delay)
+    }
+
+    /// Drops idle keys, then, if the table is still full, the stalest one.
+    fn make_room(&self, entries: &mut HashMap<ThrottleKey, Failures>, now: Instant) {
+        entries.retain(|_, f| now.duration_since(f.last) < self.idle);
+        if entries.len() >= self.capacity {
+            if let Some(stalest) = entries.iter().min_by_key(|(_, f)| f.last).map(|(k, _)| *k) {
+                entries.remove(&stalest);
+            }
+        }
+    }
+}
+
+impl ThrottleKey {
+    fn of(name: &str, address: &str) -> Self {
+        let digest = Sha256::new()
+            .chain_update(name.as_bytes())
+            .chain_update([0])
+            .chain_update(address.as_bytes())
+            .finalize();
+        let mut key = [0; 16];
+        key.copy_from_slice(&digest[..16]);
+        Self(key)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn throttle(capacity: usize) -> LoginThrottle {
+        LoginThrottle::new(
+            2,
+            Duration::from_secs(60),
+            Duration::from_secs(600),
+            capacity,
+        )
+    }
+
+    #[test]
+    fn failures_past_the_free_ones_must_wait() {
+        let t = throttle(100);
+        assert!(t.begin("ada", "10.0.0.1").is_ok());
+        assert!(t.begin("ada", "10.0.0.1").is_ok());
+        let wait = t.begin("ada", "10.0.0.1").unwrap_err();
+        assert!(wait > Duration::from_secs(59), "{wait:?}");
+        // The same name from elsewhere, and another name from here, are untouched.
+        assert!(t.begin("ada", "10.0.0.2").is_ok());
+        assert!(t.begin("bob", "10.0.0.1").is_ok());
+    }
+
+    #[test]
+    fn a_wait_once_served_allows_one_more_try_and_idle_pairs_start_afresh() {
+        let t = throttle(100);
+        let start = Instant::now();
+        t.begin_at("ada", "a", start).unwrap();
+        t.begin_at("ada", "a", start).unwrap();
+        assert!(t
+            .begin_at("ada", "a", start + Duration::from_secs(59))
+            .is_err());
+        let later = start + Duration::from_secs(60);
+        assert!(
+            t.begin_at("ada", "a", later).is_ok(),
+            "the minute has passed"
+        );
+        let wait = t.begin_at("ada", "a", later).unwrap_err();
+        assert_eq!(wait, Duration::from_secs(120), "the next wait doubles");
+        let idle = later + Duration::from_secs(15 * 60);
+        assert!(t.begin_at("ada", "a", idle).is_ok());
+        assert!(
+            t.begin_at("ada", "a", idle).is_ok(),
+            "counting starts afresh"
+        );
+    }
+
+    #[test]
+    fn success_clears_the_count() {
+        let t = throttle(100);
+        t.begin("ada", "a").unwrap();
+        let key = t.begin("ada", "a").unwrap();
+        t.succeeded(key);
+        assert!(t.begin("ada", "a").is_ok() && t.begin("ada", "a").is_ok());
+    }
+
+    #[test]
+    fn the_delay_doubles_up_to_its_ceiling() {
+        let t = throttle(1);
+        assert_eq!(t.delay(0), Duration::from_secs(60));
+        assert_eq!(t.delay(1), Duration::from_secs(120));
+        assert_eq!(t.delay(40), Duration::from_secs(600));
+    }
+
+    #[test]
+    fn the_table_never_outgrows_its_capacity() {
+        let t = throttle(50);
+        for i in 0..1000 {
+            let _ = t.begin(&format!("name-{i}"), "10.0.0.9");
+        }
+        assert_eq!(t.len(), 50);
+    }
 
     #[test]
     fn each_key_gets_its_own_budget() {
@@ -54,6 +234,5 @@ mod tests {
         assert!(limiter.allow("a") && limiter.allow("a"));
         assert!(!limiter.allow("a"));
         assert!(limiter.allow("b"));
-        assert!(limiter.exhausted("a") && !limiter.exhausted("b") && !limiter.exhausted("c"));
     }
 }

@@ -26,19 +26,29 @@ pub struct Settings {
     pub capability_timeouts: std::collections::BTreeMap<String, u64>,
     pub federation_relay: bool,
     pub federation_max_hops: i32,
+    pub federation_max_priority: i32,
     pub demo_enabled: bool,
     pub alerts_enabled: bool,
     pub ntfy_url: String,
     pub ntfy_topic: String,
+    pub alerts_include_detail: bool,
     pub daily_cost_cap: f64,
+    pub max_reported_cost_usd: f64,
+    pub max_reported_tokens: i64,
     pub agent_daily_token_cap: i64,
     pub session_hours: u64,
     pub login_failure_delay_ms: u64,
     pub login_failures_allowed: u32,
+    pub login_slowdown_seconds: u64,
+    pub login_slowdown_max_seconds: u64,
+    pub login_throttle_capacity: usize,
+    pub password_hash_concurrency: usize,
+    pub trusted_proxies: Vec<String>,
     pub webhook_rate_per_minute: u32,
     pub max_body_bytes: usize,
     pub max_prompt_bytes: usize,
     pub max_list_limit: i64,
+    pub max_templates_per_creator: i64,
     pub sse_queue_capacity: usize,
     pub sse_keepalive_seconds: u64,
     pub event_ring_size: usize,
@@ -119,6 +129,14 @@ fn parse_like(default: &toml::Value, raw: &str) -> anyhow::Result<toml::Value> {
         toml::Value::Boolean(_) => {
             toml::Value::Boolean(matches!(raw.trim(), "1" | "true" | "TRUE" | "True" | "yes"))
         }
+        // A list is written comma-separated: M3SHDUP_TRUSTED_PROXIES=10.0.0.1,10.0.0.2
+        toml::Value::Array(_) => toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| toml::Value::String(item.into()))
+                .collect(),
+        ),
         _ => toml::Value::String(raw.to_string()),
     })
 }
@@ -183,6 +201,9 @@ mod tests {
         assert_eq!(s.sse_keepalive_seconds, 30);
         assert_eq!(s.max_attempts, 3);
         assert_eq!(s.capability_timeouts["git"], 900);
+        // Alerts go nowhere until an operator names a server and a topic.
+        assert!(s.ntfy_url.is_empty() && s.ntfy_topic.is_empty());
+        assert!(!s.alerts_include_detail);
     }
 
     #[test]
@@ -195,6 +216,10 @@ mod tests {
         assert_eq!(
             parse_like(&toml::Value::String(String::new()), "x").unwrap(),
             toml::Value::String("x".into())
+        );
+        assert_eq!(
+            parse_like(&toml::Value::Array(vec![]), "10.0.0.1, ::1,").unwrap(),
+            toml::Value::Array(vec!["10.0.0.1".into(), "::1".into()])
         );
     }
 

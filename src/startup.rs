@@ -11,20 +11,23 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 
 use crate::actors::db_executor::DbExecutor;
-use crate::actors::dispatcher::{Dispatcher, KillSwitch, KILL_SWITCH_KEY};
+use crate::actors::dispatcher::{
+    Dispatcher, Forgiven, KillSwitch, BUDGET_RESET_KEY, KILL_SWITCH_KEY,
+};
 use crate::actors::events::EventBus;
 use crate::actors::registry::{Boot, BootPipeline, BootTask, Directory, Registry};
 use crate::actors::Core;
 use crate::alerts::Alerts;
 use crate::auth::{Credentials, Session};
 use crate::crypto::blind::BlindIndex;
+use crate::crypto::fallback::{KeyDerivation, KEY_DERIVATION};
 use crate::crypto::provenance::Notary;
 use crate::crypto::Vault;
 use crate::db::models::TokenRow;
 use crate::db::{self, queries, ReadPool};
 use crate::error::HubError;
 use crate::federation::Outbox;
-use crate::rate_limit::RateLimiter;
+use crate::rate_limit::{LoginThrottle, RateLimiter};
 use crate::settings::{Secrets, Settings};
 
 /// Everything a handler can reach, shared through `web::Data`.
@@ -37,8 +40,10 @@ pub struct Hub {
     pub directory: Directory,
     /// Inbound webhook calls per name.
     pub webhook_limiter: RateLimiter,
-    /// Failed logins per user name and per client address.
-    pub login_failures: RateLimiter,
+    /// Failed sign-ins per (user name, client address).
+    pub login_throttle: LoginThrottle,
+    /// Argon2 computations allowed at once.
+    pub password_hashing: tokio::sync::Semaphore,
 }
 
 /// A built hub, bound to its port, not yet serving.
@@ -52,15 +57,11 @@ impl Application {
     /// Must run inside an actix system: the actors start on its arbiter.
     pub async fn build(settings: Settings, secrets: Secrets) -> anyhow::Result<Self> {
         let settings = Arc::new(settings);
-        let writer = db::open_writer(&settings)?;
+        let mut writer = db::open_writer(&settings)?;
         let reads = db::read_pool(&settings)?;
-        let (vault, derived) = Vault::from_secrets(&secrets);
-        if derived {
-            tracing::warn!(
-                "M3SHDUP_ENCRYPT_KEY is not set: prompts and outputs are encrypted with a key derived from the master token. \
-                 Set a dedicated M3SHDUP_ENCRYPT_KEY in production (rotate with M3SHDUP_LEGACY_ENCRYPT_KEY)."
-            );
-        }
+        warn_if_weak(&secrets);
+        let secrets = with_fallback_key(&mut writer, secrets)?;
+        let vault = Vault::from_secrets(&secrets);
         let reconnect_settings = settings.clone();
         let db = DbExecutor::start(
             writer,
@@ -115,9 +116,14 @@ impl Application {
             dispatcher,
             directory,
             webhook_limiter: RateLimiter::per_minute(settings.webhook_rate_per_minute),
-            login_failures: RateLimiter::new(
+            login_throttle: LoginThrottle::new(
                 settings.login_failures_allowed,
-                std::time::Duration::from_secs(15 * 60),
+                std::time::Duration::from_secs(settings.login_slowdown_seconds),
+                std::time::Duration::from_secs(settings.login_slowdown_max_seconds),
+                settings.login_throttle_capacity,
+            ),
+            password_hashing: tokio::sync::Semaphore::new(
+                settings.password_hash_concurrency.max(1),
             ),
         });
         let listener = TcpListener::bind(&settings.bind)
@@ -153,6 +159,60 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// Minimum master token length that resists guessing.
+const STRONG_TOKEN_CHARS: usize = 32;
+
+fn warn_if_weak(secrets: &Secrets) {
+    let chars = secrets.master_token.expose().chars().count();
+    if chars < STRONG_TOKEN_CHARS {
+        tracing::warn!(
+            "the master token is only {chars} characters long: anyone who guesses it owns the hub. \
+             Use at least {STRONG_TOKEN_CHARS} random characters, e.g. M3SHDUP_TOKEN=$(openssl rand -hex 32)"
+        );
+    }
+}
+
+/// Without `M3SHDUP_ENCRYPT_KEY`, the at-rest key is derived from the master token by the
+/// derivation stored in this database (a new one is made and stored on first use).
+fn with_fallback_key(
+    conn: &mut diesel::SqliteConnection,
+    mut secrets: Secrets,
+) -> anyhow::Result<Secrets> {
+    if secrets.encrypt_key.is_some() {
+        return Ok(secrets);
+    }
+    let stored = queries::setting(conn, KEY_DERIVATION)?
+        .map(|row| serde_json::from_str::<KeyDerivation>(&row.value))
+        .transpose()
+        .context("the stored key derivation is unreadable")?;
+    let derivation = match stored {
+        Some(derivation) => derivation,
+        None => {
+            let derivation = if queries::holds_sealed_data(conn)? {
+                KeyDerivation::legacy()
+            } else {
+                KeyDerivation::generate()
+            };
+            queries::put_setting(conn, KEY_DERIVATION, &serde_json::json!(derivation), "hub")?;
+            derivation
+        }
+    };
+    if derivation.is_legacy() {
+        tracing::warn!(
+            "M3SHDUP_ENCRYPT_KEY is not set and this database predates salted key derivation: its data is encrypted \
+             with a key anyone holding the database can test master-token guesses against quickly. Move to a dedicated key: \
+             set M3SHDUP_ENCRYPT_KEY=$(openssl rand -hex 32) and M3SHDUP_LEGACY_ENCRYPT_KEY=<the master token>."
+        );
+    } else {
+        tracing::warn!(
+            "M3SHDUP_ENCRYPT_KEY is not set: data at rest is encrypted with a key derived from the master token \
+             (Argon2id, salted). Set a dedicated M3SHDUP_ENCRYPT_KEY in production (rotate with M3SHDUP_LEGACY_ENCRYPT_KEY)."
+        );
+    }
+    secrets.encrypt_key = Some(derivation.derive(&secrets.master_token)?);
+    Ok(secrets)
 }
 
 /// Everything live, read once before the HTTP server starts.
@@ -198,6 +258,9 @@ fn load_live_state(conn: &mut diesel::SqliteConnection) -> Result<LiveState, Hub
     let kill_switch = queries::setting(conn, KILL_SWITCH_KEY)?
         .and_then(|row| serde_json::from_str::<KillSwitch>(&row.value).ok())
         .unwrap_or_default();
+    let forgiven = queries::setting(conn, BUDGET_RESET_KEY)?
+        .and_then(|row| serde_json::from_str::<Forgiven>(&row.value).ok())
+        .unwrap_or_default();
     let tokens = queries::active_tokens(conn)?;
     let reputation = crate::db::reputation::all(conn)?;
     let usage = crate::db::usage::since(conn, &crate::db::usage::today())?
@@ -217,6 +280,7 @@ fn load_live_state(conn: &mut diesel::SqliteConnection) -> Result<LiveState, Hub
             pipelines,
             reputation,
             usage,
+            forgiven,
             kill_switch,
         },
         tokens,

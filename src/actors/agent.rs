@@ -190,6 +190,7 @@ impl AgentActor {
                 self.state.agent_id,
                 self.timeout.as_secs()
             ),
+            detail: None,
             priority: 4,
             tags: "warning",
         });

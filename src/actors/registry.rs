@@ -17,7 +17,7 @@ use futures_util::future::join_all;
 use tokio::sync::mpsc;
 
 use super::agent::{AgentActor, GetAgent, Register, Registration};
-use super::dispatcher::{Dispatcher, GetLoads, KillSwitch, PlainWait, Restore};
+use super::dispatcher::{Dispatcher, Forgiven, GetLoads, KillSwitch, PlainWait, Restore};
 use super::events::{Attach, Detach};
 use super::pipeline::PipelineActor;
 use super::sse::SseSubscriber;
@@ -153,6 +153,7 @@ pub struct Boot {
     pub reputation: Vec<ReputationRow>,
     /// Today's usage: (agent, cost, tokens).
     pub usage: Vec<(String, f64, i64)>,
+    pub forgiven: Forgiven,
     pub kill_switch: KillSwitch,
 }
 
@@ -204,6 +205,7 @@ impl Handler<Boot> for Registry {
         self.dispatcher.do_send(Restore {
             reputation,
             usage: msg.usage,
+            forgiven: msg.forgiven,
             agents,
             tasks,
             waits,

@@ -1,4 +1,4 @@
-//! The kill switch and the audit log (API.md).
+//! The kill switch, the day's cost budget and the audit log (API.md).
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::extract::{parse_json, Query};
 use super::{page_limit, page_offset};
-use crate::actors::dispatcher::{GetKillSwitch, SetKillSwitch};
+use crate::actors::dispatcher::{GetBudget, GetKillSwitch, ResetBudget, SetKillSwitch};
 use crate::auth::Caller;
 use crate::db::queries::{self, AuditFilter};
 use crate::error::HubError;
@@ -57,6 +57,19 @@ pub async fn clear_kill_switch(
         by: caller.0.label(),
     };
     Ok(HttpResponse::Ok().json(hub.dispatcher.send(message).await??))
+}
+
+/// Today's reported cost against the daily cap (master only).
+pub async fn get_budget(hub: web::Data<Hub>, caller: Caller) -> Result<HttpResponse, HubError> {
+    caller.0.require_master()?;
+    Ok(HttpResponse::Ok().json(hub.dispatcher.send(GetBudget).await?))
+}
+
+/// Stops today's reported cost so far from counting against the cap (master only).
+pub async fn reset_budget(hub: web::Data<Hub>, caller: Caller) -> Result<HttpResponse, HubError> {
+    caller.0.require_master()?;
+    let by = caller.0.label();
+    Ok(HttpResponse::Ok().json(hub.dispatcher.send(ResetBudget { by }).await??))
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,10 +7,10 @@ use serde_json::json;
 
 use super::extract::{parse_json, Json, Query};
 use super::{page_limit, page_offset};
-use crate::actors::task::announce_escalation;
+use crate::actors::task::{announce_escalation, escalation_scope};
 use crate::auth::Caller;
-use crate::db::models::{EscalationRow, NewAuditRow, NewEscalationRow};
-use crate::db::schema::escalations;
+use crate::db::models::{EscalationRow, NewAuditRow, NewEscalationRow, TaskRow};
+use crate::db::schema::{escalations, tasks};
 use crate::domain::event::{Audience, HubEvent};
 use crate::domain::now_iso;
 use crate::error::HubError;
@@ -34,9 +34,14 @@ pub async fn create_escalation(
         .reason
         .filter(|r| !r.trim().is_empty())
         .ok_or_else(|| HubError::bad_request("reason is required"))?;
-    if let Some(task_id) = body.task_id {
-        super::tasks::visible_task(&hub, &caller.0, task_id).await?;
-    }
+    let task = match body.task_id {
+        Some(task_id) => Some(
+            super::tasks::visible_task(&hub, &caller.0, task_id)
+                .await?
+                .0,
+        ),
+        None => None,
+    };
     // A token escalates as its own agent; the master token may name one.
     let agent_id = match caller.0.agent_id() {
         Some(own) => Some(own.to_string()),
@@ -48,7 +53,7 @@ pub async fn create_escalation(
         .db
         .write(move |conn| Ok(escalation.insert(conn)?))
         .await?;
-    announce_escalation(&hub.core, &row);
+    announce_escalation(&hub.core, &row, escalation_scope(&row, task.as_ref()));
     Ok(HttpResponse::Created().json(row))
 }
 
@@ -75,12 +80,28 @@ pub async fn list_escalations(
     }
     let limit = page_limit(query.limit, 50, 200)?;
     let offset = page_offset(query.offset)?;
+    // Principal::sees_escalation in SQL: a token sees escalations of tasks it holds or
+    // made, and task-less ones it opened or that name its agent.
+    let viewer = caller.0.agent_id().map(str::to_string);
     let rows = crate::db::read(&hub.reads, move |conn| {
         let mut q = escalations::table
+            .left_join(tasks::table)
             .select(EscalationRow::as_select())
             .into_boxed();
         if let Some(status) = query.status {
             q = q.filter(escalations::status.eq(status));
+        }
+        if let Some(me) = viewer {
+            q = q.filter(
+                tasks::assigned_to
+                    .eq(me.clone())
+                    .or(tasks::created_by.eq(me.clone()))
+                    .or(escalations::task_id.is_null().and(
+                        escalations::agent_id
+                            .eq(me.clone())
+                            .or(escalations::created_by.eq(me)),
+                    )),
+            );
         }
         Ok(q.order(escalations::id.desc())
             .limit(limit)
@@ -113,10 +134,22 @@ pub async fn resolve_escalation(
         parse_json(&body)?
     };
     let actor = caller.0.label();
-    let row = hub
+    let principal = caller.0;
+    let (row, scope) = hub
         .core
         .db
         .write(move |conn| {
+            let (current, task) = escalations::table
+                .find(id)
+                .left_join(tasks::table)
+                .select((EscalationRow::as_select(), Option::<TaskRow>::as_select()))
+                .get_result::<(EscalationRow, Option<TaskRow>)>(conn)
+                .optional()?
+                .ok_or_else(|| HubError::not_found(format!("no escalation {id}")))?;
+            let scope = escalation_scope(&current, task.as_ref());
+            if !principal.sees_escalation(&scope) {
+                return Err(HubError::not_found(format!("no escalation {id}")));
+            }
             let row: EscalationRow = diesel::update(
                 escalations::table
                     .find(id)
@@ -131,12 +164,7 @@ pub async fn resolve_escalation(
             .returning(EscalationRow::as_returning())
             .get_result(conn)
             .optional()?
-            .ok_or_else(|| {
-                match escalations::table.find(id).count().get_result::<i64>(conn) {
-                    Ok(0) => HubError::not_found(format!("no escalation {id}")),
-                    _ => HubError::conflict(format!("escalation {id} is already resolved")),
-                }
-            })?;
+            .ok_or_else(|| HubError::conflict(format!("escalation {id} is already resolved")))?;
             NewAuditRow::new(
                 &actor,
                 "escalation.resolve",
@@ -144,13 +172,13 @@ pub async fn resolve_escalation(
                 Some(json!({ "resolution": row.resolution })),
             )
             .append(conn)?;
-            Ok(row)
+            Ok((row, scope))
         })
         .await?;
     hub.core.publish(HubEvent::new(
         "escalation_resolved",
         json!(row),
-        Audience::Escalations,
+        Audience::Escalation(scope),
     ));
     Ok(HttpResponse::Ok().json(row))
 }

@@ -185,23 +185,32 @@ fn token_of(req: &HttpRequest) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
-/// Federation health: for a peer (its token) or any caller of this hub.
+/// Federation health: for a peer (its token) or any caller of this hub. Everyone learns
+/// whether federation and relay are on; only admins see the peers and their addresses.
 pub async fn federation_status(
     hub: web::Data<Hub>,
     req: HttpRequest,
     caller: MaybeCaller,
 ) -> Result<HttpResponse, HubError> {
-    if caller.0.is_none() {
-        authenticate(&hub.reads, &hub.core.vault, token_of(&req)).await?;
-    }
+    let admin = match caller.0 {
+        Some(principal) => principal.is_admin(),
+        None => {
+            authenticate(&hub.reads, &hub.core.vault, token_of(&req)).await?;
+            false
+        }
+    };
     let rows = crate::db::read(&hub.reads, |conn| Ok(all_peers(conn)?)).await?;
     let settings = &hub.core.settings;
-    Ok(HttpResponse::Ok().json(json!({
+    let mut status = json!({
         "status": "ok",
+        "federation": !rows.is_empty(),
         "relay": settings.federation_relay,
-        "max_hops": settings.federation_max_hops,
-        "peers": rows.iter().map(peer_view).collect::<Vec<_>>(),
-    })))
+    });
+    if admin {
+        status["max_hops"] = json!(settings.federation_max_hops);
+        status["peers"] = json!(rows.iter().map(peer_view).collect::<Vec<_>>());
+    }
+    Ok(HttpResponse::Ok().json(status))
 }
 
 #[derive(Debug, Deserialize)]
@@ -228,22 +237,29 @@ pub async fn accept_task(
         )));
     }
     let mut task = body.task.into_row(&Principal::Master, &hub, "federation")?;
+    // A peer asks for work; it does not command this hub's agents or jump its queue.
+    if task.assign_to.is_some() {
+        return Err(HubError::bad_request(
+            "a relayed task may not name an agent (assign_to)",
+        ));
+    }
+    task.priority = task.priority.min(hub.core.settings.federation_max_priority);
     task.created_by = format!("peer:{}", peer.name);
     task.hop_count = hops;
-    // Relayed on (further away) or run here; either way the result goes back to `peer`.
-    let onward = crate::federation::relay_if_unserved(&hub, &mut task).await?;
-    let crossing = match onward {
-        Some(onward) => onward,
-        None => Crossing::Inbound {
-            peer: peer.name.clone(),
-        },
+    // Run here or relayed on (never straight back); either way the result goes back to
+    // `peer`, so both crossings are recorded.
+    let onward =
+        crate::federation::relay_if_unserved(&hub, &mut task, false, Some(&peer.name)).await?;
+    let inbound = Crossing::Inbound {
+        peer: peer.name.clone(),
     };
     let message = SubmitTask {
         task,
         depends_on: vec![],
         actor: format!("peer:{}", peer.name),
         delivery: None,
-        crossing: Some(crossing),
+        crossings: std::iter::once(inbound).chain(onward).collect(),
+        by_master: false,
     };
     let row = hub.dispatcher.send(message).await??;
     Ok(HttpResponse::Created().json(TaskView::new(row, &hub.core.vault, vec![], false)))

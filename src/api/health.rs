@@ -1,5 +1,6 @@
-//! `GET /api/health`: minimal for anonymous callers (container health checks), the agent
-//! status map and subscriber count for authenticated ones.
+//! `GET /api/health`: minimal for anonymous callers (container health checks) and tokens
+//! without `agents:read`; the agent status map, live task and subscriber counts for those
+//! with it.
 
 use std::collections::BTreeMap;
 
@@ -16,7 +17,8 @@ pub async fn get_health(
     hub: web::Data<Hub>,
     caller: MaybeCaller,
 ) -> Result<HttpResponse, HubError> {
-    if caller.0.is_none() {
+    // The agent map and live work are for callers who may read agents.
+    if !caller.0.is_some_and(|p| p.can("agents:read")) {
         return Ok(HttpResponse::Ok().json(json!({ "status": "ok" })));
     }
     let agents = hub.registry.send(ListAgents).await??;

@@ -16,18 +16,15 @@ use crate::domain::remember::{MAX_KEY_CHARS, MAX_VALUE_CHARS};
 use crate::error::HubError;
 use crate::startup::Hub;
 
-/// 403 unless the caller holds `permission` and is the master token or this agent.
+/// 403 unless the caller holds `permission`; 404 unless it is the master token or this
+/// agent (another agent's memory is as invisible as its tasks).
 fn authorise(principal: &Principal, agent_id: &str, permission: &str) -> Result<(), HubError> {
     principal.require(permission)?;
-    if !valid_agent_id(agent_id) {
+    let own = principal.agent_id().is_none_or(|own| own == agent_id);
+    if !valid_agent_id(agent_id) || !own {
         return Err(HubError::not_found(format!("no agent {agent_id:?}")));
     }
-    match principal.agent_id() {
-        Some(own) if own != agent_id => Err(HubError::forbidden(
-            "an agent token reaches only its own agent's memory",
-        )),
-        _ => Ok(()),
-    }
+    Ok(())
 }
 
 pub fn memory_view(row: &MemoryRow, hub: &Hub) -> Value {

@@ -4,6 +4,7 @@
 mod admin;
 mod agents;
 mod analytics;
+pub mod client;
 mod delivery;
 mod demo;
 mod escalations;
@@ -186,6 +187,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 "/admin/kill-switch",
                 web::delete().to(admin::clear_kill_switch),
             )
+            .route("/admin/budget", web::get().to(admin::get_budget))
+            .route("/admin/budget/reset", web::post().to(admin::reset_budget))
             .route("/admin/audit", web::get().to(admin::list_audit)),
     )
     .default_service(web::to(not_found));

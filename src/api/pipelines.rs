@@ -71,6 +71,7 @@ pub async fn create_pipeline(
         tasks: rows,
         depends_on: depends_on.clone(),
         actor: caller.0.label(),
+        by_master: caller.0.is_master(),
     };
     let (pipeline, rows) = hub.dispatcher.send(message).await??;
     let ids: Vec<i32> = rows.iter().map(|r| r.id).collect();

@@ -21,6 +21,7 @@ use crate::domain::graph::parse_depends_on;
 use crate::domain::remember::extract;
 use crate::domain::task::TaskStatus;
 use crate::error::HubError;
+use crate::settings::Settings;
 use crate::startup::Hub;
 use crate::views::TaskView;
 
@@ -164,7 +165,7 @@ pub async fn create_task(
     check_visible(&hub, &caller.0, &dependencies).await?;
     let mut task = body.0.into_row(&caller.0, &hub, "api")?;
     let crossing = if dependencies.is_empty() {
-        crate::federation::relay_if_unserved(&hub, &mut task).await?
+        crate::federation::relay_if_unserved(&hub, &mut task, caller.0.is_master(), None).await?
     } else {
         None
     };
@@ -173,7 +174,8 @@ pub async fn create_task(
         depends_on: dependencies.clone(),
         actor: caller.0.label(),
         delivery: None,
-        crossing,
+        crossings: crossing.into_iter().collect(),
+        by_master: caller.0.is_master(),
     };
     let row = hub.dispatcher.send(message).await??;
     Ok(HttpResponse::Created().json(TaskView::new(row, &hub.core.vault, dependencies, false)))
@@ -285,6 +287,34 @@ pub(super) async fn live_task(
     })
 }
 
+/// A report's cost and tokens are the task's totals so far; each is bounded so that no
+/// single report can spend the day's budget (or overflow a counter) with one number.
+fn check_usage(settings: &Settings, body: &UpdateTaskBody) -> Result<(), HubError> {
+    let max_cost = settings.max_reported_cost_usd;
+    if body
+        .cost_usd
+        .is_some_and(|c| !c.is_finite() || !(0.0..=max_cost).contains(&c))
+    {
+        return Err(HubError::bad_request(format!(
+            "cost_usd must be a number from 0 to {max_cost} (max_reported_cost_usd)"
+        )));
+    }
+    let tokens_in = i64::from(body.tokens_in.unwrap_or(0));
+    let tokens_out = i64::from(body.tokens_out.unwrap_or(0));
+    if tokens_in < 0 || tokens_out < 0 {
+        return Err(HubError::bad_request(
+            "tokens_in and tokens_out must not be negative",
+        ));
+    }
+    let max_tokens = settings.max_reported_tokens;
+    if tokens_in + tokens_out > max_tokens {
+        return Err(HubError::bad_request(format!(
+            "tokens_in + tokens_out must not exceed {max_tokens} (max_reported_tokens)"
+        )));
+    }
+    Ok(())
+}
+
 pub async fn update_task(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -302,11 +332,7 @@ pub async fn update_task(
     if body.confidence.is_some_and(|c| !(0.0..=1.0).contains(&c)) {
         return Err(HubError::bad_request("confidence must be between 0 and 1"));
     }
-    if body.cost_usd.is_some_and(|c| !c.is_finite() || c < 0.0) {
-        return Err(HubError::bad_request(
-            "cost_usd must be a non-negative number",
-        ));
-    }
+    check_usage(&hub.core.settings, &body)?;
     let report = ReportBody {
         status,
         output: body
@@ -343,6 +369,7 @@ pub async fn stream_task(
     path: web::Path<String>,
     body: Json<ChunkBody>,
 ) -> Result<HttpResponse, HubError> {
+    caller.0.require("tasks:execute")?;
     let id = task_id(&path)?;
     let chunk = body
         .0

@@ -5,12 +5,14 @@ use diesel::prelude::*;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::extract::{parse_json, Json};
+use super::extract::{parse_json, Json, Query};
 use super::task_body::TaskBody;
+use super::{page_limit, page_offset};
 use crate::actors::dispatcher::SubmitTask;
 use crate::auth::Caller;
 use crate::db::models::{NewAuditRow, NewTemplateRow, TemplateRow};
-use crate::db::schema::templates;
+use crate::db::schema::{templates, webhooks};
+use crate::domain::access::Principal;
 use crate::domain::now_iso;
 use crate::error::HubError;
 use crate::startup::Hub;
@@ -23,12 +25,13 @@ pub struct TemplateBody {
     task: TaskBody,
 }
 
-fn template_view(row: &TemplateRow, hub: &Hub) -> Value {
-    json!({
+/// A template as `caller` may see it: the prompt only for its creator, admins and the
+/// master token, and never in lists (`with_prompt` false).
+fn template_view(row: &TemplateRow, hub: &Hub, caller: &Principal, with_prompt: bool) -> Value {
+    let mut view = json!({
         "id": row.id,
         "name": row.name,
         "title": row.title,
-        "prompt": hub.core.vault.open(&row.prompt).map(|o| o.plaintext),
         "required_capability": row.required_capability,
         "assign_to": row.assign_to,
         "priority": row.priority,
@@ -36,7 +39,17 @@ fn template_view(row: &TemplateRow, hub: &Hub) -> Value {
         "model": row.model,
         "created_by": row.created_by,
         "created_at": row.created_at,
-    })
+    });
+    if with_prompt && owns(caller, row) {
+        view["prompt"] = json!(hub.core.vault.open(&row.prompt).map(|o| o.plaintext));
+    }
+    view
+}
+
+/// The creator, admins and the master token own a template: they see its prompt and may
+/// delete it.
+fn owns(caller: &Principal, row: &TemplateRow) -> bool {
+    caller.is_admin() || caller.label() == row.created_by
 }
 
 /// The template as a task body, to be overridden field by field by a dispatch.
@@ -94,10 +107,21 @@ pub async fn create_template(
         created_by: caller.0.label(),
         created_at: now_iso(),
     };
+    let cap = hub.core.settings.max_templates_per_creator;
     let template = hub
         .core
         .db
         .write(move |conn| {
+            let kept: i64 = templates::table
+                .filter(templates::created_by.eq(&row.created_by))
+                .count()
+                .get_result(conn)?;
+            if kept >= cap {
+                return Err(HubError::conflict(format!(
+                    "{} already keeps {kept} templates (max_templates_per_creator is {cap}); delete one first",
+                    row.created_by
+                )));
+            }
             let template: TemplateRow = diesel::insert_into(templates::table)
                 .values(&row)
                 .returning(TemplateRow::as_returning())
@@ -112,22 +136,54 @@ pub async fn create_template(
             Ok(template)
         })
         .await?;
-    Ok(HttpResponse::Created().json(template_view(&template, &hub)))
+    Ok(HttpResponse::Created().json(template_view(&template, &hub, &caller.0, true)))
 }
 
-pub async fn list_templates(hub: web::Data<Hub>, caller: Caller) -> Result<HttpResponse, HubError> {
-    if !caller.0.can("admin:templates") {
-        caller.0.require("tasks:read")?;
+#[derive(Debug, Deserialize)]
+pub struct TemplateListQuery {
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+fn require_read(caller: &Principal) -> Result<(), HubError> {
+    if caller.can("admin:templates") {
+        Ok(())
+    } else {
+        caller.require("tasks:read")
     }
-    let rows = crate::db::read(&hub.reads, |conn| {
-        Ok(templates::table
+}
+
+/// Templates newest first, a page at a time, without their prompts.
+pub async fn list_templates(
+    hub: web::Data<Hub>,
+    caller: Caller,
+    query: Query<TemplateListQuery>,
+) -> Result<HttpResponse, HubError> {
+    require_read(&caller.0)?;
+    let limit = page_limit(query.0.limit, 50, hub.core.settings.max_list_limit)?;
+    let offset = page_offset(query.0.offset)?;
+    let (rows, total) = crate::db::read(&hub.reads, move |conn| {
+        let rows = templates::table
             .select(TemplateRow::as_select())
             .order(templates::id.desc())
-            .load(conn)?)
+            .limit(limit)
+            .offset(offset)
+            .load(conn)?;
+        let total: i64 = templates::table.count().get_result(conn)?;
+        Ok((rows, total))
     })
     .await?;
-    let list: Vec<Value> = rows.iter().map(|r| template_view(r, &hub)).collect();
-    Ok(HttpResponse::Ok().json(json!({ "count": list.len(), "templates": list })))
+    let list: Vec<Value> = rows
+        .iter()
+        .map(|r| template_view(r, &hub, &caller.0, false))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "count": list.len(),
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+        "templates": list,
+    })))
 }
 
 pub async fn get_template(
@@ -135,13 +191,13 @@ pub async fn get_template(
     caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, HubError> {
-    if !caller.0.can("admin:templates") {
-        caller.0.require("tasks:read")?;
-    }
+    require_read(&caller.0)?;
     let row = find_template(&hub, template_id(&path)?).await?;
-    Ok(HttpResponse::Ok().json(template_view(&row, &hub)))
+    Ok(HttpResponse::Ok().json(template_view(&row, &hub, &caller.0, true)))
 }
 
+/// Deletes a template its caller owns (others get 404); one a webhook still dispatches
+/// is a 409 naming the webhook, so no webhook is silently left without its template.
 pub async fn delete_template(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -149,16 +205,38 @@ pub async fn delete_template(
 ) -> Result<HttpResponse, HubError> {
     caller.0.require("admin:templates")?;
     let id = template_id(&path)?;
-    let (target, missing) = (format!("template:{id}"), format!("no template {id}"));
-    super::delete_audited(
-        &hub,
-        caller.0.label(),
-        "template.delete",
-        target,
-        missing,
-        move |conn| diesel::delete(templates::table.find(id)).execute(conn),
-    )
-    .await?;
+    let principal = caller.0.clone();
+    hub.core
+        .db
+        .write(move |conn| {
+            let row = templates::table
+                .find(id)
+                .select(TemplateRow::as_select())
+                .get_result(conn)
+                .optional()?
+                .filter(|row| owns(&principal, row))
+                .ok_or_else(|| HubError::not_found(format!("no template {id}")))?;
+            let bound: Option<String> = webhooks::table
+                .filter(webhooks::template_id.eq(id))
+                .select(webhooks::name)
+                .first(conn)
+                .optional()?;
+            if let Some(webhook) = bound {
+                return Err(HubError::conflict(format!(
+                    "template {id} is used by webhook {webhook:?}; delete or change the webhook first"
+                )));
+            }
+            diesel::delete(templates::table.find(id)).execute(conn)?;
+            NewAuditRow::new(
+                &principal.label(),
+                "template.delete",
+                format!("template:{id}"),
+                Some(json!({ "name": row.name })),
+            )
+            .append(conn)?;
+            Ok(())
+        })
+        .await?;
     Ok(HttpResponse::Ok().json(json!({ "deleted": id })))
 }
 
@@ -196,7 +274,8 @@ pub async fn dispatch_template(
             depends_on: vec![],
             actor: caller.0.label(),
             delivery: None,
-            crossing: None,
+            crossings: vec![],
+            by_master: caller.0.is_master(),
         })
         .await??;
     Ok(HttpResponse::Created().json(TaskView::new(row, &hub.core.vault, vec![], false)))

@@ -1,8 +1,9 @@
 //! People: user accounts (admin:users), password login into an HttpOnly session cookie
 //! that every endpoint accepts per the user's role, and logout. Passwords are hashed with
-//! Argon2id; a wrong one is answered after a deliberate delay, and repeated failures per
-//! user name and per client address are refused with 429 for a while.
+//! Argon2id, a bounded number at a time; a wrong one is answered after a deliberate
+//! delay, and repeated failures per (user name, client address) slow that pair down.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use actix_web::cookie::{Cookie, SameSite};
@@ -15,12 +16,13 @@ use diesel::prelude::*;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::client;
 use super::extract::Json;
 use crate::auth::{Caller, Session, SESSION_COOKIE};
 use crate::crypto::tokens::{hash_token, random_hex};
 use crate::db::models::{NewAuditRow, UserRow};
 use crate::db::schema::{sessions, users};
-use crate::domain::access::{role_permissions, ROLE_NAMES};
+use crate::domain::access::{role_permissions, Principal, ROLE_NAMES};
 use crate::domain::{iso, now_iso};
 use crate::error::HubError;
 use crate::startup::Hub;
@@ -38,8 +40,9 @@ fn user_view(row: &UserRow) -> Value {
     })
 }
 
-fn check_role(role: &str) -> Result<(), HubError> {
-    role_permissions(role).map(drop).ok_or_else(|| {
+/// The permissions of a role the caller names; 400 for an unknown role.
+fn check_role(role: &str) -> Result<Vec<String>, HubError> {
+    role_permissions(role).ok_or_else(|| {
         HubError::bad_request(format!(
             "unknown role {role:?} (expected one of {})",
             ROLE_NAMES.join(", ")
@@ -47,14 +50,49 @@ fn check_role(role: &str) -> Result<(), HubError> {
     })
 }
 
-/// Hashes a password off the async workers (Argon2 is deliberately slow).
-async fn hash_password(password: String) -> Result<String, HubError> {
+/// A caller manages only accounts whose role grants nothing the caller lacks, so
+/// `admin:users` alone can neither mint an admin nor take one over.
+fn check_manages(caller: &Principal, row: &UserRow) -> Result<(), HubError> {
+    caller.require_all(&role_permissions(&row.role).unwrap_or_default())
+}
+
+/// The account row of `id`, for a change inside the writer's transaction.
+fn user_row(conn: &mut diesel::SqliteConnection, id: i32) -> Result<UserRow, HubError> {
+    users::table
+        .find(id)
+        .select(UserRow::as_select())
+        .get_result(conn)
+        .optional()?
+        .ok_or_else(|| HubError::not_found(format!("no user {id}")))
+}
+
+/// Runs one Argon2 computation off the async workers, at most
+/// `password_hash_concurrency` at a time: each takes ~19 MiB, so a burst of sign-ins
+/// waits its turn briefly and is then told to come back, instead of exhausting memory.
+async fn with_hashing_slot<T: Send + 'static>(
+    hub: &Hub,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, HubError> {
+    let permit = tokio::time::timeout(HASHING_WAIT, hub.password_hashing.acquire())
+        .await
+        .map_err(|_| HubError::Throttled("too many sign-ins at once; try again shortly".into(), 1))?
+        .map_err(|_| HubError::Unavailable("the hub is shutting down".into()))?;
+    let result = web::block(work).await;
+    drop(permit);
+    Ok(result?)
+}
+
+/// How long a sign-in waits for a hashing slot before its 429.
+const HASHING_WAIT: Duration = Duration::from_secs(5);
+
+/// Hashes a new password (Argon2id).
+async fn hash_password(hub: &Hub, password: String) -> Result<String, HubError> {
     if password.chars().count() < MIN_PASSWORD_CHARS {
         return Err(HubError::bad_request(format!(
             "password must be at least {MIN_PASSWORD_CHARS} characters"
         )));
     }
-    web::block(move || {
+    with_hashing_slot(hub, move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
             .hash_password(password.as_bytes(), &salt)
@@ -62,6 +100,19 @@ async fn hash_password(password: String) -> Result<String, HubError> {
             .map_err(|e| HubError::internal(format!("argon2: {e}")))
     })
     .await?
+}
+
+/// A hash no password matches, verified in place of a missing or disabled account's so
+/// that an unknown name costs the same time as a wrong password.
+fn decoy_hash() -> &'static str {
+    static DECOY: OnceLock<String> = OnceLock::new();
+    DECOY.get_or_init(|| {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(random_hex(32).as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,8 +136,9 @@ pub async fn create_user(
         .filter(|u| (1..=64).contains(&u.len()))
         .ok_or_else(|| HubError::bad_request("username is required (1 to 64 characters)"))?;
     let role = body.role.unwrap_or_else(|| "viewer".into());
-    check_role(&role)?;
+    caller.0.require_all(&check_role(&role)?)?;
     let password_hash = hash_password(
+        &hub,
         body.password
             .ok_or_else(|| HubError::bad_request("password is required"))?,
     )
@@ -163,17 +215,24 @@ pub async fn update_user(
     let id = user_id(&path)?;
     let body = body.0;
     if let Some(role) = &body.role {
-        check_role(role)?;
+        caller.0.require_all(&check_role(role)?)?;
     }
     let password_hash = match body.password {
-        Some(password) => Some(hash_password(password).await?),
+        Some(password) => Some(hash_password(&hub, password).await?),
         None => None,
     };
     let actor = caller.0.label();
+    let principal = caller.0;
     let row = hub
         .core
         .db
         .write(move |conn| {
+            let current = user_row(conn, id)?;
+            check_manages(&principal, &current)?;
+            let own = principal.label() == UserRow::label_of(&current.username);
+            if own && body.role.as_ref().is_some_and(|r| *r != current.role) {
+                return Err(HubError::forbidden("nobody may change their own role"));
+            }
             let row: UserRow = diesel::update(users::table.find(id))
                 .set((
                     body.role.as_ref().map(|r| users::role.eq(r.clone())),
@@ -182,9 +241,7 @@ pub async fn update_user(
                     users::updated_at.eq(now_iso()),
                 ))
                 .returning(UserRow::as_returning())
-                .get_result(conn)
-                .optional()?
-                .ok_or_else(|| HubError::not_found(format!("no user {id}")))?;
+                .get_result(conn)?;
             diesel::delete(sessions::table.filter(sessions::user_id.eq(id))).execute(conn)?;
             let detail = json!({ "role": row.role, "enabled": row.enabled });
             NewAuditRow::new(&actor, "user.update", format!("user:{id}"), Some(detail))
@@ -204,13 +261,13 @@ pub async fn delete_user(
     caller.0.require("admin:users")?;
     let id = user_id(&path)?;
     let actor = caller.0.label();
+    let principal = caller.0;
     hub.core
         .db
         .write(move |conn| {
+            check_manages(&principal, &user_row(conn, id)?)?;
             diesel::delete(sessions::table.filter(sessions::user_id.eq(id))).execute(conn)?;
-            if diesel::delete(users::table.find(id)).execute(conn)? == 0 {
-                return Err(HubError::not_found(format!("no user {id}")));
-            }
+            diesel::delete(users::table.find(id)).execute(conn)?;
             NewAuditRow::new(&actor, "user.delete", format!("user:{id}"), None).append(conn)?;
             Ok(())
         })
@@ -225,17 +282,8 @@ pub struct LoginBody {
     password: Option<String>,
 }
 
-/// The same answer for an unknown user, a disabled one and a wrong password, after the
-/// same delay, so neither timing nor text tells which.
-async fn refuse_login(hub: &Hub, username: &str, address: &str) -> HubError {
-    hub.login_failures.allow(&format!("user:{username}"));
-    hub.login_failures.allow(&format!("addr:{address}"));
-    actix_web::rt::time::sleep(Duration::from_millis(
-        hub.core.settings.login_failure_delay_ms,
-    ))
-    .await;
-    HubError::Unauthorized
-}
+/// Longest user name a sign-in may send; checked before anything else is done with it.
+const MAX_USERNAME_BYTES: usize = 64;
 
 pub async fn login(
     hub: web::Data<Hub>,
@@ -245,17 +293,25 @@ pub async fn login(
     let body = body.0;
     let username = body.username.unwrap_or_default();
     let password = body.password.unwrap_or_default();
-    let address = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
-    if hub.login_failures.exhausted(&format!("user:{username}"))
-        || hub.login_failures.exhausted(&format!("addr:{address}"))
-    {
-        return Err(HubError::TooManyRequests(
-            "too many failed logins; try again in 15 minutes".into(),
-        ));
+    if username.len() > MAX_USERNAME_BYTES {
+        return Err(HubError::bad_request(format!(
+            "username is at most {MAX_USERNAME_BYTES} bytes"
+        )));
     }
+    let settings = &hub.core.settings;
+    let address = client::address(&req, settings);
+    let attempt = hub
+        .login_throttle
+        .begin(&username, &address)
+        .map_err(|wait| {
+            HubError::Throttled(
+                format!(
+                    "too many failed sign-ins for this name from this address; try again in {} s",
+                    wait.as_secs().max(1)
+                ),
+                wait.as_secs().max(1),
+            )
+        })?;
     let lookup = username.clone();
     let user = crate::db::read(&hub.reads, move |conn| {
         Ok(users::table
@@ -264,22 +320,25 @@ pub async fn login(
             .get_result(conn)
             .optional()?)
     })
-    .await?;
-    let Some(user) = user.filter(|u| u.enabled) else {
-        return Err(refuse_login(&hub, &username, &address).await);
-    };
-    let stored = user.password_hash.clone();
-    let matches = web::block(move || {
-        PasswordHash::new(&stored).is_ok_and(|hash| {
+    .await?
+    .filter(|u| u.enabled);
+    // Unknown, disabled and wrong all cost one verification and the same delay, so
+    // neither timing nor text tells which.
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let matches = with_hashing_slot(&hub, move || {
+        let stored = stored.as_deref().unwrap_or_else(|| decoy_hash());
+        PasswordHash::new(stored).is_ok_and(|hash| {
             Argon2::default()
                 .verify_password(password.as_bytes(), &hash)
                 .is_ok()
         })
     })
     .await?;
-    if !matches {
-        return Err(refuse_login(&hub, &username, &address).await);
-    }
+    let Some(user) = user.filter(|_| matches) else {
+        actix_web::rt::time::sleep(Duration::from_millis(settings.login_failure_delay_ms)).await;
+        return Err(HubError::Unauthorized);
+    };
+    hub.login_throttle.succeeded(attempt);
     let cookie_value = random_hex(32);
     let hash = hash_token(&cookie_value);
     let expires_at =
@@ -318,6 +377,7 @@ pub async fn login(
     let cookie = Cookie::build(SESSION_COOKIE, cookie_value)
         .path("/")
         .http_only(true)
+        .secure(client::over_tls(&req, &hub.core.settings))
         .same_site(SameSite::Strict)
         .max_age(actix_web::cookie::time::Duration::hours(
             hub.core.settings.session_hours as i64,

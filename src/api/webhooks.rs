@@ -242,7 +242,8 @@ async fn submit(
         depends_on: vec![],
         actor: format!("webhook:{}", webhook.name),
         delivery,
-        crossing: None,
+        crossings: vec![],
+        by_master: false,
     };
     let row = hub.dispatcher.send(message).await??;
     Ok(HttpResponse::Created().json(TaskView::new(row, &hub.core.vault, vec![], false)))

@@ -27,7 +27,7 @@ pub fn run(
         encrypt_key: Some(Secret::new("bench-key")),
         legacy_encrypt_key: None,
     };
-    let (vault, _) = Vault::from_secrets(&secrets);
+    let vault = Vault::from_secrets(&secrets);
     let blind = BlindIndex::from_secrets(&secrets);
     let vocabulary: Vec<String> = (0..5000)
         .map(|i| format!("w{i:04x}{}", ["alpha", "beta", "gamma", "delta"][i % 4]))

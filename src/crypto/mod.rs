@@ -2,6 +2,7 @@
 //! ([`tokens`]): generation, SHA-256 storage form and constant-time comparison.
 
 pub mod blind;
+pub mod fallback;
 pub mod provenance;
 pub mod tokens;
 mod vault;

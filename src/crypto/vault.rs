@@ -30,21 +30,20 @@ impl std::fmt::Debug for Vault {
 }
 
 impl Vault {
-    /// Builds the vault from the configured secrets. Returns whether the key had to be
-    /// derived from the master token (the caller warns loudly about that).
-    pub fn from_secrets(secrets: &Secrets) -> (Self, bool) {
-        let (current, derived) = match &secrets.encrypt_key {
-            Some(key) => (key.expose(), false),
-            None => (secrets.master_token.expose(), true),
-        };
-        let vault = Self {
-            current: fernet_for(current),
+    /// Builds the vault from the configured secrets; without an encryption key, from the
+    /// master token (the hub always sets one: see `crypto::fallback`).
+    pub fn from_secrets(secrets: &Secrets) -> Self {
+        let current = secrets
+            .encrypt_key
+            .as_ref()
+            .unwrap_or(&secrets.master_token);
+        Self {
+            current: fernet_for(current.expose()),
             legacy: secrets
                 .legacy_encrypt_key
                 .as_ref()
                 .map(|k| fernet_for(k.expose())),
-        };
-        (vault, derived)
+        }
     }
 
     pub fn seal(&self, plaintext: &str) -> String {
@@ -96,8 +95,7 @@ mod tests {
 
     #[test]
     fn sealed_values_round_trip_and_hide_the_plaintext() {
-        let (vault, derived) = Vault::from_secrets(&secrets("k1", None));
-        assert!(!derived);
+        let vault = Vault::from_secrets(&secrets("k1", None));
         let sealed = vault.seal("launch codes");
         assert!(!sealed.contains("launch"));
         assert_eq!(
@@ -111,14 +109,14 @@ mod tests {
 
     #[test]
     fn legacy_values_open_and_are_reported_stale() {
-        let (old, _) = Vault::from_secrets(&secrets("old", None));
+        let old = Vault::from_secrets(&secrets("old", None));
         let sealed = old.seal("v");
-        let (rotated, _) = Vault::from_secrets(&secrets("new", Some("old")));
+        let rotated = Vault::from_secrets(&secrets("new", Some("old")));
         assert!(rotated.open(&sealed).unwrap().stale);
         let resealed = rotated.reseal(&sealed).unwrap();
         assert!(!rotated.open(&resealed).unwrap().stale);
         assert_eq!(rotated.reseal(&resealed), None);
-        let (stranger, _) = Vault::from_secrets(&secrets("other", None));
+        let stranger = Vault::from_secrets(&secrets("other", None));
         assert_eq!(stranger.open(&sealed), None);
     }
 
@@ -129,8 +127,7 @@ mod tests {
             encrypt_key: None,
             legacy_encrypt_key: None,
         };
-        let (vault, derived) = Vault::from_secrets(&s);
-        assert!(derived);
+        let vault = Vault::from_secrets(&s);
         assert_eq!(vault.open(&vault.seal("x")).unwrap().plaintext, "x");
     }
 }

@@ -336,10 +336,15 @@ pub struct UserRow {
 
 impl UserRow {
     /// What a session of this user may do: its role's permissions, as `user:<name>`.
+    /// The name a signed-in user acts under (audit rows, `created_by`).
+    pub fn label_of(username: &str) -> String {
+        format!("user:{username}")
+    }
+
     pub fn grant(&self) -> crate::auth::Grant {
         let permissions = crate::domain::access::role_permissions(&self.role).unwrap_or_default();
         crate::auth::Grant {
-            agent_id: format!("user:{}", self.username),
+            agent_id: Self::label_of(&self.username),
             permissions: std::sync::Arc::new(permissions.into_iter().collect()),
         }
     }

@@ -105,6 +105,41 @@ pub fn setting(conn: &mut SqliteConnection, key: &str) -> QueryResult<Option<Set
         .optional()
 }
 
+/// Whether the database already holds anything sealed at rest.
+pub fn holds_sealed_data(conn: &mut SqliteConnection) -> QueryResult<bool> {
+    use crate::db::schema::{memories, peers, tasks, templates, webhooks};
+    use diesel::dsl::exists;
+    Ok(
+        diesel::select(exists(tasks::table.select(tasks::id))).get_result(conn)?
+            || diesel::select(exists(memories::table.select(memories::id))).get_result(conn)?
+            || diesel::select(exists(templates::table.select(templates::id))).get_result(conn)?
+            || diesel::select(exists(webhooks::table.select(webhooks::name))).get_result(conn)?
+            || diesel::select(exists(peers::table.select(peers::name))).get_result(conn)?,
+    )
+}
+
+/// Stores a hub setting (JSON), replacing its previous value.
+pub fn put_setting(
+    conn: &mut SqliteConnection,
+    key: &str,
+    value: &serde_json::Value,
+    by: &str,
+) -> QueryResult<()> {
+    let row = SettingRow {
+        key: key.into(),
+        value: value.to_string(),
+        updated_by: by.into(),
+        updated_at: crate::domain::now_iso(),
+    };
+    diesel::insert_into(settings::table)
+        .values(&row)
+        .on_conflict(settings::key)
+        .do_update()
+        .set(&row)
+        .execute(conn)?;
+    Ok(())
+}
+
 /// Filters of `GET /api/admin/audit`.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {

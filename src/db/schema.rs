@@ -118,7 +118,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    relays (task_id) {
+    relays (task_id, direction) {
         task_id -> Integer,
         direction -> Text,
         peer -> Text,

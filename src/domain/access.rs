@@ -149,6 +149,23 @@ impl Principal {
         }
     }
 
+    /// True for the master token and for a token holding every permission there is (the
+    /// admin preset): the callers who may see and manage what others created.
+    pub fn is_admin(&self) -> bool {
+        ALL_PERMISSIONS.iter().all(|p| self.can(p))
+    }
+
+    /// 403 unless the caller holds every permission in `granted`: nobody hands out more
+    /// than they hold (the master token holds everything).
+    pub fn require_all(&self, granted: &[String]) -> Result<(), HubError> {
+        match granted.iter().find(|p| !self.can(p)) {
+            None => Ok(()),
+            Some(missing) => Err(HubError::forbidden(format!(
+                "this token lacks the {missing} permission, so it cannot grant it"
+            ))),
+        }
+    }
+
     /// 403 unless the caller is the master token.
     pub fn require_master(&self) -> Result<(), HubError> {
         if self.is_master() {
@@ -193,6 +210,29 @@ impl Principal {
             Self::Token { agent_id, .. } => {
                 assigned_to == Some(agent_id.as_str()) || created_by == agent_id
             }
+        }
+    }
+}
+
+/// Who an escalation concerns: its task's holder and creator, or, for an escalation
+/// without a task, the agent it names and whoever opened it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EscalationScope {
+    /// (assigned_to, created_by) of the task, if the escalation has one.
+    pub task: Option<(Option<String>, String)>,
+    pub agent_id: Option<String>,
+    pub opened_by: String,
+}
+
+impl Principal {
+    /// The task visibility rule carried over to escalations.
+    pub fn sees_escalation(&self, scope: &EscalationScope) -> bool {
+        match (&scope.task, self.agent_id()) {
+            (_, None) => true,
+            (Some((assigned_to, created_by)), _) => {
+                self.sees_task(assigned_to.as_deref(), created_by)
+            }
+            (None, Some(me)) => scope.agent_id.as_deref() == Some(me) || scope.opened_by == me,
         }
     }
 }
@@ -250,5 +290,35 @@ mod tests {
         assert!(!p.sees_task(Some("ada"), "master"));
         assert!(Principal::Master.sees_task(Some("ada"), "master"));
         assert!(p.acts_for("rex") && !p.acts_for("ada"));
+    }
+
+    #[test]
+    fn escalations_follow_their_task() {
+        let on_task = EscalationScope {
+            task: Some((Some("rex".into()), "master".into())),
+            agent_id: Some("rex".into()),
+            opened_by: "rex".into(),
+        };
+        assert!(token("rex", &[]).sees_escalation(&on_task));
+        assert!(!token("vic", &["escalations:read"]).sees_escalation(&on_task));
+        let loose = EscalationScope {
+            task: None,
+            agent_id: Some("ada".into()),
+            opened_by: "master".into(),
+        };
+        assert!(token("ada", &[]).sees_escalation(&loose));
+        assert!(!token("vic", &[]).sees_escalation(&loose));
+        assert!(Principal::Master.sees_escalation(&loose));
+    }
+
+    #[test]
+    fn nobody_grants_more_than_they_hold() {
+        let users_only = token("ops", &["admin:users"]);
+        let admin = role_permissions("admin").unwrap();
+        assert!(users_only.require_all(&admin).is_err());
+        assert!(users_only.require_all(&["admin:users".to_string()]).is_ok());
+        assert!(Principal::Master.require_all(&admin).is_ok());
+        let full: Vec<&str> = ALL_PERMISSIONS.to_vec();
+        assert!(token("root", &full).is_admin() && !users_only.is_admin());
     }
 }

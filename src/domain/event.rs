@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::access::Principal;
+use super::access::{EscalationScope, Principal};
 
 /// Who may receive an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,8 +19,8 @@ pub enum Audience {
     Agent { agent_id: String },
     /// Holders of `messages:read`.
     Messages,
-    /// Holders of `escalations:read`.
-    Escalations,
+    /// Holders of `escalations:read` who may see this escalation (its task's rule).
+    Escalation(EscalationScope),
 }
 
 /// One event, before it gets its id from the EventBus.
@@ -56,7 +56,9 @@ impl HubEvent {
                 principal.can("agents:read") || principal.agent_id() == Some(agent_id.as_str())
             }
             Audience::Messages => principal.can("messages:read"),
-            Audience::Escalations => principal.can("escalations:read"),
+            Audience::Escalation(scope) => {
+                principal.can("escalations:read") && principal.sees_escalation(scope)
+            }
         }
     }
 }

@@ -10,13 +10,23 @@ use crate::error::HubError;
 /// Most tasks one pipeline may hold.
 pub const MAX_PIPELINE_TASKS: usize = 50;
 
-/// Reads a `depends_on` value: absent, one integer, or a list of integers.
+/// Most tasks one task may wait for (as many as a pipeline holds).
+pub const MAX_DEPENDENCIES: usize = MAX_PIPELINE_TASKS;
+
+/// Reads a `depends_on` value: absent, one integer, or a list of integers (at most
+/// [`MAX_DEPENDENCIES`]).
 pub fn parse_depends_on(value: Option<&Value>, field: &str) -> Result<Vec<i64>, HubError> {
     let invalid =
         || HubError::bad_request(format!("{field} must be an integer or a list of integers"));
     match value {
         None | Some(Value::Null) => Ok(vec![]),
         Some(Value::Number(n)) => Ok(vec![n.as_i64().ok_or_else(invalid)?]),
+        Some(Value::Array(items)) if items.len() > MAX_DEPENDENCIES => {
+            Err(HubError::bad_request(format!(
+                "{field} lists {} tasks; at most {MAX_DEPENDENCIES} are allowed",
+                items.len()
+            )))
+        }
         Some(Value::Array(items)) => items
             .iter()
             .map(|v| v.as_i64().ok_or_else(invalid))
@@ -127,6 +137,13 @@ impl Waiting {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn depends_on_is_bounded() {
+        let many: Vec<i64> = (0..=MAX_DEPENDENCIES as i64).collect();
+        let error = parse_depends_on(Some(&json!(many)), "depends_on").unwrap_err();
+        assert!(error.to_string().contains("at most 50"), "{error}");
+    }
 
     #[test]
     fn depends_on_is_one_index_or_a_list() {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde_json::json;
 
-use crate::support::{TestHub, MASTER};
+use crate::support::{keep_alive, TestHub, MASTER};
 
 type Received = Arc<Mutex<Vec<(String, String, String)>>>;
 
@@ -56,6 +56,8 @@ async fn agent_down_escalations_and_the_cost_cap_are_pushed_to_ntfy() {
     })
     .await;
     let rex = hub.agent("rex", &["research"], 1).await;
+    // rex holds its task until it reports; only then does it fall silent (and go down).
+    let rex_alive = keep_alive(&hub, "rex", &rex);
     let id = hub.task(json!({ "title": "t", "prompt": "p" })).await["id"]
         .as_i64()
         .unwrap();
@@ -66,6 +68,7 @@ async fn agent_down_escalations_and_the_cost_cap_are_pushed_to_ntfy() {
     )
     .await
     .expect(200);
+    drop(rex_alive);
     hub.post(
         "/api/escalations",
         MASTER,
@@ -96,7 +99,42 @@ async fn agent_down_escalations_and_the_cost_cap_are_pushed_to_ntfy() {
     assert!(all_arrived, "got {:?}", titles());
     let received = received.lock().unwrap();
     assert!(received.iter().all(|(path, _, _)| path == "/hub-alerts"));
-    assert!(received.iter().any(|(_, _, body)| body == "needs a human"));
+    // The worker-written reason stays in the hub unless alerts_include_detail is set.
+    assert!(
+        received
+            .iter()
+            .all(|(_, _, body)| !body.contains("needs a human")),
+        "{received:?}"
+    );
+}
+
+#[actix_web::test]
+async fn escalation_reasons_go_out_only_when_detail_is_asked_for() {
+    let (url, received) = receiver();
+    let hub = TestHub::spawn_with(|s| {
+        s.alerts_enabled = true;
+        s.ntfy_url = url.clone();
+        s.ntfy_topic = "hub-alerts".into();
+        s.alerts_include_detail = true;
+    })
+    .await;
+    hub.post(
+        "/api/escalations",
+        MASTER,
+        json!({ "reason": "door is open" }),
+    )
+    .await
+    .expect(201);
+    let arrived = hub
+        .eventually(Duration::from_secs(6), || async {
+            received
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|(_, _, body)| body.contains("door is open"))
+        })
+        .await;
+    assert!(arrived, "got {:?}", received.lock().unwrap());
 }
 
 #[actix_web::test]
@@ -107,6 +145,7 @@ async fn a_hanging_ntfy_server_never_slows_a_request() {
     let hub = TestHub::spawn_with(|s| {
         s.alerts_enabled = true;
         s.ntfy_url = url;
+        s.ntfy_topic = "hub-alerts".into();
     })
     .await;
     let started = Instant::now();

@@ -55,30 +55,35 @@ async fn once_the_days_cost_reaches_the_cap_new_work_is_refused_with_429() {
     );
     assert_eq!(summary["cost_cap_reached"], true);
 
+    let commander = hub.token("cmd", "commander").await;
     let refused = hub
-        .post("/api/tasks", MASTER, json!({ "title": "t", "prompt": "p" }))
+        .post(
+            "/api/tasks",
+            &commander,
+            json!({ "title": "t", "prompt": "p" }),
+        )
         .await;
     assert_eq!(refused.status, 429);
     assert_eq!(refused.body["error"], "daily cost cap reached");
     let pipeline = json!({ "tasks": [{ "title": "a", "prompt": "p" }] });
-    hub.post("/api/pipelines", MASTER, pipeline)
+    hub.post("/api/pipelines", &commander, pipeline.clone())
         .await
         .expect(429);
     let template = hub
         .post(
             "/api/templates",
-            MASTER,
+            &commander,
             json!({ "title": "t", "prompt": "p" }),
         )
         .await
         .expect(201);
-    hub.post(
-        &format!("/api/templates/{}/dispatch", template["id"]),
-        MASTER,
-        json!({}),
-    )
-    .await
-    .expect(429);
+    let dispatch = format!("/api/templates/{}/dispatch", template["id"]);
+    hub.post(&dispatch, &commander, json!({})).await.expect(429);
+    // The cap never locks out the operator: the master token still creates work.
+    hub.post("/api/pipelines", MASTER, pipeline)
+        .await
+        .expect(201);
+    hub.post(&dispatch, MASTER, json!({})).await.expect(201);
     // Workers can still report on what they hold.
     assert_eq!(hub.task_status(id).await["status"], "done");
 }

@@ -15,6 +15,7 @@ mod memory;
 mod messages;
 mod pipelines;
 mod reputation;
+mod security;
 mod sse;
 mod tasks;
 mod tokens;

@@ -237,24 +237,24 @@ async fn a_token_reaches_only_its_own_agents_memory() {
     remember(&hub, "rex", &rex, "plan", "rex keeps this to himself").await;
     remember(&hub, "ada", &ada, "plan", "ada has her own plan").await;
 
-    // Another agent's memory is forbidden for every operation.
-    hub.get("/api/agents/rex/memory", &ada).await.expect(403);
+    // Another agent's memory is as invisible as its tasks: 404 for every operation.
+    hub.get("/api/agents/rex/memory", &ada).await.expect(404);
     hub.get("/api/agents/rex/memory?q=plan", &ada)
         .await
-        .expect(403);
+        .expect(404);
     hub.get("/api/agents/rex/memory/plan", &ada)
         .await
-        .expect(403);
+        .expect(404);
     hub.post(
         "/api/agents/rex/memory",
         &ada,
         json!({ "key": "plan", "value": "overwritten by ada" }),
     )
     .await
-    .expect(403);
+    .expect(404);
     hub.delete("/api/agents/rex/memory/plan", &ada)
         .await
-        .expect(403);
+        .expect(404);
     let rex_plan = hub
         .get("/api/agents/rex/memory/plan", &rex)
         .await

@@ -1030,8 +1030,12 @@ async fn escalations_are_opened_listed_and_resolved_once() {
     let viewer = hub.token("vic", "viewer").await;
     let op = hub.token("op", "operator").await;
     let mobile = hub.token("mo", "mobile").await;
-    let mut stream = hub.stream(&viewer).await;
-    let task = hub.task(json!({ "title": "t", "prompt": "p" })).await;
+    // op makes the task rex holds: both see its escalations; the viewer, neither.
+    let mut stream = hub.stream(&op).await;
+    let task = hub
+        .post("/api/tasks", &op, json!({ "title": "t", "prompt": "p" }))
+        .await
+        .expect(201);
     let task_id = task["id"].as_i64().unwrap();
     let hidden = hub
         .task(json!({ "title": "h", "prompt": "p", "required_capability": "nobody" }))
@@ -1090,10 +1094,24 @@ async fn escalations_are_opened_listed_and_resolved_once() {
 
     hub.get("/api/escalations", &rex).await.expect(403);
     let open = hub
-        .get("/api/escalations?status=open", &viewer)
+        .get("/api/escalations?status=open", MASTER)
         .await
         .expect(200);
     assert_eq!(open["count"], 2);
+    let mine = hub
+        .get("/api/escalations?status=open", &op)
+        .await
+        .expect(200);
+    assert_eq!(
+        mine["count"], 1,
+        "op sees only its task's escalation: {mine}"
+    );
+    assert_eq!(mine["escalations"][0]["id"], id);
+    let none = hub
+        .get("/api/escalations?status=open", &viewer)
+        .await
+        .expect(200);
+    assert_eq!(none["count"], 0, "the viewer sees no task it holds or made");
     hub.get("/api/escalations?status=closed", &viewer)
         .await
         .expect(400);
@@ -1120,13 +1138,13 @@ async fn escalations_are_opened_listed_and_resolved_once() {
         .expect(404);
 
     let still_open = hub
-        .get("/api/escalations?status=open", &viewer)
+        .get("/api/escalations?status=open", MASTER)
         .await
         .expect(200);
     assert_eq!(still_open["count"], 1);
     assert_eq!(still_open["escalations"][0]["id"], by_master["id"]);
     let done = hub
-        .get("/api/escalations?status=resolved", &viewer)
+        .get("/api/escalations?status=resolved", &op)
         .await
         .expect(200);
     assert_eq!(done["count"], 1);

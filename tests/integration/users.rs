@@ -140,9 +140,13 @@ async fn a_wrong_password_waits_then_401_and_repeated_failures_are_throttled() {
         "an unknown user looks the same"
     );
     assert_eq!(login(&hub, "vera", "wrong again").await.0, 401);
-    // Three failures from this address (one for an unknown user): now even the right
-    // password is refused for a while.
+    assert_eq!(login(&hub, "vera", "wrong thrice").await.0, 401);
+    // Three failures for vera from this address: now even the right password must wait
+    // (slowed down, not locked: Retry-After says for how long).
     assert_eq!(login(&hub, "vera", "correct horse").await.0, 429);
+    // Another name from the same address is untouched (the unknown one failed only once).
+    create_user(&hub, "walt", "viewer").await;
+    assert_eq!(login(&hub, "walt", "correct horse").await.0, 200);
 }
 
 #[actix_web::test]

@@ -22,15 +22,33 @@ use crate::error::HubError;
 use crate::views::task_event;
 
 impl Dispatcher {
-    /// New work is refused while the kill switch is engaged or the day's cost cap is reached.
-    fn admit(&mut self) -> Result<(), HubError> {
+    /// New work is refused while the kill switch is engaged or the day's cost cap is
+    /// reached; the cap does not bind the master token (so one worker's reports can
+    /// never lock the operator out).
+    fn admit(&mut self, by_master: bool) -> Result<(), HubError> {
         if self.kill_switch.active {
             return Err(HubError::KillSwitch);
         }
-        if self.budget.cost_cap_reached() {
+        if !by_master && self.budget.cost_cap_reached() {
             return Err(HubError::TooManyRequests("daily cost cap reached".into()));
         }
         Ok(())
+    }
+}
+
+/// Asks whether new work would be admitted now, before doing anything that cannot be
+/// undone for it (relaying it to a peer).
+#[derive(Message)]
+#[rtype(result = "Result<(), HubError>")]
+pub struct CheckAdmission {
+    pub by_master: bool,
+}
+
+impl Handler<CheckAdmission> for Dispatcher {
+    type Result = Result<(), HubError>;
+
+    fn handle(&mut self, msg: CheckAdmission, _: &mut Context<Self>) -> Self::Result {
+        self.admit(msg.by_master)
     }
 }
 
@@ -173,8 +191,11 @@ pub struct SubmitTask {
     pub actor: String,
     /// (webhook name, delivery key): recorded with the task, so a redelivery is a 409.
     pub delivery: Option<(String, String)>,
-    /// The task crossed to or from a federation peer: recorded with it.
-    pub crossing: Option<Crossing>,
+    /// Where the task crossed to or from federation peers (came from one, went on to
+    /// another, or both): recorded with it.
+    pub crossings: Vec<Crossing>,
+    /// Asked for by the master token (not held to the cost cap).
+    pub by_master: bool,
 }
 
 /// A task crossing between hubs.
@@ -190,13 +211,13 @@ impl Handler<SubmitTask> for Dispatcher {
     type Result = ResponseActFuture<Self, Result<TaskRow, HubError>>;
 
     fn handle(&mut self, msg: SubmitTask, _: &mut Context<Self>) -> Self::Result {
-        if let Err(refused) = self.admit() {
+        if let Err(refused) = self.admit(msg.by_master) {
             return Box::pin(actix::fut::ready(Err(refused)));
         }
         let mut row = msg.task;
         let depends_on = msg.depends_on;
         let delivery = msg.delivery;
-        let crossing = msg.crossing;
+        let crossings = msg.crossings;
         let agent = if depends_on.is_empty() {
             self.pick_agent(&row.required_capability, row.assign_to.as_deref(), None)
         } else {
@@ -232,7 +253,7 @@ impl Handler<SubmitTask> for Dispatcher {
                     if let Some((webhook, key)) = &delivery {
                         record_delivery(conn, webhook, key, task.id)?;
                     }
-                    if let Some(crossing) = &crossing {
+                    for crossing in &crossings {
                         record_crossing(conn, crossing, task.id)?;
                     }
                     let edges: Vec<DependencyRow> = depends_on
@@ -314,13 +335,15 @@ pub struct SubmitPipeline {
     pub tasks: Vec<NewTaskRow>,
     pub depends_on: Vec<Vec<i64>>,
     pub actor: String,
+    /// Asked for by the master token (not held to the cost cap).
+    pub by_master: bool,
 }
 
 impl Handler<SubmitPipeline> for Dispatcher {
     type Result = ResponseActFuture<Self, Result<(PipelineRow, Vec<TaskRow>), HubError>>;
 
     fn handle(&mut self, msg: SubmitPipeline, _: &mut Context<Self>) -> Self::Result {
-        if let Err(refused) = self.admit() {
+        if let Err(refused) = self.admit(msg.by_master) {
             return Box::pin(actix::fut::ready(Err(refused)));
         }
         let core = self.core.clone();

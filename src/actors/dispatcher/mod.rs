@@ -20,12 +20,12 @@ pub mod roster;
 use std::collections::{HashMap, VecDeque};
 
 use actix::prelude::*;
-use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-pub use admission::{Crossing, SubmitPipeline, SubmitTask};
+pub use admission::{CheckAdmission, Crossing, SubmitPipeline, SubmitTask};
 use budget::Budget;
+pub use budget::{BudgetView, Forgiven, BUDGET_RESET_KEY};
 pub use queue::Ready;
 use queue::ReadyQueue;
 use roster::Roster;
@@ -34,8 +34,8 @@ use super::registry::{Directory, Registry};
 use super::task::{Assign, FailDependency, LiveTask, Release, Requeue};
 use super::Core;
 use crate::alerts::Alert;
-use crate::db::models::{NewAuditRow, SettingRow};
-use crate::db::schema::settings;
+use crate::db::models::NewAuditRow;
+use crate::db::queries::put_setting;
 use crate::domain::agent::Profile;
 use crate::domain::event::{Audience, HubEvent};
 use crate::domain::graph::Waiting;
@@ -290,6 +290,7 @@ impl Actor for Dispatcher {
                     title: "Daily budgets reset".into(),
                     message: "A new UTC day: the cost cap and agents' token caps start again."
                         .into(),
+                    detail: None,
                     priority: 2,
                     tags: "calendar",
                 });
@@ -409,6 +410,7 @@ impl Handler<UsageAdded> for Dispatcher {
                     "Reported cost reached the daily cap of {:.2} USD; new work is refused until UTC midnight.",
                     self.core.settings.daily_cost_cap
                 ),
+                detail: None,
                 priority: 5,
                 tags: "money_with_wings",
             });
@@ -418,6 +420,7 @@ impl Handler<UsageAdded> for Dispatcher {
             self.core.alerts.raise(Alert {
                 title: format!("Agent {agent_id} reached its daily token cap"),
                 message: format!("{agent_id} gets no more tasks until UTC midnight."),
+                detail: None,
                 priority: 3,
                 tags: "hourglass",
             });
@@ -545,6 +548,8 @@ pub struct Restore {
     pub reputation: Vec<(String, String, Stats)>,
     /// Today's usage so far: (agent, cost, tokens).
     pub usage: Vec<(String, f64, i64)>,
+    /// The last stored budget reset (ignored unless it was today).
+    pub forgiven: Forgiven,
     pub kill_switch: KillSwitch,
 }
 
@@ -562,6 +567,7 @@ impl Handler<Restore> for Dispatcher {
         for (agent_id, cost, tokens) in &msg.usage {
             self.budget.add(agent_id, *cost, *tokens);
         }
+        self.budget.restore(msg.forgiven);
         for agent_id in self.budget.resting() {
             self.roster.update(&agent_id, |slot| slot.resting = true);
         }
@@ -623,18 +629,7 @@ impl Handler<SetKillSwitch> for Dispatcher {
         let db = self.core.db.clone();
         let write = async move {
             db.write(move |conn| {
-                let row = SettingRow {
-                    key: KILL_SWITCH_KEY.into(),
-                    value: json!(stored).to_string(),
-                    updated_by: msg.by.clone(),
-                    updated_at: stored.at.clone().unwrap_or_default(),
-                };
-                diesel::insert_into(settings::table)
-                    .values(&row)
-                    .on_conflict(settings::key)
-                    .do_update()
-                    .set(&row)
-                    .execute(conn)?;
+                put_setting(conn, KILL_SWITCH_KEY, &json!(stored), &msg.by)?;
                 let action = if stored.active {
                     "kill_switch.engage"
                 } else {
@@ -664,6 +659,67 @@ impl Handler<SetKillSwitch> for Dispatcher {
                     this.fill_everyone(ctx);
                 }
                 Ok(state)
+            },
+        )))
+    }
+}
+
+/// Sent by `GET /api/admin/budget`.
+#[derive(Message)]
+#[rtype(result = "BudgetView")]
+pub struct GetBudget;
+
+impl Handler<GetBudget> for Dispatcher {
+    type Result = MessageResult<GetBudget>;
+
+    fn handle(&mut self, _: GetBudget, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.budget.view())
+    }
+}
+
+/// Sent by `POST /api/admin/budget/reset`: today's reported cost stops counting against
+/// the cap (stored and audited; reports still add up in analytics).
+#[derive(Message)]
+#[rtype(result = "Result<BudgetView, HubError>")]
+pub struct ResetBudget {
+    pub by: String,
+}
+
+impl Handler<ResetBudget> for Dispatcher {
+    type Result = AtomicResponse<Self, Result<BudgetView, HubError>>;
+
+    fn handle(&mut self, msg: ResetBudget, _: &mut Context<Self>) -> Self::Result {
+        let before = self.budget.view();
+        let forgiven = self.budget.reset();
+        let db = self.core.db.clone();
+        let stored = forgiven.clone();
+        let write = async move {
+            db.write(move |conn| {
+                put_setting(conn, BUDGET_RESET_KEY, &json!(stored), &msg.by)?;
+                let detail = json!({ "day": stored.day, "counted_usd_before": before.counted_usd });
+                NewAuditRow::new(
+                    &msg.by,
+                    "budget.reset",
+                    Some("budget".to_string()),
+                    Some(detail),
+                )
+                .append(conn)?;
+                Ok(())
+            })
+            .await
+        };
+        AtomicResponse::new(Box::pin(write.into_actor(self).map(
+            move |written, this, ctx| {
+                if let Err(error) = written {
+                    // Not stored: count the day's cost again as before.
+                    this.budget.restore(Forgiven {
+                        day: forgiven.day,
+                        cost_usd: before.forgiven_usd,
+                    });
+                    return Err(error);
+                }
+                this.fill_everyone(ctx);
+                Ok(this.budget.view())
             },
         )))
     }

@@ -34,7 +34,7 @@ use crate::alerts::Alert;
 use crate::db::models::{EscalationRow, NewAuditRow, NewEscalationRow, TaskChange, TaskRow};
 use crate::db::schema::tasks;
 use crate::db::{memory, provenance, reputation, usage};
-use crate::domain::access::Principal;
+use crate::domain::access::{EscalationScope, Principal};
 use crate::domain::event::{Audience, HubEvent};
 use crate::domain::now_iso;
 use crate::domain::remember::Extracted;
@@ -235,7 +235,8 @@ impl TaskActor {
             }
             this.committed(&row, returned_by_holder, ctx)?;
             if let Some(escalation) = escalation {
-                announce_escalation(&this.core, &escalation);
+                let scope = escalation_scope(&escalation, Some(&row));
+                announce_escalation(&this.core, &escalation, scope);
             }
             Ok(row)
         }))
@@ -407,19 +408,36 @@ impl Actor for TaskActor {
     }
 }
 
+/// Who may see `escalation`, given its task (if it has one).
+pub fn escalation_scope(escalation: &EscalationRow, task: Option<&TaskRow>) -> EscalationScope {
+    EscalationScope {
+        task: task.map(|t| (t.assigned_to.clone(), t.created_by.clone())),
+        agent_id: escalation.agent_id.clone(),
+        opened_by: escalation.created_by.clone(),
+    }
+}
+
 /// Publishes an opened escalation (after its commit).
-pub fn announce_escalation(core: &Core, escalation: &EscalationRow) {
+pub fn announce_escalation(core: &Core, escalation: &EscalationRow, scope: EscalationScope) {
     core.publish(HubEvent::new(
         "escalation_opened",
         json!(escalation),
-        Audience::Escalations,
+        Audience::Escalation(scope),
     ));
     let task = escalation
         .task_id
         .map_or_else(String::new, |id| format!(" on task {id}"));
+    let agent = escalation
+        .agent_id
+        .as_deref()
+        .map_or_else(String::new, |a| format!(" for agent {a}"));
     core.alerts.raise(Alert {
         title: format!("Escalation opened{task}"),
-        message: escalation.reason.clone(),
+        message: format!(
+            "Escalation {}{task}{agent}, opened by {}. Read its reason in the hub.",
+            escalation.id, escalation.created_by
+        ),
+        detail: Some(escalation.reason.clone()),
         priority: 4,
         tags: "rotating_light",
     });
