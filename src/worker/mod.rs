@@ -221,16 +221,8 @@ impl Worker {
         if self.stopping.get() || self.running.borrow().len() >= self.config.max_concurrent {
             return;
         }
-        let path = format!(
-            "/api/tasks?status=assigned&assigned_to={}&limit=100",
-            self.config.name
-        );
-        let tasks = match self.hub.call(Method::GET, &path, None).await {
-            Ok(list) => list["tasks"].as_array().cloned().unwrap_or_default(),
-            Err(error) => {
-                tracing::warn!(%error, "cannot list assigned tasks");
-                return;
-            }
+        let Some(tasks) = self.assigned_tasks().await else {
+            return;
         };
         // Oldest first, as the hub assigned them.
         for task in tasks.iter().rev() {
@@ -385,20 +377,28 @@ impl Worker {
         tracing::info!("stopped");
     }
 
-    /// Hands back the tasks the hub assigned to us that we never started (assigned while
-    /// we were stopping), so another agent gets them now rather than when our heartbeat
-    /// lease runs out. One try each: a hub that cannot be reached requeues them later.
-    async fn hand_back_unstarted(&self) {
+    /// The tasks the hub assigned to us that are not running yet, newest first; `None`
+    /// (logged) when the hub cannot be asked.
+    async fn assigned_tasks(&self) -> Option<Vec<Value>> {
         let path = format!(
             "/api/tasks?status=assigned&assigned_to={}&limit=100",
             self.config.name
         );
-        let tasks = match self.hub.call(Method::GET, &path, None).await {
-            Ok(list) => list["tasks"].as_array().cloned().unwrap_or_default(),
+        match self.hub.call(Method::GET, &path, None).await {
+            Ok(list) => Some(list["tasks"].as_array().cloned().unwrap_or_default()),
             Err(error) => {
-                tracing::warn!(%error, "cannot list the tasks to hand back");
-                return;
+                tracing::warn!(%error, "cannot list the tasks assigned to this worker");
+                None
             }
+        }
+    }
+
+    /// Hands back the tasks the hub assigned to us that we never started (assigned while
+    /// we were stopping), so another agent gets them now rather than when our heartbeat
+    /// lease runs out. One try each: a hub that cannot be reached requeues them later.
+    async fn hand_back_unstarted(&self) {
+        let Some(tasks) = self.assigned_tasks().await else {
+            return;
         };
         for id in tasks.iter().filter_map(|t| t["id"].as_i64()) {
             let body = HubClient::report_body("queued", None, Some("worker_shutdown"));

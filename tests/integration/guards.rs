@@ -734,22 +734,33 @@ async fn slow_worker(hub: &TestHub, name: &str, seconds: f64, extra: &[&str]) ->
     worker
 }
 
-#[actix_web::test]
-async fn on_sigterm_a_task_that_finishes_within_the_grace_period_is_reported_done() {
-    let hub = TestHub::spawn().await;
-    let mut worker =
-        slow_worker(&hub, "w1", 2.0, &["--grace", "20", "--max-concurrent", "2"]).await;
-    let first = hub.task(json!({ "title": "first", "prompt": "p" })).await["id"]
+/// Worker `w1` running a task of `seconds`, just sent SIGTERM: the worker, the task id and
+/// when the signal went.
+async fn stopped_while_running(
+    hub: &TestHub,
+    seconds: f64,
+    extra: &[&str],
+) -> (Worker, i64, Instant) {
+    let worker = slow_worker(hub, "w1", seconds, extra).await;
+    let id = hub.task(json!({ "title": "first", "prompt": "p" })).await["id"]
         .as_i64()
         .unwrap();
     assert!(
         hub.eventually(Duration::from_secs(10), || async {
-            status_of(&hub, first).await == "running"
+            status_of(hub, id).await == "running"
         })
         .await
     );
     let signalled = Instant::now();
     terminate(&worker.0);
+    (worker, id, signalled)
+}
+
+#[actix_web::test]
+async fn on_sigterm_a_task_that_finishes_within_the_grace_period_is_reported_done() {
+    let hub = TestHub::spawn().await;
+    let (mut worker, first, signalled) =
+        stopped_while_running(&hub, 2.0, &["--grace", "20", "--max-concurrent", "2"]).await;
     // While it stops, the worker takes no new work: a task assigned to it now never runs
     // there and is handed back.
     actix_web::rt::time::sleep(Duration::from_millis(300)).await;
@@ -790,18 +801,7 @@ async fn on_sigterm_a_task_that_finishes_within_the_grace_period_is_reported_don
 #[actix_web::test]
 async fn on_sigterm_a_task_that_outlives_the_grace_period_is_handed_back_when_it_ends() {
     let hub = TestHub::spawn().await;
-    let mut worker = slow_worker(&hub, "w1", 60.0, &["--grace", "3"]).await;
-    let id = hub.task(json!({ "title": "long", "prompt": "p" })).await["id"]
-        .as_i64()
-        .unwrap();
-    assert!(
-        hub.eventually(Duration::from_secs(10), || async {
-            status_of(&hub, id).await == "running"
-        })
-        .await
-    );
-    let signalled = Instant::now();
-    terminate(&worker.0);
+    let (mut worker, id, signalled) = stopped_while_running(&hub, 60.0, &["--grace", "3"]).await;
     actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
     assert!(running(&mut worker.0), "the worker waits out its grace");
     assert_eq!(
