@@ -11,14 +11,12 @@ use diesel::prelude::*;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use crate::actors::dispatcher::{CheckAdmission, Crossing, Serves};
+use crate::actors::FinishedTasks;
 use crate::crypto::tokens::{digests_match, token_digest};
 use crate::crypto::Vault;
-use crate::db::models::NewTaskRow;
 use crate::db::schema::{peers, relays};
 use crate::db::{queries, ReadPool};
 use crate::error::HubError;
-use crate::startup::Hub;
 
 /// The header a peer's shared token travels in.
 pub const TOKEN_HEADER: &str = "X-Federation-Token";
@@ -98,24 +96,13 @@ pub async fn call_peer(
     }
 }
 
-/// Sends the results of finished inbound tasks back to the peers that relayed them.
-#[derive(Clone)]
-pub struct Outbox {
-    queue: mpsc::UnboundedSender<i32>,
-}
-
-impl Outbox {
-    /// Starts the sender on the current actix system.
-    pub fn start(reads: ReadPool, vault: Arc<Vault>) -> Self {
-        let (queue, finished) = mpsc::unbounded_channel();
-        actix_web::rt::spawn(send_results(reads, vault, finished));
-        Self { queue }
-    }
-
-    /// A task relayed here finished (called after its commit).
-    pub fn finished(&self, task_id: i32) {
-        let _ = self.queue.send(task_id);
-    }
+/// Starts, on the current actix system, the sender that reports the results of finished
+/// tasks a peer relayed here back to that peer; the actors send it every finished task's
+/// id after its commit (others are skipped).
+pub fn report_results(reads: ReadPool, vault: Arc<Vault>) -> FinishedTasks {
+    let (queue, finished) = mpsc::unbounded_channel();
+    actix_web::rt::spawn(send_results(reads, vault, finished));
+    queue
 }
 
 async fn send_results(
@@ -184,75 +171,4 @@ pub async fn authenticate(
     peer_with_token(&peers, vault, given)
         .cloned()
         .ok_or(HubError::Unauthorized)
-}
-
-/// Relays a new task to a peer (other than `from`, the one it came from) when relaying is
-/// on, no agent here serves its capability and it has hops left, but only if this hub
-/// would admit it (kill switch, cost cap) in the first place. On success the task is
-/// pinned to the peer (so it never runs here) and the crossing is recorded with it.
-pub async fn relay_if_unserved(
-    hub: &Hub,
-    task: &mut NewTaskRow,
-    by_master: bool,
-    from: Option<&str>,
-) -> Result<Option<Crossing>, HubError> {
-    let settings = &hub.core.settings;
-    if !settings.federation_relay || task.hop_count >= settings.federation_max_hops {
-        return Ok(None);
-    }
-    if hub
-        .dispatcher
-        .send(Serves {
-            capability: task.required_capability.clone(),
-        })
-        .await?
-    {
-        return Ok(None);
-    }
-    hub.dispatcher.send(CheckAdmission { by_master }).await??;
-    let prompt = hub
-        .core
-        .vault
-        .open(&task.prompt)
-        .map(|o| o.plaintext)
-        .unwrap_or_default();
-    let body = json!({
-        "title": task.title,
-        "prompt": prompt,
-        "required_capability": task.required_capability,
-        "priority": task.priority,
-        "urgency": task.urgency,
-        "model": task.model,
-        "hop_count": task.hop_count + 1,
-    });
-    let peers = crate::db::read(&hub.reads, |conn| Ok(all_peers(conn)?)).await?;
-    for peer in peers.into_iter().filter(|p| Some(p.name.as_str()) != from) {
-        match call_peer(
-            &peer,
-            &hub.core.vault,
-            awc::http::Method::POST,
-            "/api/federation/tasks",
-            Some(&body),
-        )
-        .await
-        {
-            Ok(remote) => {
-                let Some(peer_task_id) =
-                    remote["id"].as_i64().and_then(|id| i32::try_from(id).ok())
-                else {
-                    continue;
-                };
-                tracing::info!(peer = %peer.name, peer_task.id = peer_task_id, "relayed a task no local agent serves");
-                task.assign_to = Some(format!("peer:{}", peer.name));
-                return Ok(Some(Crossing::Outbound {
-                    peer: peer.name,
-                    peer_task_id,
-                }));
-            }
-            Err(why) => {
-                tracing::warn!(peer = %peer.name, error = %why, "a peer refused a relayed task")
-            }
-        }
-    }
-    Ok(None)
 }

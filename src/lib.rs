@@ -4,7 +4,6 @@
 pub mod actors;
 pub mod alerts;
 pub mod api;
-pub mod auth;
 pub mod bench;
 pub mod crypto;
 pub mod db;

@@ -18,15 +18,14 @@ use crate::actors::events::EventBus;
 use crate::actors::registry::{Boot, BootPipeline, BootTask, Directory, Registry};
 use crate::actors::Core;
 use crate::alerts::Alerts;
-use crate::auth::{Credentials, Session};
 use crate::crypto::blind::BlindIndex;
 use crate::crypto::fallback::{KeyDerivation, KEY_DERIVATION};
 use crate::crypto::provenance::Notary;
 use crate::crypto::Vault;
 use crate::db::models::TokenRow;
 use crate::db::{self, queries, ReadPool};
+use crate::domain::credentials::{Credentials, Session};
 use crate::error::HubError;
-use crate::federation::Outbox;
 use crate::rate_limit::{LoginThrottle, RateLimiter};
 use crate::settings::{Secrets, Settings};
 
@@ -75,7 +74,7 @@ impl Application {
         let core = Core {
             db,
             events,
-            outbox: Outbox::start(reads.clone(), vault.clone()),
+            finished_tasks: crate::federation::report_results(reads.clone(), vault.clone()),
             vault,
             notary: Arc::new(Notary::from_secrets(&secrets)),
             blind: Arc::new(BlindIndex::from_secrets(&secrets)),
@@ -107,7 +106,13 @@ impl Application {
             .await?
             .map_err(|e| anyhow::anyhow!("cannot restore live state: {e}"))?;
 
-        let credentials = Credentials::new(secrets.master_token.clone(), tokens, sessions);
+        // Active tokens only: a revoked one authenticates nothing.
+        let grants = tokens
+            .iter()
+            .filter(|row| row.revoked_at.is_none())
+            .map(|row| (row.hash.clone(), row.grant()))
+            .collect();
+        let credentials = Credentials::new(secrets.master_token.clone(), grants, sessions);
         let hub = web::Data::new(Hub {
             core,
             reads,

@@ -20,7 +20,6 @@ use crate::crypto::blind::BlindIndex;
 use crate::crypto::provenance::Notary;
 use crate::crypto::Vault;
 use crate::domain::event::HubEvent;
-use crate::federation::Outbox;
 use crate::settings::Settings;
 use db_executor::DbExecutor;
 use events::{EventBus, Publish};
@@ -35,8 +34,13 @@ pub struct Core {
     pub blind: Arc<BlindIndex>,
     pub settings: Arc<Settings>,
     pub alerts: Alerts,
-    pub outbox: Outbox,
+    /// Ids of finished tasks, sent after their commit, so that the federation module can
+    /// report the results of tasks a peer relayed here (actors know nothing of peers).
+    pub finished_tasks: FinishedTasks,
 }
+
+/// The sending side of the finished-task ids (see `Core::finished_tasks`).
+pub type FinishedTasks = tokio::sync::mpsc::UnboundedSender<i32>;
 
 impl Core {
     /// Publishes an event. Call only after the commit it describes.

@@ -4,10 +4,10 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::auth::Caller;
 use super::extract::{parse_json, Query};
 use super::{page_limit, page_offset};
 use crate::actors::dispatcher::{GetBudget, GetKillSwitch, ResetBudget, SetKillSwitch};
-use crate::auth::Caller;
 use crate::db::queries::{self, AuditFilter};
 use crate::error::HubError;
 use crate::startup::Hub;

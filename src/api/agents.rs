@@ -4,11 +4,11 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::auth::Caller;
 use super::extract::{Json, Query};
 use super::{page_limit, page_offset};
 use crate::actors::agent::{AgentSnapshot, Heartbeat, Registration, RemoveAgent};
 use crate::actors::registry::{ListAgents, RegisterAgent};
-use crate::auth::Caller;
 use crate::domain::access::Principal;
 use crate::domain::agent::{valid_agent_id, Profile};
 use crate::error::HubError;

@@ -9,10 +9,10 @@ use diesel::prelude::*;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::auth::Caller;
 use super::extract::Query;
 use crate::actors::dispatcher::GetKillSwitch;
 use crate::actors::registry::ListAgents;
-use crate::auth::Caller;
 use crate::db::schema::{escalations, tasks};
 use crate::db::usage;
 use crate::error::HubError;

@@ -5,10 +5,10 @@ use diesel::prelude::*;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::auth::Caller;
 use super::extract::{parse_json, Json, Query};
 use super::{page_limit, page_offset};
 use crate::actors::task::{announce_escalation, escalation_scope};
-use crate::auth::Caller;
 use crate::db::models::{EscalationRow, NewAuditRow, NewEscalationRow, TaskRow};
 use crate::db::schema::{escalations, tasks};
 use crate::domain::event::{Audience, HubEvent};

@@ -7,13 +7,13 @@ use diesel::prelude::*;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::auth::{Caller, MaybeCaller};
 use super::extract::Json;
 use super::task_body::TaskBody;
-use crate::actors::dispatcher::{Crossing, SubmitTask};
+use crate::actors::dispatcher::{CheckAdmission, Crossing, Serves, SubmitTask};
 use crate::actors::task::CompleteRemotely;
-use crate::auth::{Caller, MaybeCaller};
 use crate::crypto::provenance::fingerprint;
-use crate::db::models::NewAuditRow;
+use crate::db::models::{NewAuditRow, NewTaskRow};
 use crate::db::schema::{peers, relays};
 use crate::domain::access::Principal;
 use crate::domain::agent::valid_agent_id;
@@ -248,8 +248,7 @@ pub async fn accept_task(
     task.hop_count = hops;
     // Run here or relayed on (never straight back); either way the result goes back to
     // `peer`, so both crossings are recorded.
-    let onward =
-        crate::federation::relay_if_unserved(&hub, &mut task, false, Some(&peer.name)).await?;
+    let onward = relay_if_unserved(&hub, &mut task, false, Some(&peer.name)).await?;
     let inbound = Crossing::Inbound {
         peer: peer.name.clone(),
     };
@@ -319,4 +318,75 @@ pub async fn accept_result(
         })
         .await??;
     Ok(HttpResponse::Ok().json(json!({ "ok": true, "task_id": row.id, "status": row.status })))
+}
+
+/// Relays a new task to a peer (other than `from`, the one it came from) when relaying is
+/// on, no agent here serves its capability and it has hops left, but only if this hub
+/// would admit it (kill switch, cost cap) in the first place. On success the task is
+/// pinned to the peer (so it never runs here) and the crossing is recorded with it.
+pub(super) async fn relay_if_unserved(
+    hub: &Hub,
+    task: &mut NewTaskRow,
+    by_master: bool,
+    from: Option<&str>,
+) -> Result<Option<Crossing>, HubError> {
+    let settings = &hub.core.settings;
+    if !settings.federation_relay || task.hop_count >= settings.federation_max_hops {
+        return Ok(None);
+    }
+    if hub
+        .dispatcher
+        .send(Serves {
+            capability: task.required_capability.clone(),
+        })
+        .await?
+    {
+        return Ok(None);
+    }
+    hub.dispatcher.send(CheckAdmission { by_master }).await??;
+    let prompt = hub
+        .core
+        .vault
+        .open(&task.prompt)
+        .map(|o| o.plaintext)
+        .unwrap_or_default();
+    let body = json!({
+        "title": task.title,
+        "prompt": prompt,
+        "required_capability": task.required_capability,
+        "priority": task.priority,
+        "urgency": task.urgency,
+        "model": task.model,
+        "hop_count": task.hop_count + 1,
+    });
+    let peers = crate::db::read(&hub.reads, |conn| Ok(all_peers(conn)?)).await?;
+    for peer in peers.into_iter().filter(|p| Some(p.name.as_str()) != from) {
+        match call_peer(
+            &peer,
+            &hub.core.vault,
+            awc::http::Method::POST,
+            "/api/federation/tasks",
+            Some(&body),
+        )
+        .await
+        {
+            Ok(remote) => {
+                let Some(peer_task_id) =
+                    remote["id"].as_i64().and_then(|id| i32::try_from(id).ok())
+                else {
+                    continue;
+                };
+                tracing::info!(peer = %peer.name, peer_task.id = peer_task_id, "relayed a task no local agent serves");
+                task.assign_to = Some(format!("peer:{}", peer.name));
+                return Ok(Some(Crossing::Outbound {
+                    peer: peer.name,
+                    peer_task_id,
+                }));
+            }
+            Err(why) => {
+                tracing::warn!(peer = %peer.name, error = %why, "a peer refused a relayed task")
+            }
+        }
+    }
+    Ok(None)
 }

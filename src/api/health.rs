@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
+use super::auth::MaybeCaller;
 use crate::actors::dispatcher::GetKillSwitch;
 use crate::actors::registry::{CountSubscribers, ListAgents};
-use crate::auth::MaybeCaller;
 use crate::error::HubError;
 use crate::startup::Hub;
 

@@ -5,9 +5,9 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::auth::Caller;
 use super::extract::{Json, Query};
 use super::{page_limit, page_offset};
-use crate::auth::Caller;
 use crate::db::memory::{self, MemoryRow};
 use crate::db::models::NewAuditRow;
 use crate::domain::access::Principal;

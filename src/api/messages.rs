@@ -5,9 +5,9 @@ use diesel::prelude::*;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::auth::Caller;
 use super::extract::{Json, Query};
 use super::page_limit;
-use crate::auth::Caller;
 use crate::db::models::{MessageRow, NewAuditRow};
 use crate::db::schema::messages;
 use crate::domain::access::Principal;

@@ -4,6 +4,7 @@
 mod admin;
 mod agents;
 mod analytics;
+pub mod auth;
 pub mod client;
 mod delivery;
 mod demo;

@@ -4,11 +4,11 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::auth::Caller;
 use super::extract::{Json, Query};
 use super::task_body::TaskBody;
 use super::{page_limit, page_offset};
 use crate::actors::dispatcher::SubmitPipeline;
-use crate::auth::Caller;
 use crate::db::models::PipelineRow;
 use crate::db::queries;
 use crate::domain::access::Principal;

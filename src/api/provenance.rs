@@ -4,9 +4,9 @@ use actix_web::{web, HttpResponse};
 use diesel::prelude::*;
 use serde_json::{json, Value};
 
+use super::auth::Caller;
 use super::tasks::{task_id, task_reply};
 use crate::actors::dispatcher::TaskVerified;
-use crate::auth::Caller;
 use crate::crypto::provenance::fingerprint;
 use crate::db::models::{NewAuditRow, TaskRow};
 use crate::db::provenance::{self, Broken, Link};

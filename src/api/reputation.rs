@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Value};
 
-use crate::auth::Caller;
+use super::auth::Caller;
 use crate::db::reputation::{self, ReputationRow};
 use crate::domain::agent::valid_agent_id;
 use crate::domain::reputation::Stats;

@@ -6,8 +6,8 @@ use std::time::Duration;
 use actix_web::{web, HttpRequest, Responder};
 use actix_web_lab::sse::Sse;
 
+use super::auth::StreamCaller;
 use crate::actors::registry::StartSubscriber;
-use crate::auth::StreamCaller;
 use crate::error::HubError;
 use crate::startup::Hub;
 

@@ -5,13 +5,13 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::auth::Caller;
 use super::delivery::deliver;
 use super::extract::{Json, Query};
 use super::task_body::TaskBody;
 use super::{page_limit, page_offset};
 use crate::actors::dispatcher::SubmitTask;
 use crate::actors::task::{AppendChunk, Handoff, Report, ReportBody, TaskActor};
-use crate::auth::Caller;
 use crate::crypto::provenance::fingerprint;
 use crate::db::models::TaskRow;
 use crate::db::queries::{self, TaskFilter};
@@ -165,7 +165,7 @@ pub async fn create_task(
     check_visible(&hub, &caller.0, &dependencies).await?;
     let mut task = body.0.into_row(&caller.0, &hub, "api")?;
     let crossing = if dependencies.is_empty() {
-        crate::federation::relay_if_unserved(&hub, &mut task, caller.0.is_master(), None).await?
+        super::federation::relay_if_unserved(&hub, &mut task, caller.0.is_master(), None).await?
     } else {
         None
     };

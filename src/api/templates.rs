@@ -5,11 +5,11 @@ use diesel::prelude::*;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::auth::Caller;
 use super::extract::{parse_json, Json, Query};
 use super::task_body::TaskBody;
 use super::{page_limit, page_offset};
 use crate::actors::dispatcher::SubmitTask;
-use crate::auth::Caller;
 use crate::db::models::{NewAuditRow, NewTemplateRow, TemplateRow};
 use crate::db::schema::{templates, webhooks};
 use crate::domain::access::Principal;

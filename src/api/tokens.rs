@@ -8,8 +8,8 @@ use diesel::sqlite::SqliteConnection;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::auth::Caller;
 use super::extract::Json;
-use crate::auth::{Caller, Grant};
 use crate::crypto::tokens::{hash_token, new_agent_token};
 use crate::db::models::{NewAuditRow, TokenRow};
 use crate::db::queries;
@@ -135,8 +135,7 @@ pub async fn issue_token(
             Ok(())
         })
         .await?;
-    hub.credentials
-        .grant(row.hash.clone(), Grant::from_row(&row));
+    hub.credentials.grant(row.hash.clone(), row.grant());
     let mut view = token_view(&row);
     view["token"] = json!(raw);
     view["hash"] = json!(row.hash);
@@ -208,8 +207,7 @@ pub async fn update_token_permissions(
         Some(detail),
     )
     .await?;
-    hub.credentials
-        .grant(row.hash.clone(), Grant::from_row(&row));
+    hub.credentials.grant(row.hash.clone(), row.grant());
     Ok(HttpResponse::Ok().json(token_view(&row)))
 }
 

@@ -16,13 +16,14 @@ use diesel::prelude::*;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::auth::{Caller, SESSION_COOKIE};
 use super::client;
 use super::extract::Json;
-use crate::auth::{Caller, Session, SESSION_COOKIE};
 use crate::crypto::tokens::{hash_token, random_hex};
 use crate::db::models::{NewAuditRow, UserRow};
 use crate::db::schema::{sessions, users};
 use crate::domain::access::{role_permissions, Principal, ROLE_NAMES};
+use crate::domain::credentials::Session;
 use crate::domain::{iso, now_iso};
 use crate::error::HubError;
 use crate::startup::Hub;

@@ -7,10 +7,10 @@ use diesel::prelude::*;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::auth::Caller;
 use super::extract::{parse_json, Json};
 use super::task_body::TaskBody;
 use crate::actors::dispatcher::SubmitTask;
-use crate::auth::Caller;
 use crate::crypto::tokens::{digests_match, github_signature_matches, random_hex, token_digest};
 use crate::db::models::NewAuditRow;
 use crate::db::schema::{templates, webhooks};

@@ -126,6 +126,17 @@ pub struct TokenRow {
     pub revoked_by: Option<String>,
 }
 
+impl TokenRow {
+    /// What this token may do, for the credential index.
+    pub fn grant(&self) -> crate::domain::credentials::Grant {
+        let permissions: Vec<String> = serde_json::from_str(&self.permissions).unwrap_or_default();
+        crate::domain::credentials::Grant {
+            agent_id: self.agent_id.clone(),
+            permissions: std::sync::Arc::new(permissions.into_iter().collect()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = audit_log, check_for_backend(diesel::sqlite::Sqlite))]
 pub struct AuditRow {
@@ -341,9 +352,9 @@ impl UserRow {
         format!("user:{username}")
     }
 
-    pub fn grant(&self) -> crate::auth::Grant {
+    pub fn grant(&self) -> crate::domain::credentials::Grant {
         let permissions = crate::domain::access::role_permissions(&self.role).unwrap_or_default();
-        crate::auth::Grant {
+        crate::domain::credentials::Grant {
             agent_id: Self::label_of(&self.username),
             permissions: std::sync::Arc::new(permissions.into_iter().collect()),
         }

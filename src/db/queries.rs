@@ -237,7 +237,7 @@ pub fn running_pipelines(conn: &mut SqliteConnection) -> QueryResult<Vec<Pipelin
 /// Unexpired sessions of enabled users, keyed by cookie hash.
 pub fn live_sessions(
     conn: &mut SqliteConnection,
-) -> QueryResult<Vec<(String, crate::auth::Session)>> {
+) -> QueryResult<Vec<(String, crate::domain::credentials::Session)>> {
     use super::models::UserRow;
     use super::schema::{sessions, users};
     let rows: Vec<(String, String, UserRow)> = sessions::table
@@ -254,7 +254,7 @@ pub fn live_sessions(
                 .with_timezone(&chrono::Utc);
             Some((
                 hash,
-                crate::auth::Session {
+                crate::domain::credentials::Session {
                     user_id: user.id,
                     grant: user.grant(),
                     expires_at,

@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod agent;
+pub mod credentials;
 pub mod event;
 pub mod graph;
 pub mod remember;

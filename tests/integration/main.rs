@@ -11,6 +11,7 @@ mod bad_input;
 mod durability;
 mod federation;
 mod guards;
+mod layers;
 mod leases;
 mod matrix;
 mod memory;

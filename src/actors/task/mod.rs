@@ -299,7 +299,7 @@ impl TaskActor {
         }
         if now.is_terminal() {
             if row.source == "federation" {
-                self.core.outbox.finished(self.task.id);
+                let _ = self.core.finished_tasks.send(self.task.id);
             }
             let done = now == TaskStatus::Done;
             let credited = previous_holder.clone().and_then(|agent| {

@@ -1,0 +1,109 @@
+//! The request extractors: who is calling, from `Authorization: Bearer`, `x-api-key`, the
+//! session cookie, or (on streams only) `?token=`, checked against the credential index.
+
+use std::collections::HashMap;
+use std::future::{ready, Ready};
+
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpRequest};
+
+use super::client;
+use crate::domain::access::Principal;
+use crate::error::HubError;
+use crate::startup::Hub;
+
+/// The cookie that carries a session.
+pub const SESSION_COOKIE: &str = "m3shd_session";
+
+/// The raw credential of a request: `Authorization: Bearer`, then `x-api-key`, then (only
+/// where EventSource needs it) the `token` query parameter. The session cookie comes last.
+fn presented(req: &HttpRequest, allow_query: bool) -> Option<String> {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    if let Some(bearer) = header("authorization").and_then(|v| {
+        v.strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+    }) {
+        return Some(bearer.trim().to_string());
+    }
+    if let Some(key) = header("x-api-key") {
+        return Some(key.to_string());
+    }
+    if allow_query {
+        let query = web::Query::<HashMap<String, String>>::from_query(req.query_string()).ok()?;
+        return query.get("token").cloned();
+    }
+    None
+}
+
+fn authenticate(req: &HttpRequest, allow_query: bool) -> Result<Option<Principal>, HubError> {
+    let hub = req
+        .app_data::<web::Data<Hub>>()
+        .ok_or_else(|| HubError::internal("hub state missing"))?;
+    match presented(req, allow_query) {
+        // No header credential: a browser's session cookie, if it carries one.
+        None => match req.cookie(SESSION_COOKIE) {
+            Some(cookie) => {
+                let principal = hub
+                    .credentials
+                    .session(cookie.value())
+                    .ok_or(HubError::Unauthorized)?;
+                // A cookie rides along on any site's request; only the hub's own pages write.
+                if !client::same_site_write(req, &hub.core.settings) {
+                    return Err(HubError::forbidden(
+                        "a write signed in by cookie must come from the hub's own pages (Origin mismatch)",
+                    ));
+                }
+                Ok(Some(principal))
+            }
+            None => Ok(None),
+        },
+        Some(raw) => hub
+            .credentials
+            .authenticate(&raw)
+            .map(Some)
+            .ok_or(HubError::Unauthorized),
+    }
+}
+
+/// An authenticated caller; 401 without valid credentials.
+pub struct Caller(pub Principal);
+
+impl FromRequest for Caller {
+    type Error = HubError;
+    type Future = Ready<Result<Self, HubError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate(req, false).and_then(|p| p.map(Caller).ok_or(HubError::Unauthorized)))
+    }
+}
+
+/// A caller who may be anonymous (the health check); a bad credential is still a 401.
+pub struct MaybeCaller(pub Option<Principal>);
+
+impl FromRequest for MaybeCaller {
+    type Error = HubError;
+    type Future = Ready<Result<Self, HubError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate(req, false).map(MaybeCaller))
+    }
+}
+
+/// An authenticated caller of an SSE endpoint, where `?token=` is also accepted.
+pub struct StreamCaller(pub Principal);
+
+impl FromRequest for StreamCaller {
+    type Error = HubError;
+    type Future = Ready<Result<Self, HubError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(
+            authenticate(req, true).and_then(|p| p.map(StreamCaller).ok_or(HubError::Unauthorized)),
+        )
+    }
+}
