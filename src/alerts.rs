@@ -67,6 +67,13 @@ impl Alerts {
         }
     }
 
+    /// Alerts waiting for the sender (0 when alerts are off).
+    pub fn backlog(&self) -> usize {
+        self.queue
+            .as_ref()
+            .map_or(0, |queue| queue.max_capacity() - queue.capacity())
+    }
+
     pub fn raise(&self, mut alert: Alert) {
         let Some(queue) = &self.queue else { return };
         match alert.detail.take() {

@@ -16,6 +16,9 @@ pub enum HubError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// 405 with `Allow`: the path exists, the method does not.
+    #[error("{method} is not allowed here; use {allowed}")]
+    MethodNotAllowed { method: String, allowed: String },
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -61,6 +64,7 @@ impl HubError {
             Self::Unauthorized => "unauthorized",
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::Unprocessable(_) => "unprocessable",
@@ -110,6 +114,7 @@ impl ResponseError for HubError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -134,6 +139,9 @@ impl ResponseError for HubError {
             }
             Self::Throttled(_, seconds) => {
                 response.insert_header((header::RETRY_AFTER, seconds.max(&1).to_string()));
+            }
+            Self::MethodNotAllowed { allowed, .. } => {
+                response.insert_header((header::ALLOW, allowed.as_str()));
             }
             _ => {}
         }

@@ -17,6 +17,7 @@ use crate::crypto::Vault;
 use crate::db::schema::{peers, relays};
 use crate::db::{queries, ReadPool};
 use crate::error::HubError;
+use crate::metrics::Metrics;
 
 /// The header a peer's shared token travels in.
 pub const TOKEN_HEADER: &str = "X-Federation-Token";
@@ -98,63 +99,63 @@ pub async fn call_peer(
 
 /// Starts, on the current actix system, the sender that reports the results of finished
 /// tasks a peer relayed here back to that peer; the actors send it every finished task's
-/// id after its commit (others are skipped).
-pub fn report_results(reads: ReadPool, vault: Arc<Vault>) -> FinishedTasks {
-    let (queue, finished) = mpsc::unbounded_channel();
-    actix_web::rt::spawn(send_results(reads, vault, finished));
+/// id after its commit (others are skipped). `metrics` counts the ids waiting here.
+pub fn report_results(reads: ReadPool, vault: Arc<Vault>, metrics: Metrics) -> FinishedTasks {
+    let (queue, mut finished) = mpsc::unbounded_channel();
+    actix_web::rt::spawn(async move {
+        while let Some(task_id) = finished.recv().await {
+            report_result(&reads, &vault, task_id).await;
+            metrics.federation_result_sent();
+        }
+    });
     queue
 }
 
-async fn send_results(
-    reads: ReadPool,
-    vault: Arc<Vault>,
-    mut finished: mpsc::UnboundedReceiver<i32>,
-) {
-    while let Some(task_id) = finished.recv().await {
-        let found = crate::db::read(&reads, move |conn| {
-            let peer: Option<String> = relays::table
-                .find((task_id, "inbound"))
-                .select(relays::peer)
-                .get_result(conn)
-                .optional()?;
-            let Some(peer) = peer else { return Ok(None) };
-            let peer = peers::table
-                .find(&peer)
-                .select(PeerRow::as_select())
-                .get_result(conn)
-                .optional()?;
-            Ok(peer.zip(queries::task(conn, task_id)?))
-        })
-        .await;
-        let (peer, task) = match found {
-            Ok(Some(found)) => found,
-            Ok(None) => continue,
-            Err(error) => {
-                tracing::warn!(task.id = task_id, %error, "cannot read a relayed task's result");
-                continue;
-            }
-        };
-        let output = task
-            .output
-            .as_deref()
-            .and_then(|o| vault.open(o))
-            .map(|o| o.plaintext);
-        let body = json!({ "task_id": task_id, "status": task.status, "output": output, "reason": task.reason });
-        for attempt in 1..=3u64 {
-            match call_peer(
-                &peer,
-                &vault,
-                awc::http::Method::POST,
-                "/api/federation/results",
-                Some(&body),
-            )
-            .await
-            {
-                Ok(_) => break,
-                Err(why) => {
-                    tracing::warn!(task.id = task_id, peer = %peer.name, attempt, error = %why, "cannot report a relayed task's result");
-                    actix_web::rt::time::sleep(Duration::from_secs(attempt)).await;
-                }
+/// Reports one finished task's result to the peer that relayed it here, if one did.
+async fn report_result(reads: &ReadPool, vault: &Vault, task_id: i32) {
+    let found = crate::db::read(reads, move |conn| {
+        let peer: Option<String> = relays::table
+            .find((task_id, "inbound"))
+            .select(relays::peer)
+            .get_result(conn)
+            .optional()?;
+        let Some(peer) = peer else { return Ok(None) };
+        let peer = peers::table
+            .find(&peer)
+            .select(PeerRow::as_select())
+            .get_result(conn)
+            .optional()?;
+        Ok(peer.zip(queries::task(conn, task_id)?))
+    })
+    .await;
+    let (peer, task) = match found {
+        Ok(Some(found)) => found,
+        Ok(None) => return,
+        Err(error) => {
+            tracing::warn!(task.id = task_id, %error, "cannot read a relayed task's result");
+            return;
+        }
+    };
+    let output = task
+        .output
+        .as_deref()
+        .and_then(|o| vault.open(o))
+        .map(|o| o.plaintext);
+    let body = json!({ "task_id": task_id, "status": task.status, "output": output, "reason": task.reason });
+    for attempt in 1..=3u64 {
+        match call_peer(
+            &peer,
+            vault,
+            awc::http::Method::POST,
+            "/api/federation/results",
+            Some(&body),
+        )
+        .await
+        {
+            Ok(_) => break,
+            Err(why) => {
+                tracing::warn!(task.id = task_id, peer = %peer.name, attempt, error = %why, "cannot report a relayed task's result");
+                actix_web::rt::time::sleep(Duration::from_secs(attempt)).await;
             }
         }
     }

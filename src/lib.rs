@@ -10,6 +10,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod federation;
+pub mod metrics;
 pub mod rate_limit;
 pub mod settings;
 pub mod startup;

@@ -1,11 +1,16 @@
 //! The `m3shd` command: parses arguments, loads settings, starts telemetry and calls
-//! into the library.
+//! into the library. The operator commands, which only talk to a running hub, are in
+//! `cli/`.
+
+mod cli;
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use m3shd::crypto::tokens::random_hex;
+use m3shd::db::files;
 use m3shd::settings::{Secret, Secrets, Settings};
 
 #[derive(Parser)]
@@ -21,6 +26,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    #[command(flatten)]
+    Hub(HubCommand),
+    #[command(flatten)]
+    Operator(cli::Operator),
+}
+
+/// The commands that read the hub's settings.
+#[derive(Subcommand)]
+enum HubCommand {
     /// Run the hub.
     Serve {
         /// Address to listen on.
@@ -71,20 +85,41 @@ enum Command {
         #[arg(long, env = "M3SHDUP_DATABASE_URL")]
         database_url: Option<String>,
     },
+    /// Print the effective configuration as TOML; secrets are shown only as set or unset.
+    Config,
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let mut settings = Settings::from_env()?;
+fn main() -> ExitCode {
+    let outcome = match Cli::parse().command {
+        Command::Operator(command) => {
+            m3shd::telemetry::init("warn");
+            cli::run(command).map_err(anyhow::Error::from)
+        }
+        Command::Hub(command) => run(command),
+    };
+    // The message and its causes on one line: a person reads it, and a bad setting or a
+    // refused call is no place for a backtrace (which `anyhow` prints under RUST_BACKTRACE).
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("m3shd: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: HubCommand) -> anyhow::Result<()> {
+    let mut settings = Settings::from_env(&command_line_variables())?;
     m3shd::telemetry::init(&settings.log_filter);
-    match cli.command {
-        Command::Serve { bind, database_url } => {
+    match command {
+        HubCommand::Serve { bind, database_url } => {
             settings.bind = bind.unwrap_or(settings.bind);
             settings.database_url = database_url.unwrap_or(settings.database_url);
+            settings.validate()?;
             let master = master_token(&settings.database_url)?;
             serve(settings, Secrets::from_env(master))
         }
-        Command::Bench {
+        HubCommand::Bench {
             suite,
             hub,
             token,
@@ -119,12 +154,13 @@ fn main() -> anyhow::Result<()> {
             }
             Suite::Dispatch => m3shd::bench::dispatch::run(agents.unwrap_or(10_000), samples),
         },
-        Command::Worker(args) => {
+        HubCommand::Worker(args) => {
             let config = args.into_config(&settings)?;
             actix_web::rt::System::new().block_on(m3shd::worker::run(config))
         }
-        Command::Migrate { database_url } => {
+        HubCommand::Migrate { database_url } => {
             settings.database_url = database_url.unwrap_or(settings.database_url);
+            settings.validate()?;
             let mut conn = m3shd::db::open_writer(&settings)?;
             let applied = m3shd::db::run_migrations(&mut conn)?;
             println!(
@@ -134,19 +170,39 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        HubCommand::Config => {
+            let is_set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+            print!("{}", settings.to_toml(is_set)?);
+            Ok(())
+        }
     }
+}
+
+/// Every variable the command line reads (`M3SHDUP_HUB`, the worker's …): not settings,
+/// but not typos either.
+fn command_line_variables() -> Vec<String> {
+    fn collect(command: &clap::Command, into: &mut Vec<String>) {
+        let names = command.get_arguments().filter_map(|a| a.get_env());
+        into.extend(names.map(|n| n.to_string_lossy().into_owned()));
+        for sub in command.get_subcommands() {
+            collect(sub, into);
+        }
+    }
+    let mut names = Vec::new();
+    collect(&Cli::command(), &mut names);
+    names
 }
 
 #[actix_web::main]
 async fn serve(settings: Settings, secrets: Secrets) -> anyhow::Result<()> {
     let host = bound_host(&settings.bind);
     let app = m3shd::startup::Application::build(settings, secrets).await?;
+    // Before the hub says it listens: a SIGTERM sent on seeing that line is a graceful stop.
+    let stop = m3shd::startup::stop_signal().context("cannot handle SIGTERM and SIGINT")?;
     // One machine-readable line on standard output, after the port is bound: with
     // `--bind 127.0.0.1:0` it is how a caller learns which port the hub got.
     println!("m3shd listening on http://{host}:{}", app.port());
-    app.run_until_stopped()
-        .await
-        .context("the HTTP server failed")
+    app.run_until(stop).await.context("the HTTP server failed")
 }
 
 /// The host part of a bind address (`127.0.0.1:0` → `127.0.0.1`, `[::1]:0` → `[::1]`).
@@ -170,18 +226,16 @@ fn master_token(database_url: &str) -> anyhow::Result<Secret> {
     {
         return Ok(Secret::new(token));
     }
-    let dir = Path::new(database_url)
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = files::data_dir(database_url).unwrap_or(Path::new("."));
     let file: PathBuf = dir.join("master.token");
     if let Ok(saved) = std::fs::read_to_string(&file) {
+        files::tighten(&file)?;
         tracing::info!(path = %file.display(), "using the master token generated on first start (set M3SHDUP_TOKEN to choose your own)");
         return Ok(Secret::new(saved.trim()));
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    files::create_private_dir(dir)?;
     let token = random_hex(24);
-    write_private(&file, &token)?;
+    files::write_private(&file, &token)?;
     println!(
         "No M3SHDUP_TOKEN set: generated a master token (shown once, kept in {}):",
         file.display()
@@ -303,20 +357,4 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("m3shd-bench-{}", random_hex(4)));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     Ok(dir)
-}
-
-fn write_private(file: &Path, contents: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut out = options
-        .open(file)
-        .with_context(|| format!("cannot write {}", file.display()))?;
-    out.write_all(contents.as_bytes())?;
-    Ok(())
 }

@@ -1,18 +1,34 @@
-//! Settings: `config/default.toml` (compiled in) overlaid by `M3SHDUP_*` environment
-//! variables, then by command-line flags. Secrets live in [`Secrets`], read from the
-//! environment only, and never appear in `Debug` output.
+//! Settings: `config/default.toml` (compiled in) overlaid by the file named in
+//! `M3SHDUP_CONFIG`, then by `M3SHDUP_*` environment variables, then by command-line
+//! flags. Nothing is taken on trust: an unknown key or variable, a value of the wrong type
+//! or one that makes no sense stops the start with a message naming the key, where it was
+//! set and what it accepts (`settings/rules.rs`). Secrets live in [`Secrets`], read from the
+//! environment only, and never appear in `Debug` output or in [`Settings::to_toml`].
 
 use std::fmt;
+use std::path::Path;
 
-use anyhow::Context;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+mod layers;
+mod rules;
 
 /// The defaults file, embedded so the binary runs from any directory.
 pub const DEFAULTS: &str = include_str!("../config/default.toml");
 const ENV_PREFIX: &str = "M3SHDUP_";
+/// The variable naming a TOML file laid over the defaults.
+pub const CONFIG_VARIABLE: &str = "M3SHDUP_CONFIG";
+/// The hub's secrets: variables only, never settings, never printed.
+pub const SECRET_VARIABLES: [&str; 3] = [
+    "M3SHDUP_TOKEN",
+    "M3SHDUP_ENCRYPT_KEY",
+    "M3SHDUP_LEGACY_ENCRYPT_KEY",
+];
+/// The values `sqlite_synchronous` accepts (SQLite's own names).
+pub const SQLITE_SYNCHRONOUS: [&str; 4] = ["OFF", "NORMAL", "FULL", "EXTRA"];
 
 /// Every tunable knob of the hub. Unknown keys are rejected so a typo fails loudly.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub bind: String,
@@ -57,40 +73,60 @@ pub struct Settings {
     pub read_pool_size: u32,
     pub write_queue_capacity: usize,
     pub write_batch_max: usize,
+    pub shutdown_grace_seconds: u64,
+    pub metrics_access: crate::metrics::MetricsAccess,
+    pub metrics_max_label_values: usize,
 }
 
 impl Settings {
     /// The compiled-in defaults with no environment applied (what tests start from).
     pub fn defaults() -> anyhow::Result<Self> {
-        Self::from_table(
-            DEFAULTS
-                .parse()
-                .context("config/default.toml is not valid TOML")?,
-        )
+        Ok(layers::Layers::defaults()?.settle()?)
     }
 
     /// Defaults, overlaid by the file named in `M3SHDUP_CONFIG` (if any), then by every
-    /// `M3SHDUP_<KEY>` variable whose key exists in the defaults.
-    pub fn from_env() -> anyhow::Result<Self> {
-        let mut table: toml::Table = DEFAULTS
-            .parse()
-            .context("config/default.toml is not valid TOML")?;
-        if let Some(path) = std::env::var_os("M3SHDUP_CONFIG") {
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("cannot read M3SHDUP_CONFIG file {path:?}"))?;
-            let overlay: toml::Table = text
-                .parse()
-                .with_context(|| format!("{path:?} is not valid TOML"))?;
-            overlay_table(&mut table, overlay);
+    /// `M3SHDUP_<KEY>` variable, each checked against its rule. Any other `M3SHDUP_*`
+    /// variable must be a secret or one of `other_variables` (those the command line
+    /// reads), so a misspelt setting is reported rather than ignored. Every problem found
+    /// is reported at once.
+    pub fn from_env(other_variables: &[String]) -> Result<Self, ConfigError> {
+        let mut layers = layers::Layers::defaults()?;
+        if let Some(path) = std::env::var_os(CONFIG_VARIABLE) {
+            layers.overlay_file(Path::new(&path))?;
         }
-        for (key, value) in table.iter_mut() {
-            let var = format!("{ENV_PREFIX}{}", key.to_ascii_uppercase());
-            if let Ok(raw) = std::env::var(&var) {
-                *value = parse_like(value, &raw)
-                    .with_context(|| format!("{var}={raw:?} is not a valid value"))?;
-            }
+        layers.overlay_env(std::env::vars_os(), other_variables);
+        // The checks run on the layered table, before it becomes typed settings: a value
+        // of the wrong type is then reported with the others, in the same words.
+        layers.settle()
+    }
+
+    /// Checks settings made or changed in code (command-line flags, tests) against the
+    /// same rules as [`Self::from_env`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let problems = rules::check(&self.table()?);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
         }
-        Self::from_table(table)
+    }
+
+    /// The settings as a TOML file (one `M3SHDUP_CONFIG` would accept), headed by whether
+    /// each secret is set; `is_set` answers for a variable name. Secret values never appear.
+    pub fn to_toml(&self, is_set: impl Fn(&str) -> bool) -> Result<String, ConfigError> {
+        let mut out = String::from(
+            "# The effective configuration: config/default.toml, then the M3SHDUP_CONFIG file,\n\
+             # then M3SHDUP_* variables. Secrets come from the environment only:\n",
+        );
+        for name in SECRET_VARIABLES {
+            let state = if is_set(name) { "set" } else { "unset" };
+            out.push_str(&format!("#   {name}: {state}\n"));
+        }
+        out.push('\n');
+        let body = toml::to_string(&self.table()?)
+            .map_err(|e| ConfigError::Unusable(format!("cannot write the settings: {e}")))?;
+        out.push_str(&body);
+        Ok(out)
     }
 
     /// How long a running task may take: its own limit, else its capability's, else the default.
@@ -102,43 +138,73 @@ impl Settings {
         std::time::Duration::from_secs(seconds.max(1))
     }
 
-    fn from_table(table: toml::Table) -> anyhow::Result<Self> {
-        Ok(toml::Value::Table(table).try_into()?)
+    fn table(&self) -> Result<toml::Table, ConfigError> {
+        toml::Table::try_from(self)
+            .map_err(|e| ConfigError::Unusable(format!("cannot represent the settings: {e}")))
     }
 }
 
-/// Lays `overlay` over `base` key by key; tables are merged, everything else replaced.
-fn overlay_table(base: &mut toml::Table, overlay: toml::Table) {
-    for (key, value) in overlay {
-        match (base.get_mut(&key), value) {
-            (Some(toml::Value::Table(inner)), toml::Value::Table(more)) => {
-                overlay_table(inner, more)
+/// Why the settings cannot be used. Shown to the operator as it reads.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The configuration could not be read at all (a missing file, broken TOML).
+    #[error("{0}")]
+    Unusable(String),
+    /// Values that were read but are not accepted, one line each.
+    #[error("invalid configuration (config/default.toml describes every key):{}", lines(.0))]
+    Invalid(Vec<Problem>),
+}
+
+/// One thing wrong with the configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Problem {
+    /// A key or variable that is no setting. `origin` says where it was (`in …`).
+    Unknown {
+        name: String,
+        origin: String,
+        suggestion: Option<String>,
+    },
+    /// A value its rule refuses. `origin` names the file or variable that set it.
+    Rejected {
+        key: String,
+        found: String,
+        expected: String,
+        origin: String,
+    },
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unknown {
+                name,
+                origin,
+                suggestion,
+            } => {
+                write!(f, "unknown setting {name:?} {origin}")?;
+                match suggestion {
+                    Some(s) => write!(f, "; did you mean {s:?}?"),
+                    None => Ok(()),
+                }
             }
-            (_, value) => {
-                base.insert(key, value);
+            Self::Rejected {
+                key,
+                found,
+                expected,
+                origin,
+            } => {
+                write!(f, "{key} = {found}")?;
+                if !origin.is_empty() {
+                    write!(f, " (from {origin})")?;
+                }
+                write!(f, ": expected {expected}")
             }
         }
     }
 }
 
-/// Reads an environment string as the same TOML type as the default it replaces.
-fn parse_like(default: &toml::Value, raw: &str) -> anyhow::Result<toml::Value> {
-    Ok(match default {
-        toml::Value::Integer(_) => toml::Value::Integer(raw.trim().parse()?),
-        toml::Value::Float(_) => toml::Value::Float(raw.trim().parse()?),
-        toml::Value::Boolean(_) => {
-            toml::Value::Boolean(matches!(raw.trim(), "1" | "true" | "TRUE" | "True" | "yes"))
-        }
-        // A list is written comma-separated: M3SHDUP_TRUSTED_PROXIES=10.0.0.1,10.0.0.2
-        toml::Value::Array(_) => toml::Value::Array(
-            raw.split(',')
-                .map(str::trim)
-                .filter(|item| !item.is_empty())
-                .map(|item| toml::Value::String(item.into()))
-                .collect(),
-        ),
-        _ => toml::Value::String(raw.to_string()),
-    })
+fn lines(problems: &[Problem]) -> String {
+    problems.iter().map(|p| format!("\n  - {p}")).collect()
 }
 
 /// A secret string: compared and used, never printed.
@@ -207,29 +273,45 @@ mod tests {
     }
 
     #[test]
-    fn environment_values_take_the_type_of_the_default() {
-        assert_eq!(
-            parse_like(&toml::Value::Integer(1), " 30 ").unwrap(),
-            toml::Value::Integer(30)
-        );
-        assert!(parse_like(&toml::Value::Integer(1), "soon").is_err());
-        assert_eq!(
-            parse_like(&toml::Value::String(String::new()), "x").unwrap(),
-            toml::Value::String("x".into())
-        );
-        assert_eq!(
-            parse_like(&toml::Value::Array(vec![]), "10.0.0.1, ::1,").unwrap(),
-            toml::Value::Array(vec!["10.0.0.1".into(), "::1".into()])
-        );
+    fn every_key_has_a_rule_and_every_rule_a_key() {
+        let defaults: toml::Table = DEFAULTS.parse().unwrap();
+        let keys: Vec<&str> = defaults.keys().map(String::as_str).collect();
+        let mut ruled: Vec<&str> = rules::RULES.iter().map(|(k, _)| *k).collect();
+        ruled.sort_unstable();
+        // A new key in config/default.toml needs its line in settings/rules.rs.
+        assert_eq!(keys, ruled);
     }
 
     #[test]
-    fn overlays_merge_tables_and_replace_values() {
-        let mut base: toml::Table = "a = 1\n[t]\nx = 1\ny = 2".parse().unwrap();
-        overlay_table(&mut base, "a = 5\n[t]\ny = 9".parse().unwrap());
-        assert_eq!(base["a"].as_integer(), Some(5));
-        assert_eq!(base["t"]["x"].as_integer(), Some(1));
-        assert_eq!(base["t"]["y"].as_integer(), Some(9));
+    fn values_set_in_code_are_checked_by_the_same_rules() {
+        let mut s = Settings::defaults().unwrap();
+        assert!(s.validate().is_ok());
+        s.bind = "nowhere".into();
+        s.sqlite_synchronous = "sometimes".into();
+        s.login_slowdown_max_seconds = 1;
+        let message = s.validate().unwrap_err().to_string();
+        for expected in [
+            r#"bind = "nowhere": expected host:port"#,
+            r#"sqlite_synchronous = "sometimes": expected one of OFF, NORMAL, FULL, EXTRA"#,
+            "login_slowdown_max_seconds = 1: expected at least login_slowdown_seconds (2)",
+        ] {
+            assert!(
+                message.contains(expected),
+                "{expected:?} not in:\n{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_printed_configuration_reads_back_and_says_only_whether_secrets_are_set() {
+        let mut s = Settings::defaults().unwrap();
+        s.heartbeat_timeout = 42;
+        let text = s.to_toml(|name| name == "M3SHDUP_TOKEN").unwrap();
+        assert!(text.contains("#   M3SHDUP_TOKEN: set\n"), "{text}");
+        assert!(text.contains("#   M3SHDUP_ENCRYPT_KEY: unset\n"), "{text}");
+        let again: Settings = toml::from_str(&text).unwrap();
+        assert_eq!(again.heartbeat_timeout, 42);
+        assert_eq!(again.capability_timeouts, s.capability_timeouts);
     }
 
     #[test]

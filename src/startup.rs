@@ -1,12 +1,14 @@
 //! Builds the hub: opens the database (running migrations), starts the writer and every
 //! long-lived actor, restores live state, then binds the HTTP server. Tests use the same
-//! entry point on port 0.
+//! entry point on port 0. Also stops it gracefully ([`Application::run_until`]).
 
+use std::future::Future;
 use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix::prelude::*;
 use actix_web::dev::Server;
+use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 
@@ -26,8 +28,12 @@ use crate::db::models::TokenRow;
 use crate::db::{self, queries, ReadPool};
 use crate::domain::credentials::{Credentials, Session};
 use crate::error::HubError;
+use crate::metrics::Metrics;
 use crate::rate_limit::{LoginThrottle, RateLimiter};
 use crate::settings::{Secrets, Settings};
+
+mod stop;
+pub use stop::stop_signal;
 
 /// Everything a handler can reach, shared through `web::Data`.
 pub struct Hub {
@@ -50,6 +56,7 @@ pub struct Application {
     server: Server,
     port: u16,
     hub: web::Data<Hub>,
+    drain: stop::Drain,
 }
 
 impl Application {
@@ -61,20 +68,27 @@ impl Application {
         warn_if_weak(&secrets);
         let secrets = with_fallback_key(&mut writer, secrets)?;
         let vault = Vault::from_secrets(&secrets);
+        let metrics = Metrics::new(&settings);
         let reconnect_settings = settings.clone();
         let db = DbExecutor::start(
             writer,
             Box::new(move || db::open_writer(&reconnect_settings)),
             settings.write_queue_capacity,
             settings.write_batch_max,
+            metrics.clone(),
         );
         let keepalive = std::time::Duration::from_secs(settings.sse_keepalive_seconds.max(1));
-        let events = EventBus::new(settings.event_ring_size, keepalive).start();
+        let events = EventBus::new(settings.event_ring_size, keepalive, metrics.clone()).start();
         let vault = Arc::new(vault);
         let core = Core {
             db,
             events,
-            finished_tasks: crate::federation::report_results(reads.clone(), vault.clone()),
+            finished_tasks: crate::federation::report_results(
+                reads.clone(),
+                vault.clone(),
+                metrics.clone(),
+            ),
+            metrics,
             vault,
             notary: Arc::new(Notary::from_secrets(&secrets)),
             blind: Arc::new(BlindIndex::from_secrets(&secrets)),
@@ -134,14 +148,32 @@ impl Application {
         let listener = TcpListener::bind(&settings.bind)
             .with_context(|| format!("cannot listen on {}", settings.bind))?;
         let port = listener.local_addr()?.port();
+        let drain = stop::Drain {
+            listener: listener.try_clone()?,
+            connections: Arc::default(),
+            grace: std::time::Duration::from_secs(settings.shutdown_grace_seconds),
+        };
         let app_hub = hub.clone();
+        let app_connections = web::Data::from(drain.connections.clone());
+        let record_requests = hub.core.metrics.enabled();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_hub.clone())
+                .app_data(app_connections.clone())
                 .configure(crate::api::routes)
+                .wrap(Condition::new(
+                    record_requests,
+                    from_fn(crate::api::metrics::record_request),
+                ))
+                .wrap(from_fn(stop::close_when_stopping))
+        })
+        .on_connect({
+            let connections = drain.connections.clone();
+            move |_, extensions| connections.opened(extensions)
         })
         .listen(listener)?
-        .shutdown_timeout(5);
+        // `run_until` handles the signals and the stop (see `stop`).
+        .disable_signals();
         if settings.http_workers > 0 {
             server = server.workers(settings.http_workers);
         }
@@ -150,6 +182,7 @@ impl Application {
             server: server.run(),
             port,
             hub,
+            drain,
         })
     }
 
@@ -161,8 +194,30 @@ impl Application {
         self.hub.clone()
     }
 
+    /// Serves with no stop of its own: the in-process hubs of the tests, which end with
+    /// their runtime.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        self.run_until(std::future::pending()).await
+    }
+
+    /// Serves until `stop` resolves (see [`stop_signal`]), then stops gracefully: the port
+    /// closes, requests in flight get `shutdown_grace_seconds` to finish, event streams end
+    /// with a `retry:` frame, and every write already queued is committed and answered
+    /// before this returns.
+    pub async fn run_until(self, stop: impl Future<Output = ()> + 'static) -> std::io::Result<()> {
+        let Self {
+            server, hub, drain, ..
+        } = self;
+        let handle = server.handle();
+        let events = hub.core.events.clone();
+        actix_web::rt::spawn(async move {
+            stop.await;
+            drain.run(handle, events).await;
+        });
+        server.await?;
+        hub.core.db.close().await.map_err(std::io::Error::other)?;
+        tracing::info!("m3shd stopped; every queued write is committed");
+        Ok(())
     }
 }
 

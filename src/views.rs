@@ -9,7 +9,7 @@ use crate::db::models::TaskRow;
 use crate::domain::agent::AgentStatus;
 
 /// A task as `GET /api/tasks/{id}` returns it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TaskView {
     pub id: i32,
     pub title: String,

@@ -7,15 +7,22 @@
 //! Not an actix `SyncArbiter`: a sync actor handles one message at a time and cannot see
 //! the queue behind it, which is exactly what group commit needs. The thread plays the
 //! same role, with a bounded queue that answers 503 when it is full.
+//!
+//! At shutdown, [`DbExecutor::close`] refuses new writes and waits until everything
+//! already queued is committed and answered, so nothing acknowledged dies with the process.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Instant;
 
 use diesel::sqlite::SqliteConnection;
 use diesel::Connection;
 use tokio::sync::oneshot;
 
 use crate::error::HubError;
+use crate::metrics::Metrics;
 
 type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
 type Job = Box<dyn FnOnce(&mut SqliteConnection) -> Reply + Send>;
@@ -25,6 +32,8 @@ type Reconnect = Box<dyn Fn() -> anyhow::Result<SqliteConnection> + Send>;
 #[derive(Clone)]
 pub struct DbExecutor {
     queue: SyncSender<Job>,
+    /// Set by [`DbExecutor::close`]: new writes are refused.
+    closed: Arc<AtomicBool>,
 }
 
 impl DbExecutor {
@@ -35,14 +44,18 @@ impl DbExecutor {
         reconnect: Reconnect,
         capacity: usize,
         batch_max: usize,
+        metrics: Metrics,
     ) -> Self {
         let (queue, jobs) = mpsc::sync_channel(capacity.max(1));
         // The thread ends by itself when the last handle (and so the queue) is dropped.
         std::thread::Builder::new()
             .name("m3shd-writer".into())
-            .spawn(move || run_writer(conn, reconnect, jobs, batch_max.max(1)))
+            .spawn(move || run_writer(conn, reconnect, jobs, batch_max.max(1), metrics))
             .expect("the OS refused to start the writer thread");
-        Self { queue }
+        Self {
+            queue,
+            closed: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     /// Runs `write` in its own savepoint inside the next group commit and returns its
@@ -53,17 +66,10 @@ impl DbExecutor {
         T: Send + 'static,
         F: FnOnce(&mut SqliteConnection) -> Result<T, HubError> + Send + 'static,
     {
-        let (answer, answered) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            let result = conn.transaction(write);
-            Box::new(move |commit: Result<(), String>| {
-                let outcome = match commit {
-                    Ok(()) => result,
-                    Err(cause) => Err(HubError::internal(format!("commit failed: {cause}"))),
-                };
-                let _ = answer.send(outcome);
-            })
-        });
+        if self.closed.load(Ordering::Acquire) {
+            return Err(HubError::Unavailable("the hub is shutting down".into()));
+        }
+        let (job, answered) = job_of(write);
         self.queue.try_send(job).map_err(|error| match error {
             TrySendError::Full(_) => {
                 HubError::Unavailable("the hub is saturated with writes; retry shortly".into())
@@ -76,6 +82,44 @@ impl DbExecutor {
             .await
             .map_err(|_| HubError::internal("the writer dropped a write"))?
     }
+
+    /// Refuses every write from now on, then waits until each write queued before this call
+    /// has been committed and its caller answered: the queue is first in, first out, so an
+    /// empty write queued last is answered after all of them.
+    pub async fn close(&self) -> Result<(), HubError> {
+        self.closed.store(true, Ordering::Release);
+        let (barrier, answered) = job_of(|_| Ok(()));
+        let queue = self.queue.clone();
+        // Waits for room rather than failing on a full queue: nothing new joins it now,
+        // so room comes as the writer works through it.
+        tokio::task::spawn_blocking(move || queue.send(barrier))
+            .await
+            .map_err(|e| HubError::internal(format!("cannot queue the last write: {e}")))?
+            .map_err(|_| HubError::Unavailable("the database writer has stopped".into()))?;
+        answered
+            .await
+            .map_err(|_| HubError::internal("the writer dropped its last write"))?
+    }
+}
+
+/// Wraps `write` as a job for the writer thread, with the receiver of its answer.
+fn job_of<T, F>(write: F) -> (Job, oneshot::Receiver<Result<T, HubError>>)
+where
+    T: Send + 'static,
+    F: FnOnce(&mut SqliteConnection) -> Result<T, HubError> + Send + 'static,
+{
+    let (answer, answered) = oneshot::channel();
+    let job: Job = Box::new(move |conn| {
+        let result = conn.transaction(write);
+        Box::new(move |commit: Result<(), String>| {
+            let outcome = match commit {
+                Ok(()) => result,
+                Err(cause) => Err(HubError::internal(format!("commit failed: {cause}"))),
+            };
+            let _ = answer.send(outcome);
+        })
+    });
+    (job, answered)
 }
 
 fn run_writer(
@@ -83,6 +127,7 @@ fn run_writer(
     reconnect: Reconnect,
     jobs: Receiver<Job>,
     batch_max: usize,
+    metrics: Metrics,
 ) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
@@ -93,6 +138,7 @@ fn run_writer(
             }
         }
         let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
+        let started = Instant::now();
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             conn.immediate_transaction::<_, diesel::result::Error, _>(|conn| {
                 for job in batch.drain(..) {
@@ -117,6 +163,7 @@ fn run_writer(
                 Err("a write in this batch failed unexpectedly".to_string())
             }
         };
+        metrics.group_commit(replies.len(), started.elapsed());
         if let Err(cause) = &commit {
             tracing::error!(error = %cause, writes = replies.len(), "group commit failed");
         }

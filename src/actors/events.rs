@@ -1,7 +1,7 @@
 //! EventBus: numbers every committed state change, keeps a ring of recent events for
 //! `Last-Event-ID` resumption, and fans each event out to the live SSE subscribers.
 //!
-//! Handles: [`Publish`], [`Attach`], [`Detach`].
+//! Handles: [`Publish`], [`Attach`], [`Detach`], [`CloseStreams`].
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -10,9 +10,10 @@ use std::time::Duration;
 use actix::prelude::*;
 use serde_json::json;
 
-use super::sse::{Deliver, Replay, SseSubscriber};
+use super::sse::{Deliver, Disconnect, Replay, SseSubscriber};
 use crate::domain::event::{Audience, HubEvent};
 use crate::domain::now_iso;
+use crate::metrics::Metrics;
 
 /// An event with its id, shared by every subscriber that receives it.
 #[derive(Debug)]
@@ -27,11 +28,14 @@ pub struct EventBus {
     ring: VecDeque<Arc<Envelope>>,
     ring_size: usize,
     subscribers: HashMap<u64, Addr<SseSubscriber>>,
+    /// Set at shutdown: no stream stays open, not even one that attaches late.
+    closing: bool,
+    metrics: Metrics,
 }
 
 impl EventBus {
     /// Ids start from the boot time in microseconds so they keep increasing across restarts.
-    pub fn new(ring_size: usize, keepalive: Duration) -> Self {
+    pub fn new(ring_size: usize, keepalive: Duration, metrics: Metrics) -> Self {
         let start = chrono::Utc::now().timestamp_micros().max(1) as u64;
         Self {
             next_id: start,
@@ -39,6 +43,8 @@ impl EventBus {
             ring: VecDeque::with_capacity(ring_size),
             ring_size: ring_size.max(1),
             subscribers: HashMap::new(),
+            closing: false,
+            metrics,
         }
     }
 
@@ -67,9 +73,13 @@ impl EventBus {
         };
         // try_send: a subscriber whose mailbox is full is too slow; it is cut off rather
         // than allowed to hold up everyone else.
-        if addr.try_send(Deliver(envelope)).is_err() {
+        if let Err(refused) = addr.try_send(Deliver(envelope)) {
+            // A closed mailbox is a subscriber already gone, not one cut off.
+            if matches!(refused, SendError::Full(_)) {
+                self.metrics.sse_cut_off();
+            }
             if let Some(addr) = self.subscribers.remove(&subscriber_id) {
-                addr.do_send(super::sse::Disconnect);
+                addr.do_send(Disconnect);
             }
         }
     }
@@ -119,6 +129,10 @@ impl Handler<Attach> for EventBus {
     type Result = ();
 
     fn handle(&mut self, msg: Attach, _: &mut Context<Self>) {
+        if self.closing {
+            msg.addr.do_send(Disconnect);
+            return;
+        }
         if let Some(after) = msg.last_event_id {
             // The whole backlog in one message that does not count against the
             // subscriber's mailbox: it may be longer than the queue, and the subscriber
@@ -146,5 +160,22 @@ impl Handler<Detach> for EventBus {
 
     fn handle(&mut self, msg: Detach, _: &mut Context<Self>) {
         self.subscribers.remove(&msg.subscriber_id);
+    }
+}
+
+/// Sent at shutdown: end every stream now, and any that attaches later, so that no
+/// long-lived stream holds the server's graceful stop for its whole grace period.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseStreams;
+
+impl Handler<CloseStreams> for EventBus {
+    type Result = ();
+
+    fn handle(&mut self, _: CloseStreams, _: &mut Context<Self>) {
+        self.closing = true;
+        for (_, addr) in self.subscribers.drain() {
+            addr.do_send(Disconnect);
+        }
     }
 }

@@ -20,6 +20,7 @@ use crate::crypto::blind::BlindIndex;
 use crate::crypto::provenance::Notary;
 use crate::crypto::Vault;
 use crate::domain::event::HubEvent;
+use crate::metrics::Metrics;
 use crate::settings::Settings;
 use db_executor::DbExecutor;
 use events::{EventBus, Publish};
@@ -34,6 +35,8 @@ pub struct Core {
     pub blind: Arc<BlindIndex>,
     pub settings: Arc<Settings>,
     pub alerts: Alerts,
+    /// This hub's metrics (empty when they are off): counters recorded at commit points.
+    pub metrics: Metrics,
     /// Ids of finished tasks, sent after their commit, so that the federation module can
     /// report the results of tasks a peer relayed here (actors know nothing of peers).
     pub finished_tasks: FinishedTasks,

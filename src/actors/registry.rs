@@ -318,6 +318,7 @@ impl Handler<StartSubscriber> for Registry {
             queue,
             settings.sse_queue_capacity,
             ctx.address(),
+            self.core.metrics.clone(),
         );
         let addr = subscriber.start();
         self.subscribers.insert(id, addr.clone());

@@ -1,7 +1,8 @@
 //! SseSubscriber: one per `GET /api/stream` connection. Holds the sending half of the
 //! connection's bounded queue, filters events by what its principal may see, sends a
 //! `keepalive` event the EventBus sends on a timer, and stops as soon as the client goes
-//! away or falls `sse_queue_capacity` events behind.
+//! away, falls `sse_queue_capacity` events behind, or the hub shuts down. Events already
+//! in the queue still reach the client before its stream ends.
 //!
 //! A `Last-Event-ID` replay ([`Replay`]) may be longer than the queue. It is fed into the
 //! queue as the client drains it (backpressure), never dropped and never counted as
@@ -20,6 +21,7 @@ use tokio::sync::mpsc;
 use super::events::Envelope;
 use super::registry::{ChildStopped, Registry};
 use crate::domain::access::Principal;
+use crate::metrics::Metrics;
 
 pub struct SseSubscriber {
     pub id: u64,
@@ -34,6 +36,7 @@ pub struct SseSubscriber {
     replay_left: usize,
     /// Whether a wait for room in the queue is under way.
     waiting: bool,
+    metrics: Metrics,
 }
 
 impl SseSubscriber {
@@ -43,6 +46,7 @@ impl SseSubscriber {
         queue: mpsc::Sender<sse::Event>,
         capacity: usize,
         registry: Addr<Registry>,
+        metrics: Metrics,
     ) -> Self {
         Self {
             id,
@@ -53,10 +57,15 @@ impl SseSubscriber {
             pending: VecDeque::new(),
             replay_left: 0,
             waiting: false,
+            metrics,
         }
     }
 
     fn cut_off(&self, ctx: &mut Context<Self>) {
+        // Counted once, though more events may arrive while it stops.
+        if ctx.state() == ActorState::Running {
+            self.metrics.sse_cut_off();
+        }
         tracing::warn!(
             subscriber.id = self.id,
             "SSE subscriber fell behind; disconnecting it"
@@ -196,7 +205,7 @@ impl Handler<Replay> for SseSubscriber {
     }
 }
 
-/// Sent by the EventBus to a subscriber it has cut off.
+/// Sent by the EventBus to a subscriber it has cut off, and to every one at shutdown.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Disconnect;

@@ -3,6 +3,7 @@
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
 use super::extract::{Json, Query};
@@ -19,12 +20,16 @@ const MAX_CAPABILITIES: usize = 64;
 /// Most parallel tasks one agent may claim.
 const MAX_CONCURRENT: i32 = 256;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterBody {
+    #[schema(required = true, value_type = String, min_length = 1, pattern = r"\S")]
     name: Option<String>,
     machine: Option<String>,
+    #[schema(minimum = 1, maximum = 256)]
     max_concurrent: Option<i32>,
+    #[schema(schema_with = super::openapi::capability_list)]
     capabilities: Option<Vec<String>>,
+    #[schema(schema_with = super::openapi::capability_list)]
     excluded: Option<Vec<String>>,
 }
 
@@ -67,7 +72,7 @@ fn capability_list(field: &str, list: Vec<String>) -> Result<Vec<String>, HubErr
     let mut clean: Vec<String> = Vec::with_capacity(list.len());
     for cap in list {
         let cap = cap.trim().to_string();
-        if cap.is_empty() || cap.len() > 64 {
+        if cap.is_empty() || cap.chars().count() > 64 {
             return Err(HubError::bad_request(format!(
                 "{field} entries must be 1 to 64 characters"
             )));
@@ -108,6 +113,14 @@ fn registered(snapshot: &AgentSnapshot) -> serde_json::Value {
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/agents/{agent_id}/register",
+    tag = "agents",
+    params(("agent_id" = String, Path, description = "The agent id")),
+    request_body = RegisterBody,
+    responses((status = 200, description = "Register as this agent (agents:register, own agent_id)", body = Object))
+)]
 pub async fn register_agent(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -126,6 +139,13 @@ pub async fn register_agent(
     Ok(HttpResponse::Ok().json(registered(&snapshot)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/agents/{agent_id}/heartbeat",
+    tag = "agents",
+    params(("agent_id" = String, Path, description = "The agent id")),
+    responses((status = 200, description = "Heartbeat as this agent (agents:register, own agent_id)", body = Object))
+)]
 pub async fn heartbeat_agent(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -141,14 +161,26 @@ pub async fn heartbeat_agent(
     Ok(HttpResponse::Ok().json(json!({ "ok": true, "agent_id": agent_id, "status": "online" })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AgentListQuery {
     status: Option<String>,
     role: Option<String>,
+    /// Page size (capped by the hub).
+    #[param(minimum = 1)]
     limit: Option<i64>,
+    /// Items to skip.
+    #[param(minimum = 0)]
     offset: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/agents",
+    tag = "agents",
+    params(AgentListQuery),
+    responses((status = 200, description = "Agents (agents:read)", body = Object))
+)]
 pub async fn list_agents(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -177,17 +209,25 @@ pub async fn list_agents(
     let total = matching.len();
     let page: Vec<_> = matching
         .into_iter()
-        .skip(offset as usize)
-        .take(limit as usize)
+        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(limit).unwrap_or(usize::MAX))
         .collect();
     Ok(HttpResponse::Ok().json(json!({
         "agents": page,
         "total": total,
-        "page": offset / limit + 1,
+        // Saturating: an offset near i64::MAX is a valid (empty) page, not an overflow.
+        "page": (offset / limit).saturating_add(1),
         "limit": limit,
     })))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/agents/{agent_id}",
+    tag = "agents",
+    params(("agent_id" = String, Path, description = "The agent id")),
+    responses((status = 200, description = "Remove an agent (agents:delete)", body = Object))
+)]
 pub async fn delete_agent(
     hub: web::Data<Hub>,
     caller: Caller,

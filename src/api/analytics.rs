@@ -8,6 +8,7 @@ use actix_web::{web, HttpResponse};
 use diesel::prelude::*;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::IntoParams;
 
 use super::auth::Caller;
 use super::extract::Query;
@@ -18,8 +19,11 @@ use crate::db::usage;
 use crate::error::HubError;
 use crate::startup::Hub;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Window {
+    /// Days back from today, today included.
+    #[param(minimum = 1, maximum = 366)]
     days: Option<i64>,
 }
 
@@ -39,6 +43,13 @@ fn ratio(part: i64, whole: i64) -> Option<f64> {
 }
 
 /// Tasks created per day, and how many of them are done or failed.
+#[utoipa::path(
+    get,
+    path = "/api/admin/analytics/tasks",
+    tag = "analytics",
+    params(Window),
+    responses((status = 200, description = "Task analytics (admin:analytics)", body = Object))
+)]
 pub async fn task_analytics(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -71,6 +82,13 @@ pub async fn task_analytics(
 }
 
 /// Reported cost and tokens per day and model.
+#[utoipa::path(
+    get,
+    path = "/api/admin/analytics/costs",
+    tag = "analytics",
+    params(Window),
+    responses((status = 200, description = "Cost analytics (admin:analytics)", body = Object))
+)]
 pub async fn cost_analytics(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -95,6 +113,12 @@ pub async fn cost_analytics(
 }
 
 /// Per agent: tasks held to the end, done, failed, success rate, cost.
+#[utoipa::path(
+    get,
+    path = "/api/admin/analytics/agents",
+    tag = "analytics",
+    responses((status = 200, description = "Agent analytics (admin:analytics)", body = Object))
+)]
 pub async fn agent_analytics(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -125,6 +149,12 @@ pub async fn agent_analytics(
 }
 
 /// How confident workers said they were, in tenths.
+#[utoipa::path(
+    get,
+    path = "/api/admin/analytics/metacognition",
+    tag = "analytics",
+    responses((status = 200, description = "Confidence against outcome (admin:analytics)", body = Object))
+)]
 pub async fn metacognition(hub: web::Data<Hub>, caller: Caller) -> Result<HttpResponse, HubError> {
     caller.0.require("admin:analytics")?;
     let rows: Vec<(f64, String)> = crate::db::read(&hub.reads, |conn| {
@@ -166,6 +196,12 @@ pub async fn metacognition(hub: web::Data<Hub>, caller: Caller) -> Result<HttpRe
 }
 
 /// The state of the hub at a glance.
+#[utoipa::path(
+    get,
+    path = "/api/admin/analytics/summary",
+    tag = "analytics",
+    responses((status = 200, description = "Summary (admin:analytics)", body = Object))
+)]
 pub async fn summary(hub: web::Data<Hub>, caller: Caller) -> Result<HttpResponse, HubError> {
     caller.0.require("admin:analytics")?;
     let (statuses, open_escalations, spent) = crate::db::read(&hub.reads, |conn| {

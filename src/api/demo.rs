@@ -74,18 +74,39 @@ fn demo_tasks() -> Vec<Value> {
         .collect()
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/demo/agents",
+    tag = "demo",
+    security(()),
+    responses((status = 200, description = "Synthetic agents (demo mode only)", body = Object))
+)]
 pub async fn demo_agents_list(hub: web::Data<Hub>) -> Result<HttpResponse, HubError> {
     enabled(&hub)?;
     let agents = demo_agents();
     Ok(HttpResponse::Ok().json(json!({ "agents": agents, "total": agents.len() })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/demo/tasks",
+    tag = "demo",
+    security(()),
+    responses((status = 200, description = "Synthetic tasks (demo mode only)", body = Object))
+)]
 pub async fn demo_tasks_list(hub: web::Data<Hub>) -> Result<HttpResponse, HubError> {
     enabled(&hub)?;
     let tasks = demo_tasks();
     Ok(HttpResponse::Ok().json(json!({ "tasks": tasks, "count": tasks.len() })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/demo/health",
+    tag = "demo",
+    security(()),
+    responses((status = 200, description = "Synthetic health (demo mode only)", body = Object))
+)]
 pub async fn demo_health(hub: web::Data<Hub>) -> Result<HttpResponse, HubError> {
     enabled(&hub)?;
     let agents: serde_json::Map<String, Value> = AGENTS

@@ -4,9 +4,10 @@ use actix_web::{web, HttpResponse};
 use diesel::prelude::*;
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
-use super::extract::{parse_json, Json, Query};
+use super::extract::{optional_json, Json, Query};
 use super::{page_limit, page_offset};
 use crate::actors::task::{announce_escalation, escalation_scope};
 use crate::db::models::{EscalationRow, NewAuditRow, NewEscalationRow, TaskRow};
@@ -16,13 +17,23 @@ use crate::domain::now_iso;
 use crate::error::HubError;
 use crate::startup::Hub;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct EscalationBody {
+    #[schema(value_type = Option<i32>)]
     task_id: Option<i32>,
+    #[schema(value_type = Option<String>)]
     agent_id: Option<String>,
+    #[schema(required = true, value_type = String, min_length = 1, pattern = r"\S")]
     reason: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/escalations",
+    tag = "escalations",
+    request_body = EscalationBody,
+    responses((status = 201, description = "Open an escalation (escalations:create)", body = Object))
+)]
 pub async fn create_escalation(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -57,13 +68,27 @@ pub async fn create_escalation(
     Ok(HttpResponse::Created().json(row))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EscalationQuery {
+    /// open or resolved.
+    #[param(pattern = "^(open|resolved)$")]
     status: Option<String>,
+    /// Page size (capped by the hub).
+    #[param(minimum = 1)]
     limit: Option<i64>,
+    /// Items to skip.
+    #[param(minimum = 0)]
     offset: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/escalations",
+    tag = "escalations",
+    params(EscalationQuery),
+    responses((status = 200, description = "Escalations the caller may see (escalations:read)", body = Object))
+)]
 pub async fn list_escalations(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -112,11 +137,20 @@ pub async fn list_escalations(
     Ok(HttpResponse::Ok().json(json!({ "count": rows.len(), "escalations": rows })))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct ResolveBody {
+    #[schema(value_type = Option<String>)]
     resolution: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/escalations/{id}/resolve",
+    tag = "escalations",
+    params(("id" = i64, Path, description = "The numeric id")),
+    request_body = Option<ResolveBody>,
+    responses((status = 200, description = "Resolve an escalation (escalations:resolve)", body = Object))
+)]
 pub async fn resolve_escalation(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -128,11 +162,7 @@ pub async fn resolve_escalation(
     let id: i32 = raw
         .parse()
         .map_err(|_| HubError::not_found(format!("no escalation {raw:?}")))?;
-    let body: ResolveBody = if body.iter().all(u8::is_ascii_whitespace) {
-        ResolveBody::default()
-    } else {
-        parse_json(&body)?
-    };
+    let body: ResolveBody = optional_json(&body)?;
     let actor = caller.0.label();
     let principal = caller.0;
     let (row, scope) = hub

@@ -71,22 +71,73 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, HubError> {
         }
     }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-        let path = error.path().to_string();
-        let inner = error.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            HubError::bad_request(format!("malformed JSON: {inner}"))
-        } else if path == "." {
-            HubError::bad_request(format!("invalid body: {inner}"))
-        } else {
-            HubError::bad_request(format!("invalid field {path}: {inner}"))
+    let value = match serde_path_to_error::deserialize(&mut deserializer) {
+        Ok(value) => value,
+        Err(error) if is_type_error(&error) => {
+            // JSON has one number type: 3.0 is an integer to every JSON Schema tool, so
+            // read integral floats as integers before refusing the body (rarely taken).
+            return match integral_floats_as_integers(bytes) {
+                Some(normal) => serde_path_to_error::deserialize(normal).map_err(field_error),
+                None => Err(field_error(error)),
+            };
         }
-    })?;
+        Err(error) => return Err(field_error(error)),
+    };
     // Only whitespace may follow the object.
     deserializer
         .end()
         .map_err(|e| HubError::bad_request(format!("malformed JSON: {e}")))?;
     Ok(value)
+}
+
+fn is_type_error(error: &serde_path_to_error::Error<serde_json::Error>) -> bool {
+    !(error.inner().is_syntax() || error.inner().is_eof())
+}
+
+/// A 400 naming the field a JSON error is in.
+fn field_error(error: serde_path_to_error::Error<serde_json::Error>) -> HubError {
+    let path = error.path().to_string();
+    let inner = error.into_inner();
+    if inner.is_syntax() || inner.is_eof() {
+        HubError::bad_request(format!("malformed JSON: {inner}"))
+    } else if path == "." {
+        HubError::bad_request(format!("invalid body: {inner}"))
+    } else {
+        HubError::bad_request(format!("invalid field {path}: {inner}"))
+    }
+}
+
+/// The document with every float that has no fraction (and fits an i64) made an
+/// integer; `None` when there is none.
+fn integral_floats_as_integers(bytes: &[u8]) -> Option<serde_json::Value> {
+    use serde_json::Value;
+    fn walk(value: &mut Value) -> bool {
+        match value {
+            Value::Number(n) if n.is_f64() => {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                let integral = f.fract() == 0.0 && f.abs() < 9.0e18;
+                if integral {
+                    *value = Value::from(f as i64);
+                }
+                integral
+            }
+            Value::Array(items) => items.iter_mut().map(walk).fold(false, |a, b| a | b),
+            Value::Object(fields) => fields.values_mut().map(walk).fold(false, |a, b| a | b),
+            _ => false,
+        }
+    }
+    let mut value: Value = serde_json::from_slice(bytes).ok()?;
+    walk(&mut value).then_some(value)
+}
+
+/// An optional JSON body: nothing (or only whitespace, or `null`) is the default value.
+pub fn optional_json<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, HubError> {
+    let text = bytes.trim_ascii();
+    if text.is_empty() || text == b"null" {
+        Ok(T::default())
+    } else {
+        parse_json(text)
+    }
 }
 
 /// Query string parameters of type `T`, with the same kind of errors.
@@ -111,13 +162,20 @@ mod tests {
 
     #[derive(serde::Deserialize, Debug)]
     struct Body {
-        #[allow(dead_code)]
         priority: i32,
     }
 
     #[test]
     fn type_errors_name_the_field() {
         let error = parse_json::<Body>(br#"{"priority": "high"}"#).unwrap_err();
+        assert!(error.to_string().contains("priority"), "{error}");
+    }
+
+    #[test]
+    fn integral_floats_are_integers() {
+        let body = parse_json::<Body>(br#"{"priority": 3.0}"#).unwrap();
+        assert_eq!(body.priority, 3);
+        let error = parse_json::<Body>(br#"{"priority": 3.5}"#).unwrap_err();
         assert!(error.to_string().contains("priority"), "{error}");
     }
 

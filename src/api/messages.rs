@@ -4,6 +4,7 @@ use actix_web::{web, HttpResponse};
 use diesel::prelude::*;
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
 use super::extract::{Json, Query};
@@ -19,11 +20,15 @@ use crate::startup::Hub;
 const MAX_CONTENT_CHARS: usize = 8000;
 const SENDER_TYPES: &[&str] = &["agent", "user", "system"];
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct MessageBody {
+    #[schema(value_type = Option<String>)]
     sender: Option<String>,
+    #[schema(value_type = Option<String>, pattern = "^(agent|user|system)$")]
     sender_type: Option<String>,
+    #[schema(required = true, value_type = String, min_length = 1, max_length = 8000, pattern = r"\S")]
     content: Option<String>,
+    #[schema(value_type = Option<String>, pattern = r"^[A-Za-z0-9._#-]{1,64}$")]
     channel: Option<String>,
 }
 
@@ -34,6 +39,13 @@ fn valid_channel(channel: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '#'))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/messages",
+    tag = "messages",
+    request_body = MessageBody,
+    responses((status = 201, description = "Send a message (messages:write)", body = Object))
+)]
 pub async fn send_message(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -101,14 +113,24 @@ pub async fn send_message(
     Ok(HttpResponse::Created().json(row))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MessageQuery {
     channel: Option<String>,
+    /// Page size (capped by the hub).
+    #[param(minimum = 1)]
     limit: Option<i64>,
     /// Only messages older than this id (paging backwards through history).
     before: Option<i32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/messages",
+    tag = "messages",
+    params(MessageQuery),
+    responses((status = 200, description = "Messages (messages:read)", body = Object))
+)]
 pub async fn list_messages(
     hub: web::Data<Hub>,
     caller: Caller,

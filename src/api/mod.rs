@@ -14,6 +14,8 @@ mod federation;
 mod health;
 mod memory;
 mod messages;
+pub mod metrics;
+pub mod openapi;
 mod pipelines;
 mod provenance;
 mod reputation;
@@ -31,9 +33,15 @@ use crate::error::HubError;
 use crate::startup::Hub;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    // Where Prometheus looks by default, outside /api (and before its scope, so the route
+    // table's readers see no prefix on it).
+    cfg.route("/metrics", web::get().to(metrics::get_metrics));
     cfg.service(
         web::scope("/api")
             .route("/health", web::get().to(health::get_health))
+            .route("/openapi.json", web::get().to(openapi::openapi_json))
+            .route("/docs", web::get().to(openapi::docs_index))
+            .route("/docs/{file}", web::get().to(openapi::docs_asset))
             .route("/stream", web::get().to(stream::get_stream))
             .route("/agents", web::get().to(agents::list_agents))
             .route("/agents/{agent_id}", web::delete().to(agents::delete_agent))
@@ -195,12 +203,21 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .default_service(web::to(not_found));
 }
 
+/// No route matched: a 405 naming the methods the path has (the OpenAPI document lists
+/// every route), else a 404.
 async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, HubError> {
-    Err(HubError::not_found(format!(
-        "no route for {} {}",
-        req.method(),
-        req.path()
-    )))
+    let allowed = openapi::methods_of(req.path());
+    if allowed.is_empty() {
+        return Err(HubError::not_found(format!(
+            "no route for {} {}",
+            req.method(),
+            req.path()
+        )));
+    }
+    Err(HubError::MethodNotAllowed {
+        method: req.method().to_string(),
+        allowed: allowed.join(", "),
+    })
 }
 
 /// Deletes one row with its audit row in one transaction; a 404 saying `missing` when

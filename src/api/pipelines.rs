@@ -3,6 +3,7 @@
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
 use super::extract::{Json, Query};
@@ -17,10 +18,11 @@ use crate::error::HubError;
 use crate::startup::Hub;
 use crate::views::TaskView;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct PipelineBody {
     name: Option<String>,
     created_by: Option<String>,
+    #[schema(required = true, value_type = Vec<TaskBody>, min_items = 1, max_items = 50)]
     tasks: Option<Vec<TaskBody>>,
 }
 
@@ -34,6 +36,13 @@ fn in_member(index: usize, error: HubError) -> HubError {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/pipelines",
+    tag = "pipelines",
+    request_body = PipelineBody,
+    responses((status = 201, description = "Create a pipeline (pipelines:create)", body = Object))
+)]
 pub async fn create_pipeline(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -97,6 +106,13 @@ fn pipeline_view(row: &PipelineRow) -> Value {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/pipelines/{id}",
+    tag = "pipelines",
+    params(("id" = i64, Path, description = "The numeric id")),
+    responses((status = 200, description = "One pipeline (tasks:read)", body = Object))
+)]
 pub async fn get_pipeline(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -148,12 +164,24 @@ pub async fn get_pipeline(
     Ok(HttpResponse::Ok().json(view))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PipelineListQuery {
+    /// Page size (capped by the hub).
+    #[param(minimum = 1)]
     limit: Option<i64>,
+    /// Items to skip.
+    #[param(minimum = 0)]
     offset: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/pipelines",
+    tag = "pipelines",
+    params(PipelineListQuery),
+    responses((status = 200, description = "Pipelines (tasks:read)", body = Object))
+)]
 pub async fn list_pipelines(
     hub: web::Data<Hub>,
     caller: Caller,

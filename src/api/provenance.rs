@@ -20,6 +20,13 @@ use crate::startup::Hub;
 use crate::views::task_event;
 
 /// Marks a done task verified, recorded in its chain and the audit log.
+#[utoipa::path(
+    post,
+    path = "/api/tasks/{id}/verify",
+    tag = "tasks",
+    params(("id" = i64, Path, description = "The numeric id")),
+    responses((status = 200, description = "Vouch for a task's result (master)", body = Object))
+)]
 pub async fn verify_task(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -70,6 +77,13 @@ pub async fn verify_task(
 }
 
 /// The chain, and whether it (and the task's current output) still holds.
+#[utoipa::path(
+    get,
+    path = "/api/tasks/{id}/provenance",
+    tag = "tasks",
+    params(("id" = i64, Path, description = "The numeric id")),
+    responses((status = 200, description = "A task's provenance chain (master)", body = Object))
+)]
 pub async fn get_provenance(
     hub: web::Data<Hub>,
     caller: Caller,

@@ -31,6 +31,13 @@ fn score(hub: &Hub, stats: &Stats, finished: u64) -> Option<f64> {
 }
 
 /// `GET /api/agents/{id}/reputation` (any valid token).
+#[utoipa::path(
+    get,
+    path = "/api/agents/{agent_id}/reputation",
+    tag = "agents",
+    params(("agent_id" = String, Path, description = "The agent id")),
+    responses((status = 200, description = "An agent's reputation per capability", body = Object))
+)]
 pub async fn get_reputation(
     hub: web::Data<Hub>,
     _caller: Caller,
@@ -62,6 +69,12 @@ pub async fn get_reputation(
 
 /// `GET /api/admin/reputation/leaderboard` (master): agents ranked by success rate over
 /// all capabilities, then by how much they have finished.
+#[utoipa::path(
+    get,
+    path = "/api/admin/reputation/leaderboard",
+    tag = "agents",
+    responses((status = 200, description = "Reputation leaderboard (master)", body = Object))
+)]
 pub async fn get_leaderboard(
     hub: web::Data<Hub>,
     caller: Caller,

@@ -1,8 +1,13 @@
 //! `GET /api/stream`: the live event stream. Each connection is an SseSubscriber actor
 //! started by the Registry; this handler only turns its queue into the response.
 
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
+use actix_web::body::{BodySize, MessageBody};
+use actix_web::http::ConnectionType;
+use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, Responder};
 use actix_web_lab::sse::Sse;
 
@@ -11,6 +16,13 @@ use crate::actors::registry::StartSubscriber;
 use crate::error::HubError;
 use crate::startup::Hub;
 
+#[utoipa::path(
+    get,
+    path = "/api/stream",
+    tag = "events",
+    security(("bearer" = []), ("api_key" = []), ("cookie" = []), ("query_token" = [])),
+    responses((status = 200, description = "The live event stream (Server-Sent Events)", content_type = "text/event-stream"))
+)]
 pub async fn get_stream(
     hub: web::Data<Hub>,
     caller: StreamCaller,
@@ -35,5 +47,52 @@ pub async fn get_stream(
             last_event_id,
         })
         .await?;
-    Ok(Sse::from_infallible_receiver(receiver).with_retry_duration(Duration::from_secs(3)))
+    Ok(Sse::from_infallible_receiver(receiver)
+        .with_retry_duration(Duration::from_secs(3))
+        .respond_to(&req)
+        .map_body(|head, events| {
+            // Once a stream ends, its connection closes rather than idling in keep-alive:
+            // a stopping hub then has no idle connection to wait for or cut.
+            head.set_connection_type(ConnectionType::Close);
+            EndsWithRetry {
+                events: Some(events),
+            }
+        }))
+}
+
+/// How long a client waits before reconnecting to a stream the hub ended itself.
+const RECONNECT_AFTER: Duration = Duration::from_secs(1);
+
+/// An event stream that, when the hub ends it (at shutdown, or when it cuts off a reader
+/// that fell behind), sends one last `retry:` frame telling the client when to reconnect;
+/// an EventSource then does so by itself, resuming with `Last-Event-ID`.
+struct EndsWithRetry<B> {
+    /// `None` once the events have ended and the frame was sent.
+    events: Option<B>,
+}
+
+impl<B: MessageBody + Unpin> MessageBody for EndsWithRetry<B> {
+    type Error = B::Error;
+
+    fn size(&self) -> BodySize {
+        BodySize::Stream
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        let this = self.get_mut();
+        let Some(events) = this.events.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match ready!(Pin::new(events).poll_next(cx)) {
+            Some(frame) => Poll::Ready(Some(frame)),
+            None => {
+                this.events = None;
+                let retry = format!("retry: {}\n\n", RECONNECT_AFTER.as_millis());
+                Poll::Ready(Some(Ok(Bytes::from(retry))))
+            }
+        }
+    }
 }

@@ -3,10 +3,12 @@
 
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::db::models::NewTaskRow;
 use crate::domain::access::Principal;
 use crate::domain::agent::valid_agent_id;
+use crate::domain::graph::parse_depends_on;
 use crate::domain::task::{TaskStatus, Urgency, MODELS};
 use crate::domain::{iso, now_iso};
 use crate::error::HubError;
@@ -14,18 +16,29 @@ use crate::startup::Hub;
 
 const MAX_TITLE_CHARS: usize = 500;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 pub struct TaskBody {
+    #[schema(required = true, value_type = String, min_length = 1, max_length = 500, pattern = r"\S")]
     pub title: Option<String>,
+    #[schema(required = true, value_type = String, min_length = 1, max_length = 8192, pattern = r"\S")]
     pub prompt: Option<String>,
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 64, pattern = r"\S")]
     pub required_capability: Option<String>,
+    #[schema(value_type = Option<String>, pattern = r"^[A-Za-z0-9._-]{1,64}$")]
     pub assign_to: Option<String>,
+    #[schema(value_type = Option<i32>)]
     pub priority: Option<i32>,
+    #[schema(value_type = Option<String>, pattern = "^(low|normal|high|critical)$")]
     pub urgency: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub deadline: Option<String>,
+    #[schema(schema_with = super::openapi::depends_on)]
     pub depends_on: Option<Value>,
+    #[schema(value_type = Option<String>, pattern = "^(auto|haiku|sonnet|opus)$")]
     pub model: Option<String>,
+    #[schema(value_type = Option<String>)]
     pub created_by: Option<String>,
+    #[schema(value_type = Option<i32>, minimum = 1)]
     pub timeout_seconds: Option<i32>,
 }
 
@@ -42,6 +55,9 @@ impl TaskBody {
             .map(|t| t.trim().to_string())
             .filter(|t| !t.is_empty());
         let title = title.ok_or_else(|| HubError::bad_request("title is required"))?;
+        // Checked here for every body (templates and relays too, which do not use it), so
+        // a malformed list is refused wherever it is sent.
+        parse_depends_on(self.depends_on.as_ref(), "depends_on")?;
         if title.chars().count() > MAX_TITLE_CHARS {
             return Err(HubError::bad_request(format!(
                 "title exceeds {MAX_TITLE_CHARS} characters"
@@ -60,7 +76,7 @@ impl TaskBody {
         let capability = self
             .required_capability
             .unwrap_or_else(|| "research".into());
-        if capability.trim().is_empty() || capability.len() > 64 {
+        if capability.trim().is_empty() || capability.chars().count() > 64 {
             return Err(HubError::bad_request(
                 "required_capability must be 1 to 64 characters",
             ));
@@ -73,7 +89,13 @@ impl TaskBody {
             }
         }
         let urgency: Urgency = self.urgency.as_deref().unwrap_or("normal").parse()?;
-        let deadline = self.deadline.as_deref().map(parse_deadline).transpose()?;
+        // An empty deadline is no deadline.
+        let deadline = self
+            .deadline
+            .as_deref()
+            .filter(|d| !d.is_empty())
+            .map(parse_deadline)
+            .transpose()?;
         let model = self.model.unwrap_or_else(|| "auto".into());
         if !MODELS.contains(&model.as_str()) {
             return Err(HubError::bad_request(format!(

@@ -4,6 +4,7 @@
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
 use super::delivery::deliver;
@@ -148,6 +149,13 @@ pub(super) async fn visible_task(
         .ok_or_else(|| HubError::not_found(format!("no task {id}")))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/tasks",
+    tag = "tasks",
+    request_body = TaskBody,
+    responses((status = 201, description = "Create a task (tasks:create)", body = crate::views::TaskView))
+)]
 pub async fn create_task(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -181,15 +189,29 @@ pub async fn create_task(
     Ok(HttpResponse::Created().json(TaskView::new(row, &hub.core.vault, dependencies, false)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TaskListQuery {
+    /// queued, assigned, running, done, failed or cancelled.
+    #[param(pattern = "^(queued|assigned|running|done|failed|cancelled)$")]
     status: Option<String>,
     assigned_to: Option<String>,
+    /// Page size (capped by the hub).
+    #[param(minimum = 1)]
     limit: Option<i64>,
+    /// Items to skip.
+    #[param(minimum = 0)]
     offset: Option<i64>,
     compact: Option<bool>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/tasks",
+    tag = "tasks",
+    params(TaskListQuery),
+    responses((status = 200, description = "Tasks the caller may see (tasks:read)", body = Object))
+)]
 pub async fn list_tasks(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -223,6 +245,13 @@ pub async fn list_tasks(
     Ok(HttpResponse::Ok().json(json!({ "count": tasks.len(), "tasks": tasks })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/tasks/{id}",
+    tag = "tasks",
+    params(("id" = i64, Path, description = "The numeric id")),
+    responses((status = 200, description = "One task (tasks:read)", body = crate::views::TaskView))
+)]
 pub async fn get_task(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -236,6 +265,13 @@ pub async fn get_task(
     Ok(HttpResponse::Ok().json(view))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/tasks/{id}/deps",
+    tag = "tasks",
+    params(("id" = i64, Path, description = "The numeric id")),
+    responses((status = 200, description = "A task's dependencies (tasks:read)", body = Object))
+)]
 pub async fn get_task_deps(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -260,14 +296,21 @@ pub async fn get_task_deps(
         .json(json!({ "task_id": id, "count": dependencies.len(), "dependencies": dependencies })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdateTaskBody {
+    #[schema(value_type = Option<String>, pattern = "^(queued|assigned|running|done|failed|cancelled)$")]
     status: Option<String>,
     output: Option<String>,
     reason: Option<String>,
+    /// The task's total so far, at most max_reported_cost_usd (default 50).
+    #[schema(minimum = 0, maximum = 50)]
     cost_usd: Option<f64>,
+    /// Each at most max_reported_tokens (default 10,000,000).
+    #[schema(minimum = 0, maximum = 10_000_000)]
     tokens_in: Option<i32>,
+    #[schema(minimum = 0, maximum = 10_000_000)]
     tokens_out: Option<i32>,
+    #[schema(minimum = 0, maximum = 1)]
     confidence: Option<f64>,
     model: Option<String>,
 }
@@ -307,14 +350,22 @@ fn check_usage(settings: &Settings, body: &UpdateTaskBody) -> Result<(), HubErro
         ));
     }
     let max_tokens = settings.max_reported_tokens;
-    if tokens_in + tokens_out > max_tokens {
+    if tokens_in > max_tokens || tokens_out > max_tokens {
         return Err(HubError::bad_request(format!(
-            "tokens_in + tokens_out must not exceed {max_tokens} (max_reported_tokens)"
+            "tokens_in and tokens_out must each be at most {max_tokens} (max_reported_tokens)"
         )));
     }
     Ok(())
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/tasks/{id}",
+    tag = "tasks",
+    params(("id" = i64, Path, description = "The numeric id")),
+    request_body = UpdateTaskBody,
+    responses((status = 200, description = "Report on or cancel a task (tasks:update)", body = crate::views::TaskView))
+)]
 pub async fn update_task(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -357,12 +408,21 @@ pub async fn update_task(
     task_reply(&hub, row).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct ChunkBody {
     #[serde(alias = "content", alias = "text", alias = "output")]
+    #[schema(required = true, value_type = String, min_length = 1)]
     chunk: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/tasks/{id}/stream",
+    tag = "tasks",
+    params(("id" = i64, Path, description = "The numeric id")),
+    request_body = ChunkBody,
+    responses((status = 201, description = "Append a live output chunk (tasks:execute, holder)", body = Object))
+)]
 pub async fn stream_task(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -386,12 +446,22 @@ pub async fn stream_task(
     Ok(HttpResponse::Created().json(json!({ "ok": true, "task_id": id, "seq": seq })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct HandoffBody {
+    #[schema(required = true, value_type = String, pattern = r"^[A-Za-z0-9._-]{1,64}$")]
     to: Option<String>,
+    #[schema(value_type = Option<String>)]
     reason: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/tasks/{id}/handoff",
+    tag = "tasks",
+    params(("id" = i64, Path, description = "The numeric id")),
+    request_body = HandoffBody,
+    responses((status = 200, description = "Hand a task to another agent (tasks:update, holder)", body = crate::views::TaskView))
+)]
 pub async fn handoff_task(
     hub: web::Data<Hub>,
     caller: Caller,

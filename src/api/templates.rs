@@ -4,9 +4,10 @@ use actix_web::{web, HttpResponse};
 use diesel::prelude::*;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
-use super::extract::{parse_json, Json, Query};
+use super::extract::{optional_json, Json, Query};
 use super::task_body::TaskBody;
 use super::{page_limit, page_offset};
 use crate::actors::dispatcher::SubmitTask;
@@ -18,7 +19,7 @@ use crate::error::HubError;
 use crate::startup::Hub;
 use crate::views::TaskView;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct TemplateBody {
     name: Option<String>,
     #[serde(flatten)]
@@ -83,6 +84,13 @@ pub(super) async fn find_template(hub: &Hub, id: i32) -> Result<TemplateRow, Hub
     .ok_or_else(|| HubError::not_found(format!("no template {id}")))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/templates",
+    tag = "templates",
+    request_body = TemplateBody,
+    responses((status = 201, description = "Create a template (admin:templates)", body = Object))
+)]
 pub async fn create_template(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -139,9 +147,14 @@ pub async fn create_template(
     Ok(HttpResponse::Created().json(template_view(&template, &hub, &caller.0, true)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TemplateListQuery {
+    /// Page size (capped by the hub).
+    #[param(minimum = 1)]
     limit: Option<i64>,
+    /// Items to skip.
+    #[param(minimum = 0)]
     offset: Option<i64>,
 }
 
@@ -154,6 +167,13 @@ fn require_read(caller: &Principal) -> Result<(), HubError> {
 }
 
 /// Templates newest first, a page at a time, without their prompts.
+#[utoipa::path(
+    get,
+    path = "/api/templates",
+    tag = "templates",
+    params(TemplateListQuery),
+    responses((status = 200, description = "Templates, without prompts (tasks:read or admin:templates)", body = Object))
+)]
 pub async fn list_templates(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -186,6 +206,13 @@ pub async fn list_templates(
     })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/templates/{id}",
+    tag = "templates",
+    params(("id" = i64, Path, description = "The numeric id")),
+    responses((status = 200, description = "One template (tasks:read or admin:templates)", body = Object))
+)]
 pub async fn get_template(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -198,6 +225,13 @@ pub async fn get_template(
 
 /// Deletes a template its caller owns (others get 404); one a webhook still dispatches
 /// is a 409 naming the webhook, so no webhook is silently left without its template.
+#[utoipa::path(
+    delete,
+    path = "/api/templates/{id}",
+    tag = "templates",
+    params(("id" = i64, Path, description = "The numeric id")),
+    responses((status = 200, description = "Delete one's own template (admin:templates)", body = Object))
+)]
 pub async fn delete_template(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -241,6 +275,14 @@ pub async fn delete_template(
 }
 
 /// Creates a task from the template; any field of the (optional) body overrides it.
+#[utoipa::path(
+    post,
+    path = "/api/templates/{id}/dispatch",
+    tag = "templates",
+    params(("id" = i64, Path, description = "The numeric id")),
+    request_body = Option<TaskBody>,
+    responses((status = 201, description = "Create a task from a template (tasks:create)", body = crate::views::TaskView))
+)]
 pub async fn dispatch_template(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -249,11 +291,7 @@ pub async fn dispatch_template(
 ) -> Result<HttpResponse, HubError> {
     caller.0.require("tasks:create")?;
     let template = find_template(&hub, template_id(&path)?).await?;
-    let overrides: TaskBody = if body.iter().all(u8::is_ascii_whitespace) {
-        TaskBody::default()
-    } else {
-        parse_json(&body)?
-    };
+    let overrides: TaskBody = optional_json(&body)?;
     let base = as_body(&template, &hub);
     let merged = TaskBody {
         title: overrides.title.or(base.title),

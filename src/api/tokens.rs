@@ -7,6 +7,7 @@ use diesel::prelude::*;
 use diesel::sqlite::SqliteConnection;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use super::auth::Caller;
 use super::extract::Json;
@@ -25,18 +26,32 @@ const HASH_PREFIX_CHARS: usize = 12;
 /// Fewest hex characters accepted to name a token.
 const MIN_HASH_PREFIX: usize = 8;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct IssueBody {
+    #[schema(required = true, value_type = String, pattern = r"^[A-Za-z0-9._-]{1,64}$")]
     agent_id: Option<String>,
+    #[schema(value_type = Option<String>)]
     name: Option<String>,
+    #[schema(value_type = Option<String>, pattern = "^(worker|mobile|commander|admin|viewer|operator)$")]
     role: Option<String>,
+    #[schema(schema_with = super::openapi::permission_list)]
     permissions: Option<Vec<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+/// At least one of `role` and `permissions` (the document says so: see api::openapi).
 pub struct PermissionsBody {
+    #[schema(value_type = String, required = false, pattern = "^(worker|mobile|commander|admin|viewer|operator)$")]
     role: Option<String>,
+    #[schema(schema_with = super::openapi::required_permission_list)]
     permissions: Option<Vec<String>>,
+}
+
+fn unknown_role(role: &str) -> HubError {
+    HubError::bad_request(format!(
+        "unknown role {role:?} (expected one of {})",
+        ROLE_NAMES.join(", ")
+    ))
 }
 
 /// Resolves `role` / `permissions` into (role, list). A custom list wins over a role.
@@ -45,18 +60,16 @@ fn resolve(
     permissions: Option<Vec<String>>,
     default_role: Option<&str>,
 ) -> Result<(Option<String>, Vec<String>), HubError> {
+    if let Some(role) = &role {
+        role_permissions(role).ok_or_else(|| unknown_role(role))?;
+    }
     if let Some(list) = permissions {
         return Ok((None, validate_permissions(&list)?));
     }
     let role = role
         .or(default_role.map(String::from))
         .ok_or_else(|| HubError::bad_request("give a role or a permissions list"))?;
-    let list = role_permissions(&role).ok_or_else(|| {
-        HubError::bad_request(format!(
-            "unknown role {role:?} (expected one of {})",
-            ROLE_NAMES.join(", ")
-        ))
-    })?;
+    let list = role_permissions(&role).ok_or_else(|| unknown_role(&role))?;
     Ok((Some(role), list))
 }
 
@@ -93,6 +106,13 @@ fn find_token(conn: &mut SqliteConnection, prefix: &str) -> Result<TokenRow, Hub
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/admin/tokens",
+    tag = "tokens",
+    request_body = IssueBody,
+    responses((status = 201, description = "Issue a token; shown once (master)", body = Object))
+)]
 pub async fn issue_token(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -142,6 +162,12 @@ pub async fn issue_token(
     Ok(HttpResponse::Created().json(view))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/admin/tokens",
+    tag = "tokens",
+    responses((status = 200, description = "Tokens (master)", body = Object))
+)]
 pub async fn list_tokens(hub: web::Data<Hub>, caller: Caller) -> Result<HttpResponse, HubError> {
     caller.0.require_master()?;
     let rows = crate::db::read(&hub.reads, |conn| Ok(queries::active_tokens(conn)?)).await?;
@@ -184,6 +210,14 @@ async fn change_token(
         .await
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/admin/tokens/{hash}/permissions",
+    tag = "tokens",
+    params(("hash" = String, Path, description = "The token hash or a prefix of at least 12 hex characters")),
+    request_body = PermissionsBody,
+    responses((status = 200, description = "Change a token's permissions (master)", body = Object))
+)]
 pub async fn update_token_permissions(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -211,6 +245,13 @@ pub async fn update_token_permissions(
     Ok(HttpResponse::Ok().json(token_view(&row)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/admin/tokens/{hash}",
+    tag = "tokens",
+    params(("hash" = String, Path, description = "The token hash or a prefix of at least 12 hex characters")),
+    responses((status = 200, description = "Revoke a token (master)", body = Object))
+)]
 pub async fn revoke_token(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -238,6 +279,12 @@ pub async fn revoke_token(
     Ok(HttpResponse::Ok().json(view))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/admin/roles",
+    tag = "tokens",
+    responses((status = 200, description = "Role presets (master)", body = Object))
+)]
 pub async fn list_roles(caller: Caller) -> Result<HttpResponse, HubError> {
     caller.0.require_master()?;
     let roles: serde_json::Map<String, Value> = ROLE_NAMES

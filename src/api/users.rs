@@ -15,6 +15,7 @@ use argon2::Argon2;
 use diesel::prelude::*;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use super::auth::{Caller, SESSION_COOKIE};
 use super::client;
@@ -116,14 +117,25 @@ fn decoy_hash() -> &'static str {
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateUserBody {
+    #[schema(required = true, value_type = String, min_length = 1, max_length = 64, pattern = r"\S")]
     username: Option<String>,
+    #[schema(required = true, value_type = String, min_length = 8)]
     password: Option<String>,
+    #[schema(value_type = Option<String>, pattern = "^(worker|mobile|commander|admin|viewer|operator)$")]
     role: Option<String>,
+    #[schema(value_type = Option<bool>)]
     enabled: Option<bool>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/admin/users",
+    tag = "people",
+    request_body = CreateUserBody,
+    responses((status = 201, description = "Create a user (admin:users)", body = Object))
+)]
 pub async fn create_user(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -134,7 +146,7 @@ pub async fn create_user(
     let username = body
         .username
         .map(|u| u.trim().to_string())
-        .filter(|u| (1..=64).contains(&u.len()))
+        .filter(|u| (1..=MAX_USERNAME_CHARS).contains(&u.chars().count()))
         .ok_or_else(|| HubError::bad_request("username is required (1 to 64 characters)"))?;
     let role = body.role.unwrap_or_else(|| "viewer".into());
     caller.0.require_all(&check_role(&role)?)?;
@@ -180,6 +192,12 @@ pub async fn create_user(
     Ok(HttpResponse::Created().json(user_view(&row)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/admin/users",
+    tag = "people",
+    responses((status = 200, description = "Users (admin:users)", body = Object))
+)]
 pub async fn list_users(hub: web::Data<Hub>, caller: Caller) -> Result<HttpResponse, HubError> {
     caller.0.require("admin:users")?;
     let rows = crate::db::read(&hub.reads, |conn| {
@@ -198,14 +216,25 @@ fn user_id(raw: &str) -> Result<i32, HubError> {
         .map_err(|_| HubError::not_found(format!("no user {raw:?}")))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdateUserBody {
+    #[schema(value_type = Option<String>, pattern = "^(worker|mobile|commander|admin|viewer|operator)$")]
     role: Option<String>,
+    #[schema(value_type = Option<String>, min_length = 8)]
     password: Option<String>,
+    #[schema(value_type = Option<bool>)]
     enabled: Option<bool>,
 }
 
 /// Changes role, password or enabled; any change signs the user out everywhere.
+#[utoipa::path(
+    put,
+    path = "/api/admin/users/{id}",
+    tag = "people",
+    params(("id" = i64, Path, description = "The numeric id")),
+    request_body = UpdateUserBody,
+    responses((status = 200, description = "Change a user (admin:users)", body = Object))
+)]
 pub async fn update_user(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -254,6 +283,13 @@ pub async fn update_user(
     Ok(HttpResponse::Ok().json(user_view(&row)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/admin/users/{id}",
+    tag = "people",
+    params(("id" = i64, Path, description = "The numeric id")),
+    responses((status = 200, description = "Delete a user (admin:users)", body = Object))
+)]
 pub async fn delete_user(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -277,15 +313,26 @@ pub async fn delete_user(
     Ok(HttpResponse::Ok().json(json!({ "deleted": id })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct LoginBody {
+    #[schema(value_type = Option<String>, max_length = 64)]
     username: Option<String>,
+    #[schema(value_type = Option<String>)]
     password: Option<String>,
 }
 
-/// Longest user name a sign-in may send; checked before anything else is done with it.
-const MAX_USERNAME_BYTES: usize = 64;
+/// Longest user name (characters) an account or a sign-in may have; a sign-in checks it
+/// before anything else is done with the name.
+const MAX_USERNAME_CHARS: usize = 64;
 
+#[utoipa::path(
+    post,
+    path = "/api/login",
+    tag = "people",
+    security(()),
+    request_body = LoginBody,
+    responses((status = 200, description = "Sign in: sets the session cookie", body = Object))
+)]
 pub async fn login(
     hub: web::Data<Hub>,
     req: HttpRequest,
@@ -294,9 +341,9 @@ pub async fn login(
     let body = body.0;
     let username = body.username.unwrap_or_default();
     let password = body.password.unwrap_or_default();
-    if username.len() > MAX_USERNAME_BYTES {
+    if username.chars().nth(MAX_USERNAME_CHARS).is_some() {
         return Err(HubError::bad_request(format!(
-            "username is at most {MAX_USERNAME_BYTES} bytes"
+            "username is at most {MAX_USERNAME_CHARS} characters"
         )));
     }
     let settings = &hub.core.settings;
@@ -390,6 +437,13 @@ pub async fn login(
 }
 
 /// Ends the session of the cookie sent, if any, and clears the cookie.
+#[utoipa::path(
+    post,
+    path = "/api/logout",
+    tag = "people",
+    security(()),
+    responses((status = 200, description = "Sign out: ends the cookie's session", body = Object))
+)]
 pub async fn logout(hub: web::Data<Hub>, req: HttpRequest) -> Result<HttpResponse, HubError> {
     if let Some(cookie) = req.cookie(SESSION_COOKIE) {
         let hash = hash_token(cookie.value());

@@ -6,9 +6,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use diesel::prelude::*;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use super::auth::Caller;
-use super::extract::{parse_json, Json};
+use super::extract::{optional_json, parse_json, Json};
 use super::task_body::TaskBody;
 use crate::actors::dispatcher::SubmitTask;
 use crate::crypto::tokens::{digests_match, github_signature_matches, random_hex, token_digest};
@@ -49,15 +50,27 @@ fn webhook_view(row: &WebhookRow) -> Value {
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateWebhookBody {
+    #[schema(required = true, value_type = String, pattern = r"^[A-Za-z0-9._-]{1,64}$")]
     name: Option<String>,
+    #[schema(value_type = Option<i32>)]
     template_id: Option<i32>,
+    #[schema(value_type = Option<String>, pattern = r"^[A-Za-z0-9._-]{1,64}$")]
     target_agent: Option<String>,
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 64, pattern = r"\S")]
     required_capability: Option<String>,
+    #[schema(value_type = Option<i32>)]
     priority: Option<i32>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/admin/webhooks",
+    tag = "webhooks",
+    request_body = CreateWebhookBody,
+    responses((status = 201, description = "Create a webhook; its secret is shown once (master)", body = Object))
+)]
 pub async fn create_webhook(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -81,7 +94,7 @@ pub async fn create_webhook(
     let capability = body
         .required_capability
         .unwrap_or_else(|| "research".into());
-    if capability.trim().is_empty() || capability.len() > 64 {
+    if capability.trim().is_empty() || capability.chars().count() > 64 {
         return Err(HubError::bad_request(
             "required_capability must be 1 to 64 characters",
         ));
@@ -108,7 +121,7 @@ pub async fn create_webhook(
                     .get_result::<i32>(conn)
                     .optional()?
                     .ok_or_else(|| {
-                        HubError::bad_request(format!("template_id {id} names no template"))
+                        HubError::not_found(format!("template_id {id} names no template"))
                     })?;
             }
             diesel::insert_into(webhooks::table)
@@ -136,6 +149,12 @@ pub async fn create_webhook(
     Ok(HttpResponse::Created().json(view))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/admin/webhooks",
+    tag = "webhooks",
+    responses((status = 200, description = "Webhooks (master)", body = Object))
+)]
 pub async fn list_webhooks(hub: web::Data<Hub>, caller: Caller) -> Result<HttpResponse, HubError> {
     caller.0.require_master()?;
     let rows = crate::db::read(&hub.reads, |conn| {
@@ -149,6 +168,13 @@ pub async fn list_webhooks(hub: web::Data<Hub>, caller: Caller) -> Result<HttpRe
     Ok(HttpResponse::Ok().json(json!({ "count": list.len(), "webhooks": list })))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/admin/webhooks/{name}",
+    tag = "webhooks",
+    params(("name" = String, Path, description = "The name")),
+    responses((status = 200, description = "Delete a webhook (master)", body = Object))
+)]
 pub async fn delete_webhook(
     hub: web::Data<Hub>,
     caller: Caller,
@@ -251,6 +277,15 @@ async fn submit(
 
 /// `POST /api/webhooks/{name}`: the secret in `X-Webhook-Secret` or `?secret=`; the body is
 /// JSON whatever its Content-Type (`title`, `prompt`), or an Uptime Kuma notification.
+#[utoipa::path(
+    post,
+    path = "/api/webhooks/{name}",
+    tag = "webhooks",
+    security(("webhook_secret" = []), ()),
+    params(("name" = String, Path, description = "The name")),
+    request_body(content = Object, description = "The delivery as sent"),
+    responses((status = 201, description = "Trigger a webhook: a custom body or an Uptime Kuma notification", body = crate::views::TaskView))
+)]
 pub async fn trigger_webhook(
     hub: web::Data<Hub>,
     req: HttpRequest,
@@ -276,11 +311,7 @@ pub async fn trigger_webhook(
         return Err(HubError::Unauthorized);
     }
     admit(&hub, &webhook)?;
-    let value: Value = if body.iter().all(u8::is_ascii_whitespace) {
-        json!({})
-    } else {
-        parse_json(&body)?
-    };
+    let value: Value = optional_json::<Option<Value>>(&body)?.unwrap_or_else(|| json!({}));
     let request = match uptime_kuma(&value) {
         Some(Request { title, prompt }) => TaskBody {
             title: Some(title),
@@ -294,6 +325,15 @@ pub async fn trigger_webhook(
 }
 
 /// `POST /api/webhooks/{name}/github`: `X-Hub-Signature-256` over the raw body.
+#[utoipa::path(
+    post,
+    path = "/api/webhooks/{name}/github",
+    tag = "webhooks",
+    security(()),
+    params(("name" = String, Path, description = "The name")),
+    request_body(content = Object, description = "The delivery as sent"),
+    responses((status = 201, description = "A GitHub delivery, checked with X-Hub-Signature-256", body = crate::views::TaskView))
+)]
 pub async fn trigger_github(
     hub: web::Data<Hub>,
     req: HttpRequest,

@@ -1,6 +1,7 @@
 //! The database: connection set-up (pragmas), embedded migrations, the read pool, row
 //! models and read queries. Writes go through [`crate::actors::db_executor::DbExecutor`].
 
+pub mod files;
 pub mod memory;
 pub mod models;
 pub mod provenance;
@@ -9,7 +10,6 @@ pub mod reputation;
 pub mod schema;
 pub mod usage;
 
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -20,7 +20,7 @@ use diesel::Connection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::error::HubError;
-use crate::settings::Settings;
+use crate::settings::{Settings, SQLITE_SYNCHRONOUS};
 
 pub type ReadPool = Pool<ConnectionManager<SqliteConnection>>;
 
@@ -37,9 +37,12 @@ pub struct Pragmas {
 impl Pragmas {
     pub fn from_settings(settings: &Settings, read_only: bool) -> anyhow::Result<Self> {
         let synchronous = settings.sqlite_synchronous.to_ascii_uppercase();
+        // Settings are checked at start; this guards the ones tests build in code, as the
+        // value is written into a PRAGMA.
         anyhow::ensure!(
-            matches!(synchronous.as_str(), "FULL" | "NORMAL" | "EXTRA"),
-            "sqlite_synchronous must be FULL, NORMAL or EXTRA, not {synchronous:?}"
+            SQLITE_SYNCHRONOUS.contains(&synchronous.as_str()),
+            "sqlite_synchronous must be one of {}, not {synchronous:?}",
+            SQLITE_SYNCHRONOUS.join(", ")
         );
         Ok(Self {
             synchronous,
@@ -62,22 +65,25 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for Pragmas {
     }
 }
 
-/// Opens the writer connection: creates the file (and its directory), switches on WAL
-/// and runs the embedded migrations. Called once at start, before any actor runs.
+/// Opens the writer connection: creates the file (and its directory) for the hub's user
+/// alone, switches on WAL and runs the embedded migrations. Called once at start, before
+/// any actor runs, and again when the writer reconnects.
 pub fn open_writer(settings: &Settings) -> anyhow::Result<SqliteConnection> {
     let url = &settings.database_url;
-    if let Some(dir) = Path::new(url)
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    if let Some(dir) = files::data_dir(url) {
+        files::create_private_dir(dir)?;
     }
+    let [db, wal, shm] = files::database_files(url);
+    files::create_private_file(&db)?;
     let mut conn = SqliteConnection::establish(url)
         .with_context(|| format!("cannot open the database {url}"))?;
     conn.batch_execute("PRAGMA journal_mode = WAL;")?;
     Pragmas::from_settings(settings, false)?.apply(&mut conn)?;
     run_migrations(&mut conn)?;
+    // SQLite gives new -wal and -shm files the database's mode, but ones left by an
+    // earlier run keep theirs: checked now that WAL mode has opened them.
+    files::tighten(&wal)?;
+    files::tighten(&shm)?;
     Ok(conn)
 }
 

@@ -30,6 +30,9 @@ pub const ALL_PERMISSIONS: &[&str] = &[
     "admin:kill_switch",
     "admin:users",
     "admin:analytics",
+    // Not in seed 000: reads GET /metrics. Only the admin preset holds it (as it holds
+    // everything); a scraper gets a token of its own with just this permission.
+    "metrics:read",
 ];
 
 const WORKER: &[&str] = &[
@@ -264,6 +267,14 @@ mod tests {
             ALL_PERMISSIONS.len()
         );
         assert!(role_permissions("root").is_none());
+        // Seed 000's lists stay as documented: only the admin preset (everything) reads
+        // the metrics.
+        for role in ROLE_NAMES {
+            let reads_metrics = role_permissions(role)
+                .unwrap()
+                .contains(&"metrics:read".to_string());
+            assert_eq!(reads_metrics, *role == "admin", "{role}");
+        }
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! The worker's view of the hub: one method per call it makes, each answering whether the
-//! hub accepted, refused (a 4xx: retrying cannot help), or could not be reached.
+//! hub accepted, refused (a 4xx: retrying cannot help), or could not be reached. The
+//! operator commands (`src/cli/`) use the same client through [`HubClient::send`].
 
 use std::time::Duration;
 
-use awc::http::Method;
+use awc::http::{Method, StatusCode};
 use awc::Client;
 use serde_json::{json, Value};
 
@@ -26,6 +27,13 @@ impl std::fmt::Display for CallError {
     }
 }
 
+/// The hub's answer to one request, whatever its status.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub text: String,
+}
+
 #[derive(Clone)]
 pub struct HubClient {
     base: String,
@@ -43,12 +51,15 @@ impl HubClient {
         }
     }
 
-    pub async fn call(
+    /// Sends one request and returns whatever the hub answered, or why nothing came back.
+    /// The worker classifies answers with [`Self::call`]; the operator commands read the
+    /// hub's `error` message from any status.
+    pub async fn send(
         &self,
         method: Method,
         path: &str,
         body: Option<&Value>,
-    ) -> Result<Value, CallError> {
+    ) -> Result<Answer, String> {
         let request = self
             .client
             .request(method, format!("{}{path}", self.base))
@@ -57,14 +68,28 @@ impl HubClient {
             Some(body) => request.send_body(body.to_string()).await,
             None => request.send().await,
         };
-        let mut response = sent.map_err(|e| CallError::Unreachable(e.to_string()))?;
+        let mut response = sent.map_err(|e| e.to_string())?;
         let bytes = response
             .body()
             .limit(64 * 1024 * 1024)
             .await
-            .map_err(|e| CallError::Unreachable(e.to_string()))?;
-        let status = response.status();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
+            .map_err(|e| e.to_string())?;
+        Ok(Answer {
+            status: response.status(),
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+        })
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, CallError> {
+        let Answer { status, text } = self
+            .send(method, path, body)
+            .await
+            .map_err(CallError::Unreachable)?;
         if status.is_success() {
             Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
         } else if status.is_client_error() {

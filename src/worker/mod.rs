@@ -5,7 +5,7 @@
 //! work, lets running tasks finish within a grace period, then kills the rest and hands
 //! them back so the hub requeues them.
 
-mod client;
+pub mod client;
 mod executor;
 
 use std::cell::{Cell, RefCell};

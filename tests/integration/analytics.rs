@@ -250,5 +250,5 @@ async fn demo_endpoints_exist_only_in_demo_mode_and_touch_nothing() {
     let demo_write = on
         .raw(Method::POST, "/api/demo/tasks", None, Some(b"{}".to_vec()))
         .await;
-    assert_eq!(demo_write.status, 404, "read-only");
+    assert_eq!(demo_write.status, 405, "read-only: GET is the only method");
 }

@@ -23,10 +23,8 @@ use m3shd::federation::TOKEN_HEADER;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
+use crate::support::routes::route_table;
 use crate::support::{TestHub, MASTER, SOON};
-
-/// The route table the matrix must cover.
-const ROUTE_SOURCE: &str = include_str!("../../src/api/mod.rs");
 
 /// A well-formed agent token that was never issued.
 const WRONG_TOKEN: &str = "m3shd_ag_0123456789abcdef0123456789abcdef";
@@ -109,6 +107,8 @@ enum TaskState {
 enum Fill {
     /// A fixed path.
     Nothing,
+    /// `{file}`: an asset of the API reference page.
+    DocsAsset,
     /// `{agent_id}`: the owner's agent (registered at setup).
     Agent,
     /// `{agent_id}`: a freshly registered agent nobody else uses.
@@ -216,7 +216,11 @@ const READS_TEMPLATES: &[&str] = &["tasks:read", "admin:templates"];
 /// Every route, in the order of `src/api/mod.rs`.
 #[rustfmt::skip]
 const TABLE: &[Row] = &[
+    row(GET,    "/metrics",                                Perm("metrics:read"),      200),
     row(GET,    "/api/health",                             Anonymous,                 200).check(Check::HealthAgents),
+    row(GET,    "/api/openapi.json",                       Anonymous,                 200),
+    row(GET,    "/api/docs",                               Anonymous,                 200),
+    row(GET,    "/api/docs/{file}",                        Anonymous,                 200).fill(Fill::DocsAsset),
     row(GET,    "/api/stream",                             AnyPermission(READS_EVENTS), 200),
     row(GET,    "/api/agents",                             Perm("agents:read"),       200),
     row(DELETE, "/api/agents/{agent_id}",                  Perm("agents:delete"),     200).fill(FreshAgent),
@@ -308,53 +312,9 @@ const TABLE: &[Row] = &[
     row(POST,   "/api/admin/budget/reset",                 Rule::Master,              200),
 ];
 
-/// `(METHOD, path)` of every `.route("<path>", web::<method>()` in the source, each under
-/// the `web::scope("<prefix>")` before it; and the `.route(` calls that could not be read.
-fn routes_in_source(source: &str) -> (Vec<(String, String)>, Vec<String>) {
-    let scopes: Vec<(usize, String)> = source
-        .match_indices("web::scope(")
-        .filter_map(|(at, m)| Some((at, string_literal(&source[at + m.len()..])?.0)))
-        .collect();
-    let mut routes = Vec::new();
-    let mut unreadable = Vec::new();
-    for (at, m) in source.match_indices(".route(") {
-        let rest = &source[at + m.len()..];
-        let parsed = string_literal(rest).and_then(|(path, rest)| {
-            let rest = rest.trim_start().strip_prefix(',')?.trim_start();
-            let rest = rest.strip_prefix("web::")?;
-            let method: String = rest
-                .chars()
-                .take_while(|c| c.is_ascii_alphabetic())
-                .collect();
-            rest[method.len()..]
-                .starts_with('(')
-                .then_some((path, method))
-        });
-        match parsed {
-            Some((path, method)) => {
-                let prefix = scopes
-                    .iter()
-                    .rev()
-                    .find(|(s, _)| *s < at)
-                    .map_or("", |(_, p)| p.as_str());
-                routes.push((method.to_ascii_uppercase(), format!("{prefix}{path}")));
-            }
-            None => unreadable.push(rest.chars().take(80).collect()),
-        }
-    }
-    (routes, unreadable)
-}
-
-/// The string literal at the start of `text` (after whitespace), and what follows it.
-fn string_literal(text: &str) -> Option<(String, &str)> {
-    let text = text.trim_start().strip_prefix('"')?;
-    let end = text.find('"')?;
-    Some((text[..end].to_string(), &text[end + 1..]))
-}
-
 #[test]
 fn every_route_is_in_the_matrix() {
-    let (routes, unreadable) = routes_in_source(ROUTE_SOURCE);
+    let (routes, unreadable) = route_table();
     assert!(
         unreadable.is_empty(),
         "routes in src/api/mod.rs the matrix cannot read: {unreadable:#?}"
@@ -699,6 +659,9 @@ impl Matrix {
         let n = self.next();
         match row.fill {
             Fill::Nothing => {}
+            Fill::DocsAsset => {
+                params.insert("file", "docs.js".to_string());
+            }
             Fill::Agent => {
                 params.insert("agent_id", owner);
             }

@@ -618,9 +618,15 @@ async fn relayed_tasks_cannot_pin_agents_or_jump_the_queue() {
             (response.status().as_u16(), body)
         }
     };
+    let _rex = hub.agent("rex", &["research"], 1).await;
     let (status, body) =
-        relay(json!({ "title": "t", "prompt": "p", "assign_to": "rex", "hop_count": 1 })).await;
-    assert_eq!(status, 400, "{body}");
+        relay(json!({ "title": "t", "prompt": "p", "required_capability": "gpu", "assign_to": "rex", "hop_count": 1 })).await;
+    assert_eq!(status, 201, "{body}");
+    assert!(body["assign_to"].is_null(), "the pin is dropped: {body}");
+    assert!(
+        body["assigned_to"].is_null(),
+        "rex (no gpu) was not made to take it: {body}"
+    );
     let (status, body) =
         relay(json!({ "title": "t", "prompt": "p", "priority": 999, "hop_count": 1 })).await;
     assert_eq!(status, 201, "{body}");

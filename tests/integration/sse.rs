@@ -174,6 +174,9 @@ async fn a_subscriber_that_stops_reading_is_cut_off_and_others_carry_on() {
         }
     }
     assert!(cut_off, "the stalled subscriber was disconnected");
+    let scraped = crate::metrics::metrics(&hub).await;
+    let counted = crate::metrics::sample(&scraped, "m3shd_sse_subscribers_cut_off_total");
+    assert_eq!(counted, Some(1.0), "the metrics count it: {scraped}");
     let mut fresh = hub.stream(MASTER).await;
     hub.task(json!({ "title": "after", "prompt": "p" })).await;
     assert!(

@@ -34,6 +34,18 @@ impl Dispatcher {
         }
         Ok(())
     }
+
+    /// Counts a committed new task, and its assignment or failure if it was created so.
+    fn count_created(&self, task: &LiveTask) {
+        let metrics = &self.core.metrics;
+        let capability = task.required_capability.as_str();
+        metrics.task_created(capability);
+        match task.status {
+            TaskStatus::Assigned => metrics.task_assigned(capability),
+            status if status.is_terminal() => metrics.task_finished(capability, status),
+            _ => {}
+        }
+    }
 }
 
 /// Asks whether new work would be admitted now, before doing anything that cannot be
@@ -293,6 +305,7 @@ impl Handler<SubmitTask> for Dispatcher {
                 }
             };
             let live = LiveTask::from_row(&row)?;
+            this.count_created(&live);
             if let Some(agent_id) = &agent {
                 this.hold(row.id, agent_id);
                 this.core.publish(HubEvent::new(
@@ -408,6 +421,7 @@ impl Handler<SubmitPipeline> for Dispatcher {
             let (pipeline, rows, edges) = created?;
             for row in &rows {
                 let live = LiveTask::from_row(row)?;
+                this.count_created(&live);
                 this.core.publish(HubEvent::new(
                     "task_queued",
                     task_event(row),

@@ -10,7 +10,7 @@
 //!
 //! Handles: [`SubmitTask`], [`SubmitPipeline`], [`TaskReady`], [`TaskReleased`], [`TaskFinished`],
 //! [`AgentAvailable`], [`AgentHeartbeat`], [`AgentGone`], [`GetLoads`], [`Restore`],
-//! [`SetKillSwitch`], [`GetKillSwitch`].
+//! [`SetKillSwitch`], [`GetKillSwitch`], [`QueueDepths`].
 
 mod admission;
 mod budget;
@@ -532,6 +532,19 @@ impl Handler<GetLoads> for Dispatcher {
 
     fn handle(&mut self, _: GetLoads, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.roster.loads())
+    }
+}
+
+/// Sent by `GET /metrics`: tasks waiting in the ready queue, per capability.
+#[derive(Message)]
+#[rtype(result = "Vec<(String, usize)>")]
+pub struct QueueDepths;
+
+impl Handler<QueueDepths> for Dispatcher {
+    type Result = MessageResult<QueueDepths>;
+
+    fn handle(&mut self, _: QueueDepths, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.queue.depths())
     }
 }
 

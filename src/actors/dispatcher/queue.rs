@@ -81,6 +81,26 @@ impl ReadyQueue {
             .map(|key| key.task_id())
     }
 
+    /// Tasks waiting per capability, pinned ones included; a capability whose tasks all
+    /// left reads 0 (for the metrics, at scrape time: pinned lanes are walked, the rest
+    /// are counted by lane).
+    pub fn depths(&self) -> Vec<(String, usize)> {
+        let mut depths: HashMap<&str, usize> = self
+            .by_capability
+            .iter()
+            .map(|(capability, lane)| (capability.as_str(), lane.len()))
+            .collect();
+        for key in self.by_pin.values().flatten() {
+            if let Some(ready) = self.entries.get(&key.task_id()) {
+                *depths.entry(ready.capability.as_str()).or_default() += 1;
+            }
+        }
+        depths
+            .into_iter()
+            .map(|(capability, depth)| (capability.to_string(), depth))
+            .collect()
+    }
+
     /// `agent_id` is back: tasks it handed back may go to it again.
     pub fn forgive(&mut self, agent_id: &str) {
         for ready in self
@@ -177,6 +197,18 @@ mod tests {
             Some(1)
         );
         assert_eq!(q.len(), 3);
+        let mut depths = q.depths();
+        depths.sort();
+        assert_eq!(
+            depths,
+            vec![
+                ("deploy".to_string(), 1),
+                ("git".to_string(), 1),
+                ("research".to_string(), 1)
+            ]
+        );
+        q.remove(3);
+        assert!(q.depths().contains(&("deploy".to_string(), 0)));
     }
 
     #[test]

@@ -257,7 +257,12 @@ impl TaskActor {
         };
         let now = self.task.status;
         let name = match (previous, now) {
-            (TaskStatus::Queued, TaskStatus::Assigned) => "task_assigned",
+            (TaskStatus::Queued, TaskStatus::Assigned) => {
+                self.core
+                    .metrics
+                    .task_assigned(&self.task.required_capability);
+                "task_assigned"
+            }
             _ => "task_updated",
         };
         // The update also reaches the old holder, so a worker learns it lost the task.
@@ -298,8 +303,11 @@ impl TaskActor {
             self.dispatcher.do_send(TaskReady(ready));
         }
         if now.is_terminal() {
-            if row.source == "federation" {
-                let _ = self.core.finished_tasks.send(self.task.id);
+            self.core
+                .metrics
+                .task_finished(&self.task.required_capability, now);
+            if row.source == "federation" && self.core.finished_tasks.send(self.task.id).is_ok() {
+                self.core.metrics.federation_result_queued();
             }
             let done = now == TaskStatus::Done;
             let credited = previous_holder.clone().and_then(|agent| {

@@ -13,6 +13,7 @@ use m3shd::startup::{Application, Hub};
 use serde_json::{json, Value};
 
 pub mod process;
+pub mod routes;
 
 pub const MASTER: &str = "test-master-token";
 
