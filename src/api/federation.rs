@@ -40,10 +40,36 @@ fn peer_view(row: &PeerRow) -> Value {
 pub struct PeerBody {
     #[schema(required = true, value_type = String, pattern = r"^[A-Za-z0-9._-]{1,64}$")]
     name: Option<String>,
-    #[schema(required = true, value_type = String, pattern = "^https?://")]
+    #[schema(required = true, value_type = String, pattern = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$")]
     url: Option<String>,
     #[schema(required = true, value_type = String, min_length = 1)]
     token: Option<String>,
+}
+
+/// The peer URLs the hub accepts (the document's pattern for `url` says the same):
+/// `http(s)://host[:port][/path]`, the host of letters, digits, `.` and `-`.
+fn valid_peer_url(url: &str) -> bool {
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'));
+    let port_ok =
+        port.is_none_or(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+    let path_ok = path
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '~' | '/' | '-'));
+    host_ok && port_ok && path_ok
 }
 
 #[utoipa::path(
@@ -64,10 +90,11 @@ pub async fn create_peer(
         .name
         .filter(|n| valid_agent_id(n))
         .ok_or_else(|| HubError::bad_request("name is required (letters, digits, - _ .)"))?;
-    let url = body
-        .url
-        .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
-        .ok_or_else(|| HubError::bad_request("url must be an http:// or https:// URL"))?;
+    let url = body.url.filter(|u| valid_peer_url(u)).ok_or_else(|| {
+        HubError::bad_request(
+            "url must be http(s)://host[:port][/path] (letters, digits, . - in the host)",
+        )
+    })?;
     let token = body
         .token
         .filter(|t| !t.is_empty())

@@ -8,7 +8,9 @@ use std::sync::OnceLock;
 use actix_web::http::header::{self, ContentType};
 use actix_web::{web, HttpResponse, ResponseError};
 use utoipa::openapi::path::Operation;
-use utoipa::openapi::schema::{Array, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::schema::{
+    Array, ArrayBuilder, KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type,
+};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi as Document, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -116,7 +118,7 @@ pub struct ErrorBody {
         metrics::get_metrics,
     ),
     components(schemas(ErrorBody)),
-    modifiers(&Credentials, &Errors, &AtLeastOne),
+    modifiers(&Credentials, &Errors, &AtLeastOne, &Overrides),
     security(("bearer" = []), ("api_key" = []), ("cookie" = []))
 )]
 pub struct ApiDoc;
@@ -130,6 +132,41 @@ impl Modify for AtLeastOne {
         let schemas = &mut doc.components.get_or_insert_with(Default::default).schemas;
         if let Some(RefOr::T(Schema::Object(body))) = schemas.get_mut("PermissionsBody") {
             body.min_properties = Some(1);
+        }
+    }
+}
+
+/// A template dispatch takes a task body whose every field is optional and may be null
+/// (null or absent keeps the template's value): `TaskOverrides`, derived here from
+/// `TaskBody` so the two never drift apart.
+struct Overrides;
+
+impl Modify for Overrides {
+    fn modify(&self, doc: &mut Document) {
+        let schemas = &mut doc.components.get_or_insert_with(Default::default).schemas;
+        let Some(RefOr::T(Schema::Object(body))) = schemas.get("TaskBody") else {
+            return;
+        };
+        let mut overrides = body.clone();
+        overrides.required.clear();
+        for property in overrides.properties.values_mut() {
+            *property = RefOr::T(or_null(property.clone()));
+        }
+        overrides.description =
+            Some("Fields that replace the template's; null or absent keeps it.".into());
+        schemas.insert("TaskOverrides".into(), RefOr::T(Schema::Object(overrides)));
+        let dispatch = doc
+            .paths
+            .paths
+            .get_mut("/api/templates/{id}/dispatch")
+            .and_then(|item| item.post.as_mut())
+            .and_then(|op| op.request_body.as_mut());
+        if let Some(body) = dispatch {
+            for content in body.content.values_mut() {
+                content.schema = Some(RefOr::T(or_null(RefOr::Ref(
+                    utoipa::openapi::Ref::from_schema_name("TaskOverrides"),
+                ))));
+            }
         }
     }
 }
@@ -280,9 +317,33 @@ fn or_null(schema: impl Into<RefOr<Schema>>) -> Schema {
         .into()
 }
 
+/// `deadline`: an RFC 3339 time, or empty or null for none.
+pub fn deadline() -> Schema {
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(0)),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .build()
+        .into()
+}
+
 /// `depends_on`: one task id or a list of at most 50.
 pub fn depends_on() -> Schema {
-    let id = || ObjectBuilder::new().schema_type(Type::Integer);
+    let id = || {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int32)))
+            .minimum(Some(i32::MIN))
+            .maximum(Some(i32::MAX))
+    };
     OneOfBuilder::new()
         .item(id())
         .item(

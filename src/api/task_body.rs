@@ -30,7 +30,7 @@ pub struct TaskBody {
     pub priority: Option<i32>,
     #[schema(value_type = Option<String>, pattern = "^(low|normal|high|critical)$")]
     pub urgency: Option<String>,
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[schema(schema_with = super::openapi::deadline)]
     pub deadline: Option<String>,
     #[schema(schema_with = super::openapi::depends_on)]
     pub depends_on: Option<Value>,
