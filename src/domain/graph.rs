@@ -16,21 +16,23 @@ pub const MAX_DEPENDENCIES: usize = MAX_PIPELINE_TASKS;
 /// Reads a `depends_on` value: absent, one integer, or a list of integers (at most
 /// [`MAX_DEPENDENCIES`]).
 pub fn parse_depends_on(value: Option<&Value>, field: &str) -> Result<Vec<i64>, HubError> {
-    let invalid =
-        || HubError::bad_request(format!("{field} must be an integer or a list of integers"));
+    let invalid = || {
+        HubError::bad_request(format!(
+            "{field} must be a 32-bit integer or a list of 32-bit integers"
+        ))
+    };
+    // Task ids are 32-bit: anything wider names no task and is malformed, not unknown.
+    let id = |v: &Value| v.as_i64().filter(|n| i32::try_from(*n).is_ok());
     match value {
         None | Some(Value::Null) => Ok(vec![]),
-        Some(Value::Number(n)) => Ok(vec![n.as_i64().ok_or_else(invalid)?]),
+        Some(number @ Value::Number(_)) => Ok(vec![id(number).ok_or_else(invalid)?]),
         Some(Value::Array(items)) if items.len() > MAX_DEPENDENCIES => {
             Err(HubError::bad_request(format!(
                 "{field} lists {} tasks; at most {MAX_DEPENDENCIES} are allowed",
                 items.len()
             )))
         }
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| v.as_i64().ok_or_else(invalid))
-            .collect(),
+        Some(Value::Array(items)) => items.iter().map(|v| id(v).ok_or_else(invalid)).collect(),
         Some(_) => Err(invalid()),
     }
 }

@@ -255,7 +255,7 @@ async fn bad_references_and_oversized_pipelines_are_refused_and_name_the_task() 
         ),
         (
             json!([task(json!(null)), task(json!("0"))]),
-            "tasks[1].depends_on must be an integer or a list of integers",
+            "tasks[1].depends_on must be a 32-bit integer or a list of 32-bit integers",
         ),
         (json!([]), "a pipeline needs at least one task"),
     ];
