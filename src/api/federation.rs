@@ -336,7 +336,9 @@ pub async fn accept_task(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RemoteResult {
+    #[schema(required = true, value_type = i32)]
     task_id: Option<i32>,
+    #[schema(required = true, value_type = String, pattern = "^(queued|assigned|running|done|failed|cancelled)$")]
     status: Option<String>,
     output: Option<String>,
     reason: Option<String>,

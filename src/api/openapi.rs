@@ -9,7 +9,8 @@ use actix_web::http::header::{self, ContentType};
 use actix_web::{web, HttpResponse, ResponseError};
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::schema::{
-    Array, ArrayBuilder, KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type,
+    AnyOfBuilder, Array, ArrayBuilder, KnownFormat, ObjectBuilder, OneOfBuilder, Schema,
+    SchemaFormat, Type,
 };
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi as Document, RefOr, ResponseBuilder};
@@ -308,9 +309,10 @@ fn permissions() -> Array {
         .build()
 }
 
-/// `schema` or null.
+/// `schema` or null (`anyOf`: a schema that already allows null must not make null match
+/// twice, which `oneOf` would refuse).
 fn or_null(schema: impl Into<RefOr<Schema>>) -> Schema {
-    OneOfBuilder::new()
+    AnyOfBuilder::new()
         .item(schema)
         .item(ObjectBuilder::new().schema_type(Type::Null))
         .build()

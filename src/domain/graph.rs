@@ -22,7 +22,12 @@ pub fn parse_depends_on(value: Option<&Value>, field: &str) -> Result<Vec<i64>, 
         ))
     };
     // Task ids are 32-bit: anything wider names no task and is malformed, not unknown.
-    let id = |v: &Value| v.as_i64().filter(|n| i32::try_from(*n).is_ok());
+    // JSON has one number type, so 3.0 is the integer 3.
+    let id = |v: &Value| {
+        v.as_i64()
+            .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
+            .filter(|n| i32::try_from(*n).is_ok())
+    };
     match value {
         None | Some(Value::Null) => Ok(vec![]),
         Some(number @ Value::Number(_)) => Ok(vec![id(number).ok_or_else(invalid)?]),
@@ -139,6 +144,16 @@ impl Waiting {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn integral_floats_are_ids() {
+        assert_eq!(
+            parse_depends_on(Some(&json!([3.0, 4])), "d").unwrap(),
+            vec![3, 4]
+        );
+        assert!(parse_depends_on(Some(&json!([3.5])), "d").is_err());
+        assert!(parse_depends_on(Some(&json!(4_294_967_296_i64)), "d").is_err());
+    }
 
     #[test]
     fn depends_on_is_bounded() {
