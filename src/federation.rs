@@ -98,8 +98,8 @@ pub async fn call_peer(
 }
 
 /// Starts, on the current actix system, the sender that reports the results of finished
-/// tasks a peer relayed here back to that peer; the actors send it every finished task's
-/// id after its commit (others are skipped). `metrics` counts the ids waiting here.
+/// tasks a peer relayed here back to that peer; a TaskActor sends the id of each such task
+/// after the commit that finished it. `metrics` counts the ids waiting here.
 pub fn report_results(reads: ReadPool, vault: Arc<Vault>, metrics: Metrics) -> FinishedTasks {
     let (queue, mut finished) = mpsc::unbounded_channel();
     actix_web::rt::spawn(async move {

@@ -11,6 +11,7 @@ use actix_web::{web, FromRequest, HttpRequest};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
+use crate::domain::json_integer;
 use crate::error::HubError;
 use crate::startup::Hub;
 
@@ -107,20 +108,19 @@ fn field_error(error: serde_path_to_error::Error<serde_json::Error>) -> HubError
     }
 }
 
-/// The document with every float that has no fraction (and fits an i64) made an
-/// integer; `None` when there is none.
+/// The document with every float that is an integer ([`json_integer`]) made one; `None`
+/// when there is none.
 fn integral_floats_as_integers(bytes: &[u8]) -> Option<serde_json::Value> {
     use serde_json::Value;
     fn walk(value: &mut Value) -> bool {
         match value {
-            Value::Number(n) if n.is_f64() => {
-                let f = n.as_f64().unwrap_or(f64::NAN);
-                let integral = f.fract() == 0.0 && f.abs() < 9.0e18;
-                if integral {
-                    *value = Value::from(f as i64);
+            Value::Number(n) if n.is_f64() => match json_integer(value) {
+                Some(integer) => {
+                    *value = Value::from(integer);
+                    true
                 }
-                integral
-            }
+                None => false,
+            },
             Value::Array(items) => items.iter_mut().map(walk).fold(false, |a, b| a | b),
             Value::Object(fields) => fields.values_mut().map(walk).fold(false, |a, b| a | b),
             _ => false,

@@ -338,7 +338,7 @@ pub async fn accept_task(
 pub struct RemoteResult {
     #[schema(required = true, value_type = i32)]
     task_id: Option<i32>,
-    #[schema(required = true, value_type = String, pattern = "^(queued|assigned|running|done|failed|cancelled)$")]
+    #[schema(schema_with = super::openapi::task_status, required = true)]
     status: Option<String>,
     output: Option<String>,
     reason: Option<String>,

@@ -9,7 +9,7 @@ use actix_web::http::header::{self, ContentType};
 use actix_web::{web, HttpResponse, ResponseError};
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::schema::{
-    AnyOfBuilder, Array, ArrayBuilder, KnownFormat, ObjectBuilder, OneOfBuilder, Schema,
+    AnyOfBuilder, Array, ArrayBuilder, KnownFormat, Object, ObjectBuilder, OneOfBuilder, Schema,
     SchemaFormat, Type,
 };
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
@@ -20,8 +20,9 @@ use super::{
     admin, agents, analytics, demo, escalations, federation, health, memory, messages, metrics,
     pipelines, provenance, reputation, stream, tasks, templates, tokens, users, webhooks,
 };
-use crate::domain::access::ALL_PERMISSIONS;
+use crate::domain::access::{ALL_PERMISSIONS, ROLE_NAMES};
 use crate::domain::graph::MAX_DEPENDENCIES;
+use crate::domain::task::TaskStatus;
 use crate::error::HubError;
 
 /// Every error: a message a person can act on and a stable code.
@@ -287,6 +288,32 @@ fn capabilities() -> Array {
         )
         .max_items(Some(64))
         .build()
+}
+
+/// A role preset's name (`ROLE_NAMES`).
+pub fn role() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(ROLE_NAMES.iter().copied()))
+        .build()
+}
+
+/// A role preset's name, or null.
+pub fn optional_role() -> Schema {
+    or_null(role())
+}
+
+/// A task status (`TaskStatus::ALL`).
+pub fn task_status() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(TaskStatus::ALL.map(TaskStatus::as_str)))
+        .build()
+}
+
+/// A task status, or null.
+pub fn optional_task_status() -> Schema {
+    or_null(task_status())
 }
 
 /// A list of permission names, each one the hub knows; or null (the default).

@@ -193,7 +193,7 @@ pub async fn create_task(
 #[into_params(parameter_in = Query)]
 pub struct TaskListQuery {
     /// queued, assigned, running, done, failed or cancelled.
-    #[param(pattern = "^(queued|assigned|running|done|failed|cancelled)$")]
+    #[param(schema_with = super::openapi::task_status)]
     status: Option<String>,
     assigned_to: Option<String>,
     /// Page size (capped by the hub).
@@ -298,7 +298,7 @@ pub async fn get_task_deps(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdateTaskBody {
-    #[schema(value_type = Option<String>, pattern = "^(queued|assigned|running|done|failed|cancelled)$")]
+    #[schema(schema_with = super::openapi::optional_task_status)]
     status: Option<String>,
     output: Option<String>,
     reason: Option<String>,

@@ -32,7 +32,7 @@ pub struct IssueBody {
     agent_id: Option<String>,
     #[schema(value_type = Option<String>)]
     name: Option<String>,
-    #[schema(value_type = Option<String>, pattern = "^(worker|mobile|commander|admin|viewer|operator)$")]
+    #[schema(schema_with = super::openapi::optional_role)]
     role: Option<String>,
     #[schema(schema_with = super::openapi::permission_list)]
     permissions: Option<Vec<String>>,
@@ -41,7 +41,7 @@ pub struct IssueBody {
 #[derive(Debug, Deserialize, ToSchema)]
 /// At least one of `role` and `permissions` (the document says so: see api::openapi).
 pub struct PermissionsBody {
-    #[schema(value_type = String, required = false, pattern = "^(worker|mobile|commander|admin|viewer|operator)$")]
+    #[schema(schema_with = super::openapi::role)]
     role: Option<String>,
     #[schema(schema_with = super::openapi::required_permission_list)]
     permissions: Option<Vec<String>>,

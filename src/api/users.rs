@@ -123,7 +123,7 @@ pub struct CreateUserBody {
     username: Option<String>,
     #[schema(required = true, value_type = String, min_length = 8)]
     password: Option<String>,
-    #[schema(value_type = Option<String>, pattern = "^(worker|mobile|commander|admin|viewer|operator)$")]
+    #[schema(schema_with = super::openapi::optional_role)]
     role: Option<String>,
     #[schema(value_type = Option<bool>)]
     enabled: Option<bool>,
@@ -218,7 +218,7 @@ fn user_id(raw: &str) -> Result<i32, HubError> {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdateUserBody {
-    #[schema(value_type = Option<String>, pattern = "^(worker|mobile|commander|admin|viewer|operator)$")]
+    #[schema(schema_with = super::openapi::optional_role)]
     role: Option<String>,
     #[schema(value_type = Option<String>, min_length = 8)]
     password: Option<String>,

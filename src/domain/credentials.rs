@@ -102,14 +102,6 @@ impl Credentials {
         sessions.insert(hash, session);
     }
 
-    /// Sessions held in memory (expired ones are dropped as sessions open).
-    pub fn session_count(&self) -> usize {
-        self.sessions
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
-    }
-
     /// Forgets a session (logout).
     pub fn close_session(&self, hash: &str) {
         self.sessions

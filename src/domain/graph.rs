@@ -22,12 +22,7 @@ pub fn parse_depends_on(value: Option<&Value>, field: &str) -> Result<Vec<i64>, 
         ))
     };
     // Task ids are 32-bit: anything wider names no task and is malformed, not unknown.
-    // JSON has one number type, so 3.0 is the integer 3.
-    let id = |v: &Value| {
-        v.as_i64()
-            .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
-            .filter(|n| i32::try_from(*n).is_ok())
-    };
+    let id = |v: &Value| super::json_integer(v).filter(|n| i32::try_from(*n).is_ok());
     match value {
         None | Some(Value::Null) => Ok(vec![]),
         Some(number @ Value::Number(_)) => Ok(vec![id(number).ok_or_else(invalid)?]),

@@ -19,3 +19,14 @@ pub fn now_iso() -> String {
 pub fn iso(at: chrono::DateTime<chrono::Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
+
+/// A JSON number as an integer, if it is one. JSON has one number type, so `3.0` is the
+/// integer 3 (as every JSON Schema tool reads it); `3.5` and values past i64 are not.
+pub fn json_integer(value: &serde_json::Value) -> Option<i64> {
+    value.as_i64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e18)
+            .map(|f| f as i64)
+    })
+}

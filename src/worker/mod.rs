@@ -97,7 +97,7 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
     actix_web::rt::spawn(worker.clone().heartbeats());
     actix_web::rt::spawn(worker.clone().listen());
     actix_web::rt::spawn(worker.clone().poll());
-    let shutdown = shutdown_signal();
+    let shutdown = crate::startup::stop_signal()?;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -107,18 +107,6 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
     }
     worker.shut_down().await;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let mut terminate =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => return std::future::pending().await,
-        };
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }
 
 impl Worker {
