@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod api;
 pub mod bench;
 pub mod crypto;
+pub mod dashboard;
 pub mod db;
 pub mod domain;
 pub mod error;

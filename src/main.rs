@@ -202,6 +202,15 @@ async fn serve(settings: Settings, secrets: Secrets) -> anyhow::Result<()> {
     // One machine-readable line on standard output, after the port is bound: with
     // `--bind 127.0.0.1:0` it is how a caller learns which port the hub got.
     println!("m3shd listening on http://{host}:{}", app.port());
+    // An unspecified address is no place a browser can open: offer this machine's name.
+    let open_at = match host.as_str() {
+        "0.0.0.0" | "[::]" => "localhost",
+        other => other,
+    };
+    println!(
+        "the dashboard: http://{open_at}:{}/  (sign in with a user account or an API token)",
+        app.port()
+    );
     app.run_until(stop).await.context("the HTTP server failed")
 }
 

@@ -27,6 +27,9 @@ pub struct EventBus {
     keepalive: Duration,
     ring: VecDeque<Arc<Envelope>>,
     ring_size: usize,
+    /// A client that last saw an event older than this has missed events no longer in the
+    /// ring: those evicted from it, or, from the start, everything before this hub began.
+    lost_before: u64,
     subscribers: HashMap<u64, Addr<SseSubscriber>>,
     /// Set at shutdown: no stream stays open, not even one that attaches late.
     closing: bool,
@@ -42,6 +45,7 @@ impl EventBus {
             keepalive,
             ring: VecDeque::with_capacity(ring_size),
             ring_size: ring_size.max(1),
+            lost_before: start,
             subscribers: HashMap::new(),
             closing: false,
             metrics,
@@ -57,7 +61,9 @@ impl EventBus {
         self.next_id += 1;
         if replayable {
             if self.ring.len() == self.ring_size {
-                self.ring.pop_front();
+                if let Some(evicted) = self.ring.pop_front() {
+                    self.lost_before = evicted.id;
+                }
             }
             self.ring.push_back(envelope.clone());
         }
@@ -65,6 +71,20 @@ impl EventBus {
         for id in ids {
             self.deliver(id, envelope.clone());
         }
+    }
+
+    /// The numbered `resync` event for a client that last saw `after`; not kept for replay.
+    fn resync(&mut self, after: u64) -> Arc<Envelope> {
+        let envelope = Arc::new(Envelope {
+            id: self.next_id,
+            event: HubEvent::new(
+                "resync",
+                json!({ "last_event_id": after, "oldest_replayable": self.ring.front().map(|e| e.id) }),
+                Audience::Everyone,
+            ),
+        });
+        self.next_id += 1;
+        envelope
     }
 
     fn deliver(&mut self, subscriber_id: u64, envelope: Arc<Envelope>) {
@@ -115,8 +135,10 @@ impl Handler<Publish> for EventBus {
 }
 
 /// Sent by the Registry when a subscriber starts: replay the events after
-/// `last_event_id` (those still in the ring) as one [`Replay`], then deliver everything
-/// new.
+/// `last_event_id` as one [`Replay`], then deliver everything new. When some of those
+/// events are no longer in the ring (evicted, or sent before a restart), the replay is one
+/// `resync` event instead: the client cannot catch up event by event and must reload the
+/// state it shows.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Attach {
@@ -138,8 +160,13 @@ impl Handler<Attach> for EventBus {
             // subscriber's mailbox: it may be longer than the queue, and the subscriber
             // feeds it to the client at the client's pace. Sent before the subscriber is
             // listed, so it arrives ahead of every live event.
-            let start = self.ring.partition_point(|e| e.id <= after);
-            let backlog: Vec<_> = self.ring.range(start..).cloned().collect();
+            // An id this hub never issued (a clock set back since) is as lost as an old one.
+            let backlog: Vec<_> = if after < self.lost_before || after >= self.next_id {
+                vec![self.resync(after)]
+            } else {
+                let start = self.ring.partition_point(|e| e.id <= after);
+                self.ring.range(start..).cloned().collect()
+            };
             if !backlog.is_empty() {
                 msg.addr.do_send(Replay(backlog));
             }

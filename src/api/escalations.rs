@@ -107,7 +107,7 @@ pub async fn list_escalations(
     let offset = page_offset(query.offset)?;
     // Principal::sees_escalation in SQL: a token sees escalations of tasks it holds or
     // made, and task-less ones it opened or that name its agent.
-    let viewer = caller.0.agent_id().map(str::to_string);
+    let viewer = caller.0.confined_to().map(str::to_string);
     let rows = crate::db::read(&hub.reads, move |conn| {
         let mut q = escalations::table
             .left_join(tasks::table)

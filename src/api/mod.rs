@@ -16,6 +16,7 @@ mod memory;
 mod messages;
 pub mod metrics;
 pub mod openapi;
+mod overview;
 mod pipelines;
 mod provenance;
 mod reputation;
@@ -36,9 +37,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     // Where Prometheus looks by default, outside /api (and before its scope, so the route
     // table's readers see no prefix on it).
     cfg.route("/metrics", web::get().to(metrics::get_metrics));
+    // The operator dashboard: its page and its embedded assets.
+    cfg.route("/", web::get().to(crate::dashboard::page));
+    cfg.route("/ui/{file}", web::get().to(crate::dashboard::asset));
     cfg.service(
         web::scope("/api")
             .route("/health", web::get().to(health::get_health))
+            .route("/overview", web::get().to(overview::get_overview))
+            .route("/me", web::get().to(overview::get_me))
             .route("/openapi.json", web::get().to(openapi::openapi_json))
             .route("/docs", web::get().to(openapi::docs_index))
             .route("/docs/{file}", web::get().to(openapi::docs_asset))
@@ -147,6 +153,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/tasks/{id}", web::put().to(tasks::update_task))
             .route("/tasks/{id}/deps", web::get().to(tasks::get_task_deps))
             .route("/tasks/{id}/stream", web::post().to(tasks::stream_task))
+            .route("/tasks/{id}/stream", web::get().to(tasks::list_task_stream))
             .route("/tasks/{id}/handoff", web::post().to(tasks::handoff_task))
             .route(
                 "/tasks/{id}/verify",
@@ -198,7 +205,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             )
             .route("/admin/budget", web::get().to(admin::get_budget))
             .route("/admin/budget/reset", web::post().to(admin::reset_budget))
-            .route("/admin/audit", web::get().to(admin::list_audit)),
+            .route("/admin/audit", web::get().to(admin::list_audit))
+            .route("/admin/audit/export", web::get().to(admin::export_audit)),
     )
     .default_service(web::to(not_found));
 }

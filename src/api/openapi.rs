@@ -18,7 +18,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::{
     admin, agents, analytics, demo, escalations, federation, health, memory, messages, metrics,
-    pipelines, provenance, reputation, stream, tasks, templates, tokens, users, webhooks,
+    overview, pipelines, provenance, reputation, stream, tasks, templates, tokens, users, webhooks,
 };
 use crate::domain::access::{ALL_PERMISSIONS, ROLE_NAMES};
 use crate::domain::graph::MAX_DEPENDENCIES;
@@ -44,6 +44,10 @@ pub struct ErrorBody {
     ),
     paths(
         health::get_health,
+        overview::get_overview,
+        overview::get_me,
+        crate::dashboard::page,
+        crate::dashboard::asset,
         stream::get_stream,
         agents::list_agents,
         agents::delete_agent,
@@ -114,6 +118,8 @@ pub struct ErrorBody {
         admin::get_budget,
         admin::reset_budget,
         admin::list_audit,
+        admin::export_audit,
+        tasks::list_task_stream,
         openapi_json,
         docs_index,
         docs_asset,

@@ -134,9 +134,7 @@ pub async fn get_pipeline(
     })
     .await?;
     let (pipeline, members, edges) = found
-        .filter(|(p, _, _)| {
-            caller.0.is_master() || caller.0.agent_id() == Some(p.created_by.as_str())
-        })
+        .filter(|(p, _, _)| caller.0.confined_to().is_none_or(|me| me == p.created_by))
         .ok_or_else(|| HubError::not_found(format!("no pipeline {id}")))?;
     let tasks: Vec<Value> = members
         .iter()

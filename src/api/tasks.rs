@@ -196,6 +196,8 @@ pub struct TaskListQuery {
     #[param(schema_with = super::openapi::task_status)]
     status: Option<String>,
     assigned_to: Option<String>,
+    /// Only tasks that need this capability.
+    capability: Option<String>,
     /// Page size (capped by the hub).
     #[param(minimum = 1)]
     limit: Option<i64>,
@@ -225,6 +227,7 @@ pub async fn list_tasks(
     let filter = TaskFilter {
         status: query.status,
         assigned_to: query.assigned_to,
+        capability: query.capability,
         limit: page_limit(query.limit, 20, hub.core.settings.max_list_limit)?,
         offset: page_offset(query.offset)?,
     };
@@ -294,6 +297,58 @@ pub async fn get_task_deps(
         .collect();
     Ok(HttpResponse::Ok()
         .json(json!({ "task_id": id, "count": dependencies.len(), "dependencies": dependencies })))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ChunkQuery {
+    /// Only chunks with a higher sequence number (default: from the first).
+    #[param(minimum = -1)]
+    after: Option<i32>,
+    /// Page size (default 500, capped at 2000).
+    #[param(minimum = 1)]
+    limit: Option<i64>,
+}
+
+/// The output chunks streamed to a task so far, so a console opened mid-run starts from
+/// the beginning and follows on with `task_stream` events.
+#[utoipa::path(
+    get,
+    path = "/api/tasks/{id}/stream",
+    tag = "tasks",
+    params(("id" = i64, Path, description = "The numeric id"), ChunkQuery),
+    responses((status = 200, description = "A task's streamed output chunks in order (tasks:read)", body = Object))
+)]
+pub async fn list_task_stream(
+    hub: web::Data<Hub>,
+    caller: Caller,
+    path: web::Path<String>,
+    query: Query<ChunkQuery>,
+) -> Result<HttpResponse, HubError> {
+    caller.0.require("tasks:read")?;
+    let id = task_id(&path)?;
+    visible_task(&hub, &caller.0, id).await?;
+    let after = query.0.after.unwrap_or(-1);
+    if after < -1 {
+        return Err(HubError::bad_request("after must be -1 or more"));
+    }
+    let limit = page_limit(query.0.limit, 500, 2000)?;
+    let rows = crate::db::read(&hub.reads, move |conn| {
+        Ok(queries::stream_chunks(conn, id, after, limit)?)
+    })
+    .await?;
+    let chunks: Vec<Value> = rows
+        .into_iter()
+        .map(|(seq, agent_id, sealed, created_at)| {
+            let chunk = hub
+                .core
+                .vault
+                .open(&sealed)
+                .map_or_else(|| "[unreadable: unknown key]".to_string(), |o| o.plaintext);
+            json!({ "seq": seq, "agent_id": agent_id, "chunk": chunk, "created_at": created_at })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "task_id": id, "count": chunks.len(), "chunks": chunks })))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -4,6 +4,7 @@
 pub mod files;
 pub mod memory;
 pub mod models;
+pub mod overview;
 pub mod provenance;
 pub mod queries;
 pub mod reputation;

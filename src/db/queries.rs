@@ -33,6 +33,7 @@ pub fn dependencies(conn: &mut SqliteConnection, id: i32) -> QueryResult<Vec<i32
 pub struct TaskFilter {
     pub status: Option<String>,
     pub assigned_to: Option<String>,
+    pub capability: Option<String>,
     pub limit: i64,
     pub offset: i64,
 }
@@ -44,7 +45,7 @@ pub fn list_tasks(
     filter: &TaskFilter,
 ) -> QueryResult<Vec<TaskRow>> {
     let mut query = tasks::table.select(TaskRow::as_select()).into_boxed();
-    if let Some(agent) = principal.agent_id() {
+    if let Some(agent) = principal.confined_to() {
         query = query.filter(
             tasks::assigned_to
                 .eq(agent.to_string())
@@ -56,6 +57,9 @@ pub fn list_tasks(
     }
     if let Some(agent) = &filter.assigned_to {
         query = query.filter(tasks::assigned_to.eq(agent.clone()));
+    }
+    if let Some(capability) = &filter.capability {
+        query = query.filter(tasks::required_capability.eq(capability.clone()));
     }
     query
         .order(tasks::id.desc())
@@ -80,6 +84,28 @@ pub fn next_chunk_seq(conn: &mut SqliteConnection, task_id: i32) -> QueryResult<
         .select(max(task_stream_chunks::seq))
         .get_result(conn)?;
     Ok(last.map_or(0, |seq| seq + 1))
+}
+
+/// Up to `limit` stream chunks of a task after sequence number `after`, in order:
+/// `(seq, agent_id, sealed chunk, created_at)`.
+pub fn stream_chunks(
+    conn: &mut SqliteConnection,
+    task_id: i32,
+    after: i32,
+    limit: i64,
+) -> QueryResult<Vec<(i32, String, String, String)>> {
+    task_stream_chunks::table
+        .filter(task_stream_chunks::task_id.eq(task_id))
+        .filter(task_stream_chunks::seq.gt(after))
+        .order(task_stream_chunks::seq)
+        .limit(limit)
+        .select((
+            task_stream_chunks::seq,
+            task_stream_chunks::agent_id,
+            task_stream_chunks::chunk,
+            task_stream_chunks::created_at,
+        ))
+        .load(conn)
 }
 
 pub fn all_agents(conn: &mut SqliteConnection) -> QueryResult<Vec<AgentRow>> {
@@ -165,6 +191,25 @@ pub fn audit(conn: &mut SqliteConnection, filter: &AuditFilter) -> QueryResult<V
         .load(conn)
 }
 
+/// Up to `limit` audit entries after id `after`, oldest first (the export's order).
+pub fn audit_after(
+    conn: &mut SqliteConnection,
+    filter: &AuditFilter,
+    after: i32,
+) -> QueryResult<Vec<AuditRow>> {
+    let mut query = audit_log::table
+        .select(AuditRow::as_select())
+        .filter(audit_log::id.gt(after))
+        .into_boxed();
+    if let Some(actor) = &filter.actor {
+        query = query.filter(audit_log::actor.eq(actor.clone()));
+    }
+    if let Some(action) = &filter.action {
+        query = query.filter(audit_log::action.eq(action.clone()));
+    }
+    query.order(audit_log::id).limit(filter.limit).load(conn)
+}
+
 /// The tasks `task_id` depends on, with their statuses.
 pub fn dependency_statuses(
     conn: &mut SqliteConnection,
@@ -196,7 +241,7 @@ pub fn list_pipelines(
     let mut query = pipelines::table
         .select(PipelineRow::as_select())
         .into_boxed();
-    if let Some(agent) = principal.agent_id() {
+    if let Some(agent) = principal.confined_to() {
         query = query.filter(pipelines::created_by.eq(agent.to_string()));
     }
     query

@@ -1,6 +1,6 @@
 //! Who is asking and what they may do: the role presets of seed 000 section 12, custom
-//! permission lists, and the visibility rule for tasks (non-master callers see only
-//! tasks assigned to them or created by them).
+//! permission lists, and the visibility rule for tasks (agents see only tasks assigned
+//! to them or created by them; the master and signed-in people see them all).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -105,6 +105,17 @@ pub fn role_permissions(role: &str) -> Option<Vec<String>> {
     Some(list.into_iter().map(String::from).collect())
 }
 
+/// The preset whose permissions are exactly `held`, if any (the first in [`ROLE_NAMES`]
+/// order when two presets coincide).
+pub fn role_of(held: &[&str]) -> Option<&'static str> {
+    let held: BTreeSet<&str> = held.iter().copied().collect();
+    ROLE_NAMES.iter().copied().find(|role| {
+        role_permissions(role).is_some_and(|list| {
+            list.len() == held.len() && list.iter().all(|p| held.contains(p.as_str()))
+        })
+    })
+}
+
 /// Checks a custom permission list: every entry must be a known permission.
 pub fn validate_permissions(list: &[String]) -> Result<Vec<String>, HubError> {
     let mut seen = BTreeSet::new();
@@ -122,10 +133,15 @@ pub fn validate_permissions(list: &[String]) -> Result<Vec<String>, HubError> {
 pub enum Principal {
     /// The holder of `M3SHDUP_TOKEN`: every endpoint, every agent.
     Master,
-    /// An issued token, bound to one agent id, with an explicit permission list.
+    /// An issued token, bound to one agent id, with an explicit permission list; or a
+    /// person's session, named by the username and holding the role's permissions.
     Token {
         agent_id: String,
         permissions: Arc<BTreeSet<String>>,
+        /// A signed-in person (a dashboard session) rather than an agent: people oversee
+        /// the mesh, so they see every task their permissions let them read, while an
+        /// agent sees only its own (seed 000).
+        person: bool,
     },
 }
 
@@ -186,6 +202,7 @@ impl Principal {
             Self::Token {
                 agent_id: own,
                 permissions,
+                ..
             } => own == agent_id && permissions.contains("agents:register"),
         }
     }
@@ -206,14 +223,34 @@ impl Principal {
         }
     }
 
-    /// The task visibility rule: master sees everything, others only tasks they hold or made.
-    pub fn sees_task(&self, assigned_to: Option<&str>, created_by: &str) -> bool {
+    /// How the caller signed in: `master`, `session` (a person) or `token` (an agent or
+    /// a script).
+    pub fn kind(&self) -> &'static str {
         match self {
-            Self::Master => true,
-            Self::Token { agent_id, .. } => {
-                assigned_to == Some(agent_id.as_str()) || created_by == agent_id
-            }
+            Self::Master => "master",
+            Self::Token { person: true, .. } => "session",
+            Self::Token { .. } => "token",
         }
+    }
+
+    /// The agent whose own tasks, pipelines and escalations alone this caller sees; `None`
+    /// for those who oversee the mesh. The SQL form of [`Principal::sees_task`].
+    pub fn confined_to(&self) -> Option<&str> {
+        match self {
+            Self::Token {
+                agent_id,
+                person: false,
+                ..
+            } => Some(agent_id),
+            _ => None,
+        }
+    }
+
+    /// The task visibility rule: the master and people see every task, agents only the
+    /// tasks they hold or made.
+    pub fn sees_task(&self, assigned_to: Option<&str>, created_by: &str) -> bool {
+        self.confined_to()
+            .is_none_or(|me| assigned_to == Some(me) || created_by == me)
     }
 }
 
@@ -230,7 +267,7 @@ pub struct EscalationScope {
 impl Principal {
     /// The task visibility rule carried over to escalations.
     pub fn sees_escalation(&self, scope: &EscalationScope) -> bool {
-        match (&scope.task, self.agent_id()) {
+        match (&scope.task, self.confined_to()) {
             (_, None) => true,
             (Some((assigned_to, created_by)), _) => {
                 self.sees_task(assigned_to.as_deref(), created_by)
@@ -246,6 +283,7 @@ pub fn test_token(agent: &str, perms: &[&str]) -> Principal {
     Principal::Token {
         agent_id: agent.into(),
         permissions: Arc::new(perms.iter().map(|p| p.to_string()).collect()),
+        person: false,
     }
 }
 
@@ -254,6 +292,21 @@ mod tests {
     use super::*;
 
     use test_token as token;
+
+    #[test]
+    fn people_oversee_every_task_and_agents_see_their_own() {
+        let person = Principal::Token {
+            agent_id: "ada".into(),
+            permissions: Arc::new(BTreeSet::from(["tasks:read".to_string()])),
+            person: true,
+        };
+        assert!(person.sees_task(Some("rex"), "master"));
+        assert_eq!(person.confined_to(), None);
+        let agent = token("ada", &["tasks:read"]);
+        assert!(!agent.sees_task(Some("rex"), "master"));
+        assert!(agent.sees_task(None, "ada"));
+        assert_eq!(agent.confined_to(), Some("ada"));
+    }
 
     #[test]
     fn presets_match_the_reference_lists() {

@@ -64,6 +64,7 @@ impl Credentials {
         Some(Principal::Token {
             agent_id: grant.agent_id,
             permissions: grant.permissions,
+            person: false,
         })
     }
 
@@ -91,6 +92,7 @@ impl Credentials {
         Some(Principal::Token {
             agent_id: session.grant.agent_id,
             permissions: session.grant.permissions,
+            person: true,
         })
     }
 

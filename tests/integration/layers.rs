@@ -16,6 +16,7 @@ const LOWER: &[&str] = &[
     "settings.rs",
     "error.rs",
     "metrics.rs",
+    "dashboard",
 ];
 const UPPER: &[&str] = &["crate::api", "crate::startup", "crate::federation"];
 

@@ -10,6 +10,7 @@ mod analytics;
 mod bad_input;
 mod cli;
 mod config;
+mod dashboard;
 mod durability;
 mod federation;
 mod file_modes;

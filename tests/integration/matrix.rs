@@ -109,6 +109,8 @@ enum Fill {
     Nothing,
     /// `{file}`: an asset of the API reference page.
     DocsAsset,
+    /// `{file}`: a file of the operator dashboard.
+    DashboardAsset,
     /// `{agent_id}`: the owner's agent (registered at setup).
     Agent,
     /// `{agent_id}`: a freshly registered agent nobody else uses.
@@ -212,12 +214,17 @@ const DELETE: &str = "DELETE";
 
 const READS_EVENTS: &[&str] = &["tasks:read", "agents:read", "messages:read"];
 const READS_TEMPLATES: &[&str] = &["tasks:read", "admin:templates"];
+const READS_OVERVIEW: &[&str] = &["tasks:read", "agents:read"];
 
 /// Every route, in the order of `src/api/mod.rs`.
 #[rustfmt::skip]
 const TABLE: &[Row] = &[
     row(GET,    "/metrics",                                Perm("metrics:read"),      200),
+    row(GET,    "/",                                       Anonymous,                 200),
+    row(GET,    "/ui/{file}",                              Anonymous,                 200).fill(Fill::DashboardAsset),
     row(GET,    "/api/health",                             Anonymous,                 200).check(Check::HealthAgents),
+    row(GET,    "/api/overview",                           AnyPermission(READS_OVERVIEW), 200),
+    row(GET,    "/api/me",                                 Anonymous,                 200),
     row(GET,    "/api/openapi.json",                       Anonymous,                 200),
     row(GET,    "/api/docs",                               Anonymous,                 200),
     row(GET,    "/api/docs/{file}",                        Anonymous,                 200).fill(Fill::DocsAsset),
@@ -279,6 +286,7 @@ const TABLE: &[Row] = &[
     row(GET,    "/api/tasks/{id}/deps",                    Perm("tasks:read"),        200).fill(Fill::Task(Assigned)).vis(Hidden("worker")),
     row(POST,   "/api/tasks/{id}/stream",                  Perm("tasks:execute"),     201).fill(Fill::Task(Assigned)).vis(Hidden("worker"))
         .body(r#"{"chunk": "partial output"}"#),
+    row(GET,    "/api/tasks/{id}/stream",                  Perm("tasks:read"),        200).fill(Fill::Task(Assigned)).vis(Hidden("worker")),
     row(POST,   "/api/tasks/{id}/handoff",                 Perm("tasks:update"),      200).fill(Fill::Task(Assigned)).vis(Hidden("worker"))
         .body(r#"{"to": "mx-beta", "reason": "busy"}"#),
     row(POST,   "/api/tasks/{id}/verify",                  Rule::Master,              200).fill(Fill::Task(Done)),
@@ -308,6 +316,7 @@ const TABLE: &[Row] = &[
     row(POST,   "/api/admin/kill-switch",                  Perm("admin:kill_switch"), 200).body(r#"{"active": false, "reason": "matrix"}"#),
     row(DELETE, "/api/admin/kill-switch",                  Perm("admin:kill_switch"), 200),
     row(GET,    "/api/admin/audit",                        Perm("admin:audit"),       200),
+    row(GET,    "/api/admin/audit/export",                 Perm("admin:audit"),       200),
     row(GET,    "/api/admin/budget",                       Rule::Master,              200),
     row(POST,   "/api/admin/budget/reset",                 Rule::Master,              200),
 ];
@@ -661,6 +670,9 @@ impl Matrix {
             Fill::Nothing => {}
             Fill::DocsAsset => {
                 params.insert("file", "docs.js".to_string());
+            }
+            Fill::DashboardAsset => {
+                params.insert("file", "app.js".to_string());
             }
             Fill::Agent => {
                 params.insert("agent_id", owner);

@@ -223,12 +223,22 @@ impl TestHub {
     }
 
     pub async fn stream_with(&self, path: &str, last_event_id: Option<u64>) -> Sse {
+        let resume: Vec<(&str, String)> = last_event_id
+            .map(|id| ("Last-Event-ID", id.to_string()))
+            .into_iter()
+            .collect();
+        self.stream_with_headers(path, &resume).await
+    }
+
+    /// Opens an event stream sending these extra headers (`Last-Event-ID`, a session
+    /// `Cookie`, …).
+    pub async fn stream_with_headers(&self, path: &str, headers: &[(&str, String)]) -> Sse {
         let mut request = self
             .client
             .get(format!("{}{}", self.base, path))
             .timeout(Duration::from_secs(3600));
-        if let Some(id) = last_event_id {
-            request = request.insert_header(("Last-Event-ID", id.to_string()));
+        for (name, value) in headers {
+            request = request.insert_header((*name, value.as_str()));
         }
         let response = request.send().await.expect("stream opens");
         assert_eq!(response.status(), 200, "stream refused");

@@ -1,0 +1,2 @@
+DROP INDEX tasks_completed_at;
+DROP INDEX tasks_created_at;

@@ -1,0 +1,165 @@
+// The live side of the dashboard: one EventSource on /api/stream, the little state every
+// page shares (who is signed in, the kill switch, the overview counts), and rendering
+// coalesced to at most one per animation frame however fast events arrive.
+//
+// Views keep their own data (a page of tasks, a console) and subscribe to the events that
+// change it with `on`. After a gap the hub can no longer replay (a restart, or more events
+// than its ring holds) it sends `resync`; then `generation` goes up and every view reloads
+// what it shows, so nothing is missed and nothing is shown twice.
+
+import { api, streamUrl } from './api.js';
+
+export const EVENT_NAMES = [
+  'task_queued', 'task_assigned', 'task_updated', 'task_stream',
+  'agent_registered', 'agent_status', 'agent_removed',
+  'pipeline_finished', 'escalation_opened', 'escalation_resolved',
+  'kill_switch', 'message', 'resync',
+];
+
+export const store = {
+  me: null,
+  /** connecting | live | reconnecting */
+  connection: 'connecting',
+  /** Since when the stream has been down (ms), for the banner. */
+  downSince: null,
+  killSwitch: null,
+  overview: null,
+  /** Goes up on every full reload; views reload their own data when it changes. */
+  generation: 0,
+  lastEventId: null,
+  eventsSeen: 0,
+};
+
+const renders = new Set();
+let frameRequested = false;
+
+/** Something the views show has changed: render once, on the next frame. */
+export function changed() {
+  if (frameRequested) return;
+  frameRequested = true;
+  requestAnimationFrame(() => {
+    frameRequested = false;
+    for (const render of renders) render();
+  });
+}
+
+export function onRender(render) {
+  renders.add(render);
+  return () => renders.delete(render);
+}
+
+const handlers = new Map();
+
+/** Calls `handler(data, name)` for each event named in `names`; returns the unsubscribe. */
+export function on(names, handler) {
+  for (const name of names) {
+    if (!handlers.has(name)) handlers.set(name, new Set());
+    handlers.get(name).add(handler);
+  }
+  return () => names.forEach((name) => handlers.get(name)?.delete(handler));
+}
+
+/** Runs `task` at most once per `ms`, at the end of each burst of calls. */
+export function throttle(task, ms) {
+  let timer = null;
+  return () => {
+    if (timer) return;
+    timer = setTimeout(() => { timer = null; task(); }, ms);
+  };
+}
+
+// The overview's counts move with almost every event; they are re-read at most once a
+// second while events keep coming, rather than recomputed here from partial knowledge.
+const refreshOverview = throttle(() => loadOverview(), 1000);
+
+async function loadOverview() {
+  try {
+    store.overview = await api('/api/overview');
+    store.killSwitch = store.overview.kill_switch;
+    changed();
+  } catch (error) {
+    if (error.status !== 401) console.warn('overview', error.message);
+  }
+}
+
+function deliver(name, raw, lastEventId) {
+  let data = null;
+  try { data = raw ? JSON.parse(raw) : null; } catch { return; }
+  store.eventsSeen += 1;
+  if (lastEventId) store.lastEventId = lastEventId;
+  if (name === 'resync') {
+    reload();
+    return;
+  }
+  if (name === 'kill_switch') store.killSwitch = data;
+  if (name !== 'task_stream' && name !== 'message') refreshOverview();
+  for (const handler of handlers.get(name) ?? []) handler(data, name);
+  changed();
+}
+
+let source = null;
+let retryTimer = null;
+let retryDelay = 1000;
+
+/** Opens the stream (closing any earlier one). */
+export function connect() {
+  disconnect();
+  source = new EventSource(streamUrl());
+  source.onopen = () => {
+    // Back after a drop: the browser resumed with Last-Event-ID and the hub replays or
+    // says `resync`. Without any event id yet there is nothing to resume from: reload.
+    if (store.downSince && !store.lastEventId) reload();
+    store.connection = 'live';
+    store.downSince = null;
+    retryDelay = 1000;
+    changed();
+  };
+  source.onerror = () => {
+    store.connection = 'reconnecting';
+    store.downSince ??= Date.now();
+    changed();
+    // While CONNECTING the browser retries by itself and resumes with Last-Event-ID. A
+    // CLOSED stream was refused outright (the hub answered an error): retry here, and
+    // reload everything, since a new EventSource cannot say where it left off.
+    if (source.readyState === EventSource.CLOSED) {
+      source = null;
+      retryTimer = setTimeout(() => { connect(); reload(); }, retryDelay);
+      retryDelay = Math.min(retryDelay * 2, 30000);
+    }
+  };
+  for (const name of EVENT_NAMES) {
+    source.addEventListener(name, (event) => deliver(name, event.data, event.lastEventId));
+  }
+}
+
+export function disconnect() {
+  clearTimeout(retryTimer);
+  if (source) source.close();
+  source = null;
+}
+
+/** Reloads everything shown: the shared state here, and (through `generation`) each view. */
+export function reload() {
+  store.generation += 1;
+  loadOverview();
+  changed();
+}
+
+/** The first load after sign-in: the stream first, so no change between the two is lost. */
+export async function start(me) {
+  store.me = me;
+  connect();
+  await loadOverview();
+}
+
+export function stop() {
+  disconnect();
+  store.me = null;
+  store.overview = null;
+  store.killSwitch = null;
+  store.connection = 'connecting';
+}
+
+export function can(permission) {
+  return Boolean(store.me?.permissions?.includes(permission));
+}

@@ -1,0 +1,68 @@
+//! Aggregate reads for the dashboard's overview: counts only, each answered from an index.
+
+use std::collections::BTreeMap;
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use diesel::sqlite::SqliteConnection;
+
+use super::schema::{escalations, tasks};
+
+/// How many tasks there are in each status.
+pub fn tasks_by_status(conn: &mut SqliteConnection) -> QueryResult<BTreeMap<String, i64>> {
+    let rows: Vec<(String, i64)> = tasks::table
+        .group_by(tasks::status)
+        .select((tasks::status, diesel::dsl::count_star()))
+        .load(conn)?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Queued tasks per required capability, the longest queues first, at most `limit`.
+pub fn queued_by_capability(
+    conn: &mut SqliteConnection,
+    limit: i64,
+) -> QueryResult<Vec<(String, i64)>> {
+    let mut rows: Vec<(String, i64)> = tasks::table
+        .filter(tasks::status.eq("queued"))
+        .group_by(tasks::required_capability)
+        .select((tasks::required_capability, diesel::dsl::count_star()))
+        .load(conn)?;
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    rows.truncate(usize::try_from(limit).unwrap_or(0));
+    Ok(rows)
+}
+
+#[derive(QueryableByName)]
+struct MinuteCount {
+    #[diesel(sql_type = Text)]
+    minute: String,
+    #[diesel(sql_type = BigInt)]
+    count: i64,
+}
+
+/// Tasks created and tasks finished (done, failed or cancelled) per minute since `since`
+/// (an ISO timestamp), keyed by `YYYY-MM-DDTHH:MM`. Timestamps are stored as ISO strings
+/// of one fixed format, so their first 16 characters name the minute.
+pub fn per_minute(
+    conn: &mut SqliteConnection,
+    since: &str,
+) -> QueryResult<(BTreeMap<String, i64>, BTreeMap<String, i64>)> {
+    let count = |conn: &mut SqliteConnection, column: &str| -> QueryResult<BTreeMap<String, i64>> {
+        // `column` is one of two fixed names below, never input.
+        let rows: Vec<MinuteCount> = diesel::sql_query(format!(
+            "SELECT substr({column}, 1, 16) AS minute, count(*) AS count FROM tasks \
+             WHERE {column} >= ? GROUP BY minute"
+        ))
+        .bind::<Text, _>(since)
+        .load(conn)?;
+        Ok(rows.into_iter().map(|r| (r.minute, r.count)).collect())
+    };
+    Ok((count(conn, "created_at")?, count(conn, "completed_at")?))
+}
+
+pub fn open_escalations(conn: &mut SqliteConnection) -> QueryResult<i64> {
+    escalations::table
+        .filter(escalations::status.eq("open"))
+        .count()
+        .get_result(conn)
+}
