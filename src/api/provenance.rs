@@ -2,9 +2,12 @@
 
 use actix_web::{web, HttpResponse};
 use diesel::prelude::*;
+use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::IntoParams;
 
 use super::auth::Caller;
+use super::extract::Query;
 use super::tasks::{task_id, task_reply};
 use crate::actors::dispatcher::TaskVerified;
 use crate::crypto::provenance::fingerprint;
@@ -76,19 +79,31 @@ pub async fn verify_task(
     task_reply(&hub, row).await
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ProvenanceQuery {
+    /// List only the latest `last` links (the verdict still covers the whole chain).
+    #[param(minimum = 1)]
+    last: Option<usize>,
+}
+
 /// The chain, and whether it (and the task's current output) still holds.
 #[utoipa::path(
     get,
     path = "/api/tasks/{id}/provenance",
     tag = "tasks",
-    params(("id" = i64, Path, description = "The numeric id")),
+    params(("id" = i64, Path, description = "The numeric id"), ProvenanceQuery),
     responses((status = 200, description = "A task's provenance chain (master)", body = Object))
 )]
 pub async fn get_provenance(
     hub: web::Data<Hub>,
     caller: Caller,
     path: web::Path<String>,
+    query: Query<ProvenanceQuery>,
 ) -> Result<HttpResponse, HubError> {
+    if query.0.last == Some(0) {
+        return Err(HubError::bad_request("last must be at least 1"));
+    }
     caller.0.require_master()?;
     let id = task_id(&path)?;
     let (task, links) = crate::db::read(&hub.reads, move |conn| {
@@ -106,7 +121,11 @@ pub async fn get_provenance(
             "provenance check failed"
         );
     }
-    let chain: Vec<Value> = links
+    let listed = query
+        .0
+        .last
+        .map_or(0, |last| links.len().saturating_sub(last));
+    let chain: Vec<Value> = links[listed..]
         .iter()
         .map(|l| {
             json!({
@@ -124,7 +143,7 @@ pub async fn get_provenance(
         "task_id": id,
         "valid": broken.is_none(),
         "broken": broken,
-        "count": chain.len(),
+        "count": links.len(),
         "chain": chain,
     })))
 }

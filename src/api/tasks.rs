@@ -308,6 +308,8 @@ pub struct ChunkQuery {
     /// Page size (default 500, capped at 2000).
     #[param(minimum = 1)]
     limit: Option<i64>,
+    /// The newest `limit` chunks instead of the oldest (still in order): a console's tail.
+    latest: Option<bool>,
 }
 
 /// The output chunks streamed to a task so far, so a console opened mid-run starts from
@@ -333,8 +335,9 @@ pub async fn list_task_stream(
         return Err(HubError::bad_request("after must be -1 or more"));
     }
     let limit = page_limit(query.0.limit, 500, 2000)?;
+    let latest = query.0.latest.unwrap_or(false);
     let rows = crate::db::read(&hub.reads, move |conn| {
-        Ok(queries::stream_chunks(conn, id, after, limit)?)
+        Ok(queries::stream_chunks(conn, id, after, limit, latest)?)
     })
     .await?;
     let chunks: Vec<Value> = rows

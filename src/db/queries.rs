@@ -86,26 +86,32 @@ pub fn next_chunk_seq(conn: &mut SqliteConnection, task_id: i32) -> QueryResult<
     Ok(last.map_or(0, |seq| seq + 1))
 }
 
-/// Up to `limit` stream chunks of a task after sequence number `after`, in order:
-/// `(seq, agent_id, sealed chunk, created_at)`.
+/// Up to `limit` stream chunks of a task after sequence number `after` (the first ones,
+/// or with `latest` the last ones), in order: `(seq, agent_id, sealed chunk, created_at)`.
 pub fn stream_chunks(
     conn: &mut SqliteConnection,
     task_id: i32,
     after: i32,
     limit: i64,
+    latest: bool,
 ) -> QueryResult<Vec<(i32, String, String, String)>> {
-    task_stream_chunks::table
+    let query = task_stream_chunks::table
         .filter(task_stream_chunks::task_id.eq(task_id))
         .filter(task_stream_chunks::seq.gt(after))
-        .order(task_stream_chunks::seq)
         .limit(limit)
         .select((
             task_stream_chunks::seq,
             task_stream_chunks::agent_id,
             task_stream_chunks::chunk,
             task_stream_chunks::created_at,
-        ))
-        .load(conn)
+        ));
+    if latest {
+        let mut newest_first = query.order(task_stream_chunks::seq.desc()).load(conn)?;
+        newest_first.reverse();
+        Ok(newest_first)
+    } else {
+        query.order(task_stream_chunks::seq).load(conn)
+    }
 }
 
 pub fn all_agents(conn: &mut SqliteConnection) -> QueryResult<Vec<AgentRow>> {

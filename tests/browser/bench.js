@@ -49,6 +49,20 @@ async function paint(page, url, selector) {
   return page.evaluate(() => performance.now());
 }
 
+/** The functions that took the most time in a CPU profile (PROFILE=1). */
+function printProfile(profile) {
+  const nodes = new Map(profile.nodes.map((n) => [n.id, n]));
+  const self = new Map();
+  profile.samples.forEach((id, i) => {
+    const { functionName, url, lineNumber } = nodes.get(id).callFrame;
+    const key = `${functionName || '(anonymous)'} ${url.split('/').pop()}:${lineNumber}`;
+    self.set(key, (self.get(key) ?? 0) + (profile.timeDeltas[i] ?? 0));
+  });
+  for (const [key, micros] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 15)) {
+    console.log(`  ${(micros / 1000).toFixed(0).padStart(6)} ms  ${key}`);
+  }
+}
+
 async function paintBench() {
   const hub = await Hub.start();
   const browser = await launch();
@@ -74,18 +88,30 @@ async function paintBench() {
     await page.waitForSelector('[data-testid="tasks"] tbody tr');
     await page.locator('.connection.c-live').waitFor();
     await page.evaluate(() => {
+      // Main-thread tasks over 50 ms (the page's own work), beside the gaps between frames
+      // (which also grow when the hub and this generator take the machine's two cores).
+      window.longTasks_ = [];
+      new PerformanceObserver((list) => window.longTasks_.push(...list.getEntries().map((e) => e.duration)))
+        .observe({ type: 'longtask' });
       window.frames_ = [];
       let last = performance.now();
       const tick = (now) => { window.frames_.push(now - last); last = now; requestAnimationFrame(tick); };
       requestAnimationFrame(tick);
     });
     const before = await page.evaluate(() => window.frames_.length);
+    const cdp = process.env.PROFILE ? await page.context().newCDPSession(page) : null;
+    if (cdp) {
+      await cdp.send('Profiler.enable');
+      await cdp.send('Profiler.start');
+    }
     t = Date.now();
     const sent = await paced(200, 20, (i) => hub.task({ title: `live ${i}`, prompt: 'p', required_capability: `unserved-${i % 7}` }));
     const seconds = (Date.now() - t) / 1000;
     const frames = (await page.evaluate(() => window.frames_)).slice(before);
     const slow = frames.filter((f) => f > 50);
-    console.log(`under ${(sent / seconds).toFixed(0)} task creates/s for ${seconds.toFixed(0)} s: ${frames.length} frames, longest ${Math.max(...frames).toFixed(1)} ms, median ${median(frames).toFixed(1)} ms, ${slow.length} over 50 ms`);
+    const longTasks = await page.evaluate(() => window.longTasks_);
+    if (cdp) printProfile((await cdp.send('Profiler.stop')).profile);
+    console.log(`under ${(sent / seconds).toFixed(0)} task creates/s for ${seconds.toFixed(0)} s: ${frames.length} frames, longest ${Math.max(...frames).toFixed(1)} ms, median ${median(frames).toFixed(1)} ms, ${slow.length} over 50 ms; main-thread tasks over 50 ms: ${longTasks.length}${longTasks.length ? `, longest ${Math.max(...longTasks).toFixed(0)} ms` : ''}`);
   } finally {
     await browser.close();
     await hub.close();
@@ -97,6 +123,8 @@ async function heapBench(minutes) {
   const browser = await launch();
   try {
     await hub.agent('heap-agent', ['heap'], 1);
+    // The agent stays alive (and keeps its task) for the whole run.
+    const alive = setInterval(() => hub.api('/api/agents/heap-agent/heartbeat', { method: 'POST', body: {} }).catch(() => {}), 15000);
     const running = await hub.task({ title: 'console under load', prompt: 'p', required_capability: 'heap' });
     await hub.api(`/api/tasks/${running.id}`, { method: 'PUT', body: { status: 'running' } });
     const page = await signedInPage(browser, hub);
@@ -125,6 +153,7 @@ async function heapBench(minutes) {
     }
     const first = median(samples.slice(0, 5));
     const last = median(samples.slice(-5));
+    clearInterval(alive);
     console.log(`JS heap: median of the first 5 minutes ${first.toFixed(2)} MiB, of the last 5 ${last.toFixed(2)} MiB (ratio ${(last / first).toFixed(2)})`);
   } finally {
     await browser.close();

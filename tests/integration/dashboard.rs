@@ -575,6 +575,36 @@ async fn a_console_opened_mid_run_reads_the_output_streamed_so_far_in_order() {
         .expect(200);
     assert_eq!(first["count"], 1);
     assert_eq!(first["chunks"][0]["chunk"], "line one");
+    // A console opened late reads the tail, still in order.
+    let tail = hub
+        .get(&format!("{path}?limit=2&latest=true"), MASTER)
+        .await
+        .expect(200);
+    let texts: Vec<&str> = tail["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["chunk"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["line two", "line three"], "{tail}");
+    // Every chunk is a provenance link: a console lists only the latest, the verdict
+    // still covers the whole chain.
+    let whole = hub
+        .get(&format!("/api/tasks/{id}/provenance"), MASTER)
+        .await
+        .expect(200);
+    let latest = hub
+        .get(&format!("/api/tasks/{id}/provenance?last=2"), MASTER)
+        .await
+        .expect(200);
+    assert_eq!(latest["valid"], true, "{latest}");
+    assert_eq!(latest["count"], whole["count"]);
+    assert_eq!(latest["chain"].as_array().unwrap().len(), 2);
+    let whole_chain = whole["chain"].as_array().unwrap();
+    assert_eq!(latest["chain"][1], whole_chain[whole_chain.len() - 1]);
+    hub.get(&format!("/api/tasks/{id}/provenance?last=0"), MASTER)
+        .await
+        .expect(400);
     let none = hub
         .get(&format!("{path}?after={}", seqs[2]), MASTER)
         .await

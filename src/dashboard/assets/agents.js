@@ -4,7 +4,7 @@
 import { html, useState } from './preact-htm.js';
 import { api } from './api.js';
 import { can } from './live.js';
-import { Ago, Status, Pager, ErrorNote, Choice, Action, useLoad, useEvents, useThrottled } from './parts.js';
+import { Ago, Status, Pager, ErrorNote, Choice, Action, Row, useClock, useLoad, useEvents, useThrottled } from './parts.js';
 import { TaskTable } from './tasks.js';
 
 const PAGE = 100;
@@ -23,6 +23,18 @@ function TaskStats({ stats }) {
   return html`<span title="total · in progress · completed">${stats.total} · ${stats.in_progress} · ${stats.completed}</span>`;
 }
 
+function agentRow(a) {
+  return html`<tr data-agent=${a.agent_id}>
+    <td><a href=${`#/agents/${encodeURIComponent(a.agent_id)}`}>${a.agent_id}</a>${a.machine ? html` <span class="muted">${a.machine}</span>` : ''}</td>
+    <td><${Status} value=${a.status} /></td>
+    <td>${a.role ?? html`<span class="muted">—</span>`}</td>
+    <td class="caps">${a.capabilities.map((c) => html`<code>${c}</code> `)}</td>
+    <td><${Load} agent=${a} /></td>
+    <td><${Ago} at=${a.last_heartbeat} /></td>
+    <td><${TaskStats} stats=${a.taskStats} /></td>
+  </tr>`;
+}
+
 /** Applies an agent event to a list of agents shown: new status or new registration. */
 function applyAgentEvent(list, event) {
   return list.map((a) => (a.agent_id === event.agent_id ? { ...a, ...event, last_heartbeat: event.at ?? a.last_heartbeat } : a));
@@ -31,6 +43,7 @@ function applyAgentEvent(list, event) {
 export function Agents() {
   const [status, setStatus] = useState('');
   const [offset, setOffset] = useState(0);
+  const tick = useClock();
   const agents = useLoad(() => api('/api/agents', { query: { status, limit: PAGE, offset } }), [status, offset]);
   const refresh = useThrottled(() => agents.reload(), 2000);
   useEvents(AGENT_EVENTS, (event, name) => {
@@ -51,15 +64,7 @@ export function Agents() {
     <table class="grid" data-testid="agents">
       <thead><tr><th>Agent</th><th>Status</th><th>Role</th><th>Capabilities</th><th>Load</th><th>Last seen</th><th>Tasks</th></tr></thead>
       <tbody>
-        ${list.map((a) => html`<tr key=${a.agent_id} data-agent=${a.agent_id}>
-          <td><a href=${`#/agents/${encodeURIComponent(a.agent_id)}`}>${a.agent_id}</a>${a.machine ? html` <span class="muted">${a.machine}</span>` : ''}</td>
-          <td><${Status} value=${a.status} /></td>
-          <td>${a.role ?? html`<span class="muted">—</span>`}</td>
-          <td class="caps">${a.capabilities.map((c) => html`<code>${c}</code> `)}</td>
-          <td><${Load} agent=${a} /></td>
-          <td><${Ago} at=${a.last_heartbeat} /></td>
-          <td><${TaskStats} stats=${a.taskStats} /></td>
-        </tr>`)}
+        ${list.map((a) => html`<${Row} key=${a.agent_id} item=${a} tick=${tick} view=${agentRow} />`)}
       </tbody>
     </table>
     ${!agents.loading && !list.length && html`<p class="muted">No agents${status ? ` are ${status}` : ' have registered yet'}.</p>`}

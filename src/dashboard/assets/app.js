@@ -2,9 +2,9 @@
 // view has an address and the hub serves one page), the frame around every view, and the
 // kill switch, which every page shows while it is engaged.
 
-import { html, render, useState, useEffect, useRef } from './preact-htm.js';
+import { html, render, options, useState, useEffect, useRef } from './preact-htm.js';
 import { api, credentials, whenSignedOut } from './api.js';
-import { store, start, stop, onRender, can } from './live.js';
+import { store, start, stop, onRender, can, changed } from './live.js';
 import { Ago, ErrorNote } from './parts.js';
 import { SignIn } from './signin.js';
 import { Overview } from './overview.js';
@@ -14,6 +14,9 @@ import { TaskPage } from './task.js';
 import { Pipelines, PipelinePage } from './pipelines.js';
 import { Decisions } from './decisions.js';
 import { Audit } from './audit.js';
+
+// However many events arrive, components re-render at most once per animation frame.
+options.debounceRendering = (renderNow) => requestAnimationFrame(renderNow);
 
 const VIEWS = [
   { path: '', title: 'Overview', view: Overview },
@@ -71,6 +74,7 @@ function KillSwitchControl({ killSwitch }) {
       store.killSwitch = engage
         ? await api('/api/admin/kill-switch', { method: 'POST', body: { reason: reason || undefined } })
         : await api('/api/admin/kill-switch', { method: 'DELETE' });
+      changed();
       dialog.current?.close();
       setReason('');
     } catch (e) { setError(e); }

@@ -24,16 +24,20 @@ export const store = {
   downSince: null,
   killSwitch: null,
   overview: null,
+  /** True while the overview is on screen: only then do its counts follow the events. */
+  overviewShown: false,
   /** Goes up on every full reload; views reload their own data when it changes. */
   generation: 0,
   lastEventId: null,
-  eventsSeen: 0,
 };
 
 const renders = new Set();
 let frameRequested = false;
 
-/** Something the views show has changed: render once, on the next frame. */
+/**
+ * Something in `store` has changed: render once, on the next frame. Views that keep their
+ * own data re-render by themselves; this is only for what every page shares.
+ */
 export function changed() {
   if (frameRequested) return;
   frameRequested = true;
@@ -85,16 +89,17 @@ async function loadOverview() {
 function deliver(name, raw, lastEventId) {
   let data = null;
   try { data = raw ? JSON.parse(raw) : null; } catch { return; }
-  store.eventsSeen += 1;
   if (lastEventId) store.lastEventId = lastEventId;
   if (name === 'resync') {
     reload();
     return;
   }
-  if (name === 'kill_switch') store.killSwitch = data;
-  if (name !== 'task_stream' && name !== 'message') refreshOverview();
+  if (name === 'kill_switch') {
+    store.killSwitch = data;
+    changed();
+  }
+  if (store.overviewShown && name !== 'task_stream' && name !== 'message') refreshOverview();
   for (const handler of handlers.get(name) ?? []) handler(data, name);
-  changed();
 }
 
 let source = null;
@@ -136,6 +141,12 @@ export function disconnect() {
   clearTimeout(retryTimer);
   if (source) source.close();
   source = null;
+}
+
+/** The overview came on screen: bring its counts up to date and keep them so. */
+export function showOverview(shown) {
+  store.overviewShown = shown;
+  if (shown) loadOverview();
 }
 
 /** Reloads everything shown: the shared state here, and (through `generation`) each view. */

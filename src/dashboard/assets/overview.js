@@ -1,7 +1,7 @@
 // The first screen: the mesh at a glance, from /api/overview, re-read as events arrive.
 
-import { html } from './preact-htm.js';
-import { store, can } from './live.js';
+import { html, useEffect } from './preact-htm.js';
+import { store, can, showOverview } from './live.js';
 import { Sparkline, money, Status } from './parts.js';
 
 function Card({ title, children, href }) {
@@ -16,6 +16,10 @@ function Figure({ value, label, className = '' }) {
 }
 
 export function Overview() {
+  useEffect(() => {
+    showOverview(true);
+    return () => showOverview(false);
+  }, []);
   const overview = store.overview;
   if (!overview) return html`<p class="boot">Loading the overview…</p>`;
   const { agents, tasks, cost, kill_switch: killSwitch } = overview;

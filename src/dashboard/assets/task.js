@@ -10,6 +10,8 @@ import { Ago, Status, ErrorNote, Action, useLoad, useEvents, useThrottled, newer
 /** Chunks kept in the console; older ones scroll away so memory stays flat. */
 const CONSOLE_CHUNKS = 5000;
 const TASK_EVENTS = ['task_queued', 'task_assigned', 'task_updated'];
+/** Provenance links listed (every stream chunk adds one: a long run has thousands). */
+const SHOWN_LINKS = 50;
 const FINISHED = ['done', 'failed', 'cancelled'];
 
 function Console({ id }) {
@@ -27,7 +29,7 @@ function Console({ id }) {
   useEffect(() => {
     pending.current = [];
     setChunks([]);
-    api(`/api/tasks/${id}/stream`, { query: { limit: 2000 } }).then(
+    api(`/api/tasks/${id}/stream`, { query: { limit: 2000, latest: true } }).then(
       (stored) => {
         setChunks(merge(merge([], stored.chunks), pending.current));
         pending.current = null;
@@ -48,6 +50,7 @@ function Console({ id }) {
   return html`<section aria-labelledby="console-title">
     <h2 id="console-title">Console</h2>
     <${ErrorNote} error=${error} />
+    ${chunks[0]?.seq > 0 && html`<p class="muted">${chunks[0].seq} earlier chunks are not shown.</p>`}
     <pre class="console" ref=${view} data-testid="console" aria-live="off">${chunks.length
       ? chunks.map((c) => c.chunk).join('')
       : html`<span class="muted">No output streamed yet.</span>`}</pre>
@@ -70,7 +73,7 @@ function Dependencies({ task }) {
 }
 
 function Provenance({ id, updatedAt }) {
-  const chain = useLoad(() => api(`/api/tasks/${id}/provenance`), [id, updatedAt]);
+  const chain = useLoad(() => api(`/api/tasks/${id}/provenance`, { query: { last: SHOWN_LINKS } }), [id, updatedAt]);
   const data = chain.data;
   return html`<section aria-labelledby="provenance-title">
     <h2 id="provenance-title">Provenance</h2>
@@ -78,6 +81,7 @@ function Provenance({ id, updatedAt }) {
     ${data && html`<p data-testid="provenance-verdict">${data.valid
       ? html`<${Status} value="done" text="chain valid" />`
       : html`<${Status} value="failed" text="chain broken" /> at link ${data.broken?.seq}: ${data.broken?.reason ?? ''}`}${' · '}${data.count} links</p>
+    ${data.count > data.chain.length && html`<p class="muted">The latest ${data.chain.length} links; ${data.count - data.chain.length} earlier ones were checked but are not listed.</p>`}
     <table class="grid compact"><thead><tr><th>#</th><th>Change</th><th>By</th><th>When</th><th>Hash</th></tr></thead><tbody>
       ${data.chain.map((l) => html`<tr key=${l.seq}><td>${l.seq}</td><td>${l.action}</td><td>${l.actor}</td><td><${Ago} at=${l.created_at} /></td><td><code title=${l.hash}>${l.hash.slice(0, 12)}…</code></td></tr>`)}
     </tbody></table>`}

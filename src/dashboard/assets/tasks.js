@@ -4,7 +4,7 @@
 
 import { html, useState, useEffect } from './preact-htm.js';
 import { api } from './api.js';
-import { Ago, Status, Pager, ErrorNote, Choice, TextFilter, useLoad, useEvents, useThrottled, newer } from './parts.js';
+import { Ago, Status, Pager, ErrorNote, Choice, TextFilter, Row, useClock, useLoad, useEvents, useThrottled, newer } from './parts.js';
 
 const PAGE = 50;
 export const STATUSES = ['queued', 'assigned', 'running', 'done', 'failed', 'cancelled'];
@@ -16,9 +16,22 @@ function matches(task, filters) {
     && (!filters.assigned_to || task.assigned_to === filters.assigned_to);
 }
 
+function taskRow(t) {
+  return html`<tr data-task=${t.id}>
+    <td><a href=${`#/tasks/${t.id}`}>${t.id}</a></td>
+    <td class="title"><a href=${`#/tasks/${t.id}`}>${t.title}</a>${t.pipeline_id ? html` <a class="tag" href=${`#/pipelines/${t.pipeline_id}`}>pipeline ${t.pipeline_id}</a>` : ''}</td>
+    <td><${Status} value=${t.status} />${t.reason ? html` <span class="muted" title=${t.reason}>(${t.reason.slice(0, 40)})</span>` : ''}</td>
+    <td><code>${t.required_capability}</code></td>
+    <td>${t.assigned_to ? html`<a href=${`#/agents/${encodeURIComponent(t.assigned_to)}`}>${t.assigned_to}</a>` : html`<span class="muted">—</span>`}</td>
+    <td><${Ago} at=${t.created_at} /></td>
+    <td><${Ago} at=${t.updated_at} /></td>
+  </tr>`;
+}
+
 /** The list of tasks matching `filters`, paged, live. */
 export function TaskTable({ filters }) {
   const [offset, setOffset] = useState(0);
+  const tick = useClock();
   const key = JSON.stringify(filters);
   useEffect(() => setOffset(0), [key]);
   const tasks = useLoad(
@@ -52,15 +65,7 @@ export function TaskTable({ filters }) {
     <table class="grid" data-testid="tasks">
       <thead><tr><th>#</th><th>Title</th><th>Status</th><th>Capability</th><th>Agent</th><th>Age</th><th>Updated</th></tr></thead>
       <tbody>
-        ${list.map((t) => html`<tr key=${t.id} data-task=${t.id}>
-          <td><a href=${`#/tasks/${t.id}`}>${t.id}</a></td>
-          <td class="title"><a href=${`#/tasks/${t.id}`}>${t.title}</a>${t.pipeline_id ? html` <a class="tag" href=${`#/pipelines/${t.pipeline_id}`}>pipeline ${t.pipeline_id}</a>` : ''}</td>
-          <td><${Status} value=${t.status} />${t.reason ? html` <span class="muted" title=${t.reason}>(${t.reason.slice(0, 40)})</span>` : ''}</td>
-          <td><code>${t.required_capability}</code></td>
-          <td>${t.assigned_to ? html`<a href=${`#/agents/${encodeURIComponent(t.assigned_to)}`}>${t.assigned_to}</a>` : html`<span class="muted">—</span>`}</td>
-          <td><${Ago} at=${t.created_at} /></td>
-          <td><${Ago} at=${t.updated_at} /></td>
-        </tr>`)}
+        ${list.map((t) => html`<${Row} key=${t.id} item=${t} tick=${tick} view=${taskRow} />`)}
       </tbody>
     </table>
     ${!tasks.loading && !list.length && html`<p class="muted">No tasks match.</p>`}
