@@ -147,3 +147,21 @@ test('after the hub restarts the page reconnects and shows what changed meanwhil
   assert.equal(await page.locator(`[data-task="${task.id}"]`).count(), 1, 'shown once');
   await finish(page, 'reconnected', { allow: [/ERR_CONNECTION_REFUSED|net::ERR_|Failed to load resource/] });
 });
+
+test('the agents table shows an agent joining, taking work and its reputation, live', async () => {
+  const page = await open(browser, hub);
+  await signInWithToken(page, MASTER);
+  await view(page, 'Agents').click();
+  await page.getByTestId('agents').waitFor();
+  await page.locator('.connection.c-live').waitFor();
+  await hub.agent('joiner', ['join-demo'], 1);
+  const row = page.locator('[data-agent="joiner"]');
+  await row.getByText('online').waitFor({ timeout: 3000 });
+  const task = await hub.task({ title: 'Fills the only slot', prompt: 'p', required_capability: 'join-demo' });
+  await row.getByText('busy').waitFor({ timeout: 4000 });
+  await row.getByText('1/1').waitFor();
+  await hub.api(`/api/tasks/${task.id}`, { method: 'PUT', body: { status: 'done', output: 'ok' } });
+  await row.getByText('100 % · #').waitFor({ timeout: 8000 });
+  await row.getByText('online').waitFor();
+  await finish(page, 'agents-live');
+});

@@ -1,9 +1,9 @@
 // Agents: a paged, filterable table kept live by agent events (and re-read, at most every
 // two seconds, while task events move their loads), and a page per agent.
 
-import { html, useState } from './preact-htm.js';
+import { html, useState, useMemo } from './preact-htm.js';
 import { api } from './api.js';
-import { can } from './live.js';
+import { store, can } from './live.js';
 import { Ago, Status, Pager, ErrorNote, Choice, Action, Row, useClock, useLoad, useEvents, useThrottled } from './parts.js';
 import { TaskTable } from './tasks.js';
 
@@ -31,8 +31,17 @@ function agentRow(a) {
     <td class="caps">${a.capabilities.map((c) => html`<code>${c}</code> `)}</td>
     <td><${Load} agent=${a} /></td>
     <td><${Ago} at=${a.last_heartbeat} /></td>
+    <td><${Reputation} entry=${a.reputation} /></td>
     <td><${TaskStats} stats=${a.taskStats} /></td>
   </tr>`;
+}
+
+/** Success rate over every capability, and rank (from the master's leaderboard). */
+function Reputation({ entry }) {
+  if (!entry) return html`<span class="muted">—</span>`;
+  const finished = entry.successes + entry.failures;
+  return html`<span title=${`${entry.successes} succeeded, ${entry.failures} failed, ${entry.verifications} verified`}>
+    ${finished ? `${Math.round(entry.success_rate * 100)} %` : 'new'} · #${entry.rank}</span>`;
 }
 
 /** Applies an agent event to a list of agents shown: new status or new registration. */
@@ -53,7 +62,15 @@ export function Agents() {
     else if (name === 'agent_registered') refresh();
   });
   useEvents(LOAD_EVENTS, () => { agents.missed(); refresh(); });
-  const list = agents.data?.agents ?? [];
+  // Reputation comes from the leaderboard, which only the master token may read.
+  const master = store.me.kind === 'master';
+  const board = useLoad(() => (master ? api('/api/admin/reputation/leaderboard') : Promise.resolve(null)), [master]);
+  const refreshBoard = useThrottled(() => board.reload(), 5000);
+  useEvents(['task_updated'], (event) => { if (master && ['done', 'failed'].includes(event.status)) refreshBoard(); });
+  const list = useMemo(() => {
+    const ranks = new Map((board.data?.leaderboard ?? []).map((entry) => [entry.agent_id, entry]));
+    return (agents.data?.agents ?? []).map((a) => (ranks.has(a.agent_id) ? { ...a, reputation: ranks.get(a.agent_id) } : a));
+  }, [agents.data, board.data]);
   return html`<section aria-labelledby="agents-title">
     <div class="heading">
       <h1 id="agents-title">Agents</h1>
@@ -62,7 +79,7 @@ export function Agents() {
     </div>
     <${ErrorNote} error=${agents.error} />
     <table class="grid" data-testid="agents">
-      <thead><tr><th>Agent</th><th>Status</th><th>Role</th><th>Capabilities</th><th>Load</th><th>Last seen</th><th>Tasks</th></tr></thead>
+      <thead><tr><th>Agent</th><th>Status</th><th>Role</th><th>Capabilities</th><th>Load</th><th>Last seen</th><th>Reputation</th><th>Tasks</th></tr></thead>
       <tbody>
         ${list.map((a) => html`<${Row} key=${a.agent_id} item=${a} tick=${tick} view=${agentRow} />`)}
       </tbody>

@@ -116,7 +116,7 @@ function Frame({ me, children, current }) {
       <span class="spacer" />
       <${Connection} state=${store.connection} />
       <${KillSwitchControl} killSwitch=${store.killSwitch} />
-      <span class="who" title=${me.permissions.join(', ')}>${me.name} · ${me.role ?? (me.kind === 'master' ? 'master' : 'custom')}</span>
+      <span class="who" title=${me.permissions.join(', ')}>${me.kind === 'master' ? 'master token' : `${me.name} · ${me.role ?? 'custom permissions'}`}</span>
       <button type="button" onClick=${signOut}>Sign out</button>
     </header>
     <${KillSwitchBanner} killSwitch=${store.killSwitch} />
