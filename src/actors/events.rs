@@ -136,9 +136,9 @@ impl Handler<Publish> for EventBus {
 
 /// Sent by the Registry when a subscriber starts: replay the events after
 /// `last_event_id` as one [`Replay`], then deliver everything new. When some of those
-/// events are no longer in the ring (evicted, or sent before a restart), the replay is one
-/// `resync` event instead: the client cannot catch up event by event and must reload the
-/// state it shows.
+/// events are no longer in the ring (evicted, or sent before a restart), the replay opens
+/// with a `resync` event: the client cannot catch up event by event and must reload the
+/// state it shows (what the ring still holds follows, for clients that only need that).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Attach {
@@ -161,12 +161,10 @@ impl Handler<Attach> for EventBus {
             // feeds it to the client at the client's pace. Sent before the subscriber is
             // listed, so it arrives ahead of every live event.
             // An id this hub never issued (a clock set back since) is as lost as an old one.
-            let backlog: Vec<_> = if after < self.lost_before || after >= self.next_id {
-                vec![self.resync(after)]
-            } else {
-                let start = self.ring.partition_point(|e| e.id <= after);
-                self.ring.range(start..).cloned().collect()
-            };
+            let lost = after < self.lost_before || after >= self.next_id;
+            let mut backlog: Vec<_> = lost.then(|| self.resync(after)).into_iter().collect();
+            let start = self.ring.partition_point(|e| e.id <= after);
+            backlog.extend(self.ring.range(start..).cloned());
             if !backlog.is_empty() {
                 msg.addr.do_send(Replay(backlog));
             }

@@ -584,7 +584,8 @@ async fn unknown_ids_and_routes_are_json_404s() {
         "the real task is untouched"
     );
 
-    for path in ["/api/nope", "/api/tasks/1/nope", "/nope", "/", "/api"] {
+    // `/` is the dashboard; every other unknown path is a JSON 404.
+    for path in ["/api/nope", "/api/tasks/1/nope", "/nope", "/api"] {
         let reply = hub.get(path, MASTER).await;
         let body = reply.expect(404);
         assert_eq!(body["code"], "not_found", "{path}");

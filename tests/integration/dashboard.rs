@@ -941,7 +941,8 @@ async fn next_event(stream: &mut crate::support::Sse) -> crate::support::Event {
 }
 
 #[actix_web::test]
-async fn a_client_whose_missed_events_left_the_ring_is_told_to_resync() {
+async fn a_client_whose_missed_events_left_the_ring_is_told_to_resync_then_gets_what_the_ring_holds(
+) {
     let hub = TestHub::spawn_with(|s| s.event_ring_size = 4).await;
     let ids = six_events(&hub).await;
     let path = format!("/api/stream?token={MASTER}");
@@ -954,6 +955,11 @@ async fn a_client_whose_missed_events_left_the_ring_is_told_to_resync() {
         .expect("the oldest replayable id");
     assert_eq!(oldest, ids[2], "the ring holds the last four: {ids:?}");
     assert!(first.id > Some(ids[5]), "the resync has a fresh id");
+    // What the ring still holds follows, for clients that only need that.
+    for expected in &ids[2..] {
+        let replayed = next_event(&mut resumed).await;
+        assert_eq!(replayed.id, Some(*expected), "{replayed:?}");
+    }
 
     // The stream carries on live after it.
     let fresh = hub
