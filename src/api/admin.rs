@@ -208,6 +208,7 @@ pub async fn export_audit(
     });
     Ok(HttpResponse::Ok()
         .content_type("application/jsonl")
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .insert_header((
             actix_web::http::header::CONTENT_DISPOSITION,
             "attachment; filename=\"m3shd-audit.jsonl\"",

@@ -26,7 +26,7 @@ const QUEUE_CAPABILITIES: i64 = 20;
     get,
     path = "/api/overview",
     tag = "operations",
-    responses((status = 200, description = "Counts for the dashboard's overview (tasks:read or agents:read; each part needs its own)", body = Object))
+    responses((status = 200, description = "Counts for the dashboard's overview (tasks:read or agents:read): the kill switch for all; task counts for those who see every task (open escalations with escalations:read); cost with admin:analytics; agents with agents:read", body = Object))
 )]
 pub async fn get_overview(hub: web::Data<Hub>, caller: Caller) -> Result<HttpResponse, HubError> {
     let principal = caller.0;
@@ -39,9 +39,13 @@ pub async fn get_overview(hub: web::Data<Hub>, caller: Caller) -> Result<HttpRes
     let mut view = json!({
         "kill_switch": hub.dispatcher.send(GetKillSwitch).await?,
     });
-    if tasks {
+    // Counts over every task are for those who may see every task (an agent sees only its
+    // own); the escalation count needs escalations:read, the money admin:analytics.
+    if tasks && principal.confined_to().is_none() {
+        view["tasks"] = task_counts(&hub, principal.can("escalations:read")).await?;
+    }
+    if principal.can("admin:analytics") {
         let budget = hub.dispatcher.send(GetBudget).await?;
-        view["tasks"] = task_counts(&hub).await?;
         view["cost"] = json!({
             "today_usd": budget.counted_usd,
             "cap_usd": budget.cap_usd,
@@ -60,8 +64,9 @@ pub async fn get_overview(hub: web::Data<Hub>, caller: Caller) -> Result<HttpRes
     Ok(HttpResponse::Ok().json(view))
 }
 
-/// Tasks by status, the queue by capability, per-minute throughput and open escalations.
-async fn task_counts(hub: &Hub) -> Result<Value, HubError> {
+/// Tasks by status, the queue by capability, per-minute throughput and (when asked for)
+/// open escalations.
+async fn task_counts(hub: &Hub, escalations: bool) -> Result<Value, HubError> {
     let first_minute = Utc::now()
         .duration_trunc(TimeDelta::minutes(1))
         .unwrap_or_else(|_| Utc::now())
@@ -73,7 +78,11 @@ async fn task_counts(hub: &Hub) -> Result<Value, HubError> {
                 overview::tasks_by_status(conn)?,
                 overview::queued_by_capability(conn, QUEUE_CAPABILITIES)?,
                 overview::per_minute(conn, &since)?,
-                overview::open_escalations(conn)?,
+                if escalations {
+                    Some(overview::open_escalations(conn)?)
+                } else {
+                    None
+                },
             ))
         })
         .await?;
@@ -88,14 +97,17 @@ async fn task_counts(hub: &Hub) -> Result<Value, HubError> {
             })
         })
         .collect();
-    Ok(json!({
+    let mut counts = json!({
         "total": by_status.values().sum::<i64>(),
         "by_status": by_status,
         "queue_depth": by_status.get("queued").copied().unwrap_or(0),
         "queued_by_capability": queued.into_iter().collect::<BTreeMap<_, _>>(),
         "per_minute": minutes,
-        "open_escalations": open_escalations,
-    }))
+    });
+    if let Some(open) = open_escalations {
+        counts["open_escalations"] = json!(open);
+    }
+    Ok(counts)
 }
 
 /// Who the caller is. Without a credential the answer is `anonymous` with no permissions

@@ -84,7 +84,7 @@ pub async fn verify_task(
 pub struct ProvenanceQuery {
     /// List only the latest `last` links (the verdict still covers the whole chain).
     #[param(minimum = 1)]
-    last: Option<usize>,
+    last: Option<i64>,
 }
 
 /// The chain, and whether it (and the task's current output) still holds.
@@ -101,7 +101,7 @@ pub async fn get_provenance(
     path: web::Path<String>,
     query: Query<ProvenanceQuery>,
 ) -> Result<HttpResponse, HubError> {
-    if query.0.last == Some(0) {
+    if query.0.last.is_some_and(|last| last < 1) {
         return Err(HubError::bad_request("last must be at least 1"));
     }
     caller.0.require_master()?;
@@ -121,10 +121,10 @@ pub async fn get_provenance(
             "provenance check failed"
         );
     }
-    let listed = query
-        .0
-        .last
-        .map_or(0, |last| links.len().saturating_sub(last));
+    let shown = query.0.last.map_or(links.len(), |last| {
+        usize::try_from(last).map_or(links.len(), |last| last.min(links.len()))
+    });
+    let listed = links.len() - shown;
     let chain: Vec<Value> = links[listed..]
         .iter()
         .map(|l| {

@@ -59,7 +59,8 @@ const FILES: &[File] = &[
 /// What is worked out once per file: its ETag and its gzip copy (when that is smaller).
 struct Prepared {
     etag: String,
-    gzip: Option<Vec<u8>>,
+    /// Shared by every response (a clone is a reference count).
+    gzip: Option<web::Bytes>,
 }
 
 fn prepared() -> &'static [Prepared] {
@@ -74,7 +75,8 @@ fn prepare(file: &File) -> Prepared {
         .write_all(file.body)
         .and_then(|()| encoder.finish())
         .ok()
-        .filter(|gz| gz.len() < file.body.len());
+        .filter(|gz| gz.len() < file.body.len())
+        .map(web::Bytes::from);
     Prepared {
         etag: format!("\"{}\"", hex::encode(&digest[..12])),
         gzip,
@@ -151,16 +153,23 @@ fn accepts_gzip(accept: Option<&HeaderValue>) -> bool {
     let Some(list) = accept.and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    list.split(',').any(|entry| {
+    // The quality the client gives gzip by name, else the one it gives `*`; none: refused.
+    let mut named = None;
+    let mut any = None;
+    for entry in list.split(',') {
         let mut parts = entry.split(';').map(str::trim);
         let coding = parts.next().unwrap_or("");
-        let refused = parts.any(|p| {
-            p.strip_prefix("q=")
-                .and_then(|q| q.parse::<f32>().ok())
-                .is_some_and(|q| q <= 0.0)
-        });
-        (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
-    })
+        let quality = parts
+            .find_map(|p| p.strip_prefix("q="))
+            .map_or(Some(1.0), |q| q.parse::<f32>().ok())
+            .unwrap_or(0.0);
+        if coding.eq_ignore_ascii_case("gzip") {
+            named = Some(quality);
+        } else if coding == "*" {
+            any = Some(quality);
+        }
+    }
+    named.or(any).is_some_and(|q| q > 0.0)
 }
 
 #[cfg(test)]
@@ -177,6 +186,10 @@ mod tests {
         assert!(accept("br;q=1.0, gzip;q=0.8"));
         assert!(accept("*"));
         assert!(!accept("gzip;q=0"));
+        assert!(
+            !accept("gzip;q=0, *"),
+            "a refusal by name beats the wildcard"
+        );
         assert!(!accept("br, deflate"));
         assert!(!accepts_gzip(None));
     }

@@ -377,14 +377,26 @@ async fn the_overview_shows_each_part_only_to_callers_who_may_read_it() {
     let chatter = token_with(&hub, "chatter", &["messages:read"]).await;
     hub.get("/api/overview", &chatter).await.expect(403);
 
+    // An agent sees only its own tasks: no counts over everyone's, and no money.
     let tasks_only = token_with(&hub, "tasks-only", &["tasks:read"]).await;
     let view = hub.get("/api/overview", &tasks_only).await.expect(200);
-    assert!(
-        view["tasks"].is_object() && view["cost"].is_object(),
-        "{view}"
-    );
-    assert!(view.get("agents").is_none(), "{view}");
+    for part in ["tasks", "cost", "agents"] {
+        assert!(view.get(part).is_none(), "no {part}: {view}");
+    }
     assert_eq!(view["kill_switch"]["active"], false);
+
+    // A viewer signed in oversees the tasks and escalations, but the cost is for
+    // admin:analytics.
+    let viewer = sign_in(&hub, "vic", "viewer").await;
+    let view = person(&hub, Method::GET, "/api/overview", &viewer, None)
+        .await
+        .expect(200);
+    assert!(view["tasks"]["open_escalations"].is_number(), "{view}");
+    assert!(view["agents"].is_object(), "{view}");
+    assert!(view.get("cost").is_none(), "{view}");
+    let analyst = token_with(&hub, "analyst", &["tasks:read", "admin:analytics"]).await;
+    let view = hub.get("/api/overview", &analyst).await.expect(200);
+    assert!(view["cost"]["cap_usd"].is_number(), "{view}");
 
     let agents_only = token_with(&hub, "agents-only", &["agents:read"]).await;
     let view = hub.get("/api/overview", &agents_only).await.expect(200);

@@ -14,13 +14,8 @@ const LOAD_EVENTS = ['task_assigned', 'task_updated'];
 function Load({ agent }) {
   const share = agent.max_concurrent > 0 ? Math.min(1, agent.load / agent.max_concurrent) : 0;
   return html`<span class="load" title=${`${agent.load} of ${agent.max_concurrent} slots taken`}>
-    <meter min="0" max="1" high="0.99" value=${share}></meter> ${agent.load}/${agent.max_concurrent}
+    <meter min="0" max="1" high="0.99" value=${share} aria-label="Slots taken"></meter> ${agent.load}/${agent.max_concurrent}
   </span>`;
-}
-
-function TaskStats({ stats }) {
-  if (!stats) return html`<span class="muted">—</span>`;
-  return html`<span title="total · in progress · completed">${stats.total} · ${stats.in_progress} · ${stats.completed}</span>`;
 }
 
 function agentRow(a) {
@@ -32,7 +27,6 @@ function agentRow(a) {
     <td><${Load} agent=${a} /></td>
     <td><${Ago} at=${a.last_heartbeat} /></td>
     <td><${Reputation} entry=${a.reputation} /></td>
-    <td><${TaskStats} stats=${a.taskStats} /></td>
   </tr>`;
 }
 
@@ -56,12 +50,16 @@ export function Agents() {
   const agents = useLoad(() => api('/api/agents', { query: { status, limit: PAGE, offset } }), [status, offset]);
   const refresh = useThrottled(() => agents.reload(), 2000);
   useEvents(AGENT_EVENTS, (event, name) => {
-    agents.missed();
     const shown = agents.data?.agents.some((a) => a.agent_id === event.agent_id);
+    if (shown || name === 'agent_registered') agents.missed();
     if (shown) agents.update((d) => ({ ...d, agents: applyAgentEvent(d.agents, event) }));
     else if (name === 'agent_registered') refresh();
   });
-  useEvents(LOAD_EVENTS, () => { agents.missed(); refresh(); });
+  // A task moving changes its agent's load: re-read the page when that agent is on it (or,
+  // for a task back in the queue, whose event no longer names it, when it may be).
+  useEvents(LOAD_EVENTS, (event) => {
+    if (!event.assigned_to || agents.data?.agents.some((a) => a.agent_id === event.assigned_to)) refresh();
+  });
   // Reputation comes from the leaderboard, which only the master token may read.
   const master = store.me.kind === 'master';
   const board = useLoad(() => (master ? api('/api/admin/reputation/leaderboard') : Promise.resolve(null)), [master]);
@@ -79,7 +77,7 @@ export function Agents() {
     </div>
     <${ErrorNote} error=${agents.error} />
     <table class="grid" data-testid="agents">
-      <thead><tr><th>Agent</th><th>Status</th><th>Role</th><th>Capabilities</th><th>Load</th><th>Last seen</th><th>Reputation</th><th>Tasks</th></tr></thead>
+      <thead><tr><th>Agent</th><th>Status</th><th>Role</th><th>Capabilities</th><th>Load</th><th>Last seen</th><th>Reputation</th></tr></thead>
       <tbody>
         ${list.map((a) => html`<${Row} key=${a.agent_id} item=${a} tick=${tick} view=${agentRow} />`)}
       </tbody>
@@ -104,7 +102,9 @@ export function AgentPage({ id }) {
   const reputation = useLoad(() => api(`/api/agents/${encodeURIComponent(id)}/reputation`).catch(() => null), [id]);
   const [deleted, setDeleted] = useState(false);
   useEvents(AGENT_EVENTS, (event) => {
-    if (event.agent_id === id) agent.update((a) => (a ? applyAgentEvent([a], event)[0] : a));
+    if (event.agent_id !== id) return;
+    agent.missed();
+    agent.update((a) => (a ? applyAgentEvent([a], event)[0] : a));
   });
   if (deleted) return html`<p>Agent ${id} was removed. <a href="#/agents">Back to the agents</a>.</p>`;
   const a = agent.data;

@@ -58,8 +58,18 @@ export function streamUrl() {
   return url('/api/stream', { token: credentials.token }).toString();
 }
 
-/** Downloads `path` as a file (with the same credentials as every request). */
+/**
+ * Downloads `path` as a file. With the session cookie the browser fetches it itself (and
+ * streams it to disk); a pasted token must ride in a header, so the file is fetched here.
+ */
 export async function download(path, query, filename) {
+  if (!credentials.token) {
+    const link = document.createElement('a');
+    link.href = url(path, query);
+    link.download = filename;
+    link.click();
+    return;
+  }
   const headers = credentials.token ? { Authorization: `Bearer ${credentials.token}` } : {};
   const response = await fetch(url(path, query), { headers, credentials: 'same-origin' });
   if (!response.ok) throw new ApiError(response.status, `${response.status} ${response.statusText}`);

@@ -50,7 +50,7 @@ function useStore() {
 }
 
 function Connection({ state }) {
-  const text = { live: 'live', reconnecting: 'reconnecting…', connecting: 'connecting…' }[state];
+  const text = { live: 'live', reconnecting: 'reconnecting…', connecting: 'connecting…', none: 'no live events for this role' }[state];
   return html`<span class=${`connection c-${state}`} role="status" aria-live="polite">${text}</span>`;
 }
 
@@ -129,7 +129,7 @@ function App() {
   const [phase, setPhase] = useState('checking');
   const enter = (me) => { start(me); setPhase('in'); };
   useEffect(() => {
-    whenSignedOut(() => { stop(); setPhase('out'); });
+    whenSignedOut(() => { credentials.use(null); stop(); setPhase('out'); });
     api('/api/me').then((me) => (me.kind === 'anonymous' ? setPhase('out') : enter(me)), () => setPhase('out'));
   }, []);
   useEffect(() => {

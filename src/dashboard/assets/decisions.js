@@ -38,7 +38,7 @@ function Escalation({ escalation: e, onResolved }) {
       ${e.agent_id && html`agent <a href=${`#/agents/${encodeURIComponent(e.agent_id)}`}>${e.agent_id}</a> · `}
       raised by ${e.created_by} <${Ago} at=${e.created_at} />
     </p>
-    ${can('escalations:resolve') && html`<form class="inline" onSubmit=${(ev) => ev.preventDefault()}>
+    ${can('escalations:resolve') && html`<form class="inline" onSubmit=${(ev) => { ev.preventDefault(); ev.target.querySelector('button')?.click(); }}>
       <label>Resolution <input value=${resolution} onInput=${(ev) => setResolution(ev.target.value)} /></label>
       <${Action} label="Resolve" run=${async () => {
         await api(`/api/escalations/${e.id}/resolve`, { method: 'POST', body: { resolution: resolution || undefined } });
@@ -53,8 +53,8 @@ const SECTIONS = [
 ];
 
 export function Decisions() {
-  return html`<div aria-labelledby="decisions-title">
+  return html`<section aria-labelledby="decisions-title">
     <div class="heading"><h1 id="decisions-title">Decisions</h1></div>
     ${SECTIONS.filter((s) => can(s.needs)).map((s) => html`<${s.view} />`)}
-  </div>`;
+  </section>`;
 }

@@ -9,6 +9,9 @@
 
 import { api, streamUrl } from './api.js';
 
+/** Permissions that let a caller read some events (the stream refuses the others). */
+const EVENT_READS = ['tasks:read', 'agents:read', 'messages:read'];
+
 export const EVENT_NAMES = [
   'task_queued', 'task_assigned', 'task_updated', 'task_stream',
   'agent_registered', 'agent_status', 'agent_removed',
@@ -18,12 +21,13 @@ export const EVENT_NAMES = [
 
 export const store = {
   me: null,
-  /** connecting | live | reconnecting */
+  /** connecting | live | reconnecting | none (the role may read no events) */
   connection: 'connecting',
   /** Since when the stream has been down (ms), for the banner. */
   downSince: null,
   killSwitch: null,
   overview: null,
+  overviewError: null,
   /** True while the overview is on screen: only then do its counts follow the events. */
   overviewShown: false,
   /** Goes up on every full reload; views reload their own data when it changes. */
@@ -79,11 +83,16 @@ const refreshOverview = throttle(() => loadOverview(), 1000);
 async function loadOverview() {
   try {
     store.overview = await api('/api/overview');
+    store.overviewError = null;
     store.killSwitch = store.overview.kill_switch;
-    changed();
   } catch (error) {
-    if (error.status !== 401) console.warn('overview', error.message);
+    store.overviewError = error;
+    // A role without the overview may still hold the kill switch.
+    if (can('admin:kill_switch')) {
+      store.killSwitch = await api('/api/admin/kill-switch').catch(() => store.killSwitch);
+    }
   }
+  changed();
 }
 
 function deliver(name, raw, lastEventId) {
@@ -109,11 +118,18 @@ let retryDelay = 1000;
 /** Opens the stream (closing any earlier one). */
 export function connect() {
   disconnect();
+  if (!EVENT_READS.some(can)) {
+    store.connection = 'none';
+    return;
+  }
   source = new EventSource(streamUrl());
+  let fresh = true;
   source.onopen = () => {
-    // Back after a drop: the browser resumed with Last-Event-ID and the hub replays or
-    // says `resync`. Without any event id yet there is nothing to resume from: reload.
-    if (store.downSince && !store.lastEventId) reload();
+    // A new stream attaches before it opens: what is loaded from now on misses nothing, so
+    // every view reloads once. After a drop the browser resumes with Last-Event-ID and the
+    // hub replays or says `resync`; without an event id there is nothing to resume from.
+    if (fresh || (store.downSince && !store.lastEventId)) reload();
+    fresh = false;
     store.connection = 'live';
     store.downSince = null;
     retryDelay = 1000;
@@ -124,11 +140,11 @@ export function connect() {
     store.downSince ??= Date.now();
     changed();
     // While CONNECTING the browser retries by itself and resumes with Last-Event-ID. A
-    // CLOSED stream was refused outright (the hub answered an error): retry here, and
-    // reload everything, since a new EventSource cannot say where it left off.
+    // CLOSED stream was refused outright (the hub answered an error): open a new one,
+    // which reloads everything when it opens, since it cannot say where it left off.
     if (source.readyState === EventSource.CLOSED) {
       source = null;
-      retryTimer = setTimeout(() => { connect(); reload(); }, retryDelay);
+      retryTimer = setTimeout(connect, retryDelay);
       retryDelay = Math.min(retryDelay * 2, 30000);
     }
   };
@@ -156,11 +172,12 @@ export function reload() {
   changed();
 }
 
-/** The first load after sign-in: the stream first, so no change between the two is lost. */
-export async function start(me) {
+/** After sign-in: the stream, whose opening loads everything (see `connect`). */
+export function start(me) {
   store.me = me;
   connect();
-  await loadOverview();
+  // Without a stream nothing else would load the shared state.
+  if (store.connection === 'none') loadOverview();
 }
 
 export function stop() {

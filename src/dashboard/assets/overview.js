@@ -21,6 +21,7 @@ export function Overview() {
     return () => showOverview(false);
   }, []);
   const overview = store.overview;
+  if (!overview && store.overviewError) return html`<p>The overview is not for this role (${store.overviewError.message}).</p>`;
   if (!overview) return html`<p class="boot">Loading the overview…</p>`;
   const { agents, tasks, cost, kill_switch: killSwitch } = overview;
   const minutes = tasks?.per_minute ?? [];
@@ -43,7 +44,7 @@ export function Overview() {
       </div>
       <ul class="bars" aria-label="Queued by capability">
         ${Object.entries(tasks.queued_by_capability).map(([capability, count]) => html`
-          <li><span>${capability}</span><meter min="0" max=${tasks.queue_depth} value=${count}></meter><span>${count}</span></li>`)}
+          <li><span>${capability}</span><meter min="0" max=${tasks.queue_depth} value=${count} aria-label=${`${capability}: ${count} queued`}></meter><span>${count}</span></li>`)}
       </ul>
     </${Card}>`}
     ${tasks && html`<${Card} title="Tasks per minute">
@@ -51,7 +52,7 @@ export function Overview() {
         { className: 'created', values: minutes.map((m) => m.created) },
         { className: 'finished', values: minutes.map((m) => m.finished) },
       ]} />
-      <p class="legend"><span class="created">— created</span>${' '}<span class="finished">— finished</span>${' · '}
+      <p class="legend"><span class="created">— created</span>${' '}<span class="finished">┄ finished</span>${' · '}
         ${lastMinute?.created ?? 0} this minute, ${perHour} in the last hour</p>
     </${Card}>`}
     ${cost && html`<${Card} title="Cost today">

@@ -42,37 +42,41 @@ export function money(usd) {
 }
 
 /**
- * Loads with `loader` now, whenever `deps` change, and after every full reload. An event
- * that arrives while a load is in flight may be missing from its answer: the view calls
- * `missed()`, and the data is loaded once more when the current load ends.
+ * Loads with `loader` now, whenever `deps` change, and after every full reload. Only the
+ * latest load's answer is kept, so an older one landing late never replaces newer data. An
+ * event that arrives while a load is in flight may be missing from its answer: the view
+ * calls `missed()`, and the data is loaded once more when that load ends.
  */
 export function useLoad(loader, deps) {
   const [state, setState] = useState({ data: null, error: null, loading: true });
-  const flight = useRef({ loading: false, again: false });
+  const flight = useRef({ seq: 0, loading: false, again: false });
+  const latest = useRef(loader);
+  latest.current = loader;
   const generation = store.generation;
-  const run = useCallback(() => {
-    let current = true;
-    const load = () => {
-      flight.current = { loading: true, again: false };
-      loader().then(
-        (data) => current && setState({ data, error: null, loading: false }),
-        (error) => current && setState((s) => ({ data: s.data, error, loading: false })),
-      ).finally(() => {
-        if (!current) return;
-        const again = flight.current.again;
-        flight.current = { loading: false, again: false };
-        if (again) load();
-      });
-    };
+  const load = useCallback(() => {
+    const seq = ++flight.current.seq;
+    flight.current.loading = true;
+    flight.current.again = false;
+    setState((s) => (s.loading ? s : { ...s, loading: true }));
+    latest.current().then(
+      (data) => seq === flight.current.seq && setState({ data, error: null, loading: false }),
+      (error) => seq === flight.current.seq && setState((s) => ({ data: s.data, error, loading: false })),
+    ).finally(() => {
+      if (seq !== flight.current.seq) return;
+      flight.current.loading = false;
+      if (flight.current.again) load();
+    });
+  }, []);
+  useEffect(() => {
     load();
-    return () => { current = false; };
-  }, deps);
-  useEffect(run, [run, generation]);
+    // Leaving (or changing what is shown) makes any answer still on its way stale.
+    return () => { flight.current.seq += 1; };
+  }, [...deps, generation]);
   const update = (change) => setState((s) => ({ ...s, data: change(s.data) }));
   const missed = () => {
     if (flight.current.loading) flight.current.again = true;
   };
-  return { ...state, update, reload: run, missed };
+  return { ...state, update, reload: load, missed };
 }
 
 /** Subscribes `handler` to events while the component is shown. */

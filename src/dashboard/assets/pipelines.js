@@ -13,10 +13,10 @@ export function Pipelines() {
   const pipelines = useLoad(() => api('/api/pipelines', { query: { limit: PAGE, offset } }), [offset]);
   const refresh = useThrottled(() => pipelines.reload(), 2000);
   useEvents(['pipeline_finished', ...TASK_EVENTS], (event, name) => {
-    pipelines.missed();
     const list = pipelines.data?.pipelines ?? [];
     const id = name === 'pipeline_finished' ? (event.pipeline_id ?? event.id) : event.pipeline_id;
     if (id == null) return;
+    pipelines.missed();
     if (list.some((p) => p.id === id) ? name === 'pipeline_finished' : offset === 0) refresh();
   });
   const list = pipelines.data?.pipelines ?? [];
@@ -71,7 +71,7 @@ function Graph({ members }) {
   const { place, width, height } = layout(members);
   const edges = members.flatMap((m) => m.depends_on.filter((d) => place.has(d)).map((d) => [place.get(d), place.get(m.id)]));
   return html`<svg class="dag" viewBox=${`0 0 ${width} ${height}`} width=${width} height=${height}
-      role="img" aria-label="Pipeline dependency graph" data-testid="dag">
+      role="group" aria-label="Pipeline dependency graph" data-testid="dag">
     <defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
       <path d="M0,0 L10,5 L0,10 z" class="arrowhead" /></marker></defs>
     ${edges.map(([from, to]) => {
@@ -82,7 +82,7 @@ function Graph({ members }) {
     })}
     ${members.map((m) => {
       const { x, y } = place.get(m.id);
-      return html`<a href=${`#/tasks/${m.id}`} key=${m.id}>
+      return html`<a href=${`#/tasks/${m.id}`} key=${m.id} aria-label=${`Task ${m.id}, ${m.title}: ${m.status}`}>
         <g class=${`node s-${m.status}`} data-task=${m.id} data-status=${m.status}>
           <rect x=${x} y=${y} width=${NODE.width} height=${NODE.height} rx="6" />
           <text x=${x + 10} y=${y + 19} class="node-title">${m.title.length > 24 ? `${m.title.slice(0, 23)}…` : m.title}</text>
@@ -96,6 +96,7 @@ function Graph({ members }) {
 export function PipelinePage({ id }) {
   const pipeline = useLoad(() => api(`/api/pipelines/${encodeURIComponent(id)}`), [id]);
   useEvents(TASK_EVENTS, (event) => {
+    if (String(event.pipeline_id) !== String(id)) return;
     pipeline.missed();
     if (!pipeline.data?.tasks.some((m) => m.id === event.id)) return;
     pipeline.update((p) => ({
@@ -117,7 +118,7 @@ export function PipelinePage({ id }) {
       <span data-testid="pipeline-status"><${Status} value=${p.status} /></span>
     </div>
     <p class="muted">${p.count} tasks, created by ${p.created_by} <${Ago} at=${p.created_at} />.</p>
-    <div class="dag-frame"><${Graph} members=${p.tasks} /></div>
+    <div class="dag-frame" tabindex="0" aria-label="The dependency graph (scrolls)"><${Graph} members=${p.tasks} /></div>
     <ul class="plain legend-list">
       ${p.tasks.map((m) => html`<li key=${m.id}><a href=${`#/tasks/${m.id}`}>#${m.id} ${m.title}</a> <${Status} value=${m.status} />${m.reason ? html` <span class="muted">${m.reason}</span>` : ''}</li>`)}
     </ul>

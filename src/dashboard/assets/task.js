@@ -7,39 +7,44 @@ import { api } from './api.js';
 import { store, can } from './live.js';
 import { Ago, Status, ErrorNote, Action, useLoad, useEvents, useThrottled, newer, money } from './parts.js';
 
-/** Chunks kept in the console; older ones scroll away so memory stays flat. */
+/** Chunks (and characters) kept in the console; older ones scroll away so memory stays flat. */
 const CONSOLE_CHUNKS = 5000;
+const CONSOLE_CHARS = 2_000_000;
 const TASK_EVENTS = ['task_queued', 'task_assigned', 'task_updated'];
 /** Provenance links listed (every stream chunk adds one: a long run has thousands). */
 const SHOWN_LINKS = 50;
 const FINISHED = ['done', 'failed', 'cancelled'];
 
 function Console({ id }) {
-  // Chunks by sequence number: the stored ones first, then each task_stream event. An
-  // event that arrives while the stored ones load is kept and merged, once, by seq.
+  // Chunks by sequence number: the newest stored ones first, then each task_stream event.
+  // Events that arrive while the stored ones load wait in that load's own buffer and are
+  // merged, once, by seq; a load for another task (or before a reload) is dropped.
   const [chunks, setChunks] = useState([]);
   const [error, setError] = useState(null);
-  const pending = useRef(null);
+  const loading = useRef(null);
   const view = useRef(null);
-  const merge = (list, more) => {
-    const last = list.length ? list[list.length - 1].seq : -1;
-    const fresh = more.filter((c) => c.seq > last).sort((a, b) => a.seq - b.seq);
-    return fresh.length ? [...list, ...fresh].slice(-CONSOLE_CHUNKS) : list;
-  };
   useEffect(() => {
-    pending.current = [];
+    const run = { buffer: [] };
+    loading.current = run;
     setChunks([]);
+    setError(null);
     api(`/api/tasks/${id}/stream`, { query: { limit: 2000, latest: true } }).then(
       (stored) => {
-        setChunks(merge(merge([], stored.chunks), pending.current));
-        pending.current = null;
+        if (loading.current !== run) return;
+        loading.current = null;
+        setChunks(merge(merge([], stored.chunks), run.buffer));
       },
-      (e) => { pending.current = null; setError(e); },
+      (e) => {
+        if (loading.current !== run) return;
+        loading.current = null;
+        setError(e);
+      },
     );
+    return () => { if (loading.current === run) loading.current = null; };
   }, [id, store.generation]);
   useEvents(['task_stream'], (event) => {
     if (String(event.task_id) !== String(id)) return;
-    if (pending.current) pending.current.push(event);
+    if (loading.current) loading.current.buffer.push(event);
     else setChunks((list) => merge(list, [event]));
   });
   useEffect(() => {
@@ -51,15 +56,28 @@ function Console({ id }) {
     <h2 id="console-title">Console</h2>
     <${ErrorNote} error=${error} />
     ${chunks[0]?.seq > 0 && html`<p class="muted">${chunks[0].seq} earlier chunks are not shown.</p>`}
-    <pre class="console" ref=${view} data-testid="console" aria-live="off">${chunks.length
+    <pre class="console" ref=${view} data-testid="console" tabindex="0" aria-labelledby="console-title">${chunks.length
       ? chunks.map((c) => c.chunk).join('')
       : html`<span class="muted">No output streamed yet.</span>`}</pre>
   </section>`;
 }
 
+/** `list` with the chunks of `more` it does not have yet, in order, bounded in count and size. */
+function merge(list, more) {
+  const last = list.length ? list[list.length - 1].seq : -1;
+  const fresh = more.filter((c) => c.seq > last).sort((a, b) => a.seq - b.seq);
+  if (!fresh.length) return list;
+  const kept = [...list, ...fresh].slice(-CONSOLE_CHUNKS);
+  let size = 0;
+  let from = kept.length;
+  while (from > 0 && size + kept[from - 1].chunk.length <= CONSOLE_CHARS) size += kept[--from].chunk.length;
+  return kept.slice(Math.min(from, kept.length - 1));
+}
+
 function Dependencies({ task }) {
   const deps = useLoad(() => (task.depends_on.length ? api(`/api/tasks/${task.id}/deps`) : Promise.resolve({ dependencies: [] })), [task.id]);
   useEvents(TASK_EVENTS, (event) => {
+    if (!task.depends_on.includes(event.id)) return;
     deps.missed();
     if (deps.data?.dependencies.some((d) => d.id === event.id)) {
       deps.update((d) => ({ ...d, dependencies: d.dependencies.map((x) => (x.id === event.id ? { ...x, status: event.status, assigned_to: event.assigned_to } : x)) }));
@@ -102,8 +120,8 @@ function Controls({ task, onChanged }) {
   return html`<div class="controls">
     ${mayCancel && html`<${Action} label="Cancel task" className="danger" confirm=${`Cancel task ${task.id}?`}
       run=${act(`/api/tasks/${task.id}`, 'PUT', { status: 'cancelled', reason: 'cancelled from the dashboard' })} />`}
-    ${mayHandOff && html`<form class="inline" onSubmit=${(e) => e.preventDefault()}>
-      <label>Hand off to <input value=${to} onInput=${(e) => setTo(e.target.value.trim())} placeholder="agent id" /></label>
+    ${mayHandOff && html`<form class="inline" onSubmit=${(e) => { e.preventDefault(); e.target.querySelector('button')?.click(); }}>
+      <label>Hand off to <input value=${to} onInput=${(e) => setTo(e.target.value.trim())} placeholder="agent id" required /></label>
       <${Action} label="Hand off" run=${async () => { await act(`/api/tasks/${task.id}/handoff`, 'POST', { to })(); setTo(''); }} />
     </form>`}
     ${mayVerify && html`<${Action} label="Mark verified" run=${act(`/api/tasks/${task.id}/verify`, 'POST')} />`}
@@ -120,7 +138,8 @@ export function TaskPage({ id }) {
     // The event carries no output: re-read the whole task once it has one.
     if (event.has_output || FINISHED.includes(event.status)) refresh();
   });
-  const t = task.data;
+  // While another task loads, the previous one's data is not this page's.
+  const t = task.data && String(task.data.id) === String(id) ? task.data : null;
   if (task.error && !t) return html`<${ErrorNote} error=${task.error} />`;
   if (!t) return html`<p class="boot">Loading task ${id}…</p>`;
   return html`<article aria-labelledby="task-title" data-testid="task">
@@ -139,7 +158,7 @@ export function TaskPage({ id }) {
       ${t.pipeline_id && html`<dt>Pipeline</dt><dd><a href=${`#/pipelines/${t.pipeline_id}`}>${t.pipeline_id}</a></dd>`}
       ${t.cost_usd != null && html`<dt>Cost</dt><dd>${money(t.cost_usd)} · ${t.tokens_in ?? 0} in / ${t.tokens_out ?? 0} out</dd>`}
     </dl>
-    <${Controls} task=${t} onChanged=${(changed) => task.update(() => ({ ...t, ...changed }))} />
+    <${Controls} task=${t} onChanged=${(changed) => task.update((now) => ({ ...now, ...changed }))} />
     <section><h2>Prompt</h2><pre class="text" data-testid="prompt">${t.prompt}</pre></section>
     ${t.output != null && html`<section><h2>Output</h2><pre class="text" data-testid="output">${t.output}</pre></section>`}
     <${Console} id=${t.id} />

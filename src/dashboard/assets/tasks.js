@@ -40,15 +40,18 @@ export function TaskTable({ filters }) {
   );
   const refresh = useThrottled(() => tasks.reload(), 2000);
   useEvents(TASK_EVENTS, (event, name) => {
+    tasks.missed();
     const list = tasks.data?.tasks;
-    if (!list || tasks.loading) {
-      tasks.missed();
-      if (!list) return;
-    }
+    if (!list) return;
     const shown = list.find((t) => t.id === event.id);
     if (shown) {
       if (newer(event, shown)) {
-        tasks.update((d) => ({ ...d, tasks: d.tasks.map((t) => (t.id === event.id ? { ...t, ...event } : t)) }));
+        const row = { ...shown, ...event };
+        // A row that no longer matches the filters leaves the list (its status changed).
+        tasks.update((d) => ({
+          ...d,
+          tasks: matches(row, filters) ? d.tasks.map((t) => (t.id === event.id ? row : t)) : d.tasks.filter((t) => t.id !== event.id),
+        }));
       }
     } else if (offset === 0 && matches(event, filters)) {
       if (name === 'task_queued' && (!list.length || event.id > list[0].id)) {
