@@ -100,6 +100,8 @@ test('engaging the kill switch from the UI shows the banner and the API reports 
   await page.getByRole('button', { name: 'Engage kill switch' }).click();
   const banner = page.locator('.kill-banner');
   await banner.getByText('runaway spend on the research agents').waitFor();
+  // The overview's own card agrees with the banner at once.
+  await page.getByRole('region', { name: 'Kill switch' }).getByText('engaged').waitFor({ timeout: 1000 });
   const state = await hub.api('/api/admin/kill-switch');
   assert.equal(state.active, true);
   assert.equal(state.reason, 'runaway spend on the research agents');

@@ -23,7 +23,9 @@ export function Overview() {
   const overview = store.overview;
   if (!overview && store.overviewError) return html`<p>The overview is not for this role (${store.overviewError.message}).</p>`;
   if (!overview) return html`<p class="boot">Loading the overview…</p>`;
-  const { agents, tasks, cost, kill_switch: killSwitch } = overview;
+  const { agents, tasks, cost } = overview;
+  // The switch as the stream last told it (the counts above may be a second old).
+  const killSwitch = store.killSwitch ?? overview.kill_switch;
   const minutes = tasks?.per_minute ?? [];
   const lastMinute = minutes[minutes.length - 1];
   const perHour = minutes.reduce((sum, m) => sum + m.created, 0);
