@@ -12,6 +12,7 @@ use crate::actors::agent::{AgentSnapshot, Heartbeat, Registration, RemoveAgent};
 use crate::actors::registry::{ListAgents, RegisterAgent};
 use crate::domain::access::Principal;
 use crate::domain::agent::{valid_agent_id, Profile};
+use crate::domain::Blank;
 use crate::error::HubError;
 use crate::startup::Hub;
 
@@ -37,7 +38,7 @@ impl RegisterBody {
     fn validate(self) -> Result<Registration, HubError> {
         let name = self
             .name
-            .map(|n| n.trim().to_string())
+            .map(|n| n.trim_blank().to_string())
             .filter(|n| !n.is_empty());
         let name = name.ok_or_else(|| HubError::bad_request("name is required"))?;
         let max_concurrent = self.max_concurrent.unwrap_or(1);
@@ -71,7 +72,7 @@ fn capability_list(field: &str, list: Vec<String>) -> Result<Vec<String>, HubErr
     }
     let mut clean: Vec<String> = Vec::with_capacity(list.len());
     for cap in list {
-        let cap = cap.trim().to_string();
+        let cap = cap.trim_blank().to_string();
         if cap.is_empty() || cap.chars().count() > 64 {
             return Err(HubError::bad_request(format!(
                 "{field} entries must be 1 to 64 characters"

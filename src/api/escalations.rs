@@ -14,6 +14,7 @@ use crate::db::models::{EscalationRow, NewAuditRow, NewEscalationRow, TaskRow};
 use crate::db::schema::{escalations, tasks};
 use crate::domain::event::{Audience, HubEvent};
 use crate::domain::now_iso;
+use crate::domain::Blank;
 use crate::error::HubError;
 use crate::startup::Hub;
 
@@ -43,7 +44,7 @@ pub async fn create_escalation(
     let body = body.0;
     let reason = body
         .reason
-        .filter(|r| !r.trim().is_empty())
+        .filter(|r| !r.trim_blank().is_empty())
         .ok_or_else(|| HubError::bad_request("reason is required"))?;
     let task = match body.task_id {
         Some(task_id) => Some(

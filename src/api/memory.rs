@@ -14,6 +14,7 @@ use crate::db::models::NewAuditRow;
 use crate::domain::access::Principal;
 use crate::domain::agent::valid_agent_id;
 use crate::domain::remember::{MAX_KEY_CHARS, MAX_VALUE_CHARS};
+use crate::domain::Blank;
 use crate::error::HubError;
 use crate::startup::Hub;
 
@@ -68,7 +69,7 @@ pub async fn store_memory(
     let body = body.0;
     let key = body
         .key
-        .map(|k| k.trim().to_string())
+        .map(|k| k.trim_blank().to_string())
         .filter(|k| !k.is_empty())
         .ok_or_else(|| HubError::bad_request("key is required"))?;
     if key.chars().count() > MAX_KEY_CHARS {

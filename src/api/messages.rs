@@ -14,6 +14,7 @@ use crate::db::schema::messages;
 use crate::domain::access::Principal;
 use crate::domain::event::{Audience, HubEvent};
 use crate::domain::now_iso;
+use crate::domain::Blank;
 use crate::error::HubError;
 use crate::startup::Hub;
 
@@ -55,7 +56,7 @@ pub async fn send_message(
     let body = body.0;
     let content = body
         .content
-        .filter(|c| !c.trim().is_empty())
+        .filter(|c| !c.trim_blank().is_empty())
         .ok_or_else(|| HubError::bad_request("content is required"))?;
     if content.chars().count() > MAX_CONTENT_CHARS {
         return Err(HubError::bad_request(format!(
@@ -78,7 +79,7 @@ pub async fn send_message(
     let sender = match &caller.0 {
         Principal::Master => body
             .sender
-            .filter(|s| !s.trim().is_empty())
+            .filter(|s| !s.trim_blank().is_empty())
             .unwrap_or_else(|| "master".into()),
         other => other.label(),
     };

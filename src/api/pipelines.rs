@@ -14,6 +14,7 @@ use crate::db::models::PipelineRow;
 use crate::db::queries;
 use crate::domain::access::Principal;
 use crate::domain::graph::{check_pipeline, parse_depends_on};
+use crate::domain::Blank;
 use crate::error::HubError;
 use crate::startup::Hub;
 use crate::views::TaskView;
@@ -62,7 +63,7 @@ pub async fn create_pipeline(
     let created_by = match &caller.0 {
         Principal::Master => body
             .created_by
-            .filter(|c| !c.trim().is_empty())
+            .filter(|c| !c.trim_blank().is_empty())
             .unwrap_or_else(|| "master".into()),
         other => other.label(),
     };

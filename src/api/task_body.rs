@@ -10,6 +10,7 @@ use crate::domain::access::Principal;
 use crate::domain::agent::valid_agent_id;
 use crate::domain::graph::parse_depends_on;
 use crate::domain::task::{TaskStatus, Urgency, MODELS};
+use crate::domain::Blank;
 use crate::domain::{iso, now_iso};
 use crate::error::HubError;
 use crate::startup::Hub;
@@ -52,7 +53,7 @@ impl TaskBody {
     ) -> Result<NewTaskRow, HubError> {
         let title = self
             .title
-            .map(|t| t.trim().to_string())
+            .map(|t| t.trim_blank().to_string())
             .filter(|t| !t.is_empty());
         let title = title.ok_or_else(|| HubError::bad_request("title is required"))?;
         // Checked here for every body (templates and relays too, which do not use it), so
@@ -65,7 +66,7 @@ impl TaskBody {
         }
         let prompt = self
             .prompt
-            .filter(|p| !p.trim().is_empty())
+            .filter(|p| !p.trim_blank().is_empty())
             .ok_or_else(|| HubError::bad_request("prompt is required"))?;
         let max_prompt = hub.core.settings.max_prompt_bytes;
         if prompt.len() > max_prompt {
@@ -76,7 +77,7 @@ impl TaskBody {
         let capability = self
             .required_capability
             .unwrap_or_else(|| "research".into());
-        if capability.trim().is_empty() || capability.chars().count() > 64 {
+        if capability.trim_blank().is_empty() || capability.chars().count() > 64 {
             return Err(HubError::bad_request(
                 "required_capability must be 1 to 64 characters",
             ));
@@ -109,7 +110,7 @@ impl TaskBody {
         let created_by = match principal {
             Principal::Master => self
                 .created_by
-                .filter(|c| !c.trim().is_empty())
+                .filter(|c| !c.trim_blank().is_empty())
                 .unwrap_or_else(|| "master".into()),
             other => other.label(),
         };

@@ -21,6 +21,7 @@ use crate::domain::agent::valid_agent_id;
 use crate::domain::graph::parse_depends_on;
 use crate::domain::remember::extract;
 use crate::domain::task::TaskStatus;
+use crate::domain::Blank;
 use crate::error::HubError;
 use crate::settings::Settings;
 use crate::startup::Hub;
@@ -454,7 +455,9 @@ pub async fn update_task(
         tokens_in: body.tokens_in,
         tokens_out: body.tokens_out,
         confidence: body.confidence,
-        model: body.model.filter(|m| !m.trim().is_empty() && m.len() <= 64),
+        model: body
+            .model
+            .filter(|m| !m.trim_blank().is_empty() && m.len() <= 64),
     };
     let task = live_task(&hub, &caller.0, id).await?;
     let row = task

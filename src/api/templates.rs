@@ -15,6 +15,7 @@ use crate::db::models::{NewAuditRow, NewTemplateRow, TemplateRow};
 use crate::db::schema::{templates, webhooks};
 use crate::domain::access::Principal;
 use crate::domain::now_iso;
+use crate::domain::Blank;
 use crate::error::HubError;
 use crate::startup::Hub;
 use crate::views::TaskView;
@@ -103,7 +104,7 @@ pub async fn create_template(
     let row = NewTemplateRow {
         name: body
             .name
-            .filter(|n| !n.trim().is_empty())
+            .filter(|n| !n.trim_blank().is_empty())
             .unwrap_or_else(|| task.title.clone()),
         title: task.title,
         prompt: task.prompt,

@@ -25,6 +25,7 @@ use crate::db::models::{NewAuditRow, UserRow};
 use crate::db::schema::{sessions, users};
 use crate::domain::access::{role_permissions, Principal, ROLE_NAMES};
 use crate::domain::credentials::Session;
+use crate::domain::Blank;
 use crate::domain::{iso, now_iso};
 use crate::error::HubError;
 use crate::startup::Hub;
@@ -145,7 +146,7 @@ pub async fn create_user(
     let body = body.0;
     let username = body
         .username
-        .map(|u| u.trim().to_string())
+        .map(|u| u.trim_blank().to_string())
         .filter(|u| (1..=MAX_USERNAME_CHARS).contains(&u.chars().count()))
         .ok_or_else(|| HubError::bad_request("username is required (1 to 64 characters)"))?;
     let role = body.role.unwrap_or_else(|| "viewer".into());

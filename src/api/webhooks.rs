@@ -19,6 +19,7 @@ use crate::domain::access::Principal;
 use crate::domain::agent::valid_agent_id;
 use crate::domain::now_iso;
 use crate::domain::webhook::{github, uptime_kuma, GithubEvent, Request};
+use crate::domain::Blank;
 use crate::error::HubError;
 use crate::startup::Hub;
 use crate::views::TaskView;
@@ -94,7 +95,7 @@ pub async fn create_webhook(
     let capability = body
         .required_capability
         .unwrap_or_else(|| "research".into());
-    if capability.trim().is_empty() || capability.chars().count() > 64 {
+    if capability.trim_blank().is_empty() || capability.chars().count() > 64 {
         return Err(HubError::bad_request(
             "required_capability must be 1 to 64 characters",
         ));

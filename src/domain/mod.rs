@@ -30,3 +30,43 @@ pub fn json_integer(value: &serde_json::Value) -> Option<i64> {
             .map(|f| f as i64)
     })
 }
+
+/// Trimming by the OpenAPI document's idea of whitespace: its `\S` patterns are ECMAScript
+/// regular expressions, whose `\s` differs from Rust's `char::is_whitespace` (it includes
+/// U+FEFF and leaves out U+0085). A value the document calls blank is exactly one the hub
+/// refuses as blank.
+pub trait Blank {
+    fn trim_blank(&self) -> &str;
+}
+
+impl Blank for str {
+    fn trim_blank(&self) -> &str {
+        self.trim_matches(|c: char| {
+            matches!(
+                c,
+                '\t' | '\n' | '\u{0B}' | '\u{0C}' | '\r' | ' ' | '\u{A0}' | '\u{1680}' | '\u{2000}'
+                    ..='\u{200A}'
+                        | '\u{2028}'
+                        | '\u{2029}'
+                        | '\u{202F}'
+                        | '\u{205F}'
+                        | '\u{3000}'
+                        | '\u{FEFF}'
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Blank;
+
+    #[test]
+    fn blank_means_what_the_documents_patterns_mean() {
+        // ECMAScript's \s: a byte-order mark is blank, a next-line control is not.
+        assert_eq!("\u{FEFF} gpu \u{3000}".trim_blank(), "gpu");
+        assert_eq!("\u{FEFF}".trim_blank(), "");
+        assert_eq!("\u{85}".trim_blank(), "\u{85}");
+        assert_eq!("\t\n research \r".trim_blank(), "research");
+    }
+}
