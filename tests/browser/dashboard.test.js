@@ -76,9 +76,9 @@ test('the console shows chunks streamed to a running task as they arrive', async
   await hub.api(`/api/tasks/${task.id}`, { method: 'PUT', body: { status: 'running' } });
   await page.getByTestId('task-status').getByText('running').waitFor();
   await hub.api(`/api/tasks/${task.id}/stream`, { method: 'POST', body: { chunk: 'line one\n' } });
-  await page.getByTestId('console').getByText('line one').waitFor({ timeout: 2000 });
+  await page.getByTestId('console').getByText('line one').waitFor({ timeout: 5000 });
   await hub.api(`/api/tasks/${task.id}/stream`, { method: 'POST', body: { chunk: 'line two\n' } });
-  await page.getByTestId('console').getByText('line two').waitFor({ timeout: 2000 });
+  await page.getByTestId('console').getByText('line two').waitFor({ timeout: 5000 });
   assert.equal(await page.getByTestId('console').innerText(), 'line one\nline two\n');
   await hub.api(`/api/tasks/${task.id}`, { method: 'PUT', body: { status: 'done', output: 'counted' } });
   await page.getByTestId('output').getByText('counted').waitFor();
@@ -155,7 +155,7 @@ test('after the hub restarts the page reconnects and shows what changed meanwhil
   await page.locator('.connection.c-live').waitFor();
   // An event first, so the page resumes with Last-Event-ID and the hub must say `resync`.
   const before = await hub.task({ title: 'Made before the restart', prompt: 'p', required_capability: 'nobody-has-this' });
-  await page.locator(`[data-task="${before.id}"]`).waitFor({ timeout: 2000 });
+  await page.locator(`[data-task="${before.id}"]`).waitFor({ timeout: 10000 });
   await hub.stop();
   await page.locator('.connection.c-reconnecting').waitFor();
   // Back with a ring of two events, and more changes than that before the page returns:
@@ -172,7 +172,7 @@ test('after the hub restarts the page reconnects and shows what changed meanwhil
   await hub.api(`/api/tasks/${before.id}`, { method: 'PUT', body: { status: 'cancelled' } });
   await page.locator('.connection.c-live').waitFor({ timeout: 15000 });
   for (const task of away) {
-    await page.locator(`[data-task="${task.id}"]`).waitFor({ timeout: 5000 });
+    await page.locator(`[data-task="${task.id}"]`).waitFor({ timeout: 10000 });
     assert.equal(await page.locator(`[data-task="${task.id}"]`).count(), 1, 'shown once');
   }
   await page.locator(`[data-task="${before.id}"]`).getByText('cancelled').waitFor();
