@@ -4,7 +4,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Hub, MASTER, SCREENSHOTS, launch, open, signIn, signInWithToken, finish, view } from './support.js';
+import { Hub, MASTER, SCREENSHOTS, launch, open, signIn, signInWithToken, finish, view, explained } from './support.js';
 
 let hub;
 let browser;
@@ -150,33 +150,35 @@ test("a pipeline's DAG colours change as its members finish", async () => {
 
 test('after the hub restarts the page reconnects and shows what changed meanwhile', async (t) => {
   const page = await open(browser, hub);
-  await signInWithToken(page, MASTER);
-  await view(page, 'Tasks').click();
-  await page.locator('.connection.c-live').waitFor();
-  // An event first, so the page resumes with Last-Event-ID and the hub must say `resync`.
-  const before = await hub.task({ title: 'Made before the restart', prompt: 'p', required_capability: 'nobody-has-this' });
-  await page.locator(`[data-task="${before.id}"]`).waitFor({ timeout: 10000 });
-  await hub.stop();
-  await page.locator('.connection.c-reconnecting').waitFor();
-  // Back with a ring of two events, and more changes than that before the page returns:
-  // the earliest can only be shown by the reload the hub's `resync` asks for.
-  const reloads = [];
-  page.on('request', (request) => { if (new URL(request.url()).pathname === '/api/tasks') reloads.push(request.url()); });
-  hub.env.M3SHDUP_EVENT_RING_SIZE = '2';
-  t.after(() => { delete hub.env.M3SHDUP_EVENT_RING_SIZE; });
-  await hub.boot();
-  const away = [];
-  for (let n = 0; n < 4; n++) {
-    away.push(await hub.task({ title: `Made while the page was away ${n}`, prompt: 'p', required_capability: 'nobody-has-this' }));
-  }
-  await hub.api(`/api/tasks/${before.id}`, { method: 'PUT', body: { status: 'cancelled' } });
-  await page.locator('.connection.c-live').waitFor({ timeout: 15000 });
-  for (const task of away) {
-    await page.locator(`[data-task="${task.id}"]`).waitFor({ timeout: 10000 });
-    assert.equal(await page.locator(`[data-task="${task.id}"]`).count(), 1, 'shown once');
-  }
-  await page.locator(`[data-task="${before.id}"]`).getByText('cancelled').waitFor();
-  assert.ok(reloads.length >= 1, 'the page reloaded its list after the gap');
+  await explained(page, 'reconnected', async () => {
+    await signInWithToken(page, MASTER);
+    await view(page, 'Tasks').click();
+    await page.locator('.connection.c-live').waitFor();
+    // An event first, so the page resumes with Last-Event-ID and the hub must say `resync`.
+    const before = await hub.task({ title: 'Made before the restart', prompt: 'p', required_capability: 'nobody-has-this' });
+    await page.locator(`[data-task="${before.id}"]`).waitFor({ timeout: 10000 });
+    await hub.stop();
+    await page.locator('.connection.c-reconnecting').waitFor();
+    // Back with a ring of two events, and more changes than that before the page returns:
+    // the earliest can only be shown by the reload the hub's `resync` asks for.
+    const reloads = [];
+    page.on('request', (request) => { if (new URL(request.url()).pathname === '/api/tasks') reloads.push(request.url()); });
+    hub.env.M3SHDUP_EVENT_RING_SIZE = '2';
+    t.after(() => { delete hub.env.M3SHDUP_EVENT_RING_SIZE; });
+    await hub.boot();
+    const away = [];
+    for (let n = 0; n < 4; n++) {
+      away.push(await hub.task({ title: `Made while the page was away ${n}`, prompt: 'p', required_capability: 'nobody-has-this' }));
+    }
+    await hub.api(`/api/tasks/${before.id}`, { method: 'PUT', body: { status: 'cancelled' } });
+    await page.locator('.connection.c-live').waitFor({ timeout: 15000 });
+    for (const task of away) {
+      await page.locator(`[data-task="${task.id}"]`).waitFor({ timeout: 10000 });
+      assert.equal(await page.locator(`[data-task="${task.id}"]`).count(), 1, 'shown once');
+    }
+    await page.locator(`[data-task="${before.id}"]`).getByText('cancelled').waitFor();
+    assert.ok(reloads.length >= 1, 'the page reloaded its list after the gap');
+  });
   await finish(page, 'reconnected', { allow: [/ERR_CONNECTION_REFUSED|net::ERR_|Failed to load resource/] });
 });
 

@@ -165,6 +165,19 @@ export async function signInWithToken(page, token) {
   await page.getByRole('button', { name: 'Sign out' }).waitFor();
 }
 
+/** Runs `steps`; when one fails, saves the page as it was and prints what it showed. */
+export async function explained(page, name, steps) {
+  try {
+    await steps();
+  } catch (error) {
+    mkdirSync(SCREENSHOTS, { recursive: true });
+    await page.screenshot({ path: join(SCREENSHOTS, `FAILED-${name}.png`), fullPage: true }).catch(() => {});
+    const text = await page.evaluate(() => `${location.href}\n${document.body.innerText}`).catch(() => '(page gone)');
+    console.error(`--- ${name} failed; the page showed:\n${text}\n--- problems: ${page.problems.join('; ') || 'none'}`);
+    throw error;
+  }
+}
+
 /** Saves a screenshot and fails on any console error or foreign request the page saw. */
 export async function finish(page, name, { allow = [] } = {}) {
   mkdirSync(SCREENSHOTS, { recursive: true });
