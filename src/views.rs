@@ -43,15 +43,20 @@ pub struct TaskView {
 /// How many characters `compact=true` keeps of a prompt or output.
 pub const COMPACT_CHARS: usize = 200;
 
+/// A sealed value's text; one neither key opens is shown as unreadable rather than
+/// failing the whole response.
+pub fn open_or_unreadable(vault: &Vault, sealed: &str) -> String {
+    vault
+        .open(sealed)
+        .map_or_else(|| "[unreadable: unknown key]".to_string(), |o| o.plaintext)
+}
+
 impl TaskView {
     /// Opens the sealed fields. A value neither key opens is shown as unreadable rather
     /// than failing the whole response.
     pub fn new(row: TaskRow, vault: &Vault, depends_on: Vec<i32>, compact: bool) -> Self {
         let open = |sealed: &str| {
-            let text = vault
-                .open(sealed)
-                .map(|o| o.plaintext)
-                .unwrap_or_else(|| "[unreadable: unknown key]".into());
+            let text = open_or_unreadable(vault, sealed);
             if compact {
                 text.chars().take(COMPACT_CHARS).collect()
             } else {

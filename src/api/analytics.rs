@@ -14,8 +14,8 @@ use super::auth::Caller;
 use super::extract::Query;
 use crate::actors::dispatcher::GetKillSwitch;
 use crate::actors::registry::ListAgents;
-use crate::db::schema::{escalations, tasks};
-use crate::db::usage;
+use crate::db::schema::tasks;
+use crate::db::{overview, usage};
 use crate::error::HubError;
 use crate::startup::Hub;
 
@@ -204,19 +204,14 @@ pub async fn metacognition(hub: web::Data<Hub>, caller: Caller) -> Result<HttpRe
 )]
 pub async fn summary(hub: web::Data<Hub>, caller: Caller) -> Result<HttpResponse, HubError> {
     caller.0.require("admin:analytics")?;
-    let (statuses, open_escalations, spent) = crate::db::read(&hub.reads, |conn| {
-        let statuses: Vec<String> = tasks::table.select(tasks::status).load(conn)?;
-        let open: i64 = escalations::table
-            .filter(escalations::status.eq("open"))
-            .count()
-            .get_result(conn)?;
-        Ok((statuses, open, usage::spent(conn, &usage::today())?))
+    let (by_status, open_escalations, spent) = crate::db::read(&hub.reads, |conn| {
+        Ok((
+            overview::tasks_by_status(conn)?,
+            overview::open_escalations(conn)?,
+            usage::spent(conn, &usage::today())?,
+        ))
     })
     .await?;
-    let mut by_status: BTreeMap<String, i64> = BTreeMap::new();
-    for status in statuses {
-        *by_status.entry(status).or_default() += 1;
-    }
     let agents = hub.registry.send(ListAgents).await??;
     let mut agent_states: BTreeMap<&str, i64> = BTreeMap::new();
     for agent in &agents {

@@ -344,11 +344,7 @@ pub async fn list_task_stream(
     let chunks: Vec<Value> = rows
         .into_iter()
         .map(|(seq, agent_id, sealed, created_at)| {
-            let chunk = hub
-                .core
-                .vault
-                .open(&sealed)
-                .map_or_else(|| "[unreadable: unknown key]".to_string(), |o| o.plaintext);
+            let chunk = crate::views::open_or_unreadable(&hub.core.vault, &sealed);
             json!({ "seq": seq, "agent_id": agent_id, "chunk": chunk, "created_at": created_at })
         })
         .collect();
