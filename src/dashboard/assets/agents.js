@@ -50,7 +50,7 @@ export function Agents() {
   const agents = useLoad(() => api('/api/agents', { query: { status, limit: PAGE, offset } }), [status, offset]);
   const refresh = useThrottled(() => agents.reload(), 2000);
   useEvents(AGENT_EVENTS, (event, name) => {
-    const shown = agents.data?.agents.some((a) => a.agent_id === event.agent_id);
+    const shown = agents.latest()?.agents.some((a) => a.agent_id === event.agent_id);
     if (shown || name === 'agent_registered') agents.missed();
     if (shown) agents.update((d) => ({ ...d, agents: applyAgentEvent(d.agents, event) }));
     else if (name === 'agent_registered') refresh();
@@ -58,7 +58,7 @@ export function Agents() {
   // A task moving changes its agent's load: re-read the page when that agent is on it (or,
   // for a task back in the queue, whose event no longer names it, when it may be).
   useEvents(LOAD_EVENTS, (event) => {
-    if (!event.assigned_to || agents.data?.agents.some((a) => a.agent_id === event.assigned_to)) refresh();
+    if (!event.assigned_to || agents.latest()?.agents.some((a) => a.agent_id === event.assigned_to)) refresh();
   });
   // Reputation comes from the leaderboard, which only the master token may read.
   const master = store.me.kind === 'master';

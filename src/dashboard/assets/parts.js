@@ -45,11 +45,14 @@ export function money(usd) {
  * Loads with `loader` now, whenever `deps` change, and after every full reload. Only the
  * latest load's answer is kept, so an older one landing late never replaces newer data. An
  * event that arrives while a load is in flight may be missing from its answer: the view
- * calls `missed()`, and the data is loaded once more when that load ends.
+ * calls `missed()`, and the data is loaded once more when that load ends. Event handlers read
+ * `latest()`, not `data`: an answer that has landed but is not rendered yet is already there.
  */
 export function useLoad(loader, deps) {
   const [state, setState] = useState({ data: null, error: null, loading: true });
   const flight = useRef({ seq: 0, loading: false, again: false });
+  // The newest data, ahead of the render that will show it.
+  const current = useRef(null);
   const latest = useRef(loader);
   latest.current = loader;
   const generation = store.generation;
@@ -59,7 +62,11 @@ export function useLoad(loader, deps) {
     flight.current.again = false;
     setState((s) => (s.loading ? s : { ...s, loading: true }));
     latest.current().then(
-      (data) => seq === flight.current.seq && setState({ data, error: null, loading: false }),
+      (data) => {
+        if (seq !== flight.current.seq) return;
+        current.current = data;
+        setState({ data, error: null, loading: false });
+      },
       (error) => seq === flight.current.seq && setState((s) => ({ data: s.data, error, loading: false })),
     ).finally(() => {
       if (seq !== flight.current.seq) return;
@@ -72,11 +79,14 @@ export function useLoad(loader, deps) {
     // Leaving (or changing what is shown) makes any answer still on its way stale.
     return () => { flight.current.seq += 1; };
   }, [...deps, generation]);
-  const update = (change) => setState((s) => ({ ...s, data: change(s.data) }));
+  const update = (change) => {
+    current.current = change(current.current);
+    setState((s) => ({ ...s, data: current.current }));
+  };
   const missed = () => {
     if (flight.current.loading) flight.current.again = true;
   };
-  return { ...state, update, reload: load, missed };
+  return { ...state, update, reload: load, missed, latest: () => current.current };
 }
 
 /** Subscribes `handler` to events while the component is shown. */

@@ -13,7 +13,7 @@ export function Pipelines() {
   const pipelines = useLoad(() => api('/api/pipelines', { query: { limit: PAGE, offset } }), [offset]);
   const refresh = useThrottled(() => pipelines.reload(), 2000);
   useEvents(['pipeline_finished', ...TASK_EVENTS], (event, name) => {
-    const list = pipelines.data?.pipelines ?? [];
+    const list = pipelines.latest()?.pipelines ?? [];
     const id = name === 'pipeline_finished' ? (event.pipeline_id ?? event.id) : event.pipeline_id;
     if (id == null) return;
     pipelines.missed();
@@ -98,7 +98,7 @@ export function PipelinePage({ id }) {
   useEvents(TASK_EVENTS, (event) => {
     if (String(event.pipeline_id) !== String(id)) return;
     pipeline.missed();
-    if (!pipeline.data?.tasks.some((m) => m.id === event.id)) return;
+    if (!pipeline.latest()?.tasks.some((m) => m.id === event.id)) return;
     pipeline.update((p) => ({
       ...p,
       tasks: p.tasks.map((m) => (m.id === event.id
@@ -107,7 +107,7 @@ export function PipelinePage({ id }) {
     }));
   });
   useEvents(['pipeline_finished'], (event) => {
-    if (String(event.pipeline_id ?? event.id) === String(id)) pipeline.update((p) => ({ ...p, status: event.status }));
+    if (String(event.pipeline_id ?? event.id) === String(id)) pipeline.update((p) => p && { ...p, status: event.status });
   });
   const p = pipeline.data;
   if (pipeline.error && !p) return html`<${ErrorNote} error=${pipeline.error} />`;

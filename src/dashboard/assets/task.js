@@ -79,7 +79,7 @@ function Dependencies({ task }) {
   useEvents(TASK_EVENTS, (event) => {
     if (!task.depends_on.includes(event.id)) return;
     deps.missed();
-    if (deps.data?.dependencies.some((d) => d.id === event.id)) {
+    if (deps.latest()?.dependencies.some((d) => d.id === event.id)) {
       deps.update((d) => ({ ...d, dependencies: d.dependencies.map((x) => (x.id === event.id ? { ...x, status: event.status, assigned_to: event.assigned_to } : x)) }));
     }
   });
@@ -134,7 +134,7 @@ export function TaskPage({ id }) {
   useEvents(TASK_EVENTS, (event) => {
     if (String(event.id) !== String(id)) return;
     task.missed();
-    if (newer(event, task.data)) task.update((t) => (t ? { ...t, ...event } : t));
+    if (newer(event, task.latest())) task.update((t) => (t ? { ...t, ...event } : t));
     // The event carries no output: re-read the whole task once it has one.
     if (event.has_output || FINISHED.includes(event.status)) refresh();
   });

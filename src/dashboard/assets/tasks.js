@@ -41,7 +41,7 @@ export function TaskTable({ filters }) {
   const refresh = useThrottled(() => tasks.reload(), 2000);
   useEvents(TASK_EVENTS, (event, name) => {
     tasks.missed();
-    const list = tasks.data?.tasks;
+    const list = tasks.latest()?.tasks;
     if (!list) return;
     const shown = list.find((t) => t.id === event.id);
     if (shown) {
