@@ -2,6 +2,7 @@
 //! docs) for how the actors, the writer and the event bus meet.
 
 pub mod actors;
+pub mod agents_file;
 pub mod alerts;
 pub mod api;
 pub mod bench;

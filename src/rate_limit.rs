@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-/// Requests per key per minute. Keys are names of existing webhooks (checked before a
-/// request is counted), so the table stays as small as the webhook list.
+/// Requests per key per minute. Keys are names of existing webhooks or of authenticated
+/// callers (checked before a request is counted), so the table stays as small as those.
 pub struct RateLimiter {
     limit: u32,
     window: Duration,
@@ -24,16 +24,21 @@ impl RateLimiter {
         }
     }
 
-    /// Counts one request for `key`; false when the key is over its limit in this window.
-    pub fn allow(&self, key: &str) -> bool {
+    /// Counts one request for `key`; when the key is over its limit in this window, how
+    /// many whole seconds remain until the window ends.
+    pub fn admit(&self, key: &str) -> Result<(), u64> {
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         let entry = windows.entry(key.to_string()).or_insert((now, 0));
         if now.duration_since(entry.0) >= self.window {
             *entry = (now, 0);
         }
-        entry.1 += 1;
-        entry.1 <= self.limit
+        entry.1 = entry.1.saturating_add(1);
+        if entry.1 <= self.limit {
+            return Ok(());
+        }
+        let left = self.window.saturating_sub(now.duration_since(entry.0));
+        Err(left.as_secs() + u64::from(left.subsec_nanos() > 0))
     }
 }
 
@@ -231,8 +236,9 @@ mod tests {
     #[test]
     fn each_key_gets_its_own_budget() {
         let limiter = RateLimiter::per_minute(2);
-        assert!(limiter.allow("a") && limiter.allow("a"));
-        assert!(!limiter.allow("a"));
-        assert!(limiter.allow("b"));
+        assert!(limiter.admit("a").is_ok() && limiter.admit("a").is_ok());
+        let wait = limiter.admit("a").unwrap_err();
+        assert!((59..=60).contains(&wait), "{wait}");
+        assert!(limiter.admit("b").is_ok());
     }
 }

@@ -27,6 +27,20 @@ pub const SECRET_VARIABLES: [&str; 3] = [
 /// The values `sqlite_synchronous` accepts (SQLite's own names).
 pub const SQLITE_SYNCHRONOUS: [&str; 4] = ["OFF", "NORMAL", "FULL", "EXTRA"];
 
+/// What an operator-made agent starts from (`agent_templates.<name>`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentTemplate {
+    #[serde(default)]
+    pub role: Option<String>,
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    #[serde(default)]
+    pub config: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub soul: Option<String>,
+}
+
 /// Every tunable knob of the hub. Unknown keys are rejected so a typo fails loudly.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -40,6 +54,7 @@ pub struct Settings {
     pub reputation_exploration: f64,
     pub default_task_timeout: u64,
     pub capability_timeouts: std::collections::BTreeMap<String, u64>,
+    pub agent_templates: std::collections::BTreeMap<String, AgentTemplate>,
     pub federation_relay: bool,
     pub federation_max_hops: i32,
     pub federation_max_priority: i32,
@@ -61,6 +76,8 @@ pub struct Settings {
     pub password_hash_concurrency: usize,
     pub trusted_proxies: Vec<String>,
     pub webhook_rate_per_minute: u32,
+    pub agent_mutations_per_minute: u32,
+    pub agents_file: String,
     pub max_body_bytes: usize,
     pub max_prompt_bytes: usize,
     pub max_list_limit: i64,

@@ -45,6 +45,8 @@ pub struct Hub {
     pub directory: Directory,
     /// Inbound webhook calls per name.
     pub webhook_limiter: RateLimiter,
+    /// Seed 004 agent changes per caller.
+    pub agent_mutation_limiter: RateLimiter,
     /// Failed sign-ins per (user name, client address).
     pub login_throttle: LoginThrottle,
     /// Argon2 computations allowed at once.
@@ -68,6 +70,11 @@ impl Application {
         warn_if_weak(&secrets);
         let secrets = with_fallback_key(&mut writer, secrets)?;
         let vault = Vault::from_secrets(&secrets);
+        // Messages stored before they were sealed at rest are sealed now, before any read.
+        let sealed = db::inbox::seal_plain_messages(&mut writer, &vault)?;
+        if sealed > 0 {
+            tracing::info!(messages = sealed, "sealed messages stored in plain text");
+        }
         let metrics = Metrics::new(&settings);
         let reconnect_settings = settings.clone();
         let db = DbExecutor::start(
@@ -135,6 +142,7 @@ impl Application {
             dispatcher,
             directory,
             webhook_limiter: RateLimiter::per_minute(settings.webhook_rate_per_minute),
+            agent_mutation_limiter: RateLimiter::per_minute(settings.agent_mutations_per_minute),
             login_throttle: LoginThrottle::new(
                 settings.login_failures_allowed,
                 std::time::Duration::from_secs(settings.login_slowdown_seconds),

@@ -4,9 +4,10 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::actors::agent::AgentSnapshot;
 use crate::crypto::Vault;
-use crate::db::models::TaskRow;
-use crate::domain::agent::AgentStatus;
+use crate::db::models::{MessageRow, TaskRow};
+use crate::domain::agent::{shown_status, AgentStatus};
 
 /// A task as `GET /api/tasks/{id}` returns it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -115,18 +116,95 @@ pub fn task_event(row: &TaskRow) -> Value {
     })
 }
 
-/// An agent as the live registry knows it.
+/// An agent as the live registry knows it: seed 000's fields and seed 004's beside them.
+/// The handlers drop `soul_content` and `session_key` for callers who may not see them.
 #[derive(Debug, Clone, Serialize)]
 pub struct AgentView {
+    pub id: i32,
     pub agent_id: String,
     pub name: String,
     pub machine: Option<String>,
     pub capabilities: Vec<String>,
     pub excluded: Vec<String>,
     pub max_concurrent: i32,
-    pub status: AgentStatus,
+    /// An operator's hold, else liveness and load (see `domain::agent::shown_status`).
+    pub status: &'static str,
+    /// Liveness and load alone, whatever an operator set.
+    pub presence: AgentStatus,
     pub load: usize,
     pub role: Option<String>,
+    pub config: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub soul_content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_key: Option<String>,
+    pub last_activity: Option<String>,
     pub last_heartbeat: Option<String>,
+    pub last_seen: Option<String>,
     pub registered_at: String,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(rename = "taskStats", skip_serializing_if = "Option::is_none")]
+    pub task_stats: Option<TaskStats>,
+}
+
+impl AgentView {
+    pub fn new(s: AgentSnapshot, load: usize) -> Self {
+        let presence = AgentStatus::derive(s.online, load, s.profile.max_concurrent);
+        Self {
+            status: shown_status(s.operator_status, s.contacted(), presence),
+            presence,
+            load,
+            id: s.id,
+            agent_id: s.agent_id,
+            name: s.name,
+            machine: s.machine,
+            capabilities: s.profile.capabilities,
+            excluded: s.profile.excluded,
+            max_concurrent: s.profile.max_concurrent,
+            role: s.role,
+            config: s.config,
+            soul_content: s.soul,
+            session_key: s.session_key,
+            last_activity: s.last_activity,
+            last_seen: s.last_heartbeat.clone(),
+            last_heartbeat: s.last_heartbeat,
+            created_at: s.registered_at.clone(),
+            registered_at: s.registered_at,
+            updated_at: s.updated_at,
+            task_stats: None,
+        }
+    }
+}
+
+/// The tasks an agent holds, by status (seed 004's `taskStats`), from counters the database
+/// keeps with every task write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TaskStats {
+    pub total: i32,
+    pub assigned: i32,
+    pub in_progress: i32,
+    pub completed: i32,
+}
+
+/// A message as responses and events show it: seed 000's fields, with seed 004's `from`,
+/// `to` and `type` beside them.
+pub fn message_view(row: &MessageRow, vault: &Vault) -> Value {
+    let content = if row.sealed {
+        open_or_unreadable(vault, &row.content)
+    } else {
+        row.content.clone()
+    };
+    json!({
+        "id": row.id,
+        "sender": row.sender,
+        "sender_type": row.sender_type,
+        "recipient": row.recipient,
+        "channel": row.channel,
+        "content": content,
+        "created_at": row.created_at,
+        "from": row.sender,
+        "to": row.recipient,
+        "type": row.message_type,
+    })
 }

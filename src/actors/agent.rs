@@ -4,36 +4,91 @@
 //! Heartbeats touch memory only; the database is written on registration and on
 //! online/offline transitions.
 //!
-//! Handles: [`Register`], [`Heartbeat`], [`GetAgent`], [`RemoveAgent`].
+//! Handles: [`Register`], [`Heartbeat`], [`GetAgent`], [`UpdateAgent`], [`Wake`],
+//! [`RemoveAgent`].
 
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use diesel::prelude::*;
-use serde_json::json;
+use serde_json::{json, Value};
 
-use super::dispatcher::{AgentAvailable, AgentGone, AgentHeartbeat, Dispatcher};
+use super::dispatcher::{AgentAvailable, AgentGone, AgentHeartbeat, AgentHold, Dispatcher};
 use super::registry::{ChildStopped, Registry};
 use super::Core;
 use crate::alerts::Alert;
-use crate::db::models::{AgentRow, NewAuditRow};
+use crate::crypto::Vault;
+use crate::db::inbox::NewMessage;
+use crate::db::models::{AgentRow, MessageRow, NewAgentRow, NewAuditRow};
 use crate::db::schema::agents;
-use crate::domain::agent::Profile;
+use crate::domain::agent::{OperatorStatus, Profile};
 use crate::domain::event::{Audience, HubEvent};
 use crate::domain::now_iso;
 use crate::error::HubError;
+use crate::views::{message_view, open_or_unreadable};
 
-/// The agent's state as a snapshot; the Registry adds the load from the Dispatcher.
+/// The agent's state as a snapshot; the Registry adds the load from the Dispatcher. The
+/// soul and session key are plaintext here and sealed in the database.
 #[derive(Debug, Clone)]
 pub struct AgentSnapshot {
+    /// The stable numeric id (0 until the first write numbers a new agent).
+    pub id: i32,
     pub agent_id: String,
     pub name: String,
     pub machine: Option<String>,
     pub profile: Profile,
     pub online: bool,
     pub role: Option<String>,
+    /// A JSON object.
+    pub config: Value,
+    pub soul: Option<String>,
+    pub session_key: Option<String>,
+    pub operator_status: Option<OperatorStatus>,
+    pub last_activity: Option<String>,
     pub last_heartbeat: Option<String>,
     pub registered_at: String,
+    pub updated_at: String,
+}
+
+impl AgentSnapshot {
+    pub fn from_row(row: AgentRow, vault: &Vault) -> Self {
+        let open = |sealed: Option<String>| sealed.map(|s| open_or_unreadable(vault, &s));
+        Self {
+            id: row.id,
+            profile: Profile {
+                capabilities: serde_json::from_str(&row.capabilities).unwrap_or_default(),
+                excluded: serde_json::from_str(&row.excluded).unwrap_or_default(),
+                max_concurrent: row.max_concurrent,
+            },
+            online: row.status != "offline",
+            agent_id: row.agent_id,
+            name: row.name,
+            machine: row.machine,
+            role: row.role,
+            config: serde_json::from_str(&row.config).unwrap_or_else(|_| json!({})),
+            soul: open(row.soul_content),
+            session_key: open(row.session_key),
+            operator_status: row
+                .operator_status
+                .as_deref()
+                .and_then(OperatorStatus::parse),
+            last_activity: row.last_activity,
+            last_heartbeat: row.last_heartbeat,
+            registered_at: row.registered_at,
+            updated_at: row.updated_at,
+        }
+    }
+
+    /// Whether the hub has ever heard from the agent itself (an operator-made agent has not
+    /// until its first heartbeat, registration or call).
+    pub fn contacted(&self) -> bool {
+        self.last_heartbeat.is_some()
+    }
+
+    /// On hold by an operator: no new work.
+    pub fn held(&self) -> bool {
+        self.operator_status.is_some_and(OperatorStatus::holds)
+    }
 }
 
 pub struct AgentActor {
@@ -55,30 +110,8 @@ impl AgentActor {
         dispatcher: Addr<Dispatcher>,
         registry: Addr<Registry>,
     ) -> Self {
-        let state = AgentSnapshot {
-            profile: Profile {
-                capabilities: serde_json::from_str(&row.capabilities).unwrap_or_default(),
-                excluded: serde_json::from_str(&row.excluded).unwrap_or_default(),
-                max_concurrent: row.max_concurrent,
-            },
-            online: row.status != "offline",
-            agent_id: row.agent_id,
-            name: row.name,
-            machine: row.machine,
-            role: row.role,
-            last_heartbeat: row.last_heartbeat,
-            registered_at: row.registered_at,
-        };
-        let timeout = Duration::from_secs(core.settings.heartbeat_timeout);
-        Self {
-            state,
-            registered: true,
-            last_seen: Instant::now(),
-            timeout,
-            core,
-            dispatcher,
-            registry,
-        }
+        let state = AgentSnapshot::from_row(row, &core.vault);
+        Self::new(state, true, core, dispatcher, registry)
     }
 
     /// An actor for an agent registering for the first time; it stops if that fails.
@@ -90,6 +123,7 @@ impl AgentActor {
     ) -> Self {
         let now = now_iso();
         let state = AgentSnapshot {
+            id: 0,
             agent_id,
             name: String::new(),
             machine: None,
@@ -100,13 +134,29 @@ impl AgentActor {
             },
             online: false,
             role: None,
+            config: json!({}),
+            soul: None,
+            session_key: None,
+            operator_status: None,
+            last_activity: None,
             last_heartbeat: None,
-            registered_at: now,
+            registered_at: now.clone(),
+            updated_at: now,
         };
+        Self::new(state, false, core, dispatcher, registry)
+    }
+
+    fn new(
+        state: AgentSnapshot,
+        registered: bool,
+        core: Core,
+        dispatcher: Addr<Dispatcher>,
+        registry: Addr<Registry>,
+    ) -> Self {
         let timeout = Duration::from_secs(core.settings.heartbeat_timeout);
         Self {
             state,
-            registered: false,
+            registered,
             last_seen: Instant::now(),
             timeout,
             core,
@@ -137,7 +187,26 @@ impl AgentActor {
         AgentAvailable {
             agent_id: self.state.agent_id.clone(),
             profile: self.state.profile.clone(),
+            held: self.state.held(),
         }
+    }
+
+    /// What changed about the agent, for dashboards (never its soul or session key).
+    fn updated_event(&self) -> HubEvent {
+        let s = &self.state;
+        HubEvent::new(
+            "agent_updated",
+            json!({
+                "id": s.id,
+                "agent_id": s.agent_id,
+                "name": s.name,
+                "role": s.role,
+                "operator_status": s.operator_status.map(OperatorStatus::as_str),
+                "last_activity": s.last_activity,
+                "updated_at": s.updated_at,
+            }),
+            self.audience(),
+        )
     }
 
     /// Persists an online/offline transition (not every heartbeat).
@@ -150,7 +219,7 @@ impl AgentActor {
             async move {
                 let written = db
                     .write(move |conn| {
-                        diesel::update(agents::table.find(&id))
+                        diesel::update(agents::table.filter(agents::agent_id.eq(&id)))
                             .set((
                                 agents::status.eq(status),
                                 agents::last_heartbeat.eq(heartbeat),
@@ -239,7 +308,7 @@ impl Handler<Register> for AgentActor {
     fn handle(&mut self, msg: Register, _: &mut Context<Self>) -> Self::Result {
         let now = now_iso();
         let reg = msg.registration;
-        let row = AgentRow {
+        let row = NewAgentRow {
             agent_id: self.state.agent_id.clone(),
             name: reg.name.clone(),
             machine: reg.machine.clone(),
@@ -247,19 +316,22 @@ impl Handler<Register> for AgentActor {
             excluded: json!(reg.profile.excluded).to_string(),
             max_concurrent: reg.profile.max_concurrent,
             status: "online".into(),
-            role: self.state.role.clone(),
+            role: None,
             soul_content: None,
             config: "{}".into(),
-            fcm_token: None,
             last_heartbeat: Some(now.clone()),
-            registered_at: self.state.registered_at.clone(),
-            updated_at: now.clone(),
+            registered_at: now,
+            updated_at: now_iso(),
+            session_key: None,
+            operator_status: None,
+            last_activity: None,
         };
         let db = self.core.db.clone();
         let by = msg.by;
         let write = async move {
             db.write(move |conn| {
-                diesel::insert_into(agents::table)
+                // What an operator set (role, config, soul, hold) survives a registration.
+                let stored: AgentRow = diesel::insert_into(agents::table)
                     .values(&row)
                     .on_conflict(agents::agent_id)
                     .do_update()
@@ -273,31 +345,32 @@ impl Handler<Register> for AgentActor {
                         agents::last_heartbeat.eq(&row.last_heartbeat),
                         agents::updated_at.eq(&row.updated_at),
                     ))
-                    .execute(conn)?;
+                    .returning(AgentRow::as_returning())
+                    .get_result(conn)?;
                 let target = format!("agent:{}", row.agent_id);
                 NewAuditRow::new(&by, "agent.register", target, None).append(conn)?;
-                Ok(())
+                Ok(stored)
             })
             .await
         };
         AtomicResponse::new(Box::pin(write.into_actor(self).map(
             move |written, this, ctx| {
-                if let Err(error) = written {
-                    if !this.registered {
-                        ctx.stop();
+                let stored = match written {
+                    Ok(stored) => stored,
+                    Err(error) => {
+                        if !this.registered {
+                            ctx.stop();
+                        }
+                        return Err(error);
                     }
-                    return Err(error);
-                }
+                };
                 this.registered = true;
-                this.state.name = reg.name;
-                this.state.machine = reg.machine;
-                this.state.profile = reg.profile;
-                this.state.online = true;
-                this.state.last_heartbeat = Some(now);
+                this.state = AgentSnapshot::from_row(stored, &this.core.vault);
                 this.last_seen = Instant::now();
                 let event = HubEvent::new(
                     "agent_registered",
                     json!({
+                        "id": this.state.id,
                         "agent_id": this.state.agent_id,
                         "name": this.state.name,
                         "machine": this.state.machine,
@@ -360,6 +433,215 @@ impl Handler<GetAgent> for AgentActor {
     }
 }
 
+/// What an operator changes about an agent (seed 004); `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct AgentChange {
+    pub role: Option<String>,
+    pub capabilities: Option<Vec<String>>,
+    pub operator_status: Option<OperatorStatus>,
+    pub config: Option<Value>,
+    pub session_key: Option<String>,
+    pub soul: Option<String>,
+    pub last_activity: Option<String>,
+}
+
+impl AgentChange {
+    pub fn is_empty(&self) -> bool {
+        self.role.is_none()
+            && self.capabilities.is_none()
+            && self.operator_status.is_none()
+            && self.config.is_none()
+            && self.session_key.is_none()
+            && self.soul.is_none()
+            && self.last_activity.is_none()
+    }
+}
+
+/// The columns an [`AgentChange`] or a wake writes (`None` skips a column).
+#[derive(AsChangeset)]
+#[diesel(table_name = agents)]
+struct AgentColumns {
+    role: Option<String>,
+    capabilities: Option<String>,
+    operator_status: Option<Option<String>>,
+    config: Option<String>,
+    session_key: Option<String>,
+    soul_content: Option<String>,
+    last_activity: Option<String>,
+    updated_at: String,
+}
+
+/// Sent by the seed 004 update handlers.
+#[derive(Message)]
+#[rtype(result = "Result<AgentSnapshot, HubError>")]
+pub struct UpdateAgent {
+    pub change: AgentChange,
+    pub by: String,
+    /// The audit action (`agent.update`, `agent.soul`).
+    pub audit: &'static str,
+}
+
+impl Handler<UpdateAgent> for AgentActor {
+    type Result = AtomicResponse<Self, Result<AgentSnapshot, HubError>>;
+
+    fn handle(&mut self, msg: UpdateAgent, _: &mut Context<Self>) -> Self::Result {
+        let change = msg.change;
+        let vault = self.core.vault.clone();
+        let columns = AgentColumns {
+            role: change.role.clone(),
+            capabilities: change.capabilities.as_ref().map(|c| json!(c).to_string()),
+            operator_status: change.operator_status.map(|s| Some(s.as_str().to_string())),
+            config: change.config.as_ref().map(Value::to_string),
+            session_key: change.session_key.as_deref().map(|k| vault.seal(k)),
+            soul_content: change.soul.as_deref().map(|s| vault.seal(s)),
+            last_activity: change.last_activity.clone(),
+            updated_at: now_iso(),
+        };
+        let fields: Vec<&str> = [
+            change.role.as_ref().map(|_| "role"),
+            change.capabilities.as_ref().map(|_| "capabilities"),
+            change.operator_status.map(|_| "status"),
+            change.config.as_ref().map(|_| "config"),
+            change.session_key.as_ref().map(|_| "session_key"),
+            change.soul.as_ref().map(|_| "soul_content"),
+            change.last_activity.as_ref().map(|_| "last_activity"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        // Which fields changed, never the secrets themselves.
+        let detail = json!({
+            "fields": fields,
+            "status": change.operator_status.map(OperatorStatus::as_str),
+        });
+        let updated_at = columns.updated_at.clone();
+        let write = self.write_agent(columns, msg.by, msg.audit, detail, None);
+        AtomicResponse::new(Box::pin(write.into_actor(self).map(
+            move |written, this, _| {
+                written?;
+                let was_held = this.state.held();
+                let s = &mut this.state;
+                s.role = change.role.or(s.role.take());
+                s.operator_status = change.operator_status.or(s.operator_status);
+                s.config = change.config.unwrap_or_else(|| s.config.take());
+                s.session_key = change.session_key.or(s.session_key.take());
+                s.soul = change.soul.or(s.soul.take());
+                s.last_activity = change.last_activity.or(s.last_activity.take());
+                s.updated_at = updated_at;
+                let rerouted = change.capabilities.is_some();
+                if let Some(capabilities) = change.capabilities {
+                    s.profile.capabilities = capabilities;
+                }
+                if rerouted && this.state.online {
+                    // The Dispatcher routes by the new capabilities from now on.
+                    this.dispatcher.do_send(this.available());
+                } else {
+                    this.hold_changed(was_held);
+                }
+                this.core.publish(this.updated_event());
+                Ok(this.snapshot())
+            },
+        )))
+    }
+}
+
+impl AgentActor {
+    /// Writes `columns` of this agent with an audit row (and a message to it, if any) in one
+    /// transaction.
+    fn write_agent(
+        &self,
+        columns: AgentColumns,
+        by: String,
+        audit: &'static str,
+        detail: Value,
+        message: Option<NewMessage>,
+    ) -> impl std::future::Future<Output = Result<Option<MessageRow>, HubError>> {
+        let db = self.core.db.clone();
+        let vault = self.core.vault.clone();
+        let id = self.state.agent_id.clone();
+        async move {
+            db.write(move |conn| {
+                let changed = diesel::update(agents::table.filter(agents::agent_id.eq(&id)))
+                    .set(&columns)
+                    .execute(conn)?;
+                if changed == 0 {
+                    return Err(HubError::not_found(format!("no agent {id:?}")));
+                }
+                let sent = message.map(|m| m.insert(conn, &vault)).transpose()?;
+                NewAuditRow::new(&by, audit, format!("agent:{id}"), Some(detail)).append(conn)?;
+                Ok(sent)
+            })
+            .await
+        }
+    }
+
+    /// Tells the Dispatcher when an operator's hold began or ended.
+    fn hold_changed(&self, was_held: bool) {
+        let held = self.state.held();
+        if held != was_held {
+            self.dispatcher.do_send(AgentHold {
+                agent_id: self.state.agent_id.clone(),
+                held,
+            });
+        }
+    }
+}
+
+/// Sent by the wake handler: lift an operator's hold and leave a wake notice in the inbox.
+#[derive(Message)]
+#[rtype(result = "Result<AgentSnapshot, HubError>")]
+pub struct Wake {
+    pub reason: String,
+    pub by: String,
+}
+
+impl Handler<Wake> for AgentActor {
+    type Result = AtomicResponse<Self, Result<AgentSnapshot, HubError>>;
+
+    fn handle(&mut self, msg: Wake, _: &mut Context<Self>) -> Self::Result {
+        let columns = AgentColumns {
+            role: None,
+            capabilities: None,
+            operator_status: Some(None),
+            config: None,
+            session_key: None,
+            soul_content: None,
+            last_activity: None,
+            updated_at: now_iso(),
+        };
+        let notice = NewMessage {
+            sender: msg.by.clone(),
+            sender_type: "user".into(),
+            recipient: Some(self.state.agent_id.clone()),
+            channel: "direct".into(),
+            content: msg.reason.clone(),
+            message_type: Some("wake".into()),
+        };
+        let detail = json!({ "reason": msg.reason });
+        let updated_at = columns.updated_at.clone();
+        let write = self.write_agent(columns, msg.by, "agent.wake", detail, Some(notice));
+        AtomicResponse::new(Box::pin(write.into_actor(self).map(
+            move |written, this, _| {
+                let notice = written?;
+                let was_held = this.state.held();
+                this.state.operator_status = None;
+                this.state.updated_at = updated_at;
+                this.hold_changed(was_held);
+                if let Some(notice) = notice {
+                    let view = message_view(&notice, &this.core.vault);
+                    let audience = Audience::Inbox {
+                        agent_id: this.state.agent_id.clone(),
+                    };
+                    this.core
+                        .publish(HubEvent::new("agent_wake", view, audience));
+                }
+                this.core.publish(this.updated_event());
+                Ok(this.snapshot())
+            },
+        )))
+    }
+}
+
 /// Sent by the delete handler: forget the agent; its tasks go back to the queue.
 #[derive(Message)]
 #[rtype(result = "Result<(), HubError>")]
@@ -375,7 +657,7 @@ impl Handler<RemoveAgent> for AgentActor {
         let id = self.state.agent_id.clone();
         let write = async move {
             db.write(move |conn| {
-                diesel::delete(agents::table.find(&id)).execute(conn)?;
+                diesel::delete(agents::table.filter(agents::agent_id.eq(&id))).execute(conn)?;
                 NewAuditRow::new(&msg.by, "agent.delete", format!("agent:{id}"), None)
                     .append(conn)?;
                 Ok(())

@@ -6,7 +6,7 @@
 //! Dispatcher read it to reach an actor without a round trip through this mailbox.
 //!
 //! Handles: [`Boot`], [`StartTask`], [`StartPipeline`], [`RegisterAgent`], [`StartSubscriber`],
-//! [`ChildStopped`], [`CountSubscribers`], [`ListAgents`].
+//! [`CreateAgent`], [`ChildStopped`], [`CountSubscribers`], [`ListAgents`], [`DescribeAgent`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -16,17 +16,19 @@ use actix_web_lab::sse;
 use futures_util::future::join_all;
 use tokio::sync::mpsc;
 
-use super::agent::{AgentActor, GetAgent, Register, Registration};
-use super::dispatcher::{Dispatcher, Forgiven, GetLoads, KillSwitch, PlainWait, Restore};
+use super::agent::{AgentActor, AgentSnapshot, GetAgent, Register, Registration};
+use super::dispatcher::{
+    AgentAvailable, Dispatcher, Forgiven, GetLoads, KillSwitch, PlainWait, Restore,
+};
 use super::events::{Attach, Detach};
 use super::pipeline::PipelineActor;
 use super::sse::SseSubscriber;
 use super::task::{LiveTask, TaskActor};
 use super::Core;
-use crate::db::models::{AgentRow, PipelineRow, TaskRow};
+use crate::db::models::{AgentRow, NewAgentRow, NewAuditRow, PipelineRow, TaskRow};
 use crate::db::reputation::ReputationRow;
 use crate::domain::access::Principal;
-use crate::domain::agent::AgentStatus;
+use crate::domain::agent::AgentRef;
 use crate::domain::task::TaskStatus;
 use crate::error::HubError;
 use crate::views::AgentView;
@@ -34,6 +36,8 @@ use crate::views::AgentView;
 #[derive(Default)]
 struct Book {
     agents: HashMap<String, Addr<AgentActor>>,
+    /// Numeric agent id → agent_id.
+    agent_ids: HashMap<i32, String>,
     tasks: HashMap<i32, Addr<TaskActor>>,
     pipelines: HashMap<i32, Addr<PipelineActor>>,
 }
@@ -45,6 +49,27 @@ pub struct Directory(Arc<RwLock<Book>>);
 impl Directory {
     pub fn agent(&self, agent_id: &str) -> Option<Addr<AgentActor>> {
         self.read(|book| book.agents.get(agent_id).cloned())
+    }
+
+    /// The agent a path names, by numeric id or by agent_id, with its agent_id.
+    pub fn agent_by(&self, name: &AgentRef) -> Option<(String, Addr<AgentActor>)> {
+        self.read(|book| {
+            let agent_id = match name {
+                AgentRef::Id(id) => book.agent_ids.get(id)?,
+                AgentRef::Handle(handle) => handle,
+            };
+            let addr = book.agents.get(agent_id)?.clone();
+            Some((agent_id.clone(), addr))
+        })
+    }
+
+    fn add_agent(&self, id: i32, agent_id: &str, addr: Addr<AgentActor>) {
+        self.write(|book| {
+            if id > 0 {
+                book.agent_ids.insert(id, agent_id.to_string());
+            }
+            book.agents.insert(agent_id.to_string(), addr);
+        });
     }
 
     pub fn task(&self, task_id: i32) -> Option<Addr<TaskActor>> {
@@ -170,10 +195,16 @@ impl Handler<Boot> for Registry {
                 ctx.address(),
             );
             let snapshot = agent.snapshot();
-            agents.push((snapshot.agent_id.clone(), snapshot.profile, snapshot.online));
             let addr = agent.start();
             self.directory
-                .write(|book| book.agents.insert(snapshot.agent_id, addr));
+                .add_agent(snapshot.id, &snapshot.agent_id, addr);
+            let held = snapshot.held();
+            let available = AgentAvailable {
+                agent_id: snapshot.agent_id,
+                profile: snapshot.profile,
+                held,
+            };
+            agents.push((available, snapshot.online));
         }
         let mut tasks = Vec::with_capacity(msg.tasks.len());
         let mut waits = Vec::new();
@@ -260,7 +291,7 @@ impl Handler<StartTask> for Registry {
 
 /// Sent by the register handler: start the agent's actor if it has none, then register.
 #[derive(Message)]
-#[rtype(result = "Result<super::agent::AgentSnapshot, HubError>")]
+#[rtype(result = "Result<AgentSnapshot, HubError>")]
 pub struct RegisterAgent {
     pub agent_id: String,
     pub registration: Registration,
@@ -268,7 +299,7 @@ pub struct RegisterAgent {
 }
 
 impl Handler<RegisterAgent> for Registry {
-    type Result = ResponseFuture<Result<super::agent::AgentSnapshot, HubError>>;
+    type Result = ResponseFuture<Result<AgentSnapshot, HubError>>;
 
     fn handle(&mut self, msg: RegisterAgent, ctx: &mut Context<Self>) -> Self::Result {
         let addr = match self.directory.agent(&msg.agent_id) {
@@ -286,13 +317,70 @@ impl Handler<RegisterAgent> for Registry {
                 addr
             }
         };
+        let directory = self.directory.clone();
         Box::pin(async move {
-            addr.send(Register {
-                registration: msg.registration,
-                by: msg.by,
-            })
-            .await?
+            let snapshot = addr
+                .send(Register {
+                    registration: msg.registration,
+                    by: msg.by,
+                })
+                .await??;
+            directory.add_agent(snapshot.id, &snapshot.agent_id, addr);
+            Ok(snapshot)
         })
+    }
+}
+
+/// Sent by `POST /api/agents` (seed 004): store a new agent an operator describes and start
+/// its actor. It has not been heard from, so it is offline until it heartbeats, registers or
+/// calls with its own token.
+#[derive(Message)]
+#[rtype(result = "Result<AgentSnapshot, HubError>")]
+pub struct CreateAgent {
+    pub row: NewAgentRow,
+    pub by: String,
+    /// What the audit row records besides the name.
+    pub detail: serde_json::Value,
+}
+
+impl Handler<CreateAgent> for Registry {
+    type Result = ResponseActFuture<Self, Result<AgentSnapshot, HubError>>;
+
+    fn handle(&mut self, msg: CreateAgent, _: &mut Context<Self>) -> Self::Result {
+        let agent_id = msg.row.agent_id.clone();
+        let taken = move || HubError::conflict(format!("agent name {agent_id:?} already exists"));
+        if self.directory.agent(&msg.row.agent_id).is_some() {
+            return Box::pin(fut::ready(Err(taken())));
+        }
+        let db = self.core.db.clone();
+        let write = async move {
+            db.write(move |conn| {
+                let stored = crate::db::agents::insert_agent(conn, &msg.row)?.ok_or_else(taken)?;
+                let target = format!("agent:{}", stored.agent_id);
+                NewAuditRow::new(&msg.by, "agent.create", target, Some(msg.detail)).append(conn)?;
+                Ok(stored)
+            })
+            .await
+        };
+        Box::pin(write.into_actor(self).map(|written, this, ctx| {
+            let row = written?;
+            let actor = AgentActor::restored(
+                row,
+                this.core.clone(),
+                this.dispatcher.clone(),
+                ctx.address(),
+            );
+            let snapshot = actor.snapshot();
+            let addr = actor.start();
+            this.directory
+                .add_agent(snapshot.id, &snapshot.agent_id, addr);
+            this.dispatcher.do_send(AgentAvailable {
+                agent_id: snapshot.agent_id.clone(),
+                profile: snapshot.profile.clone(),
+                held: snapshot.held(),
+            });
+            Ok(snapshot)
+        }))
     }
 }
 
@@ -347,7 +435,10 @@ impl Handler<ChildStopped> for Registry {
     fn handle(&mut self, msg: ChildStopped, _: &mut Context<Self>) {
         match msg {
             ChildStopped::Agent(id) => {
-                self.directory.write(|book| book.agents.remove(&id));
+                self.directory.write(|book| {
+                    book.agents.remove(&id);
+                    book.agent_ids.retain(|_, agent_id| *agent_id != id);
+                });
             }
             ChildStopped::Task(id) => {
                 self.directory.write(|book| book.tasks.remove(&id));
@@ -397,23 +488,32 @@ impl Handler<ListAgents> for Registry {
                 .filter_map(|s| s.ok().flatten())
                 .map(|s| {
                     let load = loads.get(&s.agent_id).copied().unwrap_or(0);
-                    AgentView {
-                        status: AgentStatus::derive(s.online, load, s.profile.max_concurrent),
-                        load,
-                        agent_id: s.agent_id,
-                        name: s.name,
-                        machine: s.machine,
-                        capabilities: s.profile.capabilities,
-                        excluded: s.profile.excluded,
-                        max_concurrent: s.profile.max_concurrent,
-                        role: s.role,
-                        last_heartbeat: s.last_heartbeat,
-                        registered_at: s.registered_at,
-                    }
+                    AgentView::new(s, load)
                 })
                 .collect();
             views.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
             Ok(views)
+        })
+    }
+}
+
+/// Sent by the handlers that show one agent: its view with its load; `None` once removed.
+#[derive(Message)]
+#[rtype(result = "Result<Option<AgentView>, HubError>")]
+pub struct DescribeAgent(pub Addr<AgentActor>);
+
+impl Handler<DescribeAgent> for Registry {
+    type Result = ResponseFuture<Result<Option<AgentView>, HubError>>;
+
+    fn handle(&mut self, msg: DescribeAgent, _: &mut Context<Self>) -> Self::Result {
+        let dispatcher = self.dispatcher.clone();
+        Box::pin(async move {
+            let Some(snapshot) = msg.0.send(GetAgent).await? else {
+                return Ok(None);
+            };
+            let loads = dispatcher.send(GetLoads).await?;
+            let load = loads.get(&snapshot.agent_id).copied().unwrap_or(0);
+            Ok(Some(AgentView::new(snapshot, load)))
         })
     }
 }

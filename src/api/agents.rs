@@ -1,4 +1,5 @@
-//! Agents: register, heartbeat, list, delete (seed 000 section 02; list shape of 004).
+//! Agents: register, heartbeat, list, delete (seed 000 section 02; list shape and fields of
+//! 004), and how a path names an agent (its numeric id or its agent_id).
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
@@ -8,13 +9,17 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::Caller;
 use super::extract::{Json, Query};
 use super::{page_limit, page_offset};
-use crate::actors::agent::{AgentSnapshot, Heartbeat, Registration, RemoveAgent};
-use crate::actors::registry::{ListAgents, RegisterAgent};
+use actix::Addr;
+
+use crate::actors::agent::{AgentActor, AgentSnapshot, Heartbeat, Registration, RemoveAgent};
+use crate::actors::registry::{DescribeAgent, ListAgents, RegisterAgent};
+use crate::db::agents as agents_db;
 use crate::domain::access::Principal;
-use crate::domain::agent::{valid_agent_id, Profile};
+use crate::domain::agent::{check_new_agent_id, valid_agent_id, AgentRef, Profile};
 use crate::domain::Blank;
 use crate::error::HubError;
 use crate::startup::Hub;
+use crate::views::AgentView;
 
 /// Most capabilities (or exclusions) one agent may declare.
 const MAX_CAPABILITIES: usize = 64;
@@ -64,7 +69,7 @@ impl RegisterBody {
     }
 }
 
-fn capability_list(field: &str, list: Vec<String>) -> Result<Vec<String>, HubError> {
+pub fn capability_list(field: &str, list: Vec<String>) -> Result<Vec<String>, HubError> {
     if list.len() > MAX_CAPABILITIES {
         return Err(HubError::bad_request(format!(
             "{field} may list at most {MAX_CAPABILITIES} entries"
@@ -85,11 +90,8 @@ fn capability_list(field: &str, list: Vec<String>) -> Result<Vec<String>, HubErr
     Ok(clean)
 }
 
-/// 403 unless the caller may act for this agent; 404 for a malformed id.
+/// 403 unless the caller may act for this agent.
 fn authorise_for(principal: &Principal, agent_id: &str) -> Result<(), HubError> {
-    if !valid_agent_id(agent_id) {
-        return Err(HubError::not_found(format!("no agent {agent_id:?}")));
-    }
     if principal.acts_for(agent_id) {
         Ok(())
     } else {
@@ -99,9 +101,86 @@ fn authorise_for(principal: &Principal, agent_id: &str) -> Result<(), HubError> 
     }
 }
 
+fn no_agent(text: &str) -> HubError {
+    HubError::not_found(format!("no agent {text:?}"))
+}
+
+/// The agent_id a path names: a known numeric id's agent, or a well-formed agent_id (which
+/// need not be registered yet). 404 otherwise.
+pub fn agent_id_of(hub: &Hub, text: &str) -> Result<String, HubError> {
+    match AgentRef::parse(text) {
+        AgentRef::Handle(handle) if valid_agent_id(&handle) => Ok(handle),
+        AgentRef::Handle(_) => Err(no_agent(text)),
+        id => hub
+            .directory
+            .agent_by(&id)
+            .map(|(agent_id, _)| agent_id)
+            .ok_or_else(|| no_agent(text)),
+    }
+}
+
+/// The registered agent a path names, if the caller may see its private side (soul,
+/// memory, inbox, pending work): another agent's is a 404, as its tasks are.
+pub fn visible_agent(
+    hub: &Hub,
+    principal: &Principal,
+    text: &str,
+) -> Result<(String, Addr<AgentActor>), HubError> {
+    hub.directory
+        .agent_by(&AgentRef::parse(text))
+        .filter(|(agent_id, _)| principal.sees_agent(agent_id))
+        .ok_or_else(|| no_agent(text))
+}
+
+/// What this caller may see of an agent: its soul only if it sees the agent's private side
+/// (and never in lists), its session key only with every permission.
+pub fn shown_to(mut view: AgentView, principal: &Principal, in_list: bool) -> AgentView {
+    if in_list || !principal.sees_agent(&view.agent_id) {
+        view.soul_content = None;
+    }
+    if !principal.is_admin() {
+        view.session_key = None;
+    }
+    view
+}
+
+/// Adds `taskStats` (zero for an agent that never held a task).
+pub async fn with_task_stats(
+    hub: &Hub,
+    mut views: Vec<AgentView>,
+) -> Result<Vec<AgentView>, HubError> {
+    let ids: Vec<String> = views.iter().map(|v| v.agent_id.clone()).collect();
+    let mut stats = crate::db::read(&hub.reads, move |conn| {
+        Ok(agents_db::task_stats(conn, &ids)?)
+    })
+    .await?;
+    for view in &mut views {
+        view.task_stats = Some(stats.remove(&view.agent_id).unwrap_or_default());
+    }
+    Ok(views)
+}
+
+/// One agent as a response shows it to this caller, with its `taskStats`.
+pub async fn agent_object(
+    hub: &Hub,
+    principal: &Principal,
+    addr: Addr<AgentActor>,
+    name: &str,
+) -> Result<AgentView, HubError> {
+    let view = hub
+        .registry
+        .send(DescribeAgent(addr))
+        .await??
+        .ok_or_else(|| no_agent(name))?;
+    let view = shown_to(view, principal, false);
+    let mut views = with_task_stats(hub, vec![view]).await?;
+    Ok(views.remove(0))
+}
+
 fn registered(snapshot: &AgentSnapshot) -> serde_json::Value {
     json!({
         "ok": true,
+        "id": snapshot.id,
         "agent_id": snapshot.agent_id,
         "name": snapshot.name,
         "machine": snapshot.machine,
@@ -128,8 +207,12 @@ pub async fn register_agent(
     path: web::Path<String>,
     body: Json<RegisterBody>,
 ) -> Result<HttpResponse, HubError> {
-    let agent_id = path.into_inner();
+    let text = path.into_inner();
+    let agent_id = agent_id_of(&hub, &text)?;
     authorise_for(&caller.0, &agent_id)?;
+    if hub.directory.agent(&agent_id).is_none() {
+        check_new_agent_id(&agent_id).map_err(HubError::bad_request)?;
+    }
     let registration = body.0.validate()?;
     let message = RegisterAgent {
         agent_id,
@@ -152,14 +235,15 @@ pub async fn heartbeat_agent(
     caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, HubError> {
-    let agent_id = path.into_inner();
+    let agent_id = agent_id_of(&hub, &path.into_inner())?;
     authorise_for(&caller.0, &agent_id)?;
     let agent = hub
         .directory
         .agent(&agent_id)
         .ok_or_else(|| HubError::not_found(format!("agent {agent_id} is not registered")))?;
     agent.send(Heartbeat).await??;
-    Ok(HttpResponse::Ok().json(json!({ "ok": true, "agent_id": agent_id, "status": "online" })))
+    Ok(HttpResponse::Ok()
+        .json(json!({ "ok": true, "success": true, "agent_id": agent_id, "status": "online" })))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -194,12 +278,7 @@ pub async fn list_agents(
     let agents = hub.registry.send(ListAgents).await??;
     let matching: Vec<_> = agents
         .into_iter()
-        .filter(|a| {
-            query
-                .status
-                .as_deref()
-                .is_none_or(|s| a.status.as_str() == s)
-        })
+        .filter(|a| query.status.as_deref().is_none_or(|s| a.status == s))
         .filter(|a| {
             query
                 .role
@@ -212,7 +291,9 @@ pub async fn list_agents(
         .into_iter()
         .skip(usize::try_from(offset).unwrap_or(usize::MAX))
         .take(usize::try_from(limit).unwrap_or(usize::MAX))
+        .map(|view| shown_to(view, &caller.0, true))
         .collect();
+    let page = with_task_stats(&hub, page).await?;
     Ok(HttpResponse::Ok().json(json!({
         "agents": page,
         "total": total,
@@ -224,10 +305,10 @@ pub async fn list_agents(
 
 #[utoipa::path(
     delete,
-    path = "/api/agents/{agent_id}",
+    path = "/api/agents/{id}",
     tag = "agents",
-    params(("agent_id" = String, Path, description = "The agent id")),
-    responses((status = 200, description = "Remove an agent (agents:delete)", body = Object))
+    params(("id" = String, Path, description = "The agent's numeric id or its agent_id")),
+    responses((status = 200, description = "Remove an agent; its tasks go back to the queue (agents:delete)", body = Object))
 )]
 pub async fn delete_agent(
     hub: web::Data<Hub>,
@@ -235,15 +316,32 @@ pub async fn delete_agent(
     path: web::Path<String>,
 ) -> Result<HttpResponse, HubError> {
     caller.0.require("agents:delete")?;
-    let agent_id = path.into_inner();
-    let agent = hub
+    limit_changes(&hub, &caller.0)?;
+    let text = path.into_inner();
+    let (agent_id, agent) = hub
         .directory
-        .agent(&agent_id)
-        .ok_or_else(|| HubError::not_found(format!("no agent {agent_id:?}")))?;
+        .agent_by(&AgentRef::parse(&text))
+        .ok_or_else(|| no_agent(&text))?;
     agent
         .send(RemoveAgent {
             by: caller.0.label(),
         })
         .await??;
-    Ok(HttpResponse::Ok().json(json!({ "deleted": agent_id })))
+    Ok(HttpResponse::Ok().json(json!({ "deleted": agent_id, "success": true })))
+}
+
+/// Counts one change through seed 004's agents API against the caller's per-minute budget
+/// (the master token is never limited).
+pub fn limit_changes(hub: &Hub, principal: &Principal) -> Result<(), HubError> {
+    if principal.is_master() {
+        return Ok(());
+    }
+    hub.agent_mutation_limiter
+        .admit(&principal.label())
+        .map_err(|seconds| {
+            HubError::Throttled(
+                "too many agent changes from this caller; slow down".into(),
+                seconds,
+            )
+        })
 }

@@ -215,7 +215,7 @@ pub async fn summary(hub: web::Data<Hub>, caller: Caller) -> Result<HttpResponse
     let agents = hub.registry.send(ListAgents).await??;
     let mut agent_states: BTreeMap<&str, i64> = BTreeMap::new();
     for agent in &agents {
-        *agent_states.entry(agent.status.as_str()).or_default() += 1;
+        *agent_states.entry(agent.status).or_default() += 1;
     }
     let kill_switch = hub.dispatcher.send(GetKillSwitch).await?;
     let cap = hub.core.settings.daily_cost_cap;

@@ -8,12 +8,15 @@ use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpRequest};
 
 use super::client;
+use crate::actors::agent::Heartbeat;
 use crate::domain::access::Principal;
 use crate::error::HubError;
 use crate::startup::Hub;
 
 /// The cookie that carries a session.
 pub const SESSION_COOKIE: &str = "m3shd_session";
+/// The same session under the name Mission Control's dashboard uses (seed 004).
+const MC_SESSION_COOKIE: &str = "mc-session";
 
 /// The raw credential of a request: `Authorization: Bearer`, then `x-api-key`, then (only
 /// where EventSource needs it) the `token` query parameter. The session cookie comes last.
@@ -46,7 +49,10 @@ fn authenticate(req: &HttpRequest, allow_query: bool) -> Result<Option<Principal
         .ok_or_else(|| HubError::internal("hub state missing"))?;
     match presented(req, allow_query) {
         // No header credential: a browser's session cookie, if it carries one.
-        None => match req.cookie(SESSION_COOKIE) {
+        None => match req
+            .cookie(SESSION_COOKIE)
+            .or_else(|| req.cookie(MC_SESSION_COOKIE))
+        {
             Some(cookie) => {
                 let principal = hub
                     .credentials
@@ -62,11 +68,20 @@ fn authenticate(req: &HttpRequest, allow_query: bool) -> Result<Option<Principal
             }
             None => Ok(None),
         },
-        Some(raw) => hub
-            .credentials
-            .authenticate(&raw)
-            .map(Some)
-            .ok_or(HubError::Unauthorized),
+        Some(raw) => {
+            let principal = hub
+                .credentials
+                .authenticate(&raw)
+                .ok_or(HubError::Unauthorized)?;
+            // Any call an agent makes with its own token shows it is alive.
+            if let Some(agent) = principal
+                .confined_to()
+                .and_then(|id| hub.directory.agent(id))
+            {
+                agent.do_send(Heartbeat);
+            }
+            Ok(Some(principal))
+        }
     }
 }
 

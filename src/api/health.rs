@@ -33,7 +33,7 @@ pub async fn get_health(
     let kill_switch = hub.dispatcher.send(GetKillSwitch).await?;
     let agents: BTreeMap<String, &str> = agents
         .iter()
-        .map(|a| (a.agent_id.clone(), a.status.as_str()))
+        .map(|a| (a.agent_id.clone(), a.status))
         .collect();
     Ok(HttpResponse::Ok().json(json!({
         "status": "ok",

@@ -1,32 +1,57 @@
-//! Agent memory (seed 000 section 05): store, list and search, read and delete entries.
-//! An agent token reaches only its own agent's memory.
+//! Agent memory (seed 000 section 05): store, list and search, read and delete entries;
+//! and seed 004's memory object (`{"memory": {key: value}}`), read beside the list and
+//! replaced whole, over the same sealed entries. A worker's token reaches only its own
+//! agent's memory.
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
+use super::agents::{agent_id_of, limit_changes};
 use super::auth::Caller;
 use super::extract::{Json, Query};
 use super::{page_limit, page_offset};
 use crate::db::memory::{self, MemoryRow};
 use crate::db::models::NewAuditRow;
 use crate::domain::access::Principal;
-use crate::domain::agent::valid_agent_id;
 use crate::domain::remember::{MAX_KEY_CHARS, MAX_VALUE_CHARS};
 use crate::domain::Blank;
 use crate::error::HubError;
 use crate::startup::Hub;
 
-/// 403 unless the caller holds `permission`; 404 unless it is the master token or this
-/// agent (another agent's memory is as invisible as its tasks).
-fn authorise(principal: &Principal, agent_id: &str, permission: &str) -> Result<(), HubError> {
+/// The agent_id the path names. 403 unless the caller holds `permission`; 404 unless it
+/// may see this agent's private side (another agent's memory is as invisible as its tasks).
+fn authorise(
+    hub: &Hub,
+    principal: &Principal,
+    path: &str,
+    permission: &str,
+) -> Result<String, HubError> {
     principal.require(permission)?;
-    let own = principal.agent_id().is_none_or(|own| own == agent_id);
-    if !valid_agent_id(agent_id) || !own {
-        return Err(HubError::not_found(format!("no agent {agent_id:?}")));
+    let agent_id = agent_id_of(hub, path)?;
+    if !principal.sees_agent(&agent_id) {
+        return Err(HubError::not_found(format!("no agent {path:?}")));
     }
-    Ok(())
+    Ok(agent_id)
+}
+
+/// Most entries the memory object holds (seed 004's form; the list form pages).
+const MAX_OBJECT_ENTRIES: i64 = 1000;
+
+/// Entries as seed 004's memory object: key → value, JSON values as they were written.
+fn memory_object(rows: &[MemoryRow], hub: &Hub) -> serde_json::Map<String, Value> {
+    rows.iter()
+        .map(|row| {
+            let text = crate::views::open_or_unreadable(&hub.core.vault, &row.value);
+            let value = if row.structured {
+                serde_json::from_str(&text).unwrap_or(Value::String(text))
+            } else {
+                Value::String(text)
+            };
+            (row.key.clone(), value)
+        })
+        .collect()
 }
 
 pub fn memory_view(row: &MemoryRow, hub: &Hub) -> Value {
@@ -64,8 +89,7 @@ pub async fn store_memory(
     path: web::Path<String>,
     body: Json<MemoryBody>,
 ) -> Result<HttpResponse, HubError> {
-    let agent_id = path.into_inner();
-    authorise(&caller.0, &agent_id, "memory:write")?;
+    let agent_id = authorise(&hub, &caller.0, &path.into_inner(), "memory:write")?;
     let body = body.0;
     let key = body
         .key
@@ -91,15 +115,13 @@ pub async fn store_memory(
         .core
         .db
         .write(move |conn| {
-            let row = memory::upsert(
-                conn,
-                &core.vault,
-                &core.blind,
-                &agent_id,
-                &key,
-                &value,
-                body.source_task_id,
-            )?;
+            let entry = memory::Entry {
+                key: &key,
+                value: &value,
+                structured: false,
+                source_task_id: body.source_task_id,
+            };
+            let row = memory::upsert(conn, &core.vault, &core.blind, &agent_id, entry)?;
             let detail = json!({ "key": key, "source_task_id": body.source_task_id });
             NewAuditRow::new(
                 &actor,
@@ -139,8 +161,8 @@ pub async fn list_memory(
     path: web::Path<String>,
     query: Query<MemoryQuery>,
 ) -> Result<HttpResponse, HubError> {
-    let agent_id = path.into_inner();
-    authorise(&caller.0, &agent_id, "memory:read")?;
+    let agent_id = authorise(&hub, &caller.0, &path.into_inner(), "memory:read")?;
+    let owner = agent_id.clone();
     let query = query.0;
     let limit = page_limit(query.limit, 50, 200)?;
     let offset = page_offset(query.offset)?;
@@ -158,7 +180,18 @@ pub async fn list_memory(
     })
     .await?;
     let list: Vec<Value> = rows.iter().map(|r| memory_view(r, &hub)).collect();
-    Ok(HttpResponse::Ok().json(json!({ "count": list.len(), "memories": list })))
+    let whole = crate::db::read(&hub.reads, move |conn| {
+        Ok(memory::list(conn, &owner, MAX_OBJECT_ENTRIES + 1, 0)?)
+    })
+    .await?;
+    let truncated = whole.len() > MAX_OBJECT_ENTRIES as usize;
+    let object = memory_object(&whole[..whole.len().min(MAX_OBJECT_ENTRIES as usize)], &hub);
+    Ok(HttpResponse::Ok().json(json!({
+        "count": list.len(),
+        "memories": list,
+        "memory": object,
+        "memory_truncated": truncated,
+    })))
 }
 
 #[utoipa::path(
@@ -174,7 +207,7 @@ pub async fn get_memory(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, HubError> {
     let (agent_id, key) = path.into_inner();
-    authorise(&caller.0, &agent_id, "memory:read")?;
+    let agent_id = authorise(&hub, &caller.0, &agent_id, "memory:read")?;
     let lookup = key.clone();
     let row = crate::db::read(&hub.reads, move |conn| {
         Ok(memory::get(conn, &agent_id, &lookup)?)
@@ -197,7 +230,7 @@ pub async fn delete_memory(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, HubError> {
     let (agent_id, key) = path.into_inner();
-    authorise(&caller.0, &agent_id, "memory:write")?;
+    let agent_id = authorise(&hub, &caller.0, &agent_id, "memory:write")?;
     let actor = caller.0.label();
     let deleted_key = key.clone();
     hub.core
@@ -217,4 +250,99 @@ pub async fn delete_memory(
         })
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "deleted": deleted_key })))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct MemoryObjectBody {
+    /// Every entry, key → value; replaces the agent's whole memory.
+    #[schema(required = true, value_type = Object)]
+    memory: Option<Value>,
+}
+
+/// A memory object's entries, checked: keys of 1 to 120 characters, values (as text) of at
+/// most 4000, at most [`MAX_OBJECT_ENTRIES`] of them.
+fn object_entries(memory: Option<Value>) -> Result<Vec<(String, String, bool)>, HubError> {
+    let Some(Value::Object(map)) = memory else {
+        return Err(HubError::bad_request(
+            "memory is required and must be an object",
+        ));
+    };
+    if map.len() > MAX_OBJECT_ENTRIES as usize {
+        return Err(HubError::bad_request(format!(
+            "memory may hold at most {MAX_OBJECT_ENTRIES} entries"
+        )));
+    }
+    map.into_iter()
+        .map(|(key, value)| {
+            if key.trim_blank().is_empty() || key.chars().count() > MAX_KEY_CHARS {
+                return Err(HubError::bad_request(format!(
+                    "memory keys must be 1 to {MAX_KEY_CHARS} characters, not {key:?}"
+                )));
+            }
+            let (text, structured) = match value {
+                Value::String(text) => (text, false),
+                other => (other.to_string(), true),
+            };
+            if text.chars().count() > MAX_VALUE_CHARS {
+                return Err(HubError::bad_request(format!(
+                    "memory value of {key:?} exceeds {MAX_VALUE_CHARS} characters"
+                )));
+            }
+            Ok((key, text, structured))
+        })
+        .collect()
+}
+
+#[utoipa::path(
+    put,
+    path = "/api/agents/{agent_id}/memory",
+    tag = "memory",
+    params(("agent_id" = String, Path, description = "The agent's numeric id or its agent_id")),
+    request_body = MemoryObjectBody,
+    responses((status = 200, description = "Replace the agent's whole memory with this object (memory:write; seed 004)", body = Object))
+)]
+pub async fn replace_memory(
+    hub: web::Data<Hub>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: Json<MemoryObjectBody>,
+) -> Result<HttpResponse, HubError> {
+    let agent_id = authorise(&hub, &caller.0, &path.into_inner(), "memory:write")?;
+    let entries = object_entries(body.0.memory)?;
+    limit_changes(&hub, &caller.0)?;
+    let core = hub.core.clone();
+    let actor = caller.0.label();
+    let rows = hub
+        .core
+        .db
+        .write(move |conn| {
+            let removed = memory::clear(conn, &agent_id)?;
+            let mut rows = Vec::with_capacity(entries.len());
+            for (key, value, structured) in &entries {
+                let entry = memory::Entry {
+                    key,
+                    value,
+                    structured: *structured,
+                    source_task_id: None,
+                };
+                rows.push(memory::upsert(
+                    conn,
+                    &core.vault,
+                    &core.blind,
+                    &agent_id,
+                    entry,
+                )?);
+            }
+            let detail = json!({ "keys": entries.len(), "replaced": removed });
+            NewAuditRow::new(
+                &actor,
+                "memory.replace",
+                format!("agent:{agent_id}"),
+                Some(detail),
+            )
+            .append(conn)?;
+            Ok(rows)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "success": true, "memory": memory_object(&rows, &hub) })))
 }

@@ -9,14 +9,15 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::Caller;
 use super::extract::{Json, Query};
 use super::page_limit;
+use crate::db::inbox::NewMessage;
 use crate::db::models::{MessageRow, NewAuditRow};
 use crate::db::schema::messages;
 use crate::domain::access::Principal;
 use crate::domain::event::{Audience, HubEvent};
-use crate::domain::now_iso;
 use crate::domain::Blank;
 use crate::error::HubError;
 use crate::startup::Hub;
+use crate::views::message_view;
 
 const MAX_CONTENT_CHARS: usize = 8000;
 const SENDER_TYPES: &[&str] = &["agent", "user", "system"];
@@ -84,20 +85,20 @@ pub async fn send_message(
         other => other.label(),
     };
     let actor = caller.0.label();
+    let message = NewMessage {
+        sender,
+        sender_type,
+        recipient: None,
+        channel,
+        content,
+        message_type: None,
+    };
+    let vault = hub.core.vault.clone();
     let row = hub
         .core
         .db
         .write(move |conn| {
-            let row: MessageRow = diesel::insert_into(messages::table)
-                .values((
-                    messages::sender.eq(&sender),
-                    messages::sender_type.eq(&sender_type),
-                    messages::channel.eq(&channel),
-                    messages::content.eq(&content),
-                    messages::created_at.eq(now_iso()),
-                ))
-                .returning(MessageRow::as_returning())
-                .get_result(conn)?;
+            let row = message.insert(conn, &vault)?;
             let detail = json!({ "channel": row.channel, "sender": row.sender });
             NewAuditRow::new(
                 &actor,
@@ -109,9 +110,10 @@ pub async fn send_message(
             Ok(row)
         })
         .await?;
+    let view = message_view(&row, &hub.core.vault);
     hub.core
-        .publish(HubEvent::new("message", json!(row), Audience::Messages));
-    Ok(HttpResponse::Created().json(row))
+        .publish(HubEvent::new("message", view.clone(), Audience::Messages));
+    Ok(HttpResponse::Created().json(view))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -141,7 +143,11 @@ pub async fn list_messages(
     let query = query.0;
     let limit = page_limit(query.limit, 50, 200)?;
     let rows = crate::db::read(&hub.reads, move |conn| {
-        let mut q = messages::table.select(MessageRow::as_select()).into_boxed();
+        // Channel chat only: direct messages belong to their agents (GET /api/agents/comms).
+        let mut q = messages::table
+            .filter(messages::recipient.is_null())
+            .select(MessageRow::as_select())
+            .into_boxed();
         if let Some(channel) = query.channel {
             q = q.filter(messages::channel.eq(channel));
         }
@@ -151,5 +157,9 @@ pub async fn list_messages(
         Ok(q.order(messages::id.desc()).limit(limit).load(conn)?)
     })
     .await?;
-    Ok(HttpResponse::Ok().json(json!({ "count": rows.len(), "messages": rows })))
+    let views: Vec<_> = rows
+        .iter()
+        .map(|row| message_view(row, &hub.core.vault))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "count": views.len(), "messages": views })))
 }

@@ -30,7 +30,7 @@ pub async fn get_metrics(
     let agents = hub.registry.send(ListAgents).await??;
     let observed = Observed {
         queued: hub.dispatcher.send(QueueDepths).await?,
-        agents: agents.iter().map(|a| a.status).collect(),
+        agents: agents.iter().map(|a| a.presence).collect(),
         sse_subscribers: hub.registry.send(CountSubscribers).await?,
         alerts_queued: hub.core.alerts.backlog(),
     };

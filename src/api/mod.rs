@@ -12,6 +12,8 @@ mod escalations;
 pub mod extract;
 mod federation;
 mod health;
+mod inbox;
+mod managed_agents;
 mod memory;
 mod messages;
 pub mod metrics;
@@ -50,7 +52,24 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/docs/{file}", web::get().to(openapi::docs_asset))
             .route("/stream", web::get().to(stream::get_stream))
             .route("/agents", web::get().to(agents::list_agents))
-            .route("/agents/{agent_id}", web::delete().to(agents::delete_agent))
+            .route("/agents", web::post().to(managed_agents::create_agent))
+            .route(
+                "/agents",
+                web::put().to(managed_agents::update_agent_by_name),
+            )
+            // Before /agents/{id}: these names are reserved, never agent ids.
+            .route("/agents/comms", web::get().to(inbox::list_comms))
+            .route("/agents/message", web::post().to(inbox::send_agent_message))
+            .route("/agents/sync", web::post().to(managed_agents::sync_agents))
+            .route("/agents/{id}", web::get().to(managed_agents::get_agent))
+            .route("/agents/{id}", web::put().to(managed_agents::update_agent))
+            .route("/agents/{id}", web::delete().to(agents::delete_agent))
+            .route("/agents/{id}/soul", web::get().to(managed_agents::get_soul))
+            .route("/agents/{id}/soul", web::put().to(managed_agents::put_soul))
+            .route(
+                "/agents/{id}/wake",
+                web::post().to(managed_agents::wake_agent),
+            )
             .route(
                 "/agents/{agent_id}/register",
                 web::post().to(agents::register_agent),
@@ -60,12 +79,20 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 web::post().to(agents::heartbeat_agent),
             )
             .route(
+                "/agents/{agent_id}/heartbeat",
+                web::get().to(inbox::pending_work),
+            )
+            .route(
                 "/agents/{agent_id}/memory",
                 web::post().to(memory::store_memory),
             )
             .route(
                 "/agents/{agent_id}/memory",
                 web::get().to(memory::list_memory),
+            )
+            .route(
+                "/agents/{agent_id}/memory",
+                web::put().to(memory::replace_memory),
             )
             .route(
                 "/agents/{agent_id}/memory/{key}",

@@ -17,8 +17,9 @@ use utoipa::openapi::{Content, OpenApi as Document, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::{
-    admin, agents, analytics, demo, escalations, federation, health, memory, messages, metrics,
-    overview, pipelines, provenance, reputation, stream, tasks, templates, tokens, users, webhooks,
+    admin, agents, analytics, demo, escalations, federation, health, inbox, managed_agents, memory,
+    messages, metrics, overview, pipelines, provenance, reputation, stream, tasks, templates,
+    tokens, users, webhooks,
 };
 use crate::domain::access::{ALL_PERMISSIONS, ROLE_NAMES};
 use crate::domain::graph::MAX_DEPENDENCIES;
@@ -53,8 +54,20 @@ pub struct ErrorBody {
         agents::delete_agent,
         agents::register_agent,
         agents::heartbeat_agent,
+        managed_agents::create_agent,
+        managed_agents::update_agent_by_name,
+        managed_agents::get_agent,
+        managed_agents::update_agent,
+        managed_agents::get_soul,
+        managed_agents::put_soul,
+        managed_agents::wake_agent,
+        managed_agents::sync_agents,
+        inbox::pending_work,
+        inbox::send_agent_message,
+        inbox::list_comms,
         memory::store_memory,
         memory::list_memory,
+        memory::replace_memory,
         memory::get_memory,
         memory::delete_memory,
         reputation::get_reputation,

@@ -57,7 +57,7 @@ pub async fn get_overview(hub: web::Data<Hub>, caller: Caller) -> Result<HttpRes
             ["online", "busy", "offline"].map(|s| (s, 0)).into();
         let list = hub.registry.send(ListAgents).await??;
         for agent in &list {
-            *by_status.entry(agent.status.as_str()).or_default() += 1;
+            *by_status.entry(agent.status).or_default() += 1;
         }
         view["agents"] = json!({ "total": list.len(), "by_status": by_status });
     }

@@ -218,14 +218,12 @@ async fn find_webhook(hub: &Hub, name: &str) -> Result<WebhookRow, HubError> {
 /// Counts an authenticated call against the webhook's per-minute budget (calls with a
 /// wrong secret are not counted, so strangers cannot use a webhook's budget up).
 fn admit(hub: &Hub, webhook: &WebhookRow) -> Result<(), HubError> {
-    if hub.webhook_limiter.allow(&webhook.name) {
-        Ok(())
-    } else {
-        Err(HubError::TooManyRequests(format!(
-            "webhook {:?} is over its rate limit; retry in a minute",
-            webhook.name
-        )))
-    }
+    hub.webhook_limiter.admit(&webhook.name).map_err(|seconds| {
+        HubError::Throttled(
+            format!("webhook {:?} is over its rate limit", webhook.name),
+            seconds,
+        )
+    })
 }
 
 fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {

@@ -45,15 +45,15 @@ pub fn run(
                     .map(|_| vocabulary[rng.gen_range(0..vocabulary.len())].as_str())
                     .collect();
                 known[i % agents] = words[0].to_string();
-                memory::upsert(
-                    conn,
-                    &vault,
-                    &blind,
-                    &agent,
-                    &format!("note-{i}"),
-                    &words.join(" "),
-                    None,
-                )?;
+                let key = format!("note-{i}");
+                let value = words.join(" ");
+                let entry = memory::Entry {
+                    key: &key,
+                    value: &value,
+                    structured: false,
+                    source_task_id: None,
+                };
+                memory::upsert(conn, &vault, &blind, &agent, entry)?;
             }
             Ok(())
         })?;

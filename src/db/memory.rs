@@ -21,6 +21,17 @@ pub struct MemoryRow {
     pub source_task_id: Option<i32>,
     pub created_at: String,
     pub updated_at: String,
+    /// The value is JSON text (written through seed 004's memory object).
+    pub structured: bool,
+}
+
+/// One entry to store: a plain-text value, or JSON text (`structured`).
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    pub key: &'a str,
+    pub value: &'a str,
+    pub structured: bool,
+    pub source_task_id: Option<i32>,
 }
 
 /// Stores or overwrites `agent_id`'s entry `key`, and re-indexes it.
@@ -29,10 +40,14 @@ pub fn upsert(
     vault: &Vault,
     blind: &BlindIndex,
     agent_id: &str,
-    key: &str,
-    value: &str,
-    source_task_id: Option<i32>,
+    entry: Entry,
 ) -> QueryResult<MemoryRow> {
+    let Entry {
+        key,
+        value,
+        structured,
+        source_task_id,
+    } = entry;
     let now = now_iso();
     let sealed = vault.seal(value);
     let row: MemoryRow = diesel::insert_into(memories::table)
@@ -43,6 +58,7 @@ pub fn upsert(
             memories::source_task_id.eq(source_task_id),
             memories::created_at.eq(&now),
             memories::updated_at.eq(&now),
+            memories::structured.eq(structured),
         ))
         .on_conflict((memories::agent_id, memories::key))
         .do_update()
@@ -50,6 +66,7 @@ pub fn upsert(
             memories::value.eq(&sealed),
             memories::source_task_id.eq(source_task_id),
             memories::updated_at.eq(&now),
+            memories::structured.eq(structured),
         ))
         .returning(MemoryRow::as_returning())
         .get_result(conn)?;
@@ -59,6 +76,17 @@ pub fn upsert(
         .bind::<Text, _>(blind.document(agent_id, key, value))
         .execute(conn)?;
     Ok(row)
+}
+
+/// Deletes every entry of `agent_id` (before its memory object is replaced whole).
+pub fn clear(conn: &mut SqliteConnection, agent_id: &str) -> QueryResult<usize> {
+    let ids: Vec<i32> = diesel::delete(memories::table.filter(memories::agent_id.eq(agent_id)))
+        .returning(memories::id)
+        .get_results(conn)?;
+    for id in &ids {
+        unindex(conn, *id)?;
+    }
+    Ok(ids.len())
 }
 
 /// Deletes `agent_id`'s entry `key`; false when there was none.
@@ -120,7 +148,7 @@ pub fn search(
     offset: i64,
 ) -> QueryResult<Vec<MemoryRow>> {
     diesel::sql_query(
-        "SELECT m.id, m.agent_id, m.key, m.value, m.source_task_id, m.created_at, m.updated_at \
+        "SELECT m.id, m.agent_id, m.key, m.value, m.source_task_id, m.created_at, m.updated_at, m.structured \
          FROM memory_index JOIN memories m ON m.id = memory_index.rowid \
          WHERE memory_index MATCH ? ORDER BY bm25(memory_index) LIMIT ? OFFSET ?",
     )

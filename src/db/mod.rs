@@ -1,7 +1,9 @@
 //! The database: connection set-up (pragmas), embedded migrations, the read pool, row
 //! models and read queries. Writes go through [`crate::actors::db_executor::DbExecutor`].
 
+pub mod agents;
 pub mod files;
+pub mod inbox;
 pub mod memory;
 pub mod models;
 pub mod overview;

@@ -90,9 +90,12 @@ pub struct NewChunkRow {
     pub created_at: String,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+/// An agent as stored. `soul_content` and `session_key` are sealed; `status` is the
+/// liveness last persisted and `operator_status` what an operator set (seed 004).
+#[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = agents, check_for_backend(diesel::sqlite::Sqlite))]
 pub struct AgentRow {
+    pub id: i32,
     pub agent_id: String,
     pub name: String,
     pub machine: Option<String>,
@@ -104,11 +107,37 @@ pub struct AgentRow {
     pub status: String,
     pub role: Option<String>,
     pub soul_content: Option<String>,
+    /// JSON object.
     pub config: String,
     pub fcm_token: Option<String>,
     pub last_heartbeat: Option<String>,
     pub registered_at: String,
     pub updated_at: String,
+    pub session_key: Option<String>,
+    pub operator_status: Option<String>,
+    pub last_activity: Option<String>,
+}
+
+/// A new agent row (the database numbers it).
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = agents, check_for_backend(diesel::sqlite::Sqlite))]
+pub struct NewAgentRow {
+    pub agent_id: String,
+    pub name: String,
+    pub machine: Option<String>,
+    pub capabilities: String,
+    pub excluded: String,
+    pub max_concurrent: i32,
+    pub status: String,
+    pub role: Option<String>,
+    pub soul_content: Option<String>,
+    pub config: String,
+    pub last_heartbeat: Option<String>,
+    pub registered_at: String,
+    pub updated_at: String,
+    pub session_key: Option<String>,
+    pub operator_status: Option<String>,
+    pub last_activity: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -320,7 +349,9 @@ pub struct NewTemplateRow {
     pub created_at: String,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, serde::Serialize)]
+/// A message as stored: `content` is sealed unless `sealed` is false (a row written before
+/// messages were sealed, which the hub seals at start).
+#[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = super::schema::messages, check_for_backend(diesel::sqlite::Sqlite))]
 pub struct MessageRow {
     pub id: i32,
@@ -330,6 +361,8 @@ pub struct MessageRow {
     pub channel: String,
     pub content: String,
     pub created_at: String,
+    pub message_type: Option<String>,
+    pub sealed: bool,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]

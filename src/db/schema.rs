@@ -1,7 +1,18 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
-    agents (agent_id) {
+    agent_task_counts (agent_id) {
+        agent_id -> Text,
+        total -> Integer,
+        assigned -> Integer,
+        running -> Integer,
+        done -> Integer,
+    }
+}
+
+diesel::table! {
+    agents (id) {
+        id -> Integer,
         agent_id -> Text,
         name -> Text,
         machine -> Nullable<Text>,
@@ -16,6 +27,9 @@ diesel::table! {
         last_heartbeat -> Nullable<Text>,
         registered_at -> Text,
         updated_at -> Text,
+        session_key -> Nullable<Text>,
+        operator_status -> Nullable<Text>,
+        last_activity -> Nullable<Text>,
     }
 }
 
@@ -57,6 +71,21 @@ diesel::table! {
 }
 
 diesel::table! {
+    inbox_items (id) {
+        id -> Integer,
+        agent_id -> Text,
+        kind -> Text,
+        message_id -> Nullable<Integer>,
+        task_id -> Nullable<Integer>,
+        body -> Nullable<Text>,
+        created_at -> Text,
+        delivered_at -> Nullable<Text>,
+        deliveries -> Integer,
+        acked_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     memories (id) {
         id -> Integer,
         agent_id -> Text,
@@ -65,6 +94,7 @@ diesel::table! {
         source_task_id -> Nullable<Integer>,
         created_at -> Text,
         updated_at -> Text,
+        structured -> Bool,
     }
 }
 
@@ -77,6 +107,8 @@ diesel::table! {
         channel -> Text,
         content -> Text,
         created_at -> Text,
+        message_type -> Nullable<Text>,
+        sealed -> Bool,
     }
 }
 
@@ -276,6 +308,8 @@ diesel::table! {
 }
 
 diesel::joinable!(escalations -> tasks (task_id));
+diesel::joinable!(inbox_items -> messages (message_id));
+diesel::joinable!(inbox_items -> tasks (task_id));
 diesel::joinable!(provenance -> tasks (task_id));
 diesel::joinable!(relays -> tasks (task_id));
 diesel::joinable!(sessions -> users (user_id));
@@ -286,10 +320,12 @@ diesel::joinable!(webhook_deliveries -> webhooks (webhook_name));
 diesel::joinable!(webhooks -> templates (template_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    agent_task_counts,
     agents,
     audit_log,
     cost_usage,
     escalations,
+    inbox_items,
     memories,
     messages,
     peers,

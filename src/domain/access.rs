@@ -17,6 +17,9 @@ pub const ALL_PERMISSIONS: &[&str] = &[
     "agents:read",
     "agents:register",
     "agents:delete",
+    // Not in seed 000: manages agents through seed 004's API (create, update, soul,
+    // memory object, wake, sync). The operator and admin presets hold it.
+    "agents:manage",
     "messages:read",
     "messages:write",
     "memory:read",
@@ -57,18 +60,25 @@ const COMMANDER: &[&str] = &[
     "admin:templates",
     "pipelines:create",
 ];
+// Seed 004's viewer reads agents, their soul, memory, pending work and messages.
 const VIEWER: &[&str] = &[
     "tasks:read",
     "agents:read",
     "messages:read",
+    "memory:read",
     "escalations:read",
 ];
+// Seed 004's operator also creates, changes, wakes, messages and deletes agents.
 const OPERATOR: &[&str] = &[
     "tasks:read",
     "tasks:create",
     "tasks:update",
     "agents:read",
     "agents:register",
+    "agents:manage",
+    "agents:delete",
+    "memory:read",
+    "memory:write",
     "messages:read",
     "messages:write",
     "escalations:read",
@@ -246,6 +256,19 @@ impl Principal {
         }
     }
 
+    /// Whether the caller works as one agent (a token that executes tasks, like seed 000's
+    /// worker): it sees only its own agent's private state. Everyone else (the master,
+    /// people, admins, viewer and operator keys) oversees every agent.
+    pub fn is_worker(&self) -> bool {
+        self.confined_to().is_some() && self.can("tasks:execute") && !self.is_admin()
+    }
+
+    /// Whether the caller may see `agent_id`'s private state: its soul, memory, inbox and
+    /// pending work. Another agent's is a 404, like its tasks.
+    pub fn sees_agent(&self, agent_id: &str) -> bool {
+        !self.is_worker() || self.agent_id() == Some(agent_id)
+    }
+
     /// The task visibility rule: the master and people see every task, agents only the
     /// tasks they hold or made.
     pub fn sees_task(&self, assigned_to: Option<&str>, created_by: &str) -> bool {
@@ -354,6 +377,25 @@ mod tests {
         assert!(!p.sees_task(Some("ada"), "master"));
         assert!(Principal::Master.sees_task(Some("ada"), "master"));
         assert!(p.acts_for("rex") && !p.acts_for("ada"));
+    }
+
+    #[test]
+    fn workers_see_only_their_own_agent_and_overseers_see_every_agent() {
+        let worker = token("rex", &role_refs("worker"));
+        assert!(worker.sees_agent("rex") && !worker.sees_agent("ada"));
+        for role in ["viewer", "operator", "commander", "admin"] {
+            assert!(token("ops", &role_refs(role)).sees_agent("ada"), "{role}");
+        }
+        assert!(Principal::Master.sees_agent("ada"));
+    }
+
+    fn role_refs(role: &str) -> Vec<&'static str> {
+        let list = role_permissions(role).unwrap();
+        ALL_PERMISSIONS
+            .iter()
+            .copied()
+            .filter(|p| list.iter().any(|held| held == p))
+            .collect()
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub enum Audience {
     Agent { agent_id: String },
     /// Holders of `messages:read`.
     Messages,
+    /// What lands in one agent's inbox: the agent itself, and holders of `messages:read`
+    /// who oversee agents.
+    Inbox { agent_id: String },
     /// Holders of `escalations:read` who may see this escalation (its task's rule).
     Escalation(EscalationScope),
 }
@@ -56,6 +59,10 @@ impl HubEvent {
                 principal.can("agents:read") || principal.agent_id() == Some(agent_id.as_str())
             }
             Audience::Messages => principal.can("messages:read"),
+            Audience::Inbox { agent_id } => {
+                principal.agent_id() == Some(agent_id.as_str())
+                    || (principal.can("messages:read") && principal.sees_agent(agent_id))
+            }
             Audience::Escalation(scope) => {
                 principal.can("escalations:read") && principal.sees_escalation(scope)
             }

@@ -34,6 +34,8 @@ pub enum Accepts {
     Addresses,
     /// A table of capability = seconds.
     SecondsTable,
+    /// A table of agent templates, each a table of role, capabilities, config and soul.
+    TemplateTable,
     /// One of these words, in any case.
     OneOf(&'static [&'static str]),
 }
@@ -70,6 +72,7 @@ pub const RULES: &[(&str, Accepts)] = &[
     ),
     ("default_task_timeout", whole(1, "seconds")),
     ("capability_timeouts", Accepts::SecondsTable),
+    ("agent_templates", Accepts::TemplateTable),
     ("federation_relay", Accepts::Flag),
     ("federation_max_hops", whole_to(1, I32, "hubs")),
     ("federation_max_priority", whole_to(-I32 - 1, I32, "")),
@@ -103,6 +106,8 @@ pub const RULES: &[(&str, Accepts)] = &[
     ("password_hash_concurrency", whole(1, "hashes at once")),
     ("trusted_proxies", Accepts::Addresses),
     ("webhook_rate_per_minute", whole_to(1, U32, "calls")),
+    ("agent_mutations_per_minute", whole_to(1, U32, "changes")),
+    ("agents_file", Accepts::Text),
     ("max_body_bytes", whole(1, "bytes")),
     ("max_prompt_bytes", whole(1, "bytes")),
     ("max_list_limit", whole(1, "items")),
@@ -190,6 +195,11 @@ impl Accepts {
                 "a table of capability = seconds (each at least 1), set in an M3SHDUP_CONFIG file"
                     .into()
             }
+            Self::TemplateTable => {
+                "a table of templates, each a table of role (text), capabilities (a list of text), \
+                 config (a table) and soul (text), set in an M3SHDUP_CONFIG file"
+                    .into()
+            }
             Self::OneOf(words) => format!("one of {}", words.join(", ")),
         }
     }
@@ -215,6 +225,9 @@ impl Accepts {
                 .iter()
                 .all(|i| i.as_str().is_some_and(|s| s.parse::<IpAddr>().is_ok())),
             (Self::SecondsTable, V::Table(table)) => table.values().all(|v| whole(1, "").admits(v)),
+            (Self::TemplateTable, V::Table(table)) => table
+                .values()
+                .all(|template| template.clone().try_into::<super::AgentTemplate>().is_ok()),
             (Self::OneOf(words), V::String(s)) => words.iter().any(|w| w.eq_ignore_ascii_case(s)),
             _ => false,
         }

@@ -113,7 +113,9 @@ enum Fill {
     DashboardAsset,
     /// `{agent_id}`: the owner's agent (registered at setup).
     Agent,
-    /// `{agent_id}`: a freshly registered agent nobody else uses.
+    /// `{id}`: the owner's agent by its numeric id.
+    AgentNumber,
+    /// `{id}`: a freshly registered agent nobody else uses.
     FreshAgent,
     /// `{agent_id}`, `{key}`: a fresh entry in the owner's memory.
     Memory,
@@ -199,7 +201,9 @@ impl Row {
     }
 }
 
-use Fill::{Agent, Escalation, FreshAgent, Login, Memory, Pipeline, Template, Token, User};
+use Fill::{
+    Agent, AgentNumber, Escalation, FreshAgent, Login, Memory, Pipeline, Template, Token, User,
+};
 use Rule::{
     Anonymous, AnyPermission, Authenticated, AuthenticatedOrPeer, PeerToken, Permission as Perm,
     WebhookSecret,
@@ -230,13 +234,31 @@ const TABLE: &[Row] = &[
     row(GET,    "/api/docs/{file}",                        Anonymous,                 200).fill(Fill::DocsAsset),
     row(GET,    "/api/stream",                             AnyPermission(READS_EVENTS), 200),
     row(GET,    "/api/agents",                             Perm("agents:read"),       200),
-    row(DELETE, "/api/agents/{agent_id}",                  Perm("agents:delete"),     200).fill(FreshAgent),
+    row(POST,   "/api/agents",                             Perm("agents:manage"),     201)
+        .body(r#"{"name": "mx-made-{n}", "role": "qa", "config": {"model": "m"}}"#),
+    row(PUT,    "/api/agents",                             Perm("agents:manage"),     200).fill(Agent)
+        .body(r#"{"name": "{agent_id}", "last_activity": "matrix {n}"}"#),
+    row(GET,    "/api/agents/comms",                       Perm("messages:read"),     200),
+    row(POST,   "/api/agents/message",                     Perm("messages:write"),    201).fill(Agent)
+        .body(r#"{"from": "{agent_id}", "to": "mx-beta", "content": "hello {n}", "type": "request"}"#),
+    row(POST,   "/api/agents/sync",                        Perm("agents:manage"),     200),
+    row(GET,    "/api/agents/{id}",                        Perm("agents:read"),       200).fill(AgentNumber).vis(Public("worker")),
+    row(PUT,    "/api/agents/{id}",                        Perm("agents:manage"),     200).fill(AgentNumber)
+        .body(r#"{"last_activity": "matrix {n}"}"#),
+    row(DELETE, "/api/agents/{id}",                        Perm("agents:delete"),     200).fill(FreshAgent),
+    row(GET,    "/api/agents/{id}/soul",                   Perm("agents:read"),       200).fill(AgentNumber).vis(Hidden("worker")),
+    row(PUT,    "/api/agents/{id}/soul",                   Perm("agents:manage"),     200).fill(AgentNumber)
+        .body(r#"{"soul_content": "steady {n}"}"#),
+    row(POST,   "/api/agents/{id}/wake",                   Perm("agents:manage"),     200).fill(AgentNumber),
     row(POST,   "/api/agents/{agent_id}/register",         Perm("agents:register"),   200).fill(Agent).vis(SelfOnly("worker"))
         .body(r#"{"name": "{agent_id}", "capabilities": ["research"], "max_concurrent": 256}"#),
     row(POST,   "/api/agents/{agent_id}/heartbeat",        Perm("agents:register"),   200).fill(Agent).vis(SelfOnly("worker")),
+    row(GET,    "/api/agents/{agent_id}/heartbeat",        Perm("agents:read"),       200).fill(Agent).vis(Hidden("worker")),
     row(POST,   "/api/agents/{agent_id}/memory",           Perm("memory:write"),      201).fill(Agent).vis(Hidden("worker"))
         .body(r#"{"key": "note-{n}", "value": "the build needs --locked"}"#),
     row(GET,    "/api/agents/{agent_id}/memory",           Perm("memory:read"),       200).fill(Agent).vis(Hidden("worker")),
+    row(PUT,    "/api/agents/{agent_id}/memory",           Perm("memory:write"),      200).fill(Agent).vis(Hidden("worker"))
+        .body(r#"{"memory": {"plan-{n}": "ship it", "steps": [1, 2]}}"#),
     row(GET,    "/api/agents/{agent_id}/memory/{key}",     Perm("memory:read"),       200).fill(Memory).vis(Hidden("worker")),
     row(DELETE, "/api/agents/{agent_id}/memory/{key}",     Perm("memory:write"),      200).fill(Memory).vis(Hidden("worker")),
     row(GET,    "/api/agents/{agent_id}/reputation",       Authenticated,             200).fill(Agent).vis(Public("worker")),
@@ -677,10 +699,18 @@ impl Matrix {
             Fill::Agent => {
                 params.insert("agent_id", owner);
             }
+            Fill::AgentNumber => {
+                let shown = self
+                    .hub
+                    .get(&format!("/api/agents/{owner}"), MASTER)
+                    .await
+                    .expect(200);
+                params.insert("id", shown["agent"]["id"].to_string());
+            }
             Fill::FreshAgent => {
                 let agent = format!("mx-gone-{n}");
                 self.register(&agent).await;
-                params.insert("agent_id", agent);
+                params.insert("id", agent);
             }
             Fill::Memory => {
                 let key = format!("fact-{n}");
@@ -833,11 +863,22 @@ impl Matrix {
     }
 }
 
+fn agents_file_beside(database: &str) -> String {
+    let path = std::path::Path::new(database).with_file_name("agents.toml");
+    std::fs::write(
+        &path,
+        "[[agents]]\nname = \"mx-synced\"\nrole = \"qa\"\ncapabilities = [\"research\"]\n",
+    )
+    .expect("the agents file is written");
+    path.to_string_lossy().into_owned()
+}
+
 /// The hub with its fixtures, the callers every row gets, the other agent's tokens by
 /// preset, and the webhook caller.
 async fn setup() -> (Matrix, Vec<Caller>, BTreeMap<&'static str, Caller>, Caller) {
     let hub = TestHub::spawn_with(|s| {
         s.demo_enabled = true;
+        s.agents_file = agents_file_beside(&s.database_url);
         // Nothing goes offline (or loses its tasks) while the matrix runs.
         s.heartbeat_timeout = 3600;
     })

@@ -296,18 +296,50 @@ async fn a_token_reaches_only_its_own_agents_memory() {
         .await
         .expect(200);
 
-    // Without memory:read / memory:write, even one's own memory is out of reach.
-    for role in ["commander", "viewer", "operator"] {
-        let agent = format!("{role}-agent");
-        let token = hub.token(&agent, role).await;
-        let path = format!("/api/agents/{agent}/memory");
-        hub.get(&path, &token).await.expect(403);
-        hub.post(&path, &token, json!({ "key": "k", "value": "v" }))
-            .await
-            .expect(403);
-        hub.get(&format!("{path}/k"), &token).await.expect(403);
-        hub.delete(&format!("{path}/k"), &token).await.expect(403);
-    }
+    // Without memory:read / memory:write, even one's own memory is out of reach; seed
+    // 004's viewer reads every agent's memory and its operator also writes it.
+    let commander = hub.token("commander-agent", "commander").await;
+    let path = "/api/agents/commander-agent/memory";
+    hub.get(path, &commander).await.expect(403);
+    hub.post(path, &commander, json!({ "key": "k", "value": "v" }))
+        .await
+        .expect(403);
+    hub.get(&format!("{path}/k"), &commander).await.expect(403);
+    hub.delete(&format!("{path}/k"), &commander)
+        .await
+        .expect(403);
+    let viewer = hub.token("viewer-agent", "viewer").await;
+    remember(
+        &hub,
+        "rex",
+        MASTER,
+        "for_viewers",
+        "anyone overseeing may read this",
+    )
+    .await;
+    let rex_memory = hub.get("/api/agents/rex/memory", &viewer).await.expect(200);
+    assert_eq!(
+        rex_memory["memory"]["for_viewers"],
+        "anyone overseeing may read this"
+    );
+    hub.post(
+        "/api/agents/rex/memory",
+        &viewer,
+        json!({ "key": "k", "value": "v" }),
+    )
+    .await
+    .expect(403);
+    let operator = hub.token("operator-agent", "operator").await;
+    hub.post(
+        "/api/agents/rex/memory",
+        &operator,
+        json!({ "key": "k", "value": "v" }),
+    )
+    .await
+    .expect(201);
+    hub.delete("/api/agents/rex/memory/k", &operator)
+        .await
+        .expect(200);
     hub.raw(Method::GET, "/api/agents/rex/memory", None, None)
         .await
         .expect(401);

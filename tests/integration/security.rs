@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use awc::http::Method;
 use m3shd::crypto::fallback::{KeyDerivation, KEY_DERIVATION};
 use m3shd::crypto::Vault;
+use m3shd::domain::access::role_permissions;
 use m3shd::settings::{Secret, Secrets};
 use serde_json::{json, Value};
 
@@ -98,14 +99,9 @@ async fn as_cookie(
 #[actix_web::test]
 async fn managing_users_never_grants_more_than_the_caller_holds() {
     let hub = TestHub::spawn().await;
-    let viewer_perms = [
-        "tasks:read",
-        "agents:read",
-        "messages:read",
-        "escalations:read",
-    ];
+    let viewer_perms = role_permissions("viewer").unwrap();
     let mut perms = vec!["admin:users"];
-    perms.extend(viewer_perms);
+    perms.extend(viewer_perms.iter().map(String::as_str));
     let clerk = custom_token(&hub, "clerk", &perms).await;
     let body = |role: &str| json!({ "username": role, "password": "correct horse", "role": role });
     let refused = hub.post("/api/admin/users", &clerk, body("admin")).await;

@@ -421,7 +421,8 @@ async fn each_role_preset_opens_exactly_its_endpoints() {
         ("commander", [200, 201, 200, 403, 403, 403, 403, 200]),
         ("admin", [200, 201, 200, 200, 200, 404, 403, 200]),
         ("viewer", [200, 403, 200, 403, 403, 403, 403, 200]),
-        ("operator", [200, 201, 200, 403, 403, 403, 403, 200]),
+        // Seed 004's operator deletes agents (an unknown one is a 404).
+        ("operator", [200, 201, 200, 403, 403, 404, 403, 200]),
     ];
     let mut wrong = Vec::new();
     for (role, expected) in table {

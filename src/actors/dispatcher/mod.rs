@@ -9,7 +9,7 @@
 //! members wait in their PipelineActor instead).
 //!
 //! Handles: [`SubmitTask`], [`SubmitPipeline`], [`TaskReady`], [`TaskReleased`], [`TaskFinished`],
-//! [`AgentAvailable`], [`AgentHeartbeat`], [`AgentGone`], [`GetLoads`], [`Restore`],
+//! [`AgentAvailable`], [`AgentHold`], [`AgentHeartbeat`], [`AgentGone`], [`GetLoads`], [`Restore`],
 //! [`SetKillSwitch`], [`GetKillSwitch`], [`QueueDepths`].
 
 mod admission;
@@ -446,21 +446,53 @@ impl Handler<TaskVerified> for Dispatcher {
     }
 }
 
-/// Sent by an AgentActor that registered or came back online.
+/// Sent by an AgentActor that registered or came back online (also the shape of an agent
+/// in [`Restore`]).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct AgentAvailable {
     pub agent_id: String,
     pub profile: Profile,
+    /// On hold by an operator: known, but given no new work.
+    pub held: bool,
+}
+
+impl Dispatcher {
+    fn enroll(&mut self, agent: AgentAvailable, online: bool) {
+        self.roster.upsert(&agent.agent_id, agent.profile, online);
+        self.roster
+            .update(&agent.agent_id, |slot| slot.held = agent.held);
+    }
 }
 
 impl Handler<AgentAvailable> for Dispatcher {
     type Result = ();
 
     fn handle(&mut self, msg: AgentAvailable, ctx: &mut Context<Self>) {
-        self.roster.upsert(&msg.agent_id, msg.profile, true);
-        self.queue.forgive(&msg.agent_id);
-        self.fill(&msg.agent_id, ctx);
+        let agent_id = msg.agent_id.clone();
+        self.enroll(msg, true);
+        self.queue.forgive(&agent_id);
+        self.fill(&agent_id, ctx);
+    }
+}
+
+/// Sent by an AgentActor when an operator puts it on hold or wakes it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AgentHold {
+    pub agent_id: String,
+    pub held: bool,
+}
+
+impl Handler<AgentHold> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: AgentHold, ctx: &mut Context<Self>) {
+        self.roster
+            .update(&msg.agent_id, |slot| slot.held = msg.held);
+        if !msg.held {
+            self.fill(&msg.agent_id, ctx);
+        }
     }
 }
 
@@ -552,8 +584,8 @@ impl Handler<QueueDepths> for Dispatcher {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Restore {
-    /// Agent id, profile, presumed online.
-    pub agents: Vec<(String, Profile, bool)>,
+    /// Every stored agent, and whether it is presumed online.
+    pub agents: Vec<(AgentAvailable, bool)>,
     pub tasks: Vec<LiveTask>,
     /// Plain tasks still waiting for dependencies.
     pub waits: Vec<PlainWait>,
@@ -571,8 +603,8 @@ impl Handler<Restore> for Dispatcher {
 
     fn handle(&mut self, msg: Restore, ctx: &mut Context<Self>) {
         self.kill_switch = msg.kill_switch;
-        for (agent_id, profile, online) in msg.agents {
-            self.roster.upsert(&agent_id, profile, online);
+        for (agent, online) in msg.agents {
+            self.enroll(agent, online);
         }
         for (agent_id, capability, stats) in &msg.reputation {
             self.roster.set_stats(agent_id, capability, *stats);

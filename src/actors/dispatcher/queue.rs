@@ -125,6 +125,8 @@ pub struct Slot {
     pub last_assigned: u64,
     /// Over its daily token cap: no new tasks until the day ends.
     pub resting: bool,
+    /// Put on hold by an operator (idle, error or offline): no new tasks until woken.
+    pub held: bool,
 }
 
 impl Slot {
@@ -136,6 +138,7 @@ impl Slot {
             pending: 0,
             last_assigned: 0,
             resting: false,
+            held: false,
         }
     }
 
@@ -143,10 +146,13 @@ impl Slot {
         self.holding.len() + self.pending
     }
 
+    /// Online and neither resting nor on hold: it may take new work if it has a free slot.
+    pub fn accepting(&self) -> bool {
+        self.online && !self.resting && !self.held
+    }
+
     pub fn has_room(&self) -> bool {
-        self.online
-            && !self.resting
-            && (self.load() as i64) < i64::from(self.profile.max_concurrent)
+        self.accepting() && (self.load() as i64) < i64::from(self.profile.max_concurrent)
     }
 
     /// Fill ratio in thousandths, for preferring the least loaded agent.

@@ -134,7 +134,7 @@ impl Roster {
 
     fn refresh(&mut self, i: usize) {
         let agent = &self.agents[i];
-        self.free[i] = if agent.removed || !agent.slot.online || agent.slot.resting {
+        self.free[i] = if agent.removed || !agent.slot.accepting() {
             0
         } else {
             (i64::from(agent.slot.profile.max_concurrent) - agent.slot.load() as i64).max(0)

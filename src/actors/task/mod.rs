@@ -31,6 +31,7 @@ use super::pipeline::MemberFinished;
 use super::registry::{ChildStopped, Directory, Registry};
 use super::Core;
 use crate::alerts::Alert;
+use crate::db::inbox::{self, InboxKind};
 use crate::db::models::{EscalationRow, NewAuditRow, NewEscalationRow, TaskChange, TaskRow};
 use crate::db::schema::tasks;
 use crate::db::{memory, provenance, reputation, usage};
@@ -206,6 +207,10 @@ impl TaskActor {
                     };
                     if let (Some(holder), Some(outcome)) = (&agent, outcome) {
                         reputation::record(conn, holder, &row.required_capability, outcome)?;
+                    }
+                    // A task newly in an agent's hands lands in its inbox.
+                    if let Some(holder) = row.assigned_to.as_deref().filter(|h| row.status == "assigned" && agent.as_deref() != Some(*h)) {
+                        inbox::deliver(conn, holder, InboxKind::Task, None, Some(id))?;
                     }
                     if let Some((holder, extracted)) = remember {
                         remember_output(conn, &core, id, &holder, extracted)?;
@@ -470,15 +475,13 @@ fn remember_output(
 ) -> Result<(), HubError> {
     let target = format!("agent:{holder}");
     for (key, value) in extracted.accepted {
-        memory::upsert(
-            conn,
-            &core.vault,
-            &core.blind,
-            holder,
-            &key,
-            &value,
-            Some(task_id),
-        )?;
+        let entry = memory::Entry {
+            key: &key,
+            value: &value,
+            structured: false,
+            source_task_id: Some(task_id),
+        };
+        memory::upsert(conn, &core.vault, &core.blind, holder, entry)?;
         NewAuditRow::new(
             "hub",
             "memory.extract",

@@ -1,0 +1,169 @@
+//! Messages and the per-agent inbox. A message is one row (channel chat, or direct when it
+//! has a recipient); whatever is addressed to one agent (a direct message, a wake notice, a
+//! task it now holds) is also an inbox item, written in the same transaction, which the
+//! agent's polls read and its own reads acknowledge.
+
+use diesel::prelude::*;
+use diesel::sqlite::SqliteConnection;
+
+use super::models::MessageRow;
+use super::schema::{inbox_items, messages};
+use crate::crypto::Vault;
+use crate::domain::now_iso;
+
+/// What an inbox item is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboxKind {
+    /// A direct message.
+    Message,
+    /// A task the agent now holds.
+    Task,
+    /// An operator's wake notice (a message of type `wake`).
+    Wake,
+}
+
+impl InboxKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Message => "message",
+            Self::Task => "task",
+            Self::Wake => "wake",
+        }
+    }
+}
+
+/// A message to store; its content is sealed on insert.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub sender: String,
+    pub sender_type: String,
+    /// Set for a direct message, which also lands in the recipient's inbox.
+    pub recipient: Option<String>,
+    pub channel: String,
+    pub content: String,
+    pub message_type: Option<String>,
+}
+
+impl NewMessage {
+    /// Stores the message (and, for a direct one, its inbox item).
+    pub fn insert(self, conn: &mut SqliteConnection, vault: &Vault) -> QueryResult<MessageRow> {
+        let row: MessageRow = diesel::insert_into(messages::table)
+            .values((
+                messages::sender.eq(&self.sender),
+                messages::sender_type.eq(&self.sender_type),
+                messages::recipient.eq(&self.recipient),
+                messages::channel.eq(&self.channel),
+                messages::content.eq(vault.seal(&self.content)),
+                messages::created_at.eq(now_iso()),
+                messages::message_type.eq(&self.message_type),
+                messages::sealed.eq(true),
+            ))
+            .returning(MessageRow::as_returning())
+            .get_result(conn)?;
+        if let Some(recipient) = &self.recipient {
+            let kind = match self.message_type.as_deref() {
+                Some("wake") => InboxKind::Wake,
+                _ => InboxKind::Message,
+            };
+            deliver(conn, recipient, kind, Some(row.id), None)?;
+        }
+        Ok(row)
+    }
+}
+
+/// Puts an item in `agent_id`'s inbox.
+pub fn deliver(
+    conn: &mut SqliteConnection,
+    agent_id: &str,
+    kind: InboxKind,
+    message_id: Option<i32>,
+    task_id: Option<i32>,
+) -> QueryResult<i32> {
+    diesel::insert_into(inbox_items::table)
+        .values((
+            inbox_items::agent_id.eq(agent_id),
+            inbox_items::kind.eq(kind.as_str()),
+            inbox_items::message_id.eq(message_id),
+            inbox_items::task_id.eq(task_id),
+            inbox_items::created_at.eq(now_iso()),
+        ))
+        .returning(inbox_items::id)
+        .get_result(conn)
+}
+
+/// The messages (direct ones and wake notices) in `agent_id`'s inbox it has not yet
+/// acknowledged, oldest first, with their inbox item ids.
+pub fn unread_messages(
+    conn: &mut SqliteConnection,
+    agent_id: &str,
+    limit: i64,
+) -> QueryResult<Vec<(i32, MessageRow)>> {
+    inbox_items::table
+        .inner_join(messages::table)
+        .filter(inbox_items::agent_id.eq(agent_id))
+        .filter(inbox_items::acked_at.is_null())
+        .order(inbox_items::id.asc())
+        .limit(limit)
+        .select((inbox_items::id, MessageRow::as_select()))
+        .load(conn)
+}
+
+/// Marks inbox items as handed over and acknowledged by their agent.
+pub fn acknowledge(
+    conn: &mut SqliteConnection,
+    agent_id: &str,
+    items: &[i32],
+) -> QueryResult<usize> {
+    let now = now_iso();
+    diesel::update(
+        inbox_items::table
+            .filter(inbox_items::agent_id.eq(agent_id))
+            .filter(inbox_items::id.eq_any(items))
+            .filter(inbox_items::acked_at.is_null()),
+    )
+    .set((
+        inbox_items::delivered_at.eq(&now),
+        inbox_items::deliveries.eq(inbox_items::deliveries + 1),
+        inbox_items::acked_at.eq(&now),
+    ))
+    .execute(conn)
+}
+
+/// Direct messages to or from `agent` (all of them without one), newest first.
+pub fn direct_messages(
+    conn: &mut SqliteConnection,
+    agent: Option<String>,
+    limit: i64,
+) -> QueryResult<Vec<MessageRow>> {
+    let mut query = messages::table
+        .filter(messages::recipient.is_not_null())
+        .select(MessageRow::as_select())
+        .into_boxed();
+    if let Some(agent) = agent {
+        query = query.filter(
+            messages::recipient
+                .eq(agent.clone())
+                .or(messages::sender.eq(agent)),
+        );
+    }
+    query.order(messages::id.desc()).limit(limit).load(conn)
+}
+
+/// Seals the content of messages stored before messages were sealed. Run at start.
+pub fn seal_plain_messages(conn: &mut SqliteConnection, vault: &Vault) -> QueryResult<usize> {
+    let plain: Vec<(i32, String)> = messages::table
+        .filter(messages::sealed.eq(false))
+        .select((messages::id, messages::content))
+        .load(conn)?;
+    conn.transaction(|conn| {
+        for (id, content) in &plain {
+            diesel::update(messages::table.find(id))
+                .set((
+                    messages::content.eq(vault.seal(content)),
+                    messages::sealed.eq(true),
+                ))
+                .execute(conn)?;
+        }
+        Ok(plain.len())
+    })
+}
