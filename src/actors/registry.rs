@@ -29,6 +29,7 @@ use crate::db::models::{AgentRow, NewAgentRow, NewAuditRow, PipelineRow, TaskRow
 use crate::db::reputation::ReputationRow;
 use crate::domain::access::Principal;
 use crate::domain::agent::AgentRef;
+use crate::domain::event::{Audience, HubEvent};
 use crate::domain::task::TaskStatus;
 use crate::error::HubError;
 use crate::views::AgentView;
@@ -374,11 +375,18 @@ impl Handler<CreateAgent> for Registry {
             let addr = actor.start();
             this.directory
                 .add_agent(snapshot.id, &snapshot.agent_id, addr);
-            this.dispatcher.do_send(AgentAvailable {
-                agent_id: snapshot.agent_id.clone(),
-                profile: snapshot.profile.clone(),
-                held: snapshot.held(),
+            // Not offered work yet: it is available once it heartbeats (or calls).
+            let created = serde_json::json!({
+                "id": snapshot.id,
+                "agent_id": snapshot.agent_id,
+                "name": snapshot.name,
+                "role": snapshot.role,
             });
+            let audience = Audience::Agent {
+                agent_id: snapshot.agent_id.clone(),
+            };
+            this.core
+                .publish(HubEvent::new("agent_created", created, audience));
             Ok(snapshot)
         }))
     }

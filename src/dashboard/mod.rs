@@ -49,6 +49,7 @@ const FILES: &[File] = &[
     file!("signin.js", JS),
     file!("overview.js", JS),
     file!("agents.js", JS),
+    file!("agent.js", JS),
     file!("tasks.js", JS),
     file!("task.js", JS),
     file!("pipelines.js", JS),

@@ -199,3 +199,40 @@ test('the agents table shows an agent joining, taking work and its reputation, l
   await row.getByText('online').waitFor();
   await finish(page, 'agents-live');
 });
+
+test('an operator creates an agent on hold, wakes it so it takes work, and messages it', async () => {
+  const password = await hub.user('opal', 'operator');
+  const page = await open(browser, hub);
+  await explained(page, 'managed-agent', async () => {
+    await signIn(page, 'opal', password);
+    await view(page, 'Agents').click();
+    await page.getByRole('button', { name: 'New agent' }).click();
+    const form = page.getByRole('form', { name: 'New agent' });
+    await form.getByLabel('Name').fill('scribe');
+    await form.getByLabel('Template').fill('reviewer');
+    await form.getByLabel('Status').selectOption('idle');
+    await form.getByRole('button', { name: 'Create agent' }).click();
+    const row = page.locator('[data-agent="scribe"]');
+    await row.getByText('idle').waitFor({ timeout: 10000 });
+    await row.getByText('qa').waitFor();
+
+    // On hold, it takes no work even while alive.
+    await hub.api('/api/agents/scribe/heartbeat', { method: 'POST' });
+    const task = await hub.task({ title: 'Review the parser', prompt: 'p', required_capability: 'review' });
+    await row.getByRole('link', { name: 'scribe' }).click();
+    await page.getByTestId('soul').getByText('meticulous code reviewer').waitFor();
+    assert.equal((await hub.api(`/api/tasks/${task.id}`)).status, 'queued', 'an idle agent gets no task');
+
+    await page.getByLabel('Reason').fill('the review queue is filling up');
+    await page.getByRole('button', { name: 'Wake' }).click();
+    await page.getByText('1 open · 0 done').waitFor({ timeout: 10000 });
+    assert.equal((await hub.api(`/api/tasks/${task.id}`)).assigned_to, 'scribe');
+    await page.getByTestId('unread').getByText('the review queue is filling up').waitFor();
+
+    await page.getByLabel('Message', { exact: true }).fill('Please review PR #123');
+    await page.getByRole('button', { name: 'Send' }).click();
+    await page.getByTestId('comms').getByText('Please review PR #123').waitFor({ timeout: 10000 });
+    await page.getByTestId('unread').getByText('Please review PR #123').waitFor();
+  });
+  await finish(page, 'managed-agent');
+});

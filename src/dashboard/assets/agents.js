@@ -1,17 +1,22 @@
 // Agents: a paged, filterable table kept live by agent events (and re-read, at most every
-// two seconds, while task events move their loads), and a page per agent.
+// two seconds, while task events move their loads or an operator changes or adds an agent),
+// and, for those who manage agents, a form that creates one (seed 004).
 
 import { html, useState, useMemo } from './preact-htm.js';
 import { api } from './api.js';
 import { store, can } from './live.js';
-import { Ago, Status, Pager, ErrorNote, Choice, Action, Row, useClock, useLoad, useEvents, useThrottled } from './parts.js';
-import { TaskTable } from './tasks.js';
+import { Ago, Status, Pager, ErrorNote, Choice, Row, useClock, useLoad, useEvents, useThrottled } from './parts.js';
 
 const PAGE = 100;
-const AGENT_EVENTS = ['agent_registered', 'agent_status'];
+export const AGENT_EVENTS = ['agent_registered', 'agent_status'];
+/** An operator created or changed an agent: re-read rather than patch (the event is partial). */
+export const MANAGED_EVENTS = ['agent_created', 'agent_updated'];
 const LOAD_EVENTS = ['task_assigned', 'task_updated'];
+export const STATUSES = ['online', 'busy', 'offline', 'idle', 'error'];
+/** A new agent's name: letters, digits, `.`, `_`, `-`, not only digits (the hub's rule). */
+const NAME_PATTERN = '[A-Za-z0-9._\\-]*[A-Za-z._\\-][A-Za-z0-9._\\-]*';
 
-function Load({ agent }) {
+export function Load({ agent }) {
   const share = agent.max_concurrent > 0 ? Math.min(1, agent.load / agent.max_concurrent) : 0;
   return html`<span class="load" title=${`${agent.load} of ${agent.max_concurrent} slots taken`}>
     <meter min="0" max="1" high="0.99" value=${share} aria-label="Slots taken"></meter> ${agent.load}/${agent.max_concurrent}
@@ -25,9 +30,18 @@ function agentRow(a) {
     <td>${a.role ?? html`<span class="muted">—</span>`}</td>
     <td class="caps">${a.capabilities.map((c) => html`<code>${c}</code> `)}</td>
     <td><${Load} agent=${a} /></td>
+    <td><${TaskCounts} stats=${a.taskStats} /></td>
+    <td class="activity">${a.last_activity ?? html`<span class="muted">—</span>`}</td>
     <td><${Ago} at=${a.last_heartbeat} /></td>
     <td><${Reputation} entry=${a.reputation} /></td>
   </tr>`;
+}
+
+/** Seed 004's taskStats: what the agent holds now, and what it has finished. */
+export function TaskCounts({ stats }) {
+  if (!stats) return html`<span class="muted">—</span>`;
+  return html`<span title=${`${stats.total} in all: ${stats.assigned} assigned, ${stats.in_progress} running, ${stats.completed} done`}>
+    ${stats.assigned + stats.in_progress} open · ${stats.completed} done</span>`;
 }
 
 /** Success rate over every capability, and rank (from the master's leaderboard). */
@@ -39,7 +53,7 @@ function Reputation({ entry }) {
 }
 
 /** Applies an agent event to a list of agents shown: new status or new registration. */
-function applyAgentEvent(list, event) {
+export function applyAgentEvent(list, event) {
   return list.map((a) => (a.agent_id === event.agent_id ? { ...a, ...event, last_heartbeat: event.at ?? a.last_heartbeat } : a));
 }
 
@@ -55,6 +69,7 @@ export function Agents() {
     if (shown) agents.update((d) => ({ ...d, agents: applyAgentEvent(d.agents, event) }));
     else if (name === 'agent_registered') refresh();
   });
+  useEvents(MANAGED_EVENTS, () => refresh());
   // A task moving changes its agent's load: re-read the page when that agent is on it (or,
   // for a task back in the queue, whose event no longer names it, when it may be).
   useEvents(LOAD_EVENTS, (event) => {
@@ -72,12 +87,13 @@ export function Agents() {
   return html`<section aria-labelledby="agents-title">
     <div class="heading">
       <h1 id="agents-title">Agents</h1>
-      <${Choice} label="Status" value=${status} options=${['online', 'busy', 'offline']}
+      <${Choice} label="Status" value=${status} options=${STATUSES}
         onChange=${(v) => { setStatus(v); setOffset(0); }} />
     </div>
+    ${can('agents:manage') && html`<${NewAgent} onCreated=${() => agents.reload()} />`}
     <${ErrorNote} error=${agents.error} />
     <table class="grid" data-testid="agents">
-      <thead><tr><th>Agent</th><th>Status</th><th>Role</th><th>Capabilities</th><th>Load</th><th>Last seen</th><th>Reputation</th></tr></thead>
+      <thead><tr><th>Agent</th><th>Status</th><th>Role</th><th>Capabilities</th><th>Load</th><th>Tasks</th><th>Activity</th><th>Last seen</th><th>Reputation</th></tr></thead>
       <tbody>
         ${list.map((a) => html`<${Row} key=${a.agent_id} item=${a} tick=${tick} view=${agentRow} />`)}
       </tbody>
@@ -87,53 +103,38 @@ export function Agents() {
   </section>`;
 }
 
-/** One agent, looked up page by page in the list (the read every role with agents:read has). */
-async function findAgent(id) {
-  for (let offset = 0; ; offset += 200) {
-    const page = await api('/api/agents', { query: { limit: 200, offset } });
-    const found = page.agents.find((a) => a.agent_id === id);
-    if (found) return found;
-    if (offset + page.agents.length >= page.total || !page.agents.length) return null;
-  }
-}
-
-export function AgentPage({ id }) {
-  const agent = useLoad(() => findAgent(id), [id]);
-  const reputation = useLoad(() => api(`/api/agents/${encodeURIComponent(id)}/reputation`).catch(() => null), [id]);
-  const [deleted, setDeleted] = useState(false);
-  useEvents(AGENT_EVENTS, (event) => {
-    if (event.agent_id !== id) return;
-    agent.missed();
-    agent.update((a) => (a ? applyAgentEvent([a], event)[0] : a));
-  });
-  if (deleted) return html`<p>Agent ${id} was removed. <a href="#/agents">Back to the agents</a>.</p>`;
-  const a = agent.data;
-  return html`<section aria-labelledby="agent-title">
-    <div class="heading">
-      <h1 id="agent-title">${id}</h1>
-      ${a && html`<${Status} value=${a.status} />`}
-      <span class="spacer" />
-      ${a && can('agents:delete') && html`<${Action} label="Delete agent" className="danger"
-        confirm=${`Remove agent ${id}? Its tasks go back to the queue.`}
-        run=${async () => { await api(`/api/agents/${encodeURIComponent(id)}`, { method: 'DELETE' }); setDeleted(true); }} />`}
+/** Seed 004's create: a name, a role, and optionally a template and capabilities. */
+function NewAgent({ onCreated }) {
+  const [open, setOpen] = useState(false);
+  const [error, setError] = useState(null);
+  const submit = async (e) => {
+    e.preventDefault();
+    const form = new FormData(e.target);
+    const text = (name) => String(form.get(name) ?? '').trim() || undefined;
+    const capabilities = text('capabilities')?.split(/[\s,]+/).filter(Boolean);
+    setError(null);
+    try {
+      await api('/api/agents', {
+        method: 'POST',
+        body: { name: text('name'), role: text('role'), template: text('template'), capabilities, soul_content: text('soul'), status: text('status') },
+      });
+      e.target.reset();
+      setOpen(false);
+      onCreated();
+    } catch (failure) { setError(failure); }
+  };
+  if (!open) return html`<p><button type="button" onClick=${() => setOpen(true)}>New agent</button></p>`;
+  return html`<form class="panel-form" onSubmit=${submit} aria-label="New agent">
+    <label>Name <input name="name" required pattern=${NAME_PATTERN} maxlength="64" /></label>
+    <label>Role <input name="role" placeholder="from the template, if one is chosen" /></label>
+    <label>Template <input name="template" placeholder="developer, reviewer, researcher…" /></label>
+    <label>Capabilities <input name="capabilities" placeholder="research, git" /></label>
+    <label>Status <select name="status"><option value="">not set</option>${STATUSES.map((s) => html`<option>${s}</option>`)}</select></label>
+    <label class="wide">Soul <textarea name="soul" rows="3"></textarea></label>
+    <${ErrorNote} error=${error} />
+    <div class="buttons">
+      <button type="button" onClick=${() => setOpen(false)}>Cancel</button>
+      <button type="submit">Create agent</button>
     </div>
-    <${ErrorNote} error=${agent.error} />
-    ${agent.data === null && !agent.loading && html`<p class="muted">No agent ${id} is registered.</p>`}
-    ${a && html`<dl class="facts">
-      <dt>Name</dt><dd>${a.name}</dd>
-      <dt>Machine</dt><dd>${a.machine ?? '—'}</dd>
-      <dt>Capabilities</dt><dd>${a.capabilities.map((c) => html`<code>${c}</code> `)}</dd>
-      ${a.excluded?.length ? html`<dt>Excluded</dt><dd>${a.excluded.map((c) => html`<code>${c}</code> `)}</dd>` : ''}
-      <dt>Load</dt><dd><${Load} agent=${a} /></dd>
-      <dt>Last seen</dt><dd><${Ago} at=${a.last_heartbeat} /></dd>
-      <dt>Registered</dt><dd><${Ago} at=${a.registered_at} /></dd>
-    </dl>`}
-    ${reputation.data?.capabilities?.length > 0 && html`<h2>Reputation</h2>
-      <table class="grid compact"><thead><tr><th>Capability</th><th>Score</th><th>Succeeded</th><th>Failed</th><th>Verified</th></tr></thead><tbody>
-        ${reputation.data.capabilities.map((r) => html`<tr key=${r.capability}>
-          <td><code>${r.capability}</code></td><td>${Number(r.score).toFixed(2)}</td>
-          <td>${r.successes}</td><td>${r.failures}</td><td>${r.verifications}</td></tr>`)}
-      </tbody></table>`}
-    ${can('tasks:read') && html`<h2>Its tasks</h2><${TaskTable} filters=${{ assigned_to: id }} />`}
-  </section>`;
+  </form>`;
 }

@@ -14,7 +14,8 @@ const EVENT_READS = ['tasks:read', 'agents:read', 'messages:read'];
 
 export const EVENT_NAMES = [
   'task_queued', 'task_assigned', 'task_updated', 'task_stream',
-  'agent_registered', 'agent_status', 'agent_removed',
+  'agent_registered', 'agent_status', 'agent_removed', 'agent_created', 'agent_updated',
+  'agent_message', 'agent_wake',
   'pipeline_finished', 'escalation_opened', 'escalation_resolved',
   'kill_switch', 'message', 'resync',
 ];
@@ -107,7 +108,7 @@ function deliver(name, raw, lastEventId) {
     store.killSwitch = data;
     changed();
   }
-  if (store.overviewShown && name !== 'task_stream' && name !== 'message') refreshOverview();
+  if (store.overviewShown && !['task_stream', 'message', 'agent_message'].includes(name)) refreshOverview();
   for (const handler of handlers.get(name) ?? []) handler(data, name);
 }
 
