@@ -28,8 +28,9 @@ pub struct AgentEntry {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub capabilities: Vec<String>,
+    /// Left out: an agent's own capabilities stay as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<serde_json::Map<String, Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -90,7 +91,12 @@ fn parse(path: &Path, text: &str) -> Result<Vec<AgentEntry>, HubError> {
     let mut seen = std::collections::HashSet::new();
     for entry in &file.agents {
         if !seen.insert(entry.name.as_str()) {
-            let line = text.find(&entry.name).map_or(1, |at| line_of(text, at));
+            // Where the name appears (quoted) the second time.
+            let quoted = serde_json::to_string(&entry.name).unwrap_or_default();
+            let line = text
+                .match_indices(&quoted)
+                .nth(1)
+                .map_or(1, |(at, _)| line_of(text, at));
             return Err(malformed(
                 line,
                 format!("agent {:?} appears twice", entry.name),
@@ -164,7 +170,7 @@ mod tests {
             let entry = |role: &str| AgentEntry {
                 name: "rex".into(),
                 role: Some(role.into()),
-                capabilities: vec!["git".into()],
+                capabilities: Some(vec!["git".into()]),
                 config: Some(
                     serde_json::json!({ "model": "m" })
                         .as_object()
@@ -179,7 +185,7 @@ mod tests {
                 AgentEntry {
                     name: "ada".into(),
                     role: None,
-                    capabilities: vec![],
+                    capabilities: None,
                     config: None,
                     soul: None,
                 },

@@ -47,7 +47,8 @@ enum HubCommand {
     /// Measure a running hub: creates/s, heartbeats/s and claim latency.
     Bench {
         /// What to measure: `hub` (a running hub over HTTP and SSE), `memory` (memory
-        /// search on generated data) or `dispatch` (the choice among many agents).
+        /// search on generated data), `dispatch` (the choice among many agents) or `agents`
+        /// (seed 004's reads on a generated database, served by a hub in this process).
         #[arg(long, value_enum, default_value_t = Suite::Hub)]
         suite: Suite,
         /// Hub base URL (suite hub).
@@ -74,9 +75,16 @@ enum HubCommand {
         /// Agents to generate (default: 1,000 for memory, 10,000 for dispatch).
         #[arg(long)]
         agents: Option<usize>,
-        /// Timed searches or decisions.
+        /// Timed searches or decisions (suites memory, dispatch), or timed requests of each
+        /// kind (suite agents, default 2,000).
+        #[arg(long)]
+        samples: Option<usize>,
+        /// Tasks to generate (suite agents).
+        #[arg(long, default_value_t = 1_000_000)]
+        tasks: usize,
+        /// Of those, tasks one agent holds, assigned (suite agents).
         #[arg(long, default_value_t = 10_000)]
-        samples: usize,
+        held: usize,
     },
     /// Run tasks for a hub: Claude (`--agent-mode` for tools) or any command (`--exec`).
     Worker(WorkerArgs),
@@ -130,6 +138,8 @@ fn run(command: HubCommand) -> anyhow::Result<()> {
             entries,
             agents,
             samples,
+            tasks,
+            held,
         } => match suite {
             Suite::Hub => {
                 let token =
@@ -147,12 +157,27 @@ fn run(command: HubCommand) -> anyhow::Result<()> {
             }
             Suite::Memory => {
                 let dir = tempfile_dir()?;
+                let samples = samples.unwrap_or(10_000);
                 let outcome =
                     m3shd::bench::memory::run(&dir, entries, agents.unwrap_or(1000), samples);
                 let _ = std::fs::remove_dir_all(&dir);
                 outcome
             }
-            Suite::Dispatch => m3shd::bench::dispatch::run(agents.unwrap_or(10_000), samples),
+            Suite::Dispatch => {
+                m3shd::bench::dispatch::run(agents.unwrap_or(10_000), samples.unwrap_or(10_000))
+            }
+            Suite::Agents => {
+                let dir = tempfile_dir()?;
+                let plan = m3shd::bench::agents::AgentsPlan {
+                    agents: agents.unwrap_or(1000),
+                    tasks,
+                    held,
+                    samples: samples.unwrap_or(2000),
+                };
+                let outcome = m3shd::bench::agents::run(&dir, plan);
+                let _ = std::fs::remove_dir_all(&dir);
+                outcome
+            }
         },
         HubCommand::Worker(args) => {
             let config = args.into_config(&settings)?;
@@ -359,6 +384,8 @@ enum Suite {
     Hub,
     Memory,
     Dispatch,
+    /// Seed 004's agent list and pending-work poll on 1,000 agents and 1,000,000 tasks.
+    Agents,
 }
 
 /// A fresh directory for a benchmark's database, under the system's temporary directory.

@@ -617,7 +617,8 @@ impl Handler<Wake> for AgentActor {
             content: msg.reason.clone(),
             message_type: Some("wake".into()),
         };
-        let detail = json!({ "reason": msg.reason });
+        // The reason travels sealed in the notice; the audit row only says one was sent.
+        let detail = json!({ "notice": "wake" });
         let updated_at = columns.updated_at.clone();
         let write = self.write_agent(columns, msg.by, "agent.wake", detail, Some(notice));
         AtomicResponse::new(Box::pin(write.into_actor(self).map(

@@ -208,11 +208,16 @@ pub async fn register_agent(
     body: Json<RegisterBody>,
 ) -> Result<HttpResponse, HubError> {
     let text = path.into_inner();
-    let agent_id = agent_id_of(&hub, &text)?;
+    // A known agent by either name; otherwise a new agent_id, which must not read as a number.
+    let agent_id = match hub.directory.agent_by(&AgentRef::parse(&text)) {
+        Some((agent_id, _)) => agent_id,
+        None if !valid_agent_id(&text) => return Err(no_agent(&text)),
+        None => {
+            check_new_agent_id(&text).map_err(HubError::bad_request)?;
+            text
+        }
+    };
     authorise_for(&caller.0, &agent_id)?;
-    if hub.directory.agent(&agent_id).is_none() {
-        check_new_agent_id(&agent_id).map_err(HubError::bad_request)?;
-    }
     let registration = body.0.validate()?;
     let message = RegisterAgent {
         agent_id,

@@ -148,7 +148,7 @@ async fn write_to_gateway(hub: &Hub, view: &AgentView) -> Option<String> {
     let entry = AgentEntry {
         name: view.agent_id.clone(),
         role: view.role.clone(),
-        capabilities: view.capabilities.clone(),
+        capabilities: Some(view.capabilities.clone()),
         config: view.config.as_object().cloned(),
         soul: view.soul_content.clone(),
     };
@@ -395,16 +395,20 @@ async fn update(
     check_agents_file(hub, write).await?;
     let current = agent_object(hub, &Principal::Master, addr.clone(), &agent_id).await?;
     let change = body.change(&current.config)?;
-    if change.is_empty() {
+    // `write_to_gateway` alone exports the agent as it is.
+    if change.is_empty() && write != Some(true) {
         return Err(HubError::bad_request("no fields to update"));
     }
     limit_changes(hub, caller)?;
-    addr.send(UpdateAgent {
-        change,
-        by: caller.label(),
-        audit: "agent.update",
-    })
-    .await??;
+    if !change.is_empty() {
+        let by = caller.label();
+        addr.send(UpdateAgent {
+            change,
+            by,
+            audit: "agent.update",
+        })
+        .await??;
+    }
     let full = agent_object(hub, &Principal::Master, addr, &agent_id).await?;
     let warning = match write {
         Some(true) => write_to_gateway(hub, &full).await,
@@ -602,7 +606,11 @@ pub async fn sync_agents(hub: web::Data<Hub>, caller: Caller) -> Result<HttpResp
     let mut planned = Vec::with_capacity(entries.len());
     for entry in entries {
         check_new_agent_id(&entry.name).map_err(HubError::Unprocessable)?;
-        let capabilities = capability_list("capabilities", entry.capabilities.clone())
+        let capabilities = entry
+            .capabilities
+            .clone()
+            .map(|list| capability_list("capabilities", list))
+            .transpose()
             .map_err(|e| HubError::Unprocessable(format!("agent {:?}: {e}", entry.name)))?;
         planned.push((entry, capabilities));
     }
@@ -616,7 +624,7 @@ pub async fn sync_agents(hub: web::Data<Hub>, caller: Caller) -> Result<HttpResp
                 let agent = NewAgent {
                     name: entry.name,
                     role: entry.role,
-                    capabilities,
+                    capabilities: capabilities.unwrap_or_default(),
                     max_concurrent: 1,
                     config: entry.config.unwrap_or_default(),
                     soul: entry.soul,
@@ -631,7 +639,7 @@ pub async fn sync_agents(hub: web::Data<Hub>, caller: Caller) -> Result<HttpResp
                     agent_object(&hub, &Principal::Master, addr.clone(), &entry.name).await?;
                 let change = AgentChange {
                     role: entry.role.filter(|r| current.role.as_ref() != Some(r)),
-                    capabilities: Some(capabilities).filter(|c| *c != current.capabilities),
+                    capabilities: capabilities.filter(|c| *c != current.capabilities),
                     config: entry
                         .config
                         .map(Value::Object)

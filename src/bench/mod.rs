@@ -1,6 +1,8 @@
 //! `m3shd bench`: measurements. `hub` loads a running hub over HTTP and SSE; `memory` and
-//! `dispatch` time one component in-process on generated data (no hub needed).
+//! `dispatch` time one component in-process on generated data (no hub needed); `agents`
+//! times seed 004's reads against a hub it starts on a generated database.
 
+pub mod agents;
 pub mod dispatch;
 pub mod hub;
 pub mod memory;

@@ -17,6 +17,7 @@ mod file_modes;
 mod guards;
 mod layers;
 mod leases;
+mod managed_agents;
 mod matrix;
 mod memory;
 mod messages;
