@@ -475,32 +475,89 @@ impl Handler<CountSubscribers> for Registry {
     }
 }
 
-/// Sent by the agents list and health handlers: every registered agent with its load.
-#[derive(Message)]
-#[rtype(result = "Result<Vec<AgentView>, HubError>")]
-pub struct ListAgents;
+/// Sent by the agents list and the health, overview, metrics and analytics handlers:
+/// registered agents with their load, by agent_id, filtered and paged.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<AgentList, HubError>")]
+pub struct ListAgents {
+    pub status: Option<String>,
+    pub role: Option<String>,
+    pub offset: usize,
+    pub limit: usize,
+}
+
+impl ListAgents {
+    /// Every agent.
+    pub fn all() -> Self {
+        Self {
+            status: None,
+            role: None,
+            offset: 0,
+            limit: usize::MAX,
+        }
+    }
+}
+
+/// One page of agents and how many match in all.
+#[derive(Debug)]
+pub struct AgentList {
+    pub total: usize,
+    pub agents: Vec<AgentView>,
+}
 
 impl Handler<ListAgents> for Registry {
-    type Result = ResponseFuture<Result<Vec<AgentView>, HubError>>;
+    type Result = ResponseFuture<Result<AgentList, HubError>>;
 
-    fn handle(&mut self, _: ListAgents, _: &mut Context<Self>) -> Self::Result {
-        let agents: Vec<Addr<AgentActor>> = self
-            .directory
-            .read(|book| book.agents.values().cloned().collect());
+    fn handle(&mut self, msg: ListAgents, _: &mut Context<Self>) -> Self::Result {
+        let mut agents: Vec<(String, Addr<AgentActor>)> = self.directory.read(|book| {
+            book.agents
+                .iter()
+                .map(|(id, addr)| (id.clone(), addr.clone()))
+                .collect()
+        });
+        agents.sort_by(|a, b| a.0.cmp(&b.0));
+        // Without a filter the page is known before asking anyone: only its agents are asked.
+        let unfiltered = msg.status.is_none() && msg.role.is_none();
+        let total = agents.len();
+        if unfiltered {
+            agents = agents
+                .into_iter()
+                .skip(msg.offset)
+                .take(msg.limit)
+                .collect();
+        }
         let dispatcher = self.dispatcher.clone();
         Box::pin(async move {
             let loads = dispatcher.send(GetLoads).await?;
-            let snapshots = join_all(agents.iter().map(|a| a.send(GetAgent))).await;
-            let mut views: Vec<AgentView> = snapshots
+            let snapshots = join_all(agents.iter().map(|(_, a)| a.send(GetAgent))).await;
+            let views = snapshots
                 .into_iter()
                 .filter_map(|s| s.ok().flatten())
                 .map(|s| {
                     let load = loads.get(&s.agent_id).copied().unwrap_or(0);
                     AgentView::new(s, load)
                 })
-                .collect();
-            views.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
-            Ok(views)
+                .filter(|a| msg.status.as_deref().is_none_or(|s| a.status == s))
+                .filter(|a| {
+                    msg.role
+                        .as_deref()
+                        .is_none_or(|r| a.role.as_deref() == Some(r))
+                });
+            if unfiltered {
+                return Ok(AgentList {
+                    total,
+                    agents: views.collect(),
+                });
+            }
+            let matching: Vec<AgentView> = views.collect();
+            Ok(AgentList {
+                total: matching.len(),
+                agents: matching
+                    .into_iter()
+                    .skip(msg.offset)
+                    .take(msg.limit)
+                    .collect(),
+            })
         })
     }
 }

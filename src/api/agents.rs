@@ -2,7 +2,7 @@
 //! 004), and how a path names an agent (its numeric id or its agent_id).
 
 use actix_web::{web, HttpResponse};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
@@ -280,32 +280,39 @@ pub async fn list_agents(
     let query = query.0;
     let limit = page_limit(query.limit, 50, 200)?;
     let offset = page_offset(query.offset)?;
-    let agents = hub.registry.send(ListAgents).await??;
-    let matching: Vec<_> = agents
-        .into_iter()
-        .filter(|a| query.status.as_deref().is_none_or(|s| a.status == s))
-        .filter(|a| {
-            query
-                .role
-                .as_deref()
-                .is_none_or(|r| a.role.as_deref() == Some(r))
+    let list = hub
+        .registry
+        .send(ListAgents {
+            status: query.status,
+            role: query.role,
+            offset: usize::try_from(offset).unwrap_or(usize::MAX),
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
         })
-        .collect();
-    let total = matching.len();
-    let page: Vec<_> = matching
+        .await??;
+    let total = list.total;
+    let page: Vec<_> = list
+        .agents
         .into_iter()
-        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
-        .take(usize::try_from(limit).unwrap_or(usize::MAX))
         .map(|view| shown_to(view, &caller.0, true))
         .collect();
-    let page = with_task_stats(&hub, page).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "agents": page,
-        "total": total,
+    let agents = with_task_stats(&hub, page).await?;
+    // Serialized straight from the views: a page is up to 200 agents, too many to copy into
+    // a JSON tree first.
+    Ok(HttpResponse::Ok().json(AgentPage {
+        agents,
+        total,
         // Saturating: an offset near i64::MAX is a valid (empty) page, not an overflow.
-        "page": (offset / limit).saturating_add(1),
-        "limit": limit,
-    })))
+        page: (offset / limit).saturating_add(1),
+        limit,
+    }))
+}
+
+#[derive(Serialize)]
+struct AgentPage {
+    agents: Vec<AgentView>,
+    total: usize,
+    page: i64,
+    limit: i64,
 }
 
 #[utoipa::path(

@@ -212,7 +212,7 @@ pub async fn summary(hub: web::Data<Hub>, caller: Caller) -> Result<HttpResponse
         ))
     })
     .await?;
-    let agents = hub.registry.send(ListAgents).await??;
+    let agents = hub.registry.send(ListAgents::all()).await??.agents;
     let mut agent_states: BTreeMap<&str, i64> = BTreeMap::new();
     for agent in &agents {
         *agent_states.entry(agent.status).or_default() += 1;

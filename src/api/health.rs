@@ -28,7 +28,7 @@ pub async fn get_health(
     if !caller.0.is_some_and(|p| p.can("agents:read")) {
         return Ok(HttpResponse::Ok().json(json!({ "status": "ok" })));
     }
-    let agents = hub.registry.send(ListAgents).await??;
+    let agents = hub.registry.send(ListAgents::all()).await??.agents;
     let subscribers = hub.registry.send(CountSubscribers).await?;
     let kill_switch = hub.dispatcher.send(GetKillSwitch).await?;
     let agents: BTreeMap<String, &str> = agents

@@ -27,7 +27,7 @@ pub async fn get_metrics(
 ) -> Result<HttpResponse, HubError> {
     let caller = caller.map(|c| c.0);
     hub.core.settings.metrics_access.admit(caller.as_ref())?;
-    let agents = hub.registry.send(ListAgents).await??;
+    let agents = hub.registry.send(ListAgents::all()).await??.agents;
     let observed = Observed {
         queued: hub.dispatcher.send(QueueDepths).await?,
         agents: agents.iter().map(|a| a.presence).collect(),

@@ -55,7 +55,7 @@ pub async fn get_overview(hub: web::Data<Hub>, caller: Caller) -> Result<HttpRes
     if agents {
         let mut by_status: BTreeMap<&str, usize> =
             ["online", "busy", "offline"].map(|s| (s, 0)).into();
-        let list = hub.registry.send(ListAgents).await??;
+        let list = hub.registry.send(ListAgents::all()).await??.agents;
         for agent in &list {
             *by_status.entry(agent.status).or_default() += 1;
         }

@@ -1,7 +1,8 @@
 //! Seed 004's reads at scale: a fresh database with `agents` agents and `tasks` tasks (one
 //! agent holding `held` of them, assigned; the rest done, spread over the others), then a
-//! hub started on it in this process, and `GET /api/agents?limit=200` and
-//! `GET /api/agents/{id}/heartbeat` timed one request after another over loopback.
+//! hub started on it in this process, and `GET /api/agents?limit=200` (also filtered by
+//! status) and `GET /api/agents/{id}/heartbeat` timed one request after another over
+//! loopback.
 
 use std::time::{Duration, Instant};
 
@@ -108,6 +109,11 @@ async fn measure(settings: Settings, secrets: Secrets, samples: usize) -> anyhow
         .finish();
     for (label, path) in [
         ("GET /api/agents?limit=200", "/api/agents?limit=200"),
+        // A filter needs every agent's status, so every agent is asked.
+        (
+            "GET /api/agents?status=offline&limit=200",
+            "/api/agents?status=offline&limit=200",
+        ),
         (
             "GET /api/agents/agent-1/heartbeat",
             "/api/agents/agent-1/heartbeat",
