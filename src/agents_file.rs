@@ -47,11 +47,11 @@ struct AgentsFile {
 /// Read-modify-write of the file is one at a time within the hub.
 static WRITING: Mutex<()> = Mutex::new(());
 
-/// The configured file, or a 422 saying none is.
+/// The configured file, or a 409 saying none is (the hub is not set up for this).
 pub fn configured(setting: &str) -> Result<PathBuf, HubError> {
     if setting.trim().is_empty() {
-        return Err(HubError::Unprocessable(
-            "no agents file is configured (set agents_file or M3SHDUP_AGENTS_FILE)".into(),
+        return Err(HubError::conflict(
+            "no agents file is configured (set agents_file or M3SHDUP_AGENTS_FILE)",
         ));
     }
     Ok(PathBuf::from(setting))

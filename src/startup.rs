@@ -70,6 +70,14 @@ impl Application {
         warn_if_weak(&secrets);
         let secrets = with_fallback_key(&mut writer, secrets)?;
         let vault = Vault::from_secrets(&secrets);
+        // Audit rows written before the hash chain existed are chained now.
+        let chained = db::audit::chain_unhashed(&mut writer)?;
+        if chained > 0 {
+            tracing::info!(
+                rows = chained,
+                "chained audit rows written before the hash chain"
+            );
+        }
         // Messages stored before they were sealed at rest are sealed now, before any read.
         let sealed = db::inbox::seal_plain_messages(&mut writer, &vault)?;
         if sealed > 0 {

@@ -197,7 +197,7 @@ fn registered(snapshot: &AgentSnapshot) -> serde_json::Value {
     post,
     path = "/api/agents/{agent_id}/register",
     tag = "agents",
-    params(("agent_id" = String, Path, description = "The agent id")),
+    params(("agent_id" = String, Path, description = "The agent id: letters, digits, '-', '_', '.', not only digits (a registered agent may also be named by its numeric id)", max_length = 64, pattern = r"^[A-Za-z0-9._-]*[A-Za-z._-][A-Za-z0-9._-]*$")),
     request_body = RegisterBody,
     responses((status = 200, description = "Register as this agent (agents:register, own agent_id)", body = Object))
 )]

@@ -108,7 +108,7 @@ pub async fn pending_work(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct AgentMessageBody {
     /// The sender's name; an agent's own token may send only as itself.
-    #[schema(required = true, value_type = String, min_length = 1, pattern = r"\S")]
+    #[schema(required = true, value_type = String, min_length = 1, max_length = 64, pattern = r"\S")]
     from: Option<String>,
     /// The recipient agent (its agent_id or numeric id).
     #[schema(required = true, value_type = String, min_length = 1)]
@@ -116,7 +116,7 @@ pub struct AgentMessageBody {
     #[schema(required = true, value_type = String, min_length = 1, max_length = 8000, pattern = r"\S")]
     content: Option<String>,
     /// notification, request, … (free text)
-    #[schema(value_type = Option<String>, max_length = 64)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 64, pattern = r"\S")]
     r#type: Option<String>,
 }
 

@@ -25,7 +25,8 @@ use crate::startup::Hub;
 use crate::views::AgentView;
 
 const MAX_ROLE_CHARS: usize = 64;
-const MAX_SOUL_CHARS: usize = 32_000;
+/// Kept well under the body limit even for text of 4-byte characters sent \u-escaped.
+const MAX_SOUL_CHARS: usize = 16_000;
 const MAX_SESSION_KEY_CHARS: usize = 512;
 const MAX_ACTIVITY_CHARS: usize = 500;
 
@@ -34,19 +35,20 @@ pub struct CreateAgentBody {
     /// The agent's unique handle (its agent_id): letters, digits, `-`, `_`, `.`, not only digits.
     #[schema(required = true, value_type = String, min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._-]*[A-Za-z._-][A-Za-z0-9._-]*$")]
     name: Option<String>,
-    /// Required unless the template gives one.
-    #[schema(value_type = Option<String>, min_length = 1, max_length = 64, pattern = r"\S")]
+    /// The template's role when one is chosen and this is left out.
+    #[schema(required = true, value_type = String, min_length = 1, max_length = 64, pattern = r"\S")]
     role: Option<String>,
-    #[schema(value_type = Option<String>, max_length = 512)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 512, pattern = r"\S")]
     session_key: Option<String>,
-    #[schema(value_type = Option<String>, max_length = 32000)]
+    #[schema(value_type = Option<String>, max_length = 16000)]
     soul_content: Option<String>,
     /// online, offline, busy, idle or error; idle, error and offline hold new work back.
     #[schema(value_type = Option<String>, pattern = "^(online|offline|busy|idle|error)$")]
     status: Option<String>,
     #[schema(value_type = Option<Object>)]
     config: Option<Value>,
-    /// The name of an agent template from the hub's config (`agent_templates`).
+    /// The name of an agent template from the hub's config (`agent_templates`); 404 when
+    /// there is none of that name.
     #[schema(value_type = Option<String>)]
     template: Option<String>,
     /// Merged over `config`.
@@ -61,7 +63,18 @@ pub struct CreateAgentBody {
     max_concurrent: Option<i32>,
 }
 
-/// The fields both seed 004 updates take; `name` picks the agent in `PUT /api/agents`.
+/// `PUT /api/agents`: the agent `name` names, and at least one field to change.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NamedUpdateBody {
+    /// The agent's agent_id.
+    #[schema(required = true, value_type = String, min_length = 1)]
+    name: Option<String>,
+    #[serde(flatten)]
+    fields: UpdateAgentBody,
+}
+
+/// The fields both seed 004 updates take. In `PUT /api/agents/{id}`, a `name` other than the
+/// agent's own is a 409: an agent's name is its handle in its tasks, tokens and memory.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdateAgentBody {
     #[schema(value_type = Option<String>)]
@@ -73,14 +86,14 @@ pub struct UpdateAgentBody {
     #[schema(value_type = Option<String>, max_length = 500)]
     last_activity: Option<String>,
     /// Replaces the agent's config.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Object, required = false)]
     config: Option<Value>,
     /// Merged over the agent's config (after `config`, if both are given).
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Object, required = false)]
     gateway_config: Option<Value>,
-    #[schema(value_type = Option<String>, max_length = 512)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 512, pattern = r"\S")]
     session_key: Option<String>,
-    #[schema(value_type = Option<String>, max_length = 32000)]
+    #[schema(value_type = Option<String>, max_length = 16000)]
     soul_content: Option<String>,
     #[schema(schema_with = super::openapi::capability_list)]
     capabilities: Option<Vec<String>>,
@@ -256,7 +269,8 @@ fn created(view: AgentView, warning: Option<String>) -> HttpResponse {
     request_body = CreateAgentBody,
     responses(
         (status = 201, description = "Create an agent (agents:manage; seed 004)", body = Object),
-        (status = 409, description = "The name is taken", body = Object),
+        (status = 409, description = "The name is taken, or write_to_gateway asked for with no agents file configured", body = Object),
+        (status = 422, description = "write_to_gateway asked for and the agents file is missing or malformed", body = Object),
     )
 )]
 pub async fn create_agent(
@@ -285,8 +299,8 @@ pub async fn create_agent(
                     .keys()
                     .map(String::as_str)
                     .collect();
-                HubError::bad_request(format!(
-                    "unknown template {wanted:?} (known: {})",
+                HubError::not_found(format!(
+                    "no template {wanted:?} (known: {})",
                     known.join(", ")
                 ))
             })?,
@@ -378,16 +392,25 @@ impl UpdateAgentBody {
     }
 }
 
-/// Applies an update body to an agent; 400 when it changes nothing.
+/// What an update that changes nothing answers: seed 004's `PUT /api/agents` refuses it
+/// (400), `PUT /api/agents/{id}` shows the agent as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Nothing {
+    Refused,
+    Shown,
+}
+
+/// Applies an update body to an agent.
 async fn update(
     hub: &Hub,
     caller: &Principal,
     (agent_id, addr): (String, Addr<AgentActor>),
     body: UpdateAgentBody,
+    nothing: Nothing,
 ) -> Result<(AgentView, Option<String>), HubError> {
     caller.require("agents:manage")?;
     if body.name.as_deref().is_some_and(|name| name != agent_id) {
-        return Err(HubError::bad_request(
+        return Err(HubError::conflict(
             "name cannot change: it is the agent's handle in its tasks, tokens and memory",
         ));
     }
@@ -396,7 +419,7 @@ async fn update(
     let current = agent_object(hub, &Principal::Master, addr.clone(), &agent_id).await?;
     let change = body.change(&current.config)?;
     // `write_to_gateway` alone exports the agent as it is.
-    if change.is_empty() && write != Some(true) {
+    if change.is_empty() && write != Some(true) && nothing == Nothing::Refused {
         return Err(HubError::bad_request("no fields to update"));
     }
     limit_changes(hub, caller)?;
@@ -425,22 +448,21 @@ fn no_agent(name: &str) -> HubError {
     put,
     path = "/api/agents",
     tag = "agents",
-    request_body = UpdateAgentBody,
-    responses((status = 200, description = "Update the agent `name` names (agents:manage; seed 004)", body = Object))
+    request_body = NamedUpdateBody,
+    responses((status = 200, description = "Update the agent `name` names (agents:manage; seed 004); 400 when nothing would change", body = Object))
 )]
 pub async fn update_agent_by_name(
     hub: web::Data<Hub>,
     caller: Caller,
-    body: Json<UpdateAgentBody>,
+    body: Json<NamedUpdateBody>,
 ) -> Result<HttpResponse, HubError> {
     caller.0.require("agents:manage")?;
+    let body = body.0;
     let name = body
-        .0
         .name
-        .clone()
         .ok_or_else(|| HubError::bad_request("name is required"))?;
     let addr = hub.directory.agent(&name).ok_or_else(|| no_agent(&name))?;
-    let (_, warning) = update(&hub, &caller.0, (name, addr), body.0).await?;
+    let (_, warning) = update(&hub, &caller.0, (name, addr), body.fields, Nothing::Refused).await?;
     Ok(HttpResponse::Ok().json(json!({ "success": true, "warning": warning })))
 }
 
@@ -464,7 +486,7 @@ pub async fn update_agent(
         .directory
         .agent_by(&AgentRef::parse(&path))
         .ok_or_else(|| no_agent(&path))?;
-    let (view, warning) = update(&hub, &caller.0, agent, body.0).await?;
+    let (view, warning) = update(&hub, &caller.0, agent, body.0, Nothing::Shown).await?;
     Ok(HttpResponse::Ok().json(json!({ "agent": view, "warning": warning })))
 }
 
@@ -515,7 +537,7 @@ pub async fn get_soul(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SoulBody {
-    #[schema(required = true, value_type = String, max_length = 32000)]
+    #[schema(required = true, value_type = String, max_length = 16000)]
     soul_content: Option<String>,
 }
 
@@ -556,7 +578,7 @@ pub async fn put_soul(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct WakeBody {
     /// Why; it reaches the agent as a wake notice in its inbox.
-    #[schema(value_type = Option<String>, max_length = 500)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 500, pattern = r"\S")]
     reason: Option<String>,
 }
 
@@ -594,7 +616,11 @@ pub async fn wake_agent(
     post,
     path = "/api/agents/sync",
     tag = "agents",
-    responses((status = 200, description = "Create and update agents from the agents file (agents:manage)", body = Object))
+    responses(
+        (status = 200, description = "Create and update agents from the agents file (agents:manage)", body = Object),
+        (status = 409, description = "No agents file is configured", body = Object),
+        (status = 422, description = "The agents file is missing or malformed (the error names the file and the line)", body = Object),
+    )
 )]
 pub async fn sync_agents(hub: web::Data<Hub>, caller: Caller) -> Result<HttpResponse, HubError> {
     caller.0.require("agents:manage")?;

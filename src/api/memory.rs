@@ -255,7 +255,7 @@ pub async fn delete_memory(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct MemoryObjectBody {
     /// Every entry, key → value; replaces the agent's whole memory.
-    #[schema(required = true, value_type = Object)]
+    #[schema(required = true, schema_with = super::openapi::memory_object)]
     memory: Option<Value>,
 }
 

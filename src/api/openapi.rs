@@ -154,6 +154,23 @@ impl Modify for AtLeastOne {
         if let Some(RefOr::T(Schema::Object(body))) = schemas.get_mut("PermissionsBody") {
             body.min_properties = Some(1);
         }
+        // Seed 004's `PUT /api/agents` must change something: one of these fields at least.
+        if let Some(RefOr::T(Schema::AllOf(body))) = schemas.get_mut("NamedUpdateBody") {
+            let mut one_of_them = AnyOfBuilder::new();
+            for field in [
+                "role",
+                "status",
+                "last_activity",
+                "config",
+                "gateway_config",
+                "session_key",
+                "soul_content",
+                "capabilities",
+            ] {
+                one_of_them = one_of_them.item(ObjectBuilder::new().required(field));
+            }
+            body.items.push(one_of_them.into());
+        }
     }
 }
 
@@ -365,6 +382,39 @@ fn or_null(schema: impl Into<RefOr<Schema>>) -> Schema {
         .into()
 }
 
+/// Seed 004's memory object: keys of 1 to 120 characters (not only spaces), at most 1,000
+/// of them, any JSON value (text of at most 4,000 characters).
+pub fn memory_object() -> Object {
+    let key = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(120))
+        .pattern(Some(r"\S"))
+        .build();
+    let value = AnyOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(4000)),
+        )
+        .item(
+            ObjectBuilder::new().schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+                Type::Number,
+                Type::Boolean,
+                Type::Null,
+                Type::Array,
+                Type::Object,
+            ])),
+        );
+    let mut object = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .max_properties(Some(1000))
+        .additional_properties(Some(Schema::from(value.build())))
+        .build();
+    object.property_names = Some(Box::new(Schema::Object(key)));
+    object
+}
+
 /// `deadline`: an RFC 3339 time, or empty or null for none.
 pub fn deadline() -> Schema {
     OneOfBuilder::new()
@@ -434,9 +484,17 @@ pub fn methods_of(path: &str) -> Vec<&'static str> {
                 .zip(&asked)
                 .all(|(s, a)| s == a || (s.starts_with('{') && !a.is_empty()))
     };
-    let mut allowed: Vec<&'static str> = routes
+    // A literal segment wins over a parameter, as in the route table (`/api/agents/comms`
+    // is not `/api/agents/{id}`).
+    let literals = |segments: &Vec<String>| segments.iter().filter(|s| !s.starts_with('{')).count();
+    let best = routes
         .iter()
         .filter(|(segments, _)| fits(segments))
+        .map(|(segments, _)| literals(segments))
+        .max();
+    let mut allowed: Vec<&'static str> = routes
+        .iter()
+        .filter(|(segments, _)| fits(segments) && Some(literals(segments)) == best)
         .flat_map(|(_, allowed)| allowed.iter().copied())
         .collect();
     allowed.sort_unstable();

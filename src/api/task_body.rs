@@ -11,7 +11,7 @@ use crate::domain::agent::valid_agent_id;
 use crate::domain::graph::parse_depends_on;
 use crate::domain::task::{TaskStatus, Urgency, MODELS};
 use crate::domain::Blank;
-use crate::domain::{iso, now_iso};
+use crate::domain::{now_iso, parse_time};
 use crate::error::HubError;
 use crate::startup::Hub;
 
@@ -144,11 +144,9 @@ impl TaskBody {
 }
 
 fn parse_deadline(raw: &str) -> Result<String, HubError> {
-    chrono::DateTime::parse_from_rfc3339(raw)
-        .map(|at| iso(at.with_timezone(&chrono::Utc)))
-        .map_err(|_| {
-            HubError::bad_request(format!(
-                "deadline {raw:?} is not an ISO 8601 timestamp like 2026-04-20T18:00:00Z"
-            ))
-        })
+    parse_time(raw).ok_or_else(|| {
+        HubError::bad_request(format!(
+            "deadline {raw:?} is not an ISO 8601 timestamp like 2026-04-20T18:00:00Z"
+        ))
+    })
 }

@@ -73,6 +73,9 @@ pub enum CliError {
     NoToken,
     #[error("{0}")]
     Usage(String),
+    /// A check found what it was looking for: a broken audit chain.
+    #[error("{0}")]
+    Broken(String),
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -84,7 +87,7 @@ pub fn run(command: Operator) -> Result<(), CliError> {
             Operator::Agents(g) => agents::run(&Hub::connect(g.remote)?, g.action).await,
             Operator::Tasks(g) => tasks::run(&Hub::connect(g.remote)?, g.action).await,
             Operator::KillSwitch(g) => kill_switch::run(&Hub::connect(g.remote)?, g.action).await,
-            Operator::Audit(g) => audit::run(&Hub::connect(g.remote)?, g.action).await,
+            Operator::Audit(g) => audit::run(g.remote, g.action).await,
             Operator::Tokens(g) => tokens::run(&Hub::connect(g.remote)?, g.action).await,
         }
     });

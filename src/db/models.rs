@@ -175,16 +175,37 @@ pub struct AuditRow {
     pub action: String,
     pub target: Option<String>,
     pub detail: Option<String>,
+    pub prev_hash: Option<String>,
+    pub hash: Option<String>,
 }
 
-#[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = audit_log)]
+impl AuditRow {
+    /// The entry as exported and as the chain check reads it.
+    pub fn entry(&self) -> crate::domain::audit::AuditEntry {
+        crate::domain::audit::AuditEntry {
+            id: i64::from(self.id),
+            at: self.at.clone(),
+            actor: self.actor.clone(),
+            action: self.action.clone(),
+            target: self.target.clone(),
+            detail: self
+                .detail
+                .as_deref()
+                .and_then(|d| serde_json::from_str(d).ok()),
+            prev_hash: self.prev_hash.clone(),
+            hash: self.hash.clone(),
+        }
+    }
+}
+
+/// An audit entry to append. `detail` must never hold a secret or a prompt.
+#[derive(Debug, Clone)]
 pub struct NewAuditRow {
     pub at: String,
     pub actor: String,
     pub action: String,
     pub target: Option<String>,
-    pub detail: Option<String>,
+    pub detail: Option<serde_json::Value>,
 }
 
 impl NewAuditRow {
@@ -200,14 +221,42 @@ impl NewAuditRow {
             actor: actor.to_string(),
             action: action.to_string(),
             target: target.into(),
-            detail: detail.map(|d| d.to_string()),
+            detail,
         }
     }
 
-    /// Appends this entry inside the caller's transaction.
+    /// Appends this entry, chained to the last one, inside the caller's transaction (the
+    /// single writer makes "the last one" unambiguous).
     pub fn append(self, conn: &mut SqliteConnection) -> QueryResult<()> {
+        let last: Option<(i32, Option<String>)> = audit_log::table
+            .select((audit_log::id, audit_log::hash))
+            .order(audit_log::id.desc())
+            .first(conn)
+            .optional()?;
+        let id = last.as_ref().map_or(1, |(id, _)| id + 1);
+        let prev = last
+            .and_then(|(_, hash)| hash)
+            .unwrap_or_else(|| crate::domain::audit::GENESIS.to_string());
+        let hash = crate::domain::audit::link_hash(
+            &prev,
+            i64::from(id),
+            &self.at,
+            &self.actor,
+            &self.action,
+            self.target.as_deref(),
+            self.detail.as_ref(),
+        );
         diesel::insert_into(audit_log::table)
-            .values(self)
+            .values((
+                audit_log::id.eq(id),
+                audit_log::at.eq(self.at),
+                audit_log::actor.eq(self.actor),
+                audit_log::action.eq(self.action),
+                audit_log::target.eq(self.target),
+                audit_log::detail.eq(self.detail.map(|d| d.to_string())),
+                audit_log::prev_hash.eq(prev),
+                audit_log::hash.eq(hash),
+            ))
             .execute(conn)
             .map(drop)
     }

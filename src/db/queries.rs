@@ -177,6 +177,10 @@ pub fn put_setting(
 pub struct AuditFilter {
     pub actor: Option<String>,
     pub action: Option<String>,
+    /// Entries at or after this time (ISO 8601, compared as text like every stored time).
+    pub since: Option<String>,
+    /// Entries before this time.
+    pub until: Option<String>,
     pub limit: i64,
     pub offset: i64,
 }
@@ -212,6 +216,12 @@ pub fn audit_after(
     }
     if let Some(action) = &filter.action {
         query = query.filter(audit_log::action.eq(action.clone()));
+    }
+    if let Some(since) = &filter.since {
+        query = query.filter(audit_log::at.ge(since.clone()));
+    }
+    if let Some(until) = &filter.until {
+        query = query.filter(audit_log::at.lt(until.clone()));
     }
     query.order(audit_log::id).limit(filter.limit).load(conn)
 }

@@ -41,6 +41,8 @@ diesel::table! {
         action -> Text,
         target -> Nullable<Text>,
         detail -> Nullable<Text>,
+        prev_hash -> Nullable<Text>,
+        hash -> Nullable<Text>,
     }
 }
 

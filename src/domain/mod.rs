@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod agent;
+pub mod audit;
 pub mod credentials;
 pub mod event;
 pub mod graph;
@@ -14,6 +15,14 @@ pub mod webhook;
 /// The current time as an ISO 8601 UTC string with milliseconds (sorts as it reads).
 pub fn now_iso() -> String {
     iso(chrono::Utc::now())
+}
+
+/// An ISO 8601 time from a client, in the form the hub stores (UTC, milliseconds); `None`
+/// when it is not one.
+pub fn parse_time(raw: &str) -> Option<String> {
+    chrono::DateTime::parse_from_rfc3339(raw)
+        .ok()
+        .map(|at| iso(at.with_timezone(&chrono::Utc)))
 }
 
 pub fn iso(at: chrono::DateTime<chrono::Utc>) -> String {

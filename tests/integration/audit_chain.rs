@@ -1,0 +1,222 @@
+//! The audit log as a hash chain (seed 001's archived, tamper-evident log): every row
+//! chained in its own transaction, the JSON Lines export with the chain (filtered by time
+//! and action, `?token=` for a download link), and `m3shd audit verify` catching an edit, a
+//! deletion and a reordering, in the database and in an export.
+
+use std::process::{Command, Stdio};
+
+use diesel::{Connection, RunQueryDsl};
+use serde_json::{json, Value};
+
+use crate::support::process::m3shd;
+use crate::support::{TestHub, MASTER};
+
+/// `m3shd audit verify ARGS`: (succeeded, what it printed on either stream).
+async fn verify(args: &[&str]) -> (bool, String) {
+    let mut command: Command = m3shd();
+    command
+        .args(["audit", "verify"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let output = actix_web::rt::task::spawn_blocking(move || command.output().expect("m3shd runs"))
+        .await
+        .expect("the command ran");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// A hub with a dozen audited changes behind it.
+async fn busy_hub() -> TestHub {
+    let hub = TestHub::spawn().await;
+    for n in 0..4 {
+        hub.token(&format!("agent-{n}"), "worker").await;
+        hub.task(
+            json!({ "title": format!("t{n}"), "prompt": "p", "required_capability": "nobody" }),
+        )
+        .await;
+    }
+    hub
+}
+
+/// A copy of the hub's database to tamper with (the running hub keeps writing its own).
+fn copy_of(hub: &TestHub, name: &str) -> String {
+    let path = hub.dir.path().join(name);
+    hub.snapshot_db(&path);
+    path.to_string_lossy().into_owned()
+}
+
+fn tamper(db: &str, sql: &str) {
+    let mut conn = diesel::SqliteConnection::establish(db).expect("the copy opens");
+    diesel::sql_query(sql)
+        .execute(&mut conn)
+        .expect("the tampering runs");
+}
+
+async fn export(hub: &TestHub, query: &str) -> Vec<Value> {
+    let client = awc::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .finish();
+    let mut response = client
+        .get(format!(
+            "{}/api/admin/audit/export?token={MASTER}{query}",
+            hub.base
+        ))
+        .send()
+        .await
+        .expect("the export answers");
+    assert_eq!(response.status(), 200);
+    let body = response.body().limit(64 * 1024 * 1024).await.expect("body");
+    String::from_utf8(body.to_vec())
+        .expect("UTF-8")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each line is JSON"))
+        .collect()
+}
+
+fn write_lines(hub: &TestHub, name: &str, lines: &[Value]) -> String {
+    let path = hub.dir.path().join(name);
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&path, text).expect("the export is written");
+    path.to_string_lossy().into_owned()
+}
+
+#[actix_web::test]
+async fn the_database_chain_holds_and_an_edit_a_deletion_or_a_reordering_is_caught() {
+    let hub = busy_hub().await;
+    let clean = copy_of(&hub, "clean.db");
+    let (ok, said) = verify(&["--database-url", &clean]).await;
+    assert!(ok, "{said}");
+    assert!(said.contains("holds"), "{said}");
+
+    let edited = copy_of(&hub, "edited.db");
+    tamper(
+        &edited,
+        "UPDATE audit_log SET actor = 'nobody-did-this' WHERE id = 3",
+    );
+    let (ok, said) = verify(&["--database-url", &edited]).await;
+    assert!(!ok && said.contains("row 3 was changed"), "{said}");
+
+    let deleted = copy_of(&hub, "deleted.db");
+    tamper(&deleted, "DELETE FROM audit_log WHERE id = 4");
+    let (ok, said) = verify(&["--database-url", &deleted]).await;
+    assert!(
+        !ok && said.contains("row 5 does not follow row 3"),
+        "{said}"
+    );
+
+    // Two rows swap places, hashes and all: a row's place (its id) is part of its hash.
+    let reordered = copy_of(&hub, "reordered.db");
+    tamper(
+        &reordered,
+        "UPDATE audit_log SET id = CASE id WHEN 5 THEN -6 WHEN 6 THEN -5 END WHERE id IN (5, 6)",
+    );
+    tamper(&reordered, "UPDATE audit_log SET id = -id WHERE id < 0");
+    let (ok, said) = verify(&["--database-url", &reordered]).await;
+    assert!(!ok && said.contains("row 5 "), "{said}");
+
+    let (ok, said) = verify(&["--database-url", "/nonexistent/m3shd.db"]).await;
+    assert!(!ok && said.contains("no database"), "{said}");
+}
+
+#[actix_web::test]
+async fn an_export_carries_the_chain_and_tampering_with_it_is_caught() {
+    let hub = busy_hub().await;
+    let lines = export(&hub, "").await;
+    assert!(lines.len() >= 8, "{lines:?}");
+    assert_eq!(
+        lines[0]["prev_hash"],
+        "0".repeat(64),
+        "the first row starts the chain"
+    );
+    assert!(lines.windows(2).all(|w| w[1]["prev_hash"] == w[0]["hash"]));
+    assert!(
+        lines
+            .windows(2)
+            .all(|w| w[0]["id"].as_i64() < w[1]["id"].as_i64()),
+        "oldest first"
+    );
+    let (ok, said) = verify(&[&write_lines(&hub, "export.jsonl", &lines)]).await;
+    assert!(ok, "{said}");
+
+    let mut edited = lines.clone();
+    edited[2]["detail"] = json!({ "role": "admin" });
+    let (ok, said) = verify(&[&write_lines(&hub, "edited.jsonl", &edited)]).await;
+    assert!(
+        !ok && said.contains(&format!("row {} was changed", lines[2]["id"])),
+        "{said}"
+    );
+
+    let mut deleted = lines.clone();
+    deleted.remove(3);
+    let (ok, said) = verify(&[&write_lines(&hub, "deleted.jsonl", &deleted)]).await;
+    assert!(!ok && said.contains("does not follow"), "{said}");
+
+    let mut reordered = lines.clone();
+    reordered.swap(4, 5);
+    let (ok, said) = verify(&[&write_lines(&hub, "reordered.jsonl", &reordered)]).await;
+    assert!(!ok && said.contains("does not follow"), "{said}");
+}
+
+#[actix_web::test]
+async fn the_export_filters_by_action_and_time_and_refuses_a_bad_time() {
+    let hub = busy_hub().await;
+    let issued = export(&hub, "&action=token.issue").await;
+    assert_eq!(issued.len(), 4);
+    assert!(issued.iter().all(|l| l["action"] == "token.issue"));
+    let all = export(&hub, "").await;
+    let middle = all[all.len() / 2]["at"].as_str().unwrap().to_string();
+    let since = export(&hub, &format!("&since={middle}")).await;
+    let until = export(&hub, &format!("&until={middle}")).await;
+    assert!(since
+        .iter()
+        .all(|l| l["at"].as_str().unwrap() >= middle.as_str()));
+    assert!(until
+        .iter()
+        .all(|l| l["at"].as_str().unwrap() < middle.as_str()));
+    assert_eq!(since.len() + until.len(), all.len());
+    let refused = hub
+        .get("/api/admin/audit/export?since=yesterday", MASTER)
+        .await
+        .expect(400);
+    assert!(
+        refused["error"].as_str().unwrap().contains("since"),
+        "{refused}"
+    );
+    // A download link carries the token in the query; a viewer's holds no admin:audit.
+    let viewer = hub.token("vic", "viewer").await;
+    let refused = awc::Client::new()
+        .get(format!(
+            "{}/api/admin/audit/export?token={viewer}",
+            hub.base
+        ))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(refused.status(), 403);
+}
+
+#[actix_web::test]
+async fn rows_written_before_the_chain_are_chained_when_the_hub_starts() {
+    let hub = busy_hub().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hub.db");
+    hub.snapshot_db(&db);
+    // As an older hub left them: no chain at all.
+    tamper(
+        db.to_str().unwrap(),
+        "UPDATE audit_log SET prev_hash = NULL, hash = NULL",
+    );
+    let (ok, said) = verify(&["--database-url", db.to_str().unwrap()]).await;
+    assert!(!ok && said.contains("has no hash"), "{said}");
+    let settings = crate::support::test_settings(dir.path());
+    let again = TestHub::start(dir, settings, "test-encryption-key", None).await;
+    again.token("after-restart", "worker").await;
+    let copy = copy_of(&again, "rechained.db");
+    let (ok, said) = verify(&["--database-url", &copy]).await;
+    assert!(ok, "{said}");
+}
