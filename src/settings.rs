@@ -84,6 +84,7 @@ pub struct Settings {
     pub max_templates_per_creator: i64,
     pub sse_queue_capacity: usize,
     pub sse_keepalive_seconds: u64,
+    pub sse_comment_seconds: u64,
     pub event_ring_size: usize,
     pub sqlite_synchronous: String,
     pub sqlite_busy_timeout_ms: u64,

@@ -51,6 +51,11 @@ pub struct Hub {
     pub login_throttle: LoginThrottle,
     /// Argon2 computations allowed at once.
     pub password_hashing: tokio::sync::Semaphore,
+    /// When the hub started (uptime).
+    pub started: std::time::Instant,
+    /// The master token is the one the hub generated on its first start (`serve` writes it
+    /// next to the database): setup is not finished.
+    pub generated_master: bool,
 }
 
 /// A built hub, bound to its port, not yet serving.
@@ -69,6 +74,9 @@ impl Application {
         let reads = db::read_pool(&settings)?;
         warn_if_weak(&secrets);
         let secrets = with_fallback_key(&mut writer, secrets)?;
+        let generated_master = db::files::data_dir(&settings.database_url)
+            .and_then(|dir| std::fs::read_to_string(dir.join("master.token")).ok())
+            .is_some_and(|saved| saved.trim() == secrets.master_token.expose());
         let vault = Vault::from_secrets(&secrets);
         // Audit rows written before the hash chain existed are chained now.
         let chained = db::audit::chain_unhashed(&mut writer)?;
@@ -160,6 +168,8 @@ impl Application {
             password_hashing: tokio::sync::Semaphore::new(
                 settings.password_hash_concurrency.max(1),
             ),
+            started: std::time::Instant::now(),
+            generated_master,
         });
         let listener = TcpListener::bind(&settings.bind)
             .with_context(|| format!("cannot listen on {}", settings.bind))?;

@@ -415,6 +415,7 @@ impl Handler<StartSubscriber> for Registry {
             settings.sse_queue_capacity,
             ctx.address(),
             self.core.metrics.clone(),
+            std::time::Duration::from_secs(settings.sse_comment_seconds.max(1)),
         );
         let addr = subscriber.start();
         self.subscribers.insert(id, addr.clone());

@@ -1,6 +1,7 @@
 //! SseSubscriber: one per `GET /api/stream` connection. Holds the sending half of the
 //! connection's bounded queue, filters events by what its principal may see, sends a
-//! `keepalive` event the EventBus sends on a timer, and stops as soon as the client goes
+//! `keepalive` event the EventBus sends on a timer (and `: connected` / `: keepalive`
+//! comments of its own), and stops as soon as the client goes
 //! away, falls `sse_queue_capacity` events behind, or the hub shuts down. Events already
 //! in the queue still reach the client before its stream ends.
 //!
@@ -37,6 +38,8 @@ pub struct SseSubscriber {
     /// Whether a wait for room in the queue is under way.
     waiting: bool,
     metrics: Metrics,
+    /// How often a `: keepalive` comment goes out (proxies close silent connections).
+    comment_every: std::time::Duration,
 }
 
 impl SseSubscriber {
@@ -47,8 +50,10 @@ impl SseSubscriber {
         capacity: usize,
         registry: Addr<Registry>,
         metrics: Metrics,
+        comment_every: std::time::Duration,
     ) -> Self {
         Self {
+            comment_every,
             id,
             principal,
             queue,
@@ -151,6 +156,12 @@ impl Actor for SseSubscriber {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(self.capacity);
+        // Comments (seed 001): one when the stream opens, then one every `comment_every`.
+        // A comment is never worth cutting a reader off: a full queue simply skips it.
+        let _ = self.queue.try_send(sse::Event::Comment("connected".into()));
+        ctx.run_interval(self.comment_every, |this, _| {
+            let _ = this.queue.try_send(sse::Event::Comment("keepalive".into()));
+        });
         // Stop the moment the HTTP response is dropped (client disconnected).
         let queue = self.queue.clone();
         ctx.spawn(

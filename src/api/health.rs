@@ -44,3 +44,36 @@ pub async fn get_health(
         "kill_switch": kill_switch.active,
     })))
 }
+
+#[utoipa::path(
+    get,
+    path = "/api/version",
+    tag = "operations",
+    security(()),
+    responses((status = 200, description = "The hub's version, to anyone", body = Object))
+)]
+pub async fn get_version() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "version": env!("CARGO_PKG_VERSION") }))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/system/status",
+    tag = "operations",
+    security(()),
+    responses((status = 200, description = "Whether the hub runs, how long it has, whether setup is finished and whether data is encrypted at rest: nothing an attacker could use (no names, no counts)", body = Object))
+)]
+pub async fn get_system_status(hub: web::Data<Hub>) -> Result<HttpResponse, HubError> {
+    let admins = crate::db::read(&hub.reads, |conn| {
+        Ok(crate::db::queries::enabled_admins(conn)?)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "running": true,
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_s": hub.started.elapsed().as_secs(),
+        // Nobody but the master token can sign in, or that token is still the generated one.
+        "setup_required": admins == 0 || hub.generated_master,
+        "at_rest": { "enabled": true, "provider": "fernet" },
+    })))
+}

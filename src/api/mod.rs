@@ -45,6 +45,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api")
             .route("/health", web::get().to(health::get_health))
+            .route("/version", web::get().to(health::get_version))
+            .route("/system/status", web::get().to(health::get_system_status))
             .route("/overview", web::get().to(overview::get_overview))
             .route("/me", web::get().to(overview::get_me))
             .route("/openapi.json", web::get().to(openapi::openapi_json))

@@ -45,6 +45,8 @@ pub struct ErrorBody {
     ),
     paths(
         health::get_health,
+        health::get_version,
+        health::get_system_status,
         overview::get_overview,
         overview::get_me,
         crate::dashboard::page,

@@ -388,23 +388,28 @@ pub async fn login(
         return Err(HubError::Unauthorized);
     };
     hub.login_throttle.succeeded(attempt);
+    // Two sessions: the browser's HttpOnly cookie, and a bearer token for scripts (seed
+    // 001), so the page's script never holds what the cookie protects.
     let cookie_value = random_hex(32);
-    let hash = hash_token(&cookie_value);
+    let bearer_value = random_hex(32);
+    let hashes = [hash_token(&cookie_value), hash_token(&bearer_value)];
     let expires_at =
         chrono::Utc::now() + chrono::Duration::hours(hub.core.settings.session_hours as i64);
-    let (stored_hash, user_id) = (hash.clone(), user.id);
+    let (stored, user_id) = (hashes.clone(), user.id);
     hub.core
         .db
         .write(move |conn| {
             let now = now_iso();
-            diesel::insert_into(sessions::table)
-                .values((
-                    sessions::hash.eq(&stored_hash),
-                    sessions::user_id.eq(user_id),
-                    sessions::created_at.eq(&now),
-                    sessions::expires_at.eq(iso(expires_at)),
-                ))
-                .execute(conn)?;
+            for hash in &stored {
+                diesel::insert_into(sessions::table)
+                    .values((
+                        sessions::hash.eq(hash),
+                        sessions::user_id.eq(user_id),
+                        sessions::created_at.eq(&now),
+                        sessions::expires_at.eq(iso(expires_at)),
+                    ))
+                    .execute(conn)?;
+            }
             NewAuditRow::new(
                 &format!("user:{user_id}"),
                 "user.login",
@@ -415,14 +420,16 @@ pub async fn login(
             Ok(())
         })
         .await?;
-    hub.credentials.open_session(
-        hash,
-        Session {
-            user_id: user.id,
-            grant: user.grant(),
-            expires_at,
-        },
-    );
+    for hash in hashes {
+        hub.credentials.open_session(
+            hash,
+            Session {
+                user_id: user.id,
+                grant: user.grant(),
+                expires_at,
+            },
+        );
+    }
     let cookie = Cookie::build(SESSION_COOKIE, cookie_value)
         .path("/")
         .http_only(true)
@@ -434,25 +441,46 @@ pub async fn login(
         .finish();
     let mut view = user_view(&user);
     view["expires_at"] = json!(iso(expires_at));
+    view["token"] = json!(bearer_value);
+    view["expires_at_ms"] = json!(expires_at.timestamp_millis());
     Ok(HttpResponse::Ok().cookie(cookie).json(view))
 }
 
-/// Ends the session of the cookie sent, if any, and clears the cookie.
+/// Ends the session of the cookie sent and of a bearer token from `POST /api/login`, if
+/// any, and clears the cookie. 204 either way.
 #[utoipa::path(
     post,
     path = "/api/logout",
     tag = "people",
     security(()),
-    responses((status = 200, description = "Sign out: ends the cookie's session", body = Object))
+    responses((status = 204, description = "Sign out: ends the cookie's session and a login bearer token's"))
 )]
 pub async fn logout(hub: web::Data<Hub>, req: HttpRequest) -> Result<HttpResponse, HubError> {
-    if let Some(cookie) = req.cookie(SESSION_COOKIE) {
-        let hash = hash_token(cookie.value());
-        hub.credentials.close_session(&hash);
+    let bearer = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(|t| t.trim().to_string());
+    let cookie = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string());
+    let hashes: Vec<String> = cookie
+        .into_iter()
+        .chain(bearer)
+        .map(|raw| hash_token(&raw))
+        .collect();
+    if !hashes.is_empty() {
+        for hash in &hashes {
+            hub.credentials.close_session(hash);
+        }
         hub.core
             .db
             .write(move |conn| {
-                diesel::delete(sessions::table.find(&hash)).execute(conn)?;
+                // Only sessions: an agent token sent here is not revoked.
+                diesel::delete(sessions::table.filter(sessions::hash.eq_any(&hashes)))
+                    .execute(conn)?;
                 Ok(())
             })
             .await?;
@@ -463,7 +491,5 @@ pub async fn logout(hub: web::Data<Hub>, req: HttpRequest) -> Result<HttpRespons
         .same_site(SameSite::Strict)
         .finish();
     expired.make_removal();
-    Ok(HttpResponse::Ok()
-        .cookie(expired)
-        .json(json!({ "ok": true })))
+    Ok(HttpResponse::NoContent().cookie(expired).finish())
 }

@@ -324,3 +324,13 @@ pub fn live_sessions(
         })
         .collect())
 }
+
+/// How many enabled accounts hold the admin role.
+pub fn enabled_admins(conn: &mut SqliteConnection) -> QueryResult<i64> {
+    use super::schema::users;
+    users::table
+        .filter(users::role.eq("admin"))
+        .filter(users::enabled.eq(true))
+        .count()
+        .get_result(conn)
+}

@@ -60,12 +60,16 @@ impl Credentials {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(&hash)
-            .cloned()?;
-        Some(Principal::Token {
-            agent_id: grant.agent_id,
-            permissions: grant.permissions,
-            person: false,
-        })
+            .cloned();
+        match grant {
+            Some(grant) => Some(Principal::Token {
+                agent_id: grant.agent_id,
+                permissions: grant.permissions,
+                person: false,
+            }),
+            // A person's bearer token from `POST /api/login` is a session too.
+            None => self.session(raw),
+        }
     }
 
     /// Records a committed grant (new token or changed permissions).

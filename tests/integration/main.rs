@@ -11,6 +11,7 @@ mod audit_chain;
 mod bad_input;
 mod cli;
 mod config;
+mod conventions;
 mod dashboard;
 mod durability;
 mod federation;

@@ -227,6 +227,8 @@ const TABLE: &[Row] = &[
     row(GET,    "/",                                       Anonymous,                 200),
     row(GET,    "/ui/{file}",                              Anonymous,                 200).fill(Fill::DashboardAsset),
     row(GET,    "/api/health",                             Anonymous,                 200).check(Check::HealthAgents),
+    row(GET,    "/api/version",                            Anonymous,                 200),
+    row(GET,    "/api/system/status",                      Anonymous,                 200),
     row(GET,    "/api/overview",                           AnyPermission(READS_OVERVIEW), 200),
     row(GET,    "/api/me",                                 Anonymous,                 200),
     row(GET,    "/api/openapi.json",                       Anonymous,                 200),
@@ -272,7 +274,7 @@ const TABLE: &[Row] = &[
         .body(r#"{"zen": "Keep it logically awesome.", "hook_id": 1}"#),
     row(POST,   "/api/login",                              Anonymous,                 200).fill(Login)
         .body(r#"{"username": "{username}", "password": "{password}"}"#),
-    row(POST,   "/api/logout",                             Anonymous,                 200),
+    row(POST,   "/api/logout",                             Anonymous,                 204),
     row(POST,   "/api/admin/users",                        Perm("admin:users"),       201)
         .body(r#"{"username": "user-{n}", "password": "a long enough password", "role": "viewer"}"#),
     row(GET,    "/api/admin/users",                        Perm("admin:users"),       200),

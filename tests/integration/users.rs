@@ -157,7 +157,7 @@ async fn logout_disable_and_password_changes_end_sessions_on_the_next_request() 
     let first = first.unwrap();
     assert_eq!(
         with_cookie(&hub, Method::POST, "/api/logout", &first, None).await,
-        200
+        204
     );
     assert_eq!(
         with_cookie(&hub, Method::GET, "/api/tasks", &first, None).await,
