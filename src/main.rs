@@ -30,6 +30,63 @@ enum Command {
     Hub(HubCommand),
     #[command(flatten)]
     Operator(cli::Operator),
+    /// Ask a person to approve a risky step of the task an `--exec` script runs, and wait:
+    /// exit 0 when allowed, 1 when denied or timed out, 2 when the hub cannot be asked.
+    Approve(ApproveArgs),
+}
+
+/// What `m3shd approve` asks for; where and as whom come from the worker's environment.
+#[derive(clap::Args)]
+struct ApproveArgs {
+    /// The tool about to run.
+    #[arg(long)]
+    tool: String,
+    /// What it would run with.
+    #[arg(long)]
+    input: Option<String>,
+    /// Why it is needed.
+    #[arg(long)]
+    reason: Option<String>,
+    /// Seconds to wait for a decision (at most the hub's approval_timeout_seconds).
+    #[arg(long)]
+    timeout: Option<u64>,
+    /// The hub (set by the worker for its scripts).
+    #[arg(long, env = "M3SHD_HUB")]
+    hub: String,
+    /// The worker's token (set by the worker).
+    #[arg(long, env = "M3SHD_TOKEN", hide_env_values = true)]
+    token: String,
+    /// The task (set by the worker).
+    #[arg(long, env = "M3SHD_TASK_ID")]
+    task_id: i64,
+}
+
+/// Runs `m3shd approve` and turns the verdict into its exit code.
+fn approve(args: ApproveArgs) -> ExitCode {
+    let ask = m3shd::worker::approve::Ask {
+        hub: args.hub,
+        token: args.token,
+        task_id: args.task_id,
+        tool: args.tool,
+        input: args.input,
+        reason: args.reason,
+        timeout_seconds: args.timeout,
+    };
+    let verdict = actix_web::rt::System::new().block_on(m3shd::worker::approve::ask(ask));
+    match verdict {
+        Ok(m3shd::worker::approve::Verdict::Allowed) => {
+            println!("allowed");
+            ExitCode::SUCCESS
+        }
+        Ok(m3shd::worker::approve::Verdict::Denied(note)) => {
+            eprintln!("m3shd: denied ({note})");
+            ExitCode::from(1)
+        }
+        Err(why) => {
+            eprintln!("m3shd: {why}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// The commands that read the hub's settings.
@@ -104,6 +161,7 @@ fn main() -> ExitCode {
             cli::run(command).map_err(anyhow::Error::from)
         }
         Command::Hub(command) => run(command),
+        Command::Approve(args) => return approve(args),
     };
     // The message and its causes on one line: a person reads it, and a bad setting or a
     // refused call is no place for a backtrace (which `anyhow` prints under RUST_BACKTRACE).

@@ -85,6 +85,7 @@ pub struct Settings {
     pub sse_queue_capacity: usize,
     pub sse_keepalive_seconds: u64,
     pub sse_comment_seconds: u64,
+    pub approval_timeout_seconds: u64,
     pub event_ring_size: usize,
     pub sqlite_synchronous: String,
     pub sqlite_busy_timeout_ms: u64,

@@ -106,6 +106,7 @@ impl Application {
         let core = Core {
             db,
             events,
+            decisions: tokio::sync::broadcast::channel(1024).0,
             finished_tasks: crate::federation::report_results(
                 reads.clone(),
                 vault.clone(),
@@ -320,9 +321,12 @@ fn load_live_state(conn: &mut diesel::SqliteConnection) -> Result<LiveState, Hub
             .into_iter()
             .map(|(id, status)| Ok((id, status.parse()?)))
             .collect::<Result<_, HubError>>()?;
+        let pending_approval =
+            db::approvals::pending_of(conn, row.id)?.map(|a| (a.id, a.expires_at));
         tasks.push(BootTask {
             row,
             next_chunk_seq,
+            pending_approval,
             dependencies,
         });
     }

@@ -39,6 +39,10 @@ pub struct TaskView {
     pub assigned_at: Option<String>,
     pub started_at: Option<String>,
     pub completed_at: Option<String>,
+    /// The approval its holder waits for (seed 001), shown while it waits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub pending_approval: Option<Value>,
 }
 
 /// How many characters `compact=true` keeps of a prompt or output.
@@ -92,6 +96,7 @@ impl TaskView {
             assigned_at: row.assigned_at,
             started_at: row.started_at,
             completed_at: row.completed_at,
+            pending_approval: None,
         }
     }
 }
@@ -207,4 +212,31 @@ pub fn message_view(row: &MessageRow, vault: &Vault) -> Value {
         "to": row.recipient,
         "type": row.message_type,
     })
+}
+
+/// An approval as events describe it: never its input.
+pub fn approval_event(row: &crate::db::approvals::ApprovalRow) -> Value {
+    json!({
+        "id": row.id,
+        "task_id": row.task_id,
+        "agent_id": row.agent_id,
+        "tool": row.tool,
+        "reason": row.reason,
+        "status": row.status,
+        "decided_by": row.decided_by,
+        "note": row.note,
+        "created_at": row.created_at,
+        "expires_at": row.expires_at,
+        "decided_at": row.decided_at,
+    })
+}
+
+/// An approval as responses show it: the event's fields and its input, opened.
+pub fn approval_view(row: &crate::db::approvals::ApprovalRow, vault: &Vault) -> Value {
+    let mut view = approval_event(row);
+    view["input"] = json!(row
+        .input
+        .as_deref()
+        .map(|sealed| open_or_unreadable(vault, sealed)));
+    view
 }

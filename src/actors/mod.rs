@@ -40,6 +40,8 @@ pub struct Core {
     /// Ids of finished tasks, sent after their commit, so that the federation module can
     /// report the results of tasks a peer relayed here (actors know nothing of peers).
     pub finished_tasks: FinishedTasks,
+    /// Ids of approvals just decided, for readers long-polling `GET /api/approvals/{id}`.
+    pub decisions: tokio::sync::broadcast::Sender<i32>,
 }
 
 /// The sending side of the finished-task ids (see `Core::finished_tasks`).

@@ -115,17 +115,26 @@ impl Registry {
         }
     }
 
-    fn start_task(&mut self, task: LiveTask, next_chunk_seq: i32, ctx: &mut Context<Self>) {
+    fn start_task(
+        &mut self,
+        task: LiveTask,
+        next_chunk_seq: i32,
+        pending_approval: Option<(i32, String)>,
+        ctx: &mut Context<Self>,
+    ) {
         let id = task.id;
-        let actor = TaskActor::new(
+        let mut actor = TaskActor::new(
             task,
             next_chunk_seq,
             self.core.clone(),
             self.dispatcher.clone(),
             ctx.address(),
             self.directory.clone(),
-        )
-        .start();
+        );
+        if let Some((approval, expires_at)) = pending_approval {
+            actor = actor.waiting_for(approval, expires_at);
+        }
+        let actor = actor.start();
         self.directory.write(|book| book.tasks.insert(id, actor));
     }
 
@@ -159,6 +168,8 @@ impl Actor for Registry {
 pub struct BootTask {
     pub row: TaskRow,
     pub next_chunk_seq: i32,
+    /// The approval its holder waits for: (id, expires_at).
+    pub pending_approval: Option<(i32, String)>,
     pub dependencies: Vec<(i32, TaskStatus)>,
 }
 
@@ -217,7 +228,7 @@ impl Handler<Boot> for Registry {
                 waits.push(wait);
             }
             tasks.push(task.clone());
-            self.start_task(task, boot.next_chunk_seq, ctx);
+            self.start_task(task, boot.next_chunk_seq, boot.pending_approval, ctx);
         }
         let pipelines = msg.pipelines.len();
         for pipeline in msg.pipelines {
@@ -263,7 +274,7 @@ impl Handler<StartPipeline> for Registry {
         for row in &msg.rows {
             let mut task = LiveTask::from_row(row)?;
             task.blocked = msg.pipeline.edges.iter().any(|(t, _)| *t == task.id);
-            self.start_task(task, 0, ctx);
+            self.start_task(task, 0, None, ctx);
         }
         self.start_pipeline(msg.pipeline, ctx);
         Ok(())
@@ -285,7 +296,7 @@ impl Handler<StartTask> for Registry {
     fn handle(&mut self, msg: StartTask, ctx: &mut Context<Self>) -> Self::Result {
         let mut task = LiveTask::from_row(&msg.row)?;
         task.blocked = msg.blocked;
-        self.start_task(task, 0, ctx);
+        self.start_task(task, 0, None, ctx);
         Ok(())
     }
 }

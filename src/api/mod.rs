@@ -4,6 +4,7 @@
 mod admin;
 mod agents;
 mod analytics;
+mod approvals;
 pub mod auth;
 pub mod client;
 mod delivery;
@@ -184,6 +185,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/tasks/{id}/stream", web::post().to(tasks::stream_task))
             .route("/tasks/{id}/stream", web::get().to(tasks::list_task_stream))
             .route("/tasks/{id}/handoff", web::post().to(tasks::handoff_task))
+            .route(
+                "/tasks/{id}/approvals",
+                web::post().to(approvals::request_approval),
+            )
+            .route("/approvals", web::get().to(approvals::list_approvals))
+            .route("/approvals/{id}", web::get().to(approvals::get_approval))
+            .route(
+                "/approvals/{id}",
+                web::post().to(approvals::decide_approval),
+            )
             .route(
                 "/tasks/{id}/verify",
                 web::post().to(provenance::verify_task),

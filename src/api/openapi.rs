@@ -17,9 +17,9 @@ use utoipa::openapi::{Content, OpenApi as Document, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::{
-    admin, agents, analytics, demo, escalations, federation, health, inbox, managed_agents, memory,
-    messages, metrics, overview, pipelines, provenance, reputation, stream, tasks, templates,
-    tokens, users, webhooks,
+    admin, agents, analytics, approvals, demo, escalations, federation, health, inbox,
+    managed_agents, memory, messages, metrics, overview, pipelines, provenance, reputation, stream,
+    tasks, templates, tokens, users, webhooks,
 };
 use crate::domain::access::{ALL_PERMISSIONS, ROLE_NAMES};
 use crate::domain::graph::MAX_DEPENDENCIES;
@@ -67,6 +67,10 @@ pub struct ErrorBody {
         inbox::pending_work,
         inbox::send_agent_message,
         inbox::list_comms,
+        approvals::request_approval,
+        approvals::list_approvals,
+        approvals::get_approval,
+        approvals::decide_approval,
         memory::store_memory,
         memory::list_memory,
         memory::replace_memory,

@@ -263,9 +263,18 @@ pub async fn get_task(
 ) -> Result<HttpResponse, HubError> {
     caller.0.require("tasks:read")?;
     let (row, deps) = visible_task(&hub, &caller.0, task_id(&path)?).await?;
+    let waiting = row.status == "running";
+    let id = row.id;
     let mut view = [TaskView::new(row, &hub.core.vault, deps, false)];
     deliver(&hub, &caller.0, &mut view).await?;
-    let [view] = view;
+    let [mut view] = view;
+    if waiting {
+        let pending = crate::db::read(&hub.reads, move |conn| {
+            Ok(crate::db::approvals::pending_of(conn, id)?)
+        })
+        .await?;
+        view.pending_approval = pending.map(|a| crate::views::approval_event(&a));
+    }
     Ok(HttpResponse::Ok().json(view))
 }
 

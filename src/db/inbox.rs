@@ -20,6 +20,8 @@ pub enum InboxKind {
     Task,
     /// An operator's wake notice (a message of type `wake`).
     Wake,
+    /// A decision on an approval the agent asked for (its task).
+    Approval,
 }
 
 impl InboxKind {
@@ -28,6 +30,7 @@ impl InboxKind {
             Self::Message => "message",
             Self::Task => "task",
             Self::Wake => "wake",
+            Self::Approval => "approval",
         }
     }
 }

@@ -34,6 +34,23 @@ diesel::table! {
 }
 
 diesel::table! {
+    approvals (id) {
+        id -> Integer,
+        task_id -> Integer,
+        agent_id -> Text,
+        tool -> Text,
+        input -> Nullable<Text>,
+        reason -> Nullable<Text>,
+        status -> Text,
+        decided_by -> Nullable<Text>,
+        note -> Nullable<Text>,
+        created_at -> Text,
+        expires_at -> Text,
+        decided_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     audit_log (id) {
         id -> Integer,
         at -> Text,
@@ -309,6 +326,7 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(approvals -> tasks (task_id));
 diesel::joinable!(escalations -> tasks (task_id));
 diesel::joinable!(inbox_items -> messages (message_id));
 diesel::joinable!(inbox_items -> tasks (task_id));
@@ -324,6 +342,7 @@ diesel::joinable!(webhooks -> templates (template_id));
 diesel::allow_tables_to_appear_in_same_query!(
     agent_task_counts,
     agents,
+    approvals,
     audit_log,
     cost_usage,
     escalations,

@@ -28,6 +28,9 @@ pub const ALL_PERMISSIONS: &[&str] = &[
     "escalations:read",
     "escalations:resolve",
     "pipelines:create",
+    // Not in seed 000: allows or denies a holder's tool call (seed 001's approvals). The
+    // operator and admin presets hold it.
+    "approvals:decide",
     "admin:templates",
     "admin:audit",
     "admin:kill_switch",
@@ -79,6 +82,7 @@ const OPERATOR: &[&str] = &[
     "agents:delete",
     "memory:read",
     "memory:write",
+    "approvals:decide",
     "messages:read",
     "messages:write",
     "escalations:read",

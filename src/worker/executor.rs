@@ -21,6 +21,10 @@ pub enum Executor {
 /// The task an attempt works on.
 #[derive(Debug, Clone)]
 pub struct Job {
+    /// Where the worker's hub is and its token: an `--exec` script may call the hub as the
+    /// worker (`m3shd approve`).
+    pub hub: String,
+    pub token: String,
     pub id: i64,
     pub title: String,
     pub capability: String,
@@ -70,6 +74,8 @@ impl Executor {
             }
         };
         command
+            .env("M3SHD_HUB", &job.hub)
+            .env("M3SHD_TOKEN", &job.token)
             .env("M3SHD_TASK_ID", job.id.to_string())
             .env("M3SHD_TASK_TITLE", &job.title)
             .env("M3SHD_CAPABILITY", &job.capability)
@@ -189,6 +195,8 @@ mod tests {
 
     fn job(prompt: &str) -> Job {
         Job {
+            hub: "http://127.0.0.1:9".into(),
+            token: "t".into(),
             id: 7,
             title: "t".into(),
             capability: "research".into(),

@@ -5,6 +5,7 @@
 //! work, lets running tasks finish within a grace period, then kills the rest and hands
 //! them back so the hub requeues them.
 
+pub mod approve;
 pub mod client;
 mod executor;
 
@@ -214,7 +215,9 @@ impl Worker {
         };
         // Oldest first, as the hub assigned them.
         for task in tasks.iter().rev() {
-            let Some(job) = job_from(task) else { continue };
+            let Some(job) = job_from(task, &self.config) else {
+                continue;
+            };
             let mut running = self.running.borrow_mut();
             if self.stopping.get() || running.len() >= self.config.max_concurrent {
                 break;
@@ -402,8 +405,10 @@ impl Worker {
     }
 }
 
-fn job_from(task: &Value) -> Option<Job> {
+fn job_from(task: &Value, config: &WorkerConfig) -> Option<Job> {
     Some(Job {
+        hub: config.hub.clone(),
+        token: config.token.clone(),
         id: task["id"].as_i64()?,
         title: task["title"].as_str()?.to_string(),
         capability: task["required_capability"]

@@ -96,6 +96,7 @@ impl Vis {
 #[derive(Debug, Clone, Copy)]
 enum TaskState {
     Assigned,
+    Running,
     Done,
 }
 
@@ -129,6 +130,8 @@ enum Fill {
     Escalation,
     /// `{id}`: a fresh viewer account.
     User,
+    /// `{id}`: a fresh pending approval of a running task the owner holds.
+    Approval,
     /// `{name}`: a fresh webhook (its secret goes to the webhook caller).
     Webhook,
     /// `{name}`: a fresh peer.
@@ -208,7 +211,7 @@ use Rule::{
     Anonymous, AnyPermission, Authenticated, AuthenticatedOrPeer, PeerToken, Permission as Perm,
     WebhookSecret,
 };
-use TaskState::{Assigned, Done};
+use TaskState::{Assigned, Done, Running};
 use Vis::{Hidden, HiddenButAdmin, Public, SelfOnly};
 
 const GET: &str = "GET";
@@ -313,6 +316,12 @@ const TABLE: &[Row] = &[
     row(GET,    "/api/tasks/{id}/stream",                  Perm("tasks:read"),        200).fill(Fill::Task(Assigned)).vis(Hidden("worker")),
     row(POST,   "/api/tasks/{id}/handoff",                 Perm("tasks:update"),      200).fill(Fill::Task(Assigned)).vis(Hidden("worker"))
         .body(r#"{"to": "mx-beta", "reason": "busy"}"#),
+    row(POST,   "/api/tasks/{id}/approvals",               Perm("tasks:execute"),     201).fill(Fill::Task(Running)).vis(Hidden("worker"))
+        .body(r#"{"tool": "deploy", "input": "kubectl apply", "reason": "ship it"}"#),
+    row(GET,    "/api/approvals",                          Perm("tasks:read"),        200),
+    row(GET,    "/api/approvals/{id}",                     Perm("tasks:read"),        200).fill(Fill::Approval).vis(Hidden("worker")),
+    row(POST,   "/api/approvals/{id}",                     Perm("approvals:decide"),  200).fill(Fill::Approval).vis(Hidden("operator"))
+        .body(r#"{"decision": "allow", "note": "looks fine"}"#),
     row(POST,   "/api/tasks/{id}/verify",                  Rule::Master,              200).fill(Fill::Task(Done)),
     row(GET,    "/api/tasks/{id}/provenance",              Rule::Master,              200).fill(Fill::Task(Done)),
     row(POST,   "/api/pipelines",                          Perm("pipelines:create"),  201)
@@ -656,12 +665,14 @@ impl Matrix {
             })
             .await;
         assert!(assigned, "fixture task {id} was never assigned to {agent}");
-        if let TaskState::Done = state {
-            let path = format!("/api/tasks/{id}");
+        let path = format!("/api/tasks/{id}");
+        if let TaskState::Running | TaskState::Done = state {
             self.hub
                 .put(&path, MASTER, json!({ "status": "running" }))
                 .await
                 .expect(200);
+        }
+        if let TaskState::Done = state {
             self.hub
                 .put(
                     &path,
@@ -726,6 +737,16 @@ impl Matrix {
             }
             Fill::Task(state) => {
                 params.insert("id", self.task_for(&owner, state).await.to_string());
+            }
+            Fill::Approval => {
+                let task = self.task_for(&owner, TaskState::Running).await;
+                let body = json!({ "tool": "deploy", "reason": format!("check {n}") });
+                let made = self
+                    .hub
+                    .post(&format!("/api/tasks/{task}/approvals"), MASTER, body)
+                    .await
+                    .expect(201);
+                params.insert("id", made["id"].to_string());
             }
             Fill::Pipeline => {
                 let body = json!({

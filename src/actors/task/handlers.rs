@@ -244,6 +244,16 @@ impl Handler<Requeue> for TaskActor {
         {
             return refuse(stale_holder());
         }
+        // A holder waiting for a person's decision keeps the task (and its lease) until the
+        // decision; the requeue happens then.
+        if let Some(pending) = &self.approval {
+            let refusal = HubError::conflict(format!(
+                "task {} waits for approval {}",
+                self.task.id, pending.id
+            ));
+            self.requeue_after_decision = Some(msg.reason);
+            return refuse(refusal);
+        }
         AtomicResponse::new(self.lose_holder(msg.reason))
     }
 }

@@ -13,12 +13,14 @@
 //! Handles (see `handlers.rs`): [`Assign`], [`Report`], [`AppendChunk`], [`Handoff`],
 //! [`Requeue`], [`Release`], [`FailDependency`].
 
+mod approvals;
 mod handlers;
 
 use actix::prelude::*;
 use diesel::prelude::*;
 use serde_json::{json, Value};
 
+pub use approvals::{DecideApproval, RequestApproval};
 pub use handlers::{
     AppendChunk, Assign, CompleteRemotely, FailDependency, Handoff, Release, Report, ReportBody,
     Requeue,
@@ -31,6 +33,7 @@ use super::pipeline::MemberFinished;
 use super::registry::{ChildStopped, Directory, Registry};
 use super::Core;
 use crate::alerts::Alert;
+use crate::db::approvals as approvals_db;
 use crate::db::inbox::{self, InboxKind};
 use crate::db::models::{EscalationRow, NewAuditRow, NewEscalationRow, TaskChange, TaskRow};
 use crate::db::schema::tasks;
@@ -142,6 +145,12 @@ pub struct TaskActor {
     task: LiveTask,
     next_chunk_seq: i32,
     running_deadline: Option<SpawnHandle>,
+    /// The approval the holder waits for, if any.
+    approval: Option<approvals::Pending>,
+    /// When a pending approval restored at start times out.
+    restored_approval_expiry: Option<String>,
+    /// The holder was lost while it waited for a decision: requeue once it is made.
+    requeue_after_decision: Option<&'static str>,
     core: Core,
     dispatcher: Addr<Dispatcher>,
     registry: Addr<Registry>,
@@ -161,6 +170,9 @@ impl TaskActor {
             task,
             next_chunk_seq,
             running_deadline: None,
+            approval: None,
+            restored_approval_expiry: None,
+            requeue_after_decision: None,
             core,
             dispatcher,
             registry,
@@ -175,6 +187,7 @@ impl TaskActor {
         let expected = self.task.status.as_str();
         let agent = self.task.assigned_to.clone();
         let core = self.core.clone();
+        let pending = self.approval.as_ref().map(|p| p.id);
         let Change {
             mut columns,
             actor,
@@ -229,12 +242,24 @@ impl TaskActor {
                         }
                         None => None,
                     };
-                    Ok((row, escalation, usage))
+                    // A task that leaves its holder (or ends) no longer waits for a decision.
+                    let left = row.status != "running" || row.assigned_to != agent;
+                    let denied = match pending.filter(|_| left) {
+                        Some(approval) => approvals_db::decide(conn, approval, false, "hub", Some(approvals::TASK_ENDED))?,
+                        None => None,
+                    };
+                    Ok((row, escalation, usage, denied))
                 })
                 .await
         };
         Box::pin(write.into_actor(self).map(move |written, this, ctx| {
-            let (row, escalation, usage) = written?;
+            let (row, escalation, usage, denied) = written?;
+            if let Some(denied) = denied {
+                if let Some(timer) = this.approval.take().and_then(|p| p.timer) {
+                    ctx.cancel_future(timer);
+                }
+                this.announce_decision(&denied);
+            }
             if let Some(usage) = usage {
                 this.dispatcher.do_send(usage);
             }
@@ -356,6 +381,10 @@ impl TaskActor {
         let attempt = self.task.attempts;
         self.running_deadline = Some(ctx.run_later(limit, move |this, ctx| {
             this.running_deadline = None;
+            // Waiting for a person's decision is not running over time.
+            if this.approval.is_some() {
+                return;
+            }
             if this.task.status == TaskStatus::Running && this.task.attempts == attempt {
                 tracing::info!(task.id = this.task.id, "task ran past its time limit");
                 // `wait`: no other message is handled until the requeue is committed.
@@ -405,6 +434,15 @@ impl TaskActor {
     }
 }
 
+impl TaskActor {
+    /// A task restored at start while its holder waited for approval `id`.
+    pub fn waiting_for(mut self, id: i32, expires_at: String) -> Self {
+        self.approval = Some(approvals::Pending::restored(id));
+        self.restored_approval_expiry = Some(expires_at);
+        self
+    }
+}
+
 impl Actor for TaskActor {
     type Context = Context<Self>;
 
@@ -412,6 +450,9 @@ impl Actor for TaskActor {
         // Restored while running: the time limit counts from now (the hub was down).
         if self.task.status == TaskStatus::Running {
             self.arm_running_deadline(ctx);
+        }
+        if let Some(expires_at) = self.restored_approval_expiry.take() {
+            self.resume_approval(&expires_at, ctx);
         }
     }
 

@@ -1,0 +1,127 @@
+//! Approvals as stored: asked for by a task's holder, decided once (conditional on still
+//! being pending), read with the visibility of their task.
+
+use diesel::prelude::*;
+use diesel::sqlite::SqliteConnection;
+
+use super::schema::{approvals, tasks};
+use crate::domain::access::Principal;
+use crate::domain::now_iso;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = approvals, check_for_backend(diesel::sqlite::Sqlite))]
+pub struct ApprovalRow {
+    pub id: i32,
+    pub task_id: i32,
+    pub agent_id: String,
+    pub tool: String,
+    /// Sealed.
+    pub input: Option<String>,
+    pub reason: Option<String>,
+    pub status: String,
+    pub decided_by: Option<String>,
+    pub note: Option<String>,
+    pub created_at: String,
+    pub expires_at: String,
+    pub decided_at: Option<String>,
+}
+
+/// A request to store (its input already sealed).
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = approvals)]
+pub struct NewApproval {
+    pub task_id: i32,
+    pub agent_id: String,
+    pub tool: String,
+    pub input: Option<String>,
+    pub reason: Option<String>,
+    pub status: String,
+    pub created_at: String,
+    pub expires_at: String,
+}
+
+pub fn insert(conn: &mut SqliteConnection, new: &NewApproval) -> QueryResult<ApprovalRow> {
+    diesel::insert_into(approvals::table)
+        .values(new)
+        .returning(ApprovalRow::as_returning())
+        .get_result(conn)
+}
+
+/// Decides a pending approval; `None` when it was decided already.
+pub fn decide(
+    conn: &mut SqliteConnection,
+    id: i32,
+    allowed: bool,
+    by: &str,
+    note: Option<&str>,
+) -> QueryResult<Option<ApprovalRow>> {
+    diesel::update(
+        approvals::table
+            .find(id)
+            .filter(approvals::status.eq("pending")),
+    )
+    .set((
+        approvals::status.eq(if allowed { "allowed" } else { "denied" }),
+        approvals::decided_by.eq(by),
+        approvals::note.eq(note),
+        approvals::decided_at.eq(now_iso()),
+    ))
+    .returning(ApprovalRow::as_returning())
+    .get_result(conn)
+    .optional()
+}
+
+pub fn get(conn: &mut SqliteConnection, id: i32) -> QueryResult<Option<ApprovalRow>> {
+    approvals::table
+        .find(id)
+        .select(ApprovalRow::as_select())
+        .get_result(conn)
+        .optional()
+}
+
+/// The approval a task waits for, if any.
+pub fn pending_of(conn: &mut SqliteConnection, task_id: i32) -> QueryResult<Option<ApprovalRow>> {
+    approvals::table
+        .filter(approvals::task_id.eq(task_id))
+        .filter(approvals::status.eq("pending"))
+        .select(ApprovalRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// How many approvals wait for a decision.
+pub fn count_pending(conn: &mut SqliteConnection) -> QueryResult<i64> {
+    approvals::table
+        .filter(approvals::status.eq("pending"))
+        .count()
+        .get_result(conn)
+}
+
+/// Approvals `principal` may see (those of tasks it may see), newest first.
+pub fn list(
+    conn: &mut SqliteConnection,
+    principal: &Principal,
+    status: Option<String>,
+    limit: i64,
+    offset: i64,
+) -> QueryResult<Vec<ApprovalRow>> {
+    let mut query = approvals::table
+        .inner_join(tasks::table)
+        .select(ApprovalRow::as_select())
+        .into_boxed();
+    if let Some(status) = status {
+        query = query.filter(approvals::status.eq(status));
+    }
+    if let Some(me) = principal.confined_to() {
+        query = query.filter(
+            tasks::assigned_to
+                .eq(me.to_string())
+                .or(tasks::created_by.eq(me.to_string())),
+        );
+    }
+    query
+        .order(approvals::id.desc())
+        .limit(limit)
+        .offset(offset)
+        .load(conn)
+}
