@@ -72,7 +72,7 @@ async fn task_counts(hub: &Hub, escalations: bool) -> Result<Value, HubError> {
         .unwrap_or_else(|_| Utc::now())
         - TimeDelta::minutes(MINUTES - 1);
     let since = crate::domain::iso(first_minute);
-    let (by_status, queued, (created, finished), open_escalations) =
+    let (by_status, queued, (created, finished), open_escalations, pending_approvals) =
         crate::db::read(&hub.reads, move |conn| {
             Ok((
                 overview::tasks_by_status(conn)?,
@@ -83,6 +83,7 @@ async fn task_counts(hub: &Hub, escalations: bool) -> Result<Value, HubError> {
                 } else {
                     None
                 },
+                crate::db::approvals::count_pending(conn)?,
             ))
         })
         .await?;
@@ -103,6 +104,7 @@ async fn task_counts(hub: &Hub, escalations: bool) -> Result<Value, HubError> {
         "queue_depth": by_status.get("queued").copied().unwrap_or(0),
         "queued_by_capability": queued.into_iter().collect::<BTreeMap<_, _>>(),
         "per_minute": minutes,
+        "pending_approvals": pending_approvals,
     });
     if let Some(open) = open_escalations {
         counts["open_escalations"] = json!(open);

@@ -236,3 +236,30 @@ test('an operator creates an agent on hold, wakes it so it takes work, and messa
   });
   await finish(page, 'managed-agent');
 });
+
+test('a tool call waiting for approval appears live under Decisions and is allowed there', async () => {
+  const password = await hub.user('olga', 'operator');
+  await hub.agent('deployer', ['deploy-demo'], 1);
+  const task = await hub.task({ title: 'Deploy the release', prompt: 'p', required_capability: 'deploy-demo' });
+  await hub.api(`/api/tasks/${task.id}`, { method: 'PUT', body: { status: 'running' } });
+  const page = await open(browser, hub);
+  await explained(page, 'approvals', async () => {
+    await signIn(page, 'olga', password);
+    await view(page, 'Decisions').click();
+    await page.getByTestId('approvals').getByText('No tool call waits for a decision.').waitFor();
+    const asked = await hub.api(`/api/tasks/${task.id}/approvals`, {
+      method: 'POST',
+      body: { tool: 'kubectl', input: 'kubectl apply -f prod.yaml', reason: 'ship 1.4' },
+    });
+    const card = page.locator(`[data-approval="${asked.id}"]`);
+    await card.getByText('kubectl apply -f prod.yaml').waitFor({ timeout: 10000 });
+    await card.getByLabel('Note').fill('checked the diff');
+    await card.getByRole('button', { name: 'Allow' }).click();
+    await card.waitFor({ state: 'detached', timeout: 10000 });
+    const decided = await hub.api(`/api/approvals/${asked.id}`);
+    assert.equal(decided.status, 'allowed');
+    assert.equal(decided.decided_by, 'user:olga');
+    assert.equal(decided.note, 'checked the diff');
+  });
+  await finish(page, 'approvals');
+});

@@ -1,11 +1,11 @@
-// Decisions waiting on people. Each kind of decision is one section in SECTIONS: open
-// escalations today; tool-call approvals and agent onboarding requests join the list as
-// the hub learns them.
+// Decisions waiting on people. Each kind of decision is one section in SECTIONS: tool-call
+// approvals a holder waits for, and open escalations; agent onboarding requests join the
+// list as the hub learns them.
 
 import { html, useState } from './preact-htm.js';
 import { api } from './api.js';
 import { can } from './live.js';
-import { Ago, Status, ErrorNote, Action, useLoad, useEvents } from './parts.js';
+import { Ago, Status, ErrorNote, Action, useLoad, useEvents, useThrottled } from './parts.js';
 
 function Escalations() {
   const open = useLoad(() => api('/api/escalations', { query: { status: 'open', limit: 200 } }), []);
@@ -48,7 +48,48 @@ function Escalation({ escalation: e, onResolved }) {
   </li>`;
 }
 
+/** Tool calls waiting for a person: allow or deny each (approvals:decide), live. */
+function Approvals() {
+  const pending = useLoad(() => api('/api/approvals', { query: { status: 'pending', limit: 100 } }), []);
+  // A request's event leaves out its input (events never carry one): re-read the list.
+  const refresh = useThrottled(() => pending.reload(), 300);
+  useEvents(['approval_requested'], () => { pending.missed(); refresh(); });
+  useEvents(['approval_decided'], (event) => {
+    pending.missed();
+    pending.update((d) => (d ? { ...d, approvals: d.approvals.filter((a) => a.id !== event.id) } : d));
+  });
+  const list = pending.data?.approvals ?? [];
+  const gone = (id) => pending.update((d) => ({ ...d, approvals: d.approvals.filter((a) => a.id !== id) }));
+  return html`<section aria-labelledby="approvals-title" data-testid="approvals">
+    <h2 id="approvals-title">Waiting for approval <span class="count">${list.length}</span></h2>
+    <${ErrorNote} error=${pending.error} />
+    ${!pending.loading && !list.length && html`<p class="muted">No tool call waits for a decision.</p>`}
+    <ul class="cards">${list.map((a) => html`<${Approval} key=${a.id} approval=${a} onDecided=${() => gone(a.id)} />`)}</ul>
+  </section>`;
+}
+
+function Approval({ approval: a, onDecided }) {
+  const [note, setNote] = useState('');
+  const decide = (decision) => async () => {
+    await api(`/api/approvals/${a.id}`, { method: 'POST', body: { decision, note: note.trim() || undefined } });
+    onDecided();
+  };
+  return html`<li class="card" data-approval=${a.id}>
+    <p><${Status} value="pending" /> <strong><code>${a.tool}</code></strong> ${a.reason && html`— ${a.reason}`}</p>
+    ${a.input && html`<pre class="text">${a.input}</pre>`}
+    <p class="muted">task <a href=${`#/tasks/${a.task_id}`}>#${a.task_id}</a> · asked by
+      <a href=${`#/agents/${encodeURIComponent(a.agent_id)}`}>${a.agent_id}</a> <${Ago} at=${a.created_at} />
+      · denied unless decided by <time datetime=${a.expires_at}>${new Date(a.expires_at).toLocaleTimeString()}</time></p>
+    ${can('approvals:decide') && html`<form class="inline" onSubmit=${(ev) => ev.preventDefault()}>
+      <label>Note <input value=${note} onInput=${(ev) => setNote(ev.target.value)} /></label>
+      <${Action} label="Allow" run=${decide('allow')} />
+      <${Action} label="Deny" className="danger" run=${decide('deny')} />
+    </form>`}
+  </li>`;
+}
+
 const SECTIONS = [
+  { needs: 'tasks:read', view: Approvals },
   { needs: 'escalations:read', view: Escalations },
 ];
 

@@ -15,7 +15,7 @@ const EVENT_READS = ['tasks:read', 'agents:read', 'messages:read'];
 export const EVENT_NAMES = [
   'task_queued', 'task_assigned', 'task_updated', 'task_stream',
   'agent_registered', 'agent_status', 'agent_removed', 'agent_created', 'agent_updated',
-  'agent_message', 'agent_wake',
+  'agent_message', 'agent_wake', 'approval_requested', 'approval_decided',
   'pipeline_finished', 'escalation_opened', 'escalation_resolved',
   'kill_switch', 'message', 'resync',
 ];
