@@ -4,6 +4,8 @@
 use diesel::prelude::*;
 use diesel::sqlite::SqliteConnection;
 
+use super::inbox::{self, InboxKind};
+use super::models::NewAuditRow;
 use super::schema::{approvals, tasks};
 use crate::domain::access::Principal;
 use crate::domain::now_iso;
@@ -47,8 +49,39 @@ pub fn insert(conn: &mut SqliteConnection, new: &NewApproval) -> QueryResult<App
         .get_result(conn)
 }
 
+/// A decision on an approval of `task_id`, whose holder (if any) is told.
+#[derive(Debug, Clone)]
+pub struct Decision<'a> {
+    pub id: i32,
+    pub task_id: i32,
+    pub holder: Option<&'a str>,
+    pub allowed: bool,
+    pub by: &'a str,
+    pub note: Option<&'a str>,
+}
+
+/// Records a decision: the approval (if still pending), its audit row naming who decided,
+/// and an item in the holder's inbox, in the caller's transaction. `None` when it was
+/// decided already.
+pub fn settle(conn: &mut SqliteConnection, d: Decision) -> QueryResult<Option<ApprovalRow>> {
+    let Some(row) = decide(conn, d.id, d.allowed, d.by, d.note)? else {
+        return Ok(None);
+    };
+    let action = if d.allowed {
+        "approval.allow"
+    } else {
+        "approval.deny"
+    };
+    let detail = serde_json::json!({ "approval": row.id, "tool": row.tool, "decided_by": row.decided_by, "note": row.note });
+    NewAuditRow::new(d.by, action, format!("task:{}", d.task_id), Some(detail)).append(conn)?;
+    if let Some(holder) = d.holder {
+        inbox::deliver(conn, holder, InboxKind::Approval, None, Some(d.task_id))?;
+    }
+    Ok(Some(row))
+}
+
 /// Decides a pending approval; `None` when it was decided already.
-pub fn decide(
+fn decide(
     conn: &mut SqliteConnection,
     id: i32,
     allowed: bool,

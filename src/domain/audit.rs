@@ -34,8 +34,12 @@ pub fn link_hash(
     target: Option<&str>,
     detail: Option<&Value>,
 ) -> String {
-    let content = serde_json::json!([prev, id, at, actor, action, target, detail]);
-    hex::encode(Sha256::digest(content.to_string()))
+    // Serialized straight into the hasher (the same bytes as the JSON array
+    // `[prev, id, at, actor, action, target, detail]`): every audit row pays for this.
+    let mut hasher = Sha256::new();
+    let content = (prev, id, at, actor, action, target, detail);
+    serde_json::to_writer(&mut hasher, &content).expect("hashing cannot fail to write");
+    hex::encode(hasher.finalize())
 }
 
 impl AuditEntry {
@@ -165,6 +169,17 @@ mod tests {
     fn first_break(entries: &[AuditEntry]) -> Option<Break> {
         let mut check = ChainCheck::new();
         entries.iter().find_map(|e| check.push(e).err())
+    }
+
+    #[test]
+    fn the_hash_covers_the_content_as_one_json_array() {
+        let detail = serde_json::json!({ "b": 1, "a": [true, null] });
+        let text = serde_json::json!([GENESIS, 7, "at", "me", "x.y", null, detail]).to_string();
+        let expected = hex::encode(Sha256::digest(text));
+        assert_eq!(
+            link_hash(GENESIS, 7, "at", "me", "x.y", None, Some(&detail)),
+            expected
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod admin;
 mod agents;
 mod alerts;
 mod analytics;
+mod approvals;
 mod audit_chain;
 mod bad_input;
 mod cli;

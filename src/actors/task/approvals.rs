@@ -12,7 +12,6 @@ use serde_json::json;
 
 use super::{refuse, stale_holder, Reply, TaskActor};
 use crate::db::approvals::{self, ApprovalRow, NewApproval};
-use crate::db::inbox::{self, InboxKind};
 use crate::db::models::NewAuditRow;
 use crate::domain::access::Principal;
 use crate::domain::event::HubEvent;
@@ -155,15 +154,17 @@ impl TaskActor {
         let db = self.core.db.clone();
         let write = async move {
             db.write(move |conn| {
-                let row = approvals::decide(conn, msg.id, msg.allowed, &msg.by, msg.note.as_deref())?
-                    .ok_or_else(|| HubError::conflict(format!("approval {} was decided already", msg.id)))?;
-                let action = if msg.allowed { "approval.allow" } else { "approval.deny" };
-                let detail = json!({ "approval": row.id, "tool": row.tool, "decided_by": row.decided_by, "note": row.note });
-                NewAuditRow::new(&msg.by, action, format!("task:{task_id}"), Some(detail)).append(conn)?;
-                if let Some(holder) = &holder {
-                    inbox::deliver(conn, holder, InboxKind::Approval, None, Some(task_id))?;
-                }
-                Ok(row)
+                let decision = approvals::Decision {
+                    id: msg.id,
+                    task_id,
+                    holder: holder.as_deref(),
+                    allowed: msg.allowed,
+                    by: &msg.by,
+                    note: msg.note.as_deref(),
+                };
+                approvals::settle(conn, decision)?.ok_or_else(|| {
+                    HubError::conflict(format!("approval {} was decided already", msg.id))
+                })
             })
             .await
         };

@@ -245,7 +245,10 @@ impl TaskActor {
                     // A task that leaves its holder (or ends) no longer waits for a decision.
                     let left = row.status != "running" || row.assigned_to != agent;
                     let denied = match pending.filter(|_| left) {
-                        Some(approval) => approvals_db::decide(conn, approval, false, "hub", Some(approvals::TASK_ENDED))?,
+                        Some(approval) => {
+                            let decision = approvals_db::Decision { id: approval, task_id: id, holder: agent.as_deref(), allowed: false, by: "hub", note: Some(approvals::TASK_ENDED) };
+                            approvals_db::settle(conn, decision)?
+                        }
                         None => None,
                     };
                     Ok((row, escalation, usage, denied))
