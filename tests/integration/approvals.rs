@@ -1006,15 +1006,7 @@ async fn a_silent_holder_keeps_its_task_while_it_waits_and_loses_it_after_the_de
     decide(&hub, &approval, MASTER, json!({ "decision": "allow" }))
         .await
         .expect(200);
-    let requeued = loop {
-        let event = events
-            .next_named("task_queued", Duration::from_secs(3))
-            .await
-            .expect("the task is requeued right after the decision");
-        if event.data["id"] == id {
-            break event.data;
-        }
-    };
+    let requeued = requeued(&mut events, id).await;
     assert_eq!(requeued["reason"], "agent_offline", "{requeued}");
     let moved = hub
         .eventually(SOON, || async {
@@ -1023,6 +1015,19 @@ async fn a_silent_holder_keeps_its_task_while_it_waits_and_loses_it_after_the_de
         })
         .await;
     assert!(moved, "{}", hub.task_status(id).await);
+}
+
+/// The `task_queued` event of task `id`, which must come within 4 s.
+async fn requeued(events: &mut Sse, id: i64) -> Value {
+    loop {
+        let event = events
+            .next_named("task_queued", Duration::from_secs(4))
+            .await
+            .expect("the task goes back to the queue right after the decision");
+        if event.data["id"] == id {
+            return event.data;
+        }
+    }
 }
 
 #[actix_web::test]
@@ -1054,15 +1059,7 @@ async fn waiting_for_a_decision_does_not_count_against_the_running_time_limit() 
     decide(&hub, &approval, MASTER, json!({ "decision": "allow" }))
         .await
         .expect(200);
-    let requeued = loop {
-        let event = events
-            .next_named("task_queued", Duration::from_secs(4))
-            .await
-            .expect("the running time limit fires again after the decision");
-        if event.data["id"] == id {
-            break event.data;
-        }
-    };
+    let requeued = requeued(&mut events, id).await;
     assert_eq!(requeued["reason"], "timeout", "{requeued}");
 }
 
@@ -1190,65 +1187,57 @@ async fn m3shd_approve_exits_2_when_the_hub_cannot_be_asked() {
     assert_eq!(none["count"], 0, "{none}");
 }
 
-#[actix_web::test]
-async fn a_worker_script_runs_its_gated_step_once_it_is_allowed() {
+/// Runs one task through a real worker whose script gates its step on `m3shd approve
+/// {extra}`; `decision`, if any, is made on the approval it asks for. The finished task.
+async fn gated_run(extra: &str, decision: Option<Value>) -> (TestHub, i64, Value) {
     let hub = TestHub::spawn().await;
-    let _worker = start_worker(&hub, "w1", &gated_script("")).await;
+    let _worker = start_worker(&hub, "w1", &gated_script(extra)).await;
     let id = hub.task(json!({ "title": "ship", "prompt": "p" })).await["id"]
         .as_i64()
         .unwrap();
-    let asked = pending_of(&hub, id, Duration::from_secs(10)).await;
-    assert_eq!(asked["tool"], "deploy");
-    assert_eq!(asked["reason"], "ship it");
-    assert_eq!(asked["agent_id"], "w1");
-    let waiting = hub.task_status(id).await;
-    assert_eq!(waiting["status"], "running", "{waiting}");
-    assert_eq!(waiting["pending_approval"]["id"], asked["id"]);
-    decide(&hub, &asked, MASTER, json!({ "decision": "allow" }))
-        .await
-        .expect(200);
+    if let Some(decision) = decision {
+        let asked = pending_of(&hub, id, Duration::from_secs(10)).await;
+        assert_eq!(asked["tool"], "deploy");
+        assert_eq!(asked["reason"], "ship it");
+        assert_eq!(asked["agent_id"], "w1");
+        let waiting = hub.task_status(id).await;
+        assert_eq!(waiting["status"], "running", "{waiting}");
+        assert_eq!(waiting["pending_approval"]["id"], asked["id"]);
+        decide(&hub, &asked, MASTER, decision).await.expect(200);
+    }
     let task = finished(&hub, id, Duration::from_secs(10)).await;
     assert_eq!(task["status"], "done", "{task}");
+    (hub, id, task)
+}
+
+/// Whether the gated step ran (and the other branch did not).
+fn ran_gated_step(task: &Value) -> bool {
     let output = task["output"].as_str().unwrap();
-    assert!(output.contains("approved-run"), "{output:?}");
-    assert!(!output.contains("denied-run"), "{output:?}");
+    assert_ne!(
+        output.contains("approved-run"),
+        output.contains("denied-run"),
+        "{output:?}"
+    );
+    output.contains("approved-run")
+}
+
+#[actix_web::test]
+async fn a_worker_script_runs_its_gated_step_once_it_is_allowed() {
+    let (_hub, _, task) = gated_run("", Some(json!({ "decision": "allow" }))).await;
+    assert!(ran_gated_step(&task));
 }
 
 #[actix_web::test]
 async fn a_worker_script_skips_its_gated_step_when_it_is_denied() {
-    let hub = TestHub::spawn().await;
-    let _worker = start_worker(&hub, "w1", &gated_script("")).await;
-    let id = hub.task(json!({ "title": "ship", "prompt": "p" })).await["id"]
-        .as_i64()
-        .unwrap();
-    let asked = pending_of(&hub, id, Duration::from_secs(10)).await;
-    decide(
-        &hub,
-        &asked,
-        MASTER,
-        json!({ "decision": "deny", "note": "freeze" }),
-    )
-    .await
-    .expect(200);
-    let task = finished(&hub, id, Duration::from_secs(10)).await;
-    assert_eq!(task["status"], "done", "{task}");
-    let output = task["output"].as_str().unwrap();
-    assert!(output.contains("denied-run"), "{output:?}");
-    assert!(!output.contains("approved-run"), "{output:?}");
+    let decision = json!({ "decision": "deny", "note": "freeze" });
+    let (_hub, _, task) = gated_run("", Some(decision)).await;
+    assert!(!ran_gated_step(&task));
 }
 
 #[actix_web::test]
 async fn a_worker_script_skips_its_gated_step_when_nobody_decides_in_time() {
-    let hub = TestHub::spawn().await;
-    let _worker = start_worker(&hub, "w1", &gated_script(" --timeout 1")).await;
-    let id = hub.task(json!({ "title": "ship", "prompt": "p" })).await["id"]
-        .as_i64()
-        .unwrap();
-    let task = finished(&hub, id, Duration::from_secs(10)).await;
-    assert_eq!(task["status"], "done", "{task}");
-    let output = task["output"].as_str().unwrap();
-    assert!(output.contains("denied-run"), "{output:?}");
-    assert!(!output.contains("approved-run"), "{output:?}");
+    let (hub, id, task) = gated_run(" --timeout 1", None).await;
+    assert!(!ran_gated_step(&task));
     let denied = hub
         .get("/api/approvals?status=denied", MASTER)
         .await
@@ -1277,20 +1266,7 @@ async fn serve(db: &std::path::Path) -> HubProcess {
         .env("M3SHDUP_ALERTS_ENABLED", "false")
         .env("RUST_LOG", "warn")
         .stderr(Stdio::null());
-    let process = HubProcess::start(command).await;
-    let client = awc::Client::new();
-    for _ in 0..400 {
-        if client
-            .get(format!("{}/api/health", process.base))
-            .send()
-            .await
-            .is_ok()
-        {
-            return process;
-        }
-        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("m3shd did not answer at {}", process.base);
+    HubProcess::answering(command).await
 }
 
 async fn call(base: &str, method: Method, path: &str, token: &str, body: Value) -> (u16, Value) {

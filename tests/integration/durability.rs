@@ -29,20 +29,7 @@ async fn start(db: &std::path::Path, log: &std::path::Path) -> HubProcess {
                 .open(log)
                 .unwrap(),
         );
-    let process = HubProcess::start(command).await;
-    let client = awc::Client::new();
-    for _ in 0..400 {
-        if client
-            .get(format!("{}/api/health", process.base))
-            .send()
-            .await
-            .is_ok()
-        {
-            return process;
-        }
-        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("m3shd did not answer at {}", process.base);
+    HubProcess::answering(command).await
 }
 
 async fn call(

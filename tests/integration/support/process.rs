@@ -85,6 +85,24 @@ impl HubProcess {
         );
     }
 
+    /// [`HubProcess::start`], then waits until the hub answers `GET /api/health`.
+    pub async fn answering(command: Command) -> Self {
+        let process = Self::start(command).await;
+        let client = awc::Client::new();
+        for _ in 0..400 {
+            if client
+                .get(format!("{}/api/health", process.base))
+                .send()
+                .await
+                .is_ok()
+            {
+                return process;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("m3shd did not answer at {}", process.base);
+    }
+
     /// The port the hub bound.
     pub fn port(&self) -> u16 {
         self.base
