@@ -111,6 +111,10 @@ where
     let (answer, answered) = oneshot::channel();
     let job: Job = Box::new(move |conn| {
         let result = conn.transaction(write);
+        if result.is_err() {
+            // Its audit rows were rolled back with it.
+            crate::db::audit::forget_tip();
+        }
         Box::new(move |commit: Result<(), String>| {
             let outcome = match commit {
                 Ok(()) => result,
@@ -129,6 +133,7 @@ fn run_writer(
     batch_max: usize,
     metrics: Metrics,
 ) {
+    crate::db::audit::remember_tips();
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < batch_max {
@@ -164,6 +169,9 @@ fn run_writer(
             }
         };
         metrics.group_commit(replies.len(), started.elapsed());
+        if commit.is_err() {
+            crate::db::audit::forget_tip();
+        }
         if let Err(cause) = &commit {
             tracing::error!(error = %cause, writes = replies.len(), "group commit failed");
         }

@@ -1,6 +1,8 @@
 //! The audit log's chain in the database: linking rows written before the chain existed
 //! (at start), and reading the log in order for a check or an export.
 
+use std::cell::RefCell;
+
 use diesel::prelude::*;
 use diesel::sqlite::SqliteConnection;
 
@@ -10,6 +12,45 @@ use crate::domain::audit::{Break, ChainCheck, GENESIS};
 
 /// Rows read per step: memory stays flat however long the log is.
 pub const STEP: i64 = 1000;
+
+thread_local! {
+    /// The last row this thread chained (id, hash). Every row is appended by the hub's one
+    /// writer thread, so the tip need not be read back for each new row; it is forgotten
+    /// whenever a write or a commit fails (the row it names may have been rolled back).
+    static TIP: RefCell<Option<(i32, String)>> = const { RefCell::new(None) };
+    /// Set on the writer thread, the only one that may trust its remembered tip (other
+    /// threads write, at start, to databases that may not be the writer's).
+    static REMEMBERS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Called by the writer thread when it starts: it appends every row from then on.
+pub fn remember_tips() {
+    REMEMBERS.with(|r| r.set(true));
+}
+
+/// The row a new entry follows: the remembered tip, else the last row in the table.
+pub fn tip(conn: &mut SqliteConnection) -> QueryResult<Option<(i32, Option<String>)>> {
+    if let Some((id, hash)) = TIP.with(|tip| tip.borrow().clone()) {
+        return Ok(Some((id, Some(hash))));
+    }
+    audit_log::table
+        .select((audit_log::id, audit_log::hash))
+        .order(audit_log::id.desc())
+        .first(conn)
+        .optional()
+}
+
+/// Remembers the row just appended as the tip.
+pub fn advance_tip(id: i32, hash: String) {
+    if REMEMBERS.with(|r| r.get()) {
+        TIP.with(|tip| *tip.borrow_mut() = Some((id, hash)));
+    }
+}
+
+/// Forgets the tip: the next entry reads it from the table.
+pub fn forget_tip() {
+    TIP.with(|tip| *tip.borrow_mut() = None);
+}
 
 /// Chains the rows that have no hash yet (written before the chain existed), in id order,
 /// after the last chained row. Run at start, before anything else writes.

@@ -228,11 +228,7 @@ impl NewAuditRow {
     /// Appends this entry, chained to the last one, inside the caller's transaction (the
     /// single writer makes "the last one" unambiguous).
     pub fn append(self, conn: &mut SqliteConnection) -> QueryResult<()> {
-        let last: Option<(i32, Option<String>)> = audit_log::table
-            .select((audit_log::id, audit_log::hash))
-            .order(audit_log::id.desc())
-            .first(conn)
-            .optional()?;
+        let last = super::audit::tip(conn)?;
         let id = last.as_ref().map_or(1, |(id, _)| id + 1);
         let prev = last
             .and_then(|(_, hash)| hash)
@@ -255,10 +251,11 @@ impl NewAuditRow {
                 audit_log::target.eq(self.target),
                 audit_log::detail.eq(self.detail.map(|d| d.to_string())),
                 audit_log::prev_hash.eq(prev),
-                audit_log::hash.eq(hash),
+                audit_log::hash.eq(&hash),
             ))
-            .execute(conn)
-            .map(drop)
+            .execute(conn)?;
+        super::audit::advance_tip(id, hash);
+        Ok(())
     }
 }
 
