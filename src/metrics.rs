@@ -107,6 +107,8 @@ pub struct Observed {
     pub sse_subscribers: usize,
     /// Alerts waiting for the ntfy sender.
     pub alerts_queued: usize,
+    /// Tool-call approvals waiting for a person.
+    pub approvals_pending: i64,
 }
 
 /// A hub's metrics; cheap to clone. Empty (recording nothing) when metrics are off.
@@ -128,6 +130,7 @@ struct Recorder {
     commit_writes: Histogram,
     commit_seconds: Histogram,
     alerts_queued: IntGauge,
+    approvals_pending: IntGauge,
     federation_pending: IntGauge,
     /// One scrape at a time: a render resets and refills the sampled gauges.
     rendering: Mutex<()>,
@@ -253,6 +256,7 @@ impl Metrics {
         }
         r.sse_subscribers.set(observed.sse_subscribers as i64);
         r.alerts_queued.set(observed.alerts_queued as i64);
+        r.approvals_pending.set(observed.approvals_pending);
         TextEncoder::new()
             .encode_to_string(&r.registry.gather())
             .map_err(|e| HubError::internal(format!("cannot encode the metrics: {e}")))
@@ -346,6 +350,10 @@ impl Recorder {
             alerts_queued: gauge(
                 "alerts_queued",
                 "Alerts waiting to be sent to ntfy.",
+            )?,
+            approvals_pending: gauge(
+                "approvals_pending",
+                "Tool-call approvals waiting for a person's decision.",
             )?,
             federation_pending: gauge(
                 "federation_results_pending",

@@ -173,7 +173,8 @@ async fn visible_approval(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct WaitQuery {
-    /// Seconds to wait for the decision while the approval is pending (at most 60).
+    /// Seconds to wait for the decision while the approval is pending (at most 60; more is
+    /// taken as 60).
     #[param(minimum = 0)]
     wait: Option<u64>,
 }

@@ -33,6 +33,10 @@ pub async fn get_metrics(
         agents: agents.iter().map(|a| a.presence).collect(),
         sse_subscribers: hub.registry.send(CountSubscribers).await?,
         alerts_queued: hub.core.alerts.backlog(),
+        approvals_pending: crate::db::read(&hub.reads, |conn| {
+            Ok(crate::db::approvals::count_pending(conn)?)
+        })
+        .await?,
     };
     Ok(HttpResponse::Ok()
         .content_type(CONTENT_TYPE)

@@ -9,7 +9,7 @@ use awc::http::StatusCode;
 use m3shd::metrics::MetricsAccess;
 use serde_json::{json, Value};
 
-use crate::support::{test_settings, TestHub, MASTER};
+use crate::support::{test_settings, TestHub, MASTER, SOON};
 
 const PATIENT: Duration = Duration::from_secs(20);
 
@@ -333,4 +333,41 @@ async fn an_admin_token_issued_before_metrics_existed_may_scrape() {
     )
     .await
     .expect(201);
+}
+
+#[actix_web::test]
+async fn pending_approvals_are_a_gauge() {
+    let hub = TestHub::spawn().await;
+    let rex = hub.agent("rex", &["research"], 1).await;
+    let id = hub.task(json!({ "title": "t", "prompt": "p" })).await["id"]
+        .as_i64()
+        .unwrap();
+    let assigned = hub
+        .eventually(SOON, || async {
+            hub.task_status(id).await["assigned_to"] == "rex"
+        })
+        .await;
+    assert!(assigned);
+    let path = format!("/api/tasks/{id}");
+    hub.put(&path, &rex, json!({ "status": "running" }))
+        .await
+        .expect(200);
+    let asked = hub
+        .post(
+            &format!("{path}/approvals"),
+            &rex,
+            json!({ "tool": "deploy" }),
+        )
+        .await
+        .expect(201);
+    let pending = |text: &str| sample(text, "m3shd_approvals_pending");
+    assert_eq!(pending(&metrics(&hub).await), Some(1.0));
+    hub.post(
+        &format!("/api/approvals/{}", asked["id"]),
+        MASTER,
+        json!({ "decision": "deny" }),
+    )
+    .await
+    .expect(200);
+    assert_eq!(pending(&metrics(&hub).await), Some(0.0));
 }
