@@ -4,10 +4,9 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::actors::agent::AgentSnapshot;
 use crate::crypto::Vault;
 use crate::db::models::{MessageRow, TaskRow};
-use crate::domain::agent::{shown_status, AgentStatus};
+use crate::domain::agent::{AgentStatus, TaskStats};
 
 /// A task as `GET /api/tasks/{id}` returns it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -151,45 +150,6 @@ pub struct AgentView {
     pub updated_at: String,
     #[serde(rename = "taskStats", skip_serializing_if = "Option::is_none")]
     pub task_stats: Option<TaskStats>,
-}
-
-impl AgentView {
-    pub fn new(s: AgentSnapshot, load: usize) -> Self {
-        let presence = AgentStatus::derive(s.online, load, s.profile.max_concurrent);
-        Self {
-            status: shown_status(s.operator_status, s.contacted(), presence),
-            presence,
-            load,
-            id: s.id,
-            agent_id: s.agent_id,
-            name: s.name,
-            machine: s.machine,
-            capabilities: s.profile.capabilities,
-            excluded: s.profile.excluded,
-            max_concurrent: s.profile.max_concurrent,
-            role: s.role,
-            config: s.config,
-            soul_content: s.soul,
-            session_key: s.session_key,
-            last_activity: s.last_activity,
-            last_seen: s.last_heartbeat.clone(),
-            last_heartbeat: s.last_heartbeat,
-            created_at: s.registered_at.clone(),
-            registered_at: s.registered_at,
-            updated_at: s.updated_at,
-            task_stats: None,
-        }
-    }
-}
-
-/// The tasks an agent holds, by status (seed 004's `taskStats`), from counters the database
-/// keeps with every task write.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct TaskStats {
-    pub total: i32,
-    pub assigned: i32,
-    pub in_progress: i32,
-    pub completed: i32,
 }
 
 /// A message as responses and events show it: seed 000's fields, with seed 004's `from`,

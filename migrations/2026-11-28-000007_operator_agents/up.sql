@@ -110,7 +110,7 @@ CREATE TABLE inbox_items (
     deliveries  INTEGER NOT NULL DEFAULT 0,
     acked_at    TEXT
 );
-CREATE INDEX inbox_open ON inbox_items (agent_id, acked_at, id);
+CREATE INDEX inbox_open ON inbox_items (agent_id, kind, acked_at, id);
 
 -- Seed 004's memory object keeps JSON values: `structured` marks a value stored as JSON text
 -- (seed 000's entries are plain text).

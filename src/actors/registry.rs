@@ -356,13 +356,15 @@ pub struct CreateAgent {
 }
 
 impl Handler<CreateAgent> for Registry {
-    type Result = ResponseActFuture<Self, Result<AgentSnapshot, HubError>>;
+    // Atomic: no registration of the same name may slip in between the check and the
+    // actor's start (agent creations are rare; the write is one short transaction).
+    type Result = AtomicResponse<Self, Result<AgentSnapshot, HubError>>;
 
     fn handle(&mut self, msg: CreateAgent, _: &mut Context<Self>) -> Self::Result {
         let agent_id = msg.row.agent_id.clone();
         let taken = move || HubError::conflict(format!("agent name {agent_id:?} already exists"));
         if self.directory.agent(&msg.row.agent_id).is_some() {
-            return Box::pin(fut::ready(Err(taken())));
+            return AtomicResponse::new(Box::pin(fut::ready(Err(taken()))));
         }
         let db = self.core.db.clone();
         let write = async move {
@@ -374,32 +376,34 @@ impl Handler<CreateAgent> for Registry {
             })
             .await
         };
-        Box::pin(write.into_actor(self).map(|written, this, ctx| {
-            let row = written?;
-            let actor = AgentActor::restored(
-                row,
-                this.core.clone(),
-                this.dispatcher.clone(),
-                ctx.address(),
-            );
-            let snapshot = actor.snapshot();
-            let addr = actor.start();
-            this.directory
-                .add_agent(snapshot.id, &snapshot.agent_id, addr);
-            // Not offered work yet: it is available once it heartbeats (or calls).
-            let created = serde_json::json!({
-                "id": snapshot.id,
-                "agent_id": snapshot.agent_id,
-                "name": snapshot.name,
-                "role": snapshot.role,
-            });
-            let audience = Audience::Agent {
-                agent_id: snapshot.agent_id.clone(),
-            };
-            this.core
-                .publish(HubEvent::new("agent_created", created, audience));
-            Ok(snapshot)
-        }))
+        AtomicResponse::new(Box::pin(write.into_actor(self).map(
+            |written, this, ctx| {
+                let row = written?;
+                let actor = AgentActor::restored(
+                    row,
+                    this.core.clone(),
+                    this.dispatcher.clone(),
+                    ctx.address(),
+                );
+                let snapshot = actor.snapshot();
+                let addr = actor.start();
+                this.directory
+                    .add_agent(snapshot.id, &snapshot.agent_id, addr);
+                // Not offered work yet: it is available once it heartbeats (or calls).
+                let created = serde_json::json!({
+                    "id": snapshot.id,
+                    "agent_id": snapshot.agent_id,
+                    "name": snapshot.name,
+                    "role": snapshot.role,
+                });
+                let audience = Audience::Agent {
+                    agent_id: snapshot.agent_id.clone(),
+                };
+                this.core
+                    .publish(HubEvent::new("agent_created", created, audience));
+                Ok(snapshot)
+            },
+        )))
     }
 }
 
@@ -547,7 +551,7 @@ impl Handler<ListAgents> for Registry {
                 .filter_map(|s| s.ok().flatten())
                 .map(|s| {
                     let load = loads.get(&s.agent_id).copied().unwrap_or(0);
-                    AgentView::new(s, load)
+                    s.view(load)
                 })
                 .filter(|a| msg.status.as_deref().is_none_or(|s| a.status == s))
                 .filter(|a| {
@@ -590,7 +594,7 @@ impl Handler<DescribeAgent> for Registry {
             };
             let loads = dispatcher.send(GetLoads).await?;
             let load = loads.get(&snapshot.agent_id).copied().unwrap_or(0);
-            Ok(Some(AgentView::new(snapshot, load)))
+            Ok(Some(snapshot.view(load)))
         })
     }
 }

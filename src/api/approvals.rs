@@ -250,6 +250,12 @@ pub async fn decide_approval(
     };
     let note = bounded("note", body.note, 1000)?;
     let row = visible_approval(&hub, &caller.0, &path).await?;
+    // Asking is the holder's part; deciding is someone else's.
+    if !caller.0.is_master() && caller.0.agent_id() == Some(row.agent_id.as_str()) {
+        return Err(HubError::forbidden(
+            "an agent cannot decide its own approval request",
+        ));
+    }
     if row.status != "pending" {
         return Err(HubError::conflict(format!(
             "approval {} was {} already",

@@ -20,7 +20,7 @@ const MC_SESSION_COOKIE: &str = "mc-session";
 
 /// The raw credential of a request: `Authorization: Bearer`, then `x-api-key`, then (only
 /// where EventSource needs it) the `token` query parameter. The session cookie comes last.
-fn presented(req: &HttpRequest, allow_query: bool) -> Option<String> {
+pub(super) fn presented(req: &HttpRequest, allow_query: bool) -> Option<String> {
     let header = |name: &str| {
         req.headers()
             .get(name)
@@ -43,20 +43,24 @@ fn presented(req: &HttpRequest, allow_query: bool) -> Option<String> {
     None
 }
 
+/// The session cookie's value, under the hub's name or Mission Control's.
+pub(super) fn session_cookie(req: &HttpRequest) -> Option<String> {
+    req.cookie(SESSION_COOKIE)
+        .or_else(|| req.cookie(MC_SESSION_COOKIE))
+        .map(|cookie| cookie.value().to_string())
+}
+
 fn authenticate(req: &HttpRequest, allow_query: bool) -> Result<Option<Principal>, HubError> {
     let hub = req
         .app_data::<web::Data<Hub>>()
         .ok_or_else(|| HubError::internal("hub state missing"))?;
     match presented(req, allow_query) {
         // No header credential: a browser's session cookie, if it carries one.
-        None => match req
-            .cookie(SESSION_COOKIE)
-            .or_else(|| req.cookie(MC_SESSION_COOKIE))
-        {
+        None => match session_cookie(req) {
             Some(cookie) => {
                 let principal = hub
                     .credentials
-                    .session(cookie.value())
+                    .session(&cookie)
                     .ok_or(HubError::Unauthorized)?;
                 // A cookie rides along on any site's request; only the hub's own pages write.
                 if !client::same_site_write(req, &hub.core.settings) {
@@ -73,11 +77,13 @@ fn authenticate(req: &HttpRequest, allow_query: bool) -> Result<Option<Principal
                 .credentials
                 .authenticate(&raw)
                 .ok_or(HubError::Unauthorized)?;
-            // Any call an agent makes with its own token shows it is alive.
-            if let Some(agent) = principal
+            // Any call an agent makes with its own token (one that may heartbeat as it) shows
+            // it is alive; a viewer's or commander's key bound to the same name does not.
+            let own_agent = principal
                 .confined_to()
-                .and_then(|id| hub.directory.agent(id))
-            {
+                .filter(|id| principal.acts_for(id))
+                .and_then(|id| hub.directory.agent(id));
+            if let Some(agent) = own_agent {
                 agent.do_send(Heartbeat);
             }
             Ok(Some(principal))

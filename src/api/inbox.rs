@@ -166,9 +166,11 @@ pub async fn send_agent_message(
         .agent_by(&crate::domain::agent::AgentRef::parse(&to))
         .ok_or_else(|| HubError::not_found(format!("no agent {to:?}")))?;
     limit_changes(&hub, &caller.0)?;
+    // Only an agent speaking for itself is an agent: anyone else naming a sender (an
+    // operator relaying for an orchestrator, a person) is marked as such.
     let sender_type = match &caller.0 {
         Principal::Token { person: true, .. } => "user",
-        _ if hub.directory.agent(&from).is_some() => "agent",
+        speaker if speaker.agent_id() == Some(from.as_str()) => "agent",
         _ => "system",
     };
     let message = NewMessage {

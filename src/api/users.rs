@@ -446,8 +446,10 @@ pub async fn login(
     Ok(HttpResponse::Ok().cookie(cookie).json(view))
 }
 
-/// Ends the session of the cookie sent and of a bearer token from `POST /api/login`, if
-/// any, and clears the cookie. 204 either way.
+/// Ends the sessions this request presents (the cookie, and a login's bearer token sent as
+/// `Authorization` or `x-api-key`), if any, and clears the cookie. 204 either way. The
+/// cookie and the bearer of one login are separate sessions: each ends when it is presented
+/// here or when the user's sessions are ended (disabled, password changed).
 #[utoipa::path(
     post,
     path = "/api/logout",
@@ -456,16 +458,10 @@ pub async fn login(
     responses((status = 204, description = "Sign out: ends the cookie's session and a login bearer token's"))
 )]
 pub async fn logout(hub: web::Data<Hub>, req: HttpRequest) -> Result<HttpResponse, HubError> {
-    let bearer = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(|t| t.trim().to_string());
-    let cookie = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string());
+    // Whatever session this request presents: a bearer or x-api-key from a login, and the
+    // cookie under either name.
+    let bearer = super::auth::presented(&req, false);
+    let cookie = super::auth::session_cookie(&req);
     let hashes: Vec<String> = cookie
         .into_iter()
         .chain(bearer)

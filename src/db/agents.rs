@@ -8,7 +8,7 @@ use diesel::sqlite::SqliteConnection;
 
 use super::models::{AgentRow, NewAgentRow, TaskRow};
 use super::schema::{agent_task_counts, agents, tasks};
-use crate::views::TaskStats;
+use crate::domain::agent::TaskStats;
 
 /// Inserts a new agent; `None` when its agent_id is taken.
 pub fn insert_agent(

@@ -52,26 +52,35 @@ pub fn forget_tip() {
     TIP.with(|tip| *tip.borrow_mut() = None);
 }
 
-/// Chains the rows that have no hash yet (written before the chain existed), in id order,
-/// after the last chained row. Run at start, before anything else writes.
+/// Chains the rows written before the chain existed: those without a hash after the last
+/// chained row (all of them, on a database that has none), in id order. An unhashed row
+/// *before* a chained one is not something the hub wrote, so it is left for `m3shd audit
+/// verify` to report (chaining it would bless an edit). Run at start, before anything
+/// else writes.
 pub fn chain_unhashed(conn: &mut SqliteConnection) -> QueryResult<usize> {
-    let Some(first) = audit_log::table
-        .filter(audit_log::hash.is_null())
-        .select(diesel::dsl::min(audit_log::id))
-        .first::<Option<i32>>(conn)?
-    else {
-        return Ok(0);
-    };
-    let mut prev: String = audit_log::table
-        .filter(audit_log::id.lt(first))
+    let last_chained: Option<(i32, Option<String>)> = audit_log::table
+        .filter(audit_log::hash.is_not_null())
         .order(audit_log::id.desc())
-        .select(audit_log::hash)
-        .first::<Option<String>>(conn)
-        .optional()?
-        .flatten()
-        .unwrap_or_else(|| GENESIS.to_string());
+        .select((audit_log::id, audit_log::hash))
+        .first(conn)
+        .optional()?;
+    let (after, mut prev) = match last_chained {
+        Some((id, hash)) => (id, hash.unwrap_or_else(|| GENESIS.to_string())),
+        None => (0, GENESIS.to_string()),
+    };
+    let unchained_inside: i64 = audit_log::table
+        .filter(audit_log::hash.is_null())
+        .filter(audit_log::id.lt(after))
+        .count()
+        .get_result(conn)?;
+    if unchained_inside > 0 {
+        tracing::error!(
+            rows = unchained_inside,
+            "audit rows without a hash sit among chained ones: the log was edited (see m3shd audit verify)"
+        );
+    }
     conn.transaction(|conn| {
-        let mut after = first - 1;
+        let mut after = after;
         let mut linked = 0;
         loop {
             let rows = after_id(conn, after)?;

@@ -104,6 +104,7 @@ pub fn unread_messages(
     inbox_items::table
         .inner_join(messages::table)
         .filter(inbox_items::agent_id.eq(agent_id))
+        .filter(inbox_items::kind.eq_any([InboxKind::Message.as_str(), InboxKind::Wake.as_str()]))
         .filter(inbox_items::acked_at.is_null())
         .order(inbox_items::id.asc())
         .limit(limit)
@@ -130,6 +131,11 @@ pub fn acknowledge(
         inbox_items::acked_at.eq(&now),
     ))
     .execute(conn)
+}
+
+/// Forgets an agent's inbox (it was deleted: a new agent of that name starts empty).
+pub fn clear(conn: &mut SqliteConnection, agent_id: &str) -> QueryResult<usize> {
+    diesel::delete(inbox_items::table.filter(inbox_items::agent_id.eq(agent_id))).execute(conn)
 }
 
 /// Direct messages to or from `agent` (all of them without one), newest first.

@@ -154,6 +154,16 @@ pub fn check_new_agent_id(id: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The tasks an agent holds, by status (seed 004's `taskStats`), from counters the database
+/// keeps with every task write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TaskStats {
+    pub total: i32,
+    pub assigned: i32,
+    pub in_progress: i32,
+    pub completed: i32,
+}
+
 /// Checks an agent id from a path: 1-64 characters of letters, digits, `-`, `_`, `.`.
 pub fn valid_agent_id(id: &str) -> bool {
     (1..=64).contains(&id.len())

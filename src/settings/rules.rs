@@ -115,7 +115,10 @@ pub const RULES: &[(&str, Accepts)] = &[
     ("sse_queue_capacity", whole(1, "events")),
     ("sse_keepalive_seconds", whole(1, "seconds")),
     ("sse_comment_seconds", whole(1, "seconds")),
-    ("approval_timeout_seconds", whole(1, "seconds")),
+    (
+        "approval_timeout_seconds",
+        whole_to(1, 7 * 24 * 3600, "seconds"),
+    ),
     ("event_ring_size", whole(1, "events")),
     ("sqlite_synchronous", Accepts::OneOf(&SQLITE_SYNCHRONOUS)),
     ("sqlite_busy_timeout_ms", whole(0, "milliseconds")),

@@ -1455,3 +1455,30 @@ async fn approvals_survive_a_sigkill_and_a_pending_one_is_decided_or_times_out_a
     .await;
     assert_eq!(left["count"], 0, "{left}");
 }
+
+#[actix_web::test]
+async fn an_agent_may_not_decide_its_own_request() {
+    let hub = TestHub::spawn().await;
+    // An admin-preset token holds tasks:execute and approvals:decide both.
+    let boss = hub.token("boss", "admin").await;
+    hub.post(
+        "/api/agents/boss/register",
+        &boss,
+        json!({ "name": "boss", "capabilities": ["research"] }),
+    )
+    .await
+    .expect(200);
+    let id = running_task(&hub, "boss", &boss).await;
+    let asked = ask_ok(&hub, id, &boss, "deploy").await;
+    let refused = decide(&hub, &asked, &boss, json!({ "decision": "allow" }))
+        .await
+        .expect(403);
+    assert!(
+        refused["error"].as_str().unwrap().contains("its own"),
+        "{refused}"
+    );
+    assert_eq!(approval_now(&hub, &asked).await["status"], "pending");
+    decide(&hub, &asked, MASTER, json!({ "decision": "allow" }))
+        .await
+        .expect(200);
+}

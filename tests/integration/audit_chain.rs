@@ -221,6 +221,25 @@ async fn rows_written_before_the_chain_are_chained_when_the_hub_starts() {
     assert!(ok, "{said}");
 }
 
+#[actix_web::test]
+async fn a_restart_never_blesses_an_edited_row_whose_hash_was_removed() {
+    let hub = busy_hub().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hub.db");
+    hub.snapshot_db(&db);
+    // An edit that also drops the row's hash, hoping the hub will chain it again.
+    tamper(
+        db.to_str().unwrap(),
+        "UPDATE audit_log SET actor = 'nobody-did-this', prev_hash = NULL, hash = NULL WHERE id = 3",
+    );
+    let settings = crate::support::test_settings(dir.path());
+    let again = TestHub::start(dir, settings, "test-encryption-key", None).await;
+    again.token("after-restart", "worker").await;
+    let copy = copy_of(&again, "still-broken.db");
+    let (ok, said) = verify(&["--database-url", &copy]).await;
+    assert!(!ok && said.contains("row 3 has no hash"), "{said}");
+}
+
 /// The hub process's resident memory (VmRSS) in KiB.
 fn resident_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("a live process");

@@ -2506,3 +2506,34 @@ async fn the_inbox_survives_a_sigkill_and_is_handed_over_once_after_it() {
         );
     }
 }
+
+#[actix_web::test]
+async fn a_deleted_agent_takes_its_inbox_along_and_other_keys_do_not_keep_it_alive() {
+    let hub = TestHub::spawn_with(|s| s.heartbeat_timeout = 1).await;
+    let rex = hub.agent("rex", &["research"], 1).await;
+    let note = json!({ "from": "ops", "to": "rex", "content": "for the old rex" });
+    hub.post("/api/agents/message", MASTER, note)
+        .await
+        .expect(201);
+    hub.delete("/api/agents/rex", MASTER).await.expect(200);
+    hub.post(
+        "/api/agents",
+        MASTER,
+        json!({ "name": "rex", "role": "dev" }),
+    )
+    .await
+    .expect(201);
+    let poll = hub.get("/api/agents/rex/heartbeat", &rex).await.expect(200);
+    assert_eq!(poll["messages"], json!([]), "{poll}");
+
+    // A viewer's key bound to the same name is not the agent: its calls are no heartbeat.
+    hub.agent("ada", &["research"], 1).await;
+    let viewer = hub.token("ada", "viewer").await;
+    let offline = hub
+        .eventually(Duration::from_secs(5), || async {
+            hub.get("/api/tasks", &viewer).await.expect(200);
+            hub.get("/api/agents/ada", MASTER).await.expect(200)["agent"]["presence"] == "offline"
+        })
+        .await;
+    assert!(offline, "calls with a viewer's key kept ada online");
+}

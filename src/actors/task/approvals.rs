@@ -208,7 +208,13 @@ impl TaskActor {
                 by: "hub".into(),
                 note: Some(TIMED_OUT.into()),
             };
-            ctx.wait(this.decide(deny).map(|_, _, _| ()));
+            // A denial that could not be written (a full write queue, a failed commit) is
+            // tried again shortly: the holder must not wait forever.
+            ctx.wait(this.decide(deny).map(move |written, this, ctx| {
+                if written.is_err() && this.approval.as_ref().map(|p| p.id) == Some(id) {
+                    this.arm_approval_timer(id, Duration::from_secs(1), ctx);
+                }
+            }));
         });
         if let Some(pending) = self.approval.as_mut() {
             pending.timer = Some(timer);

@@ -257,6 +257,10 @@ impl TaskActor {
         };
         Box::pin(write.into_actor(self).map(move |written, this, ctx| {
             let (row, escalation, usage, denied) = written?;
+            // A requeue put off for a decision is moot once the task left that holder.
+            if row.assigned_to != this.task.assigned_to || row.status != "running" {
+                this.requeue_after_decision = None;
+            }
             if let Some(denied) = denied {
                 if let Some(timer) = this.approval.take().and_then(|p| p.timer) {
                     ctx.cancel_future(timer);
