@@ -39,6 +39,9 @@ pub enum Ending {
     TimedOut,
     /// The worker is shutting down and killed it.
     Stopped,
+    /// The command could not be started at all (not installed, not executable): trying
+    /// again would not help.
+    CannotStart(String),
 }
 
 #[derive(Debug)]
@@ -53,6 +56,28 @@ pub struct Attempt {
 const STDERR_TAIL: usize = 4000;
 
 impl Executor {
+    /// The program this executor runs.
+    fn program(&self) -> &'static str {
+        match self {
+            Self::Claude { .. } => "claude",
+            Self::Shell(_) => "sh",
+        }
+    }
+
+    /// Whether the program can be found, before the worker offers to take any work.
+    pub fn check(&self) -> Result<(), String> {
+        match which::which(self.program()) {
+            Ok(_) => Ok(()),
+            Err(_) if matches!(self, Self::Claude { .. }) => {
+                Err("the `claude` command is not on PATH: install Claude Code \
+                 (npm install -g @anthropic-ai/claude-code), or give the worker a command to run \
+                 with --exec"
+                    .into())
+            }
+            Err(_) => Err(format!("`{}` is not on PATH", self.program())),
+        }
+    }
+
     fn command(&self, job: &Job) -> Command {
         let mut command = match self {
             Self::Claude { agent_mode: false } => {
@@ -101,9 +126,12 @@ impl Executor {
             Ok(child) => child,
             Err(error) => {
                 return Attempt {
-                    ending: Ending::Failed(None),
+                    ending: Ending::CannotStart(format!(
+                        "cannot start {}: {error}",
+                        self.program()
+                    )),
                     stdout: String::new(),
-                    stderr_tail: format!("cannot start: {error}"),
+                    stderr_tail: String::new(),
                 }
             }
         };
@@ -115,9 +143,12 @@ impl Executor {
         }
         let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
             return Attempt {
-                ending: Ending::Failed(None),
+                ending: Ending::CannotStart(format!(
+                    "{} started without output pipes",
+                    self.program()
+                )),
                 stdout: String::new(),
-                stderr_tail: "no output pipes".into(),
+                stderr_tail: String::new(),
             };
         };
         let group = child.id().map(|pid| pid as i32);

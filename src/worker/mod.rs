@@ -85,6 +85,8 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
     {
         tracing::warn!("agent mode runs Claude with --dangerously-skip-permissions as root; run the worker as an unprivileged user");
     }
+    // A worker that cannot run anything must not take tasks only to fail them.
+    config.executor.check().map_err(anyhow::Error::msg)?;
     let (kill, _) = watch::channel(false);
     let worker = Rc::new(Worker {
         hub: HubClient::new(&config.hub, &config.token),
@@ -283,18 +285,28 @@ impl Worker {
                     return self.report(&path, body).await;
                 }
                 ending => {
+                    // A command that cannot start will not start on a second try either.
+                    let retry = !matches!(ending, Ending::CannotStart(_));
                     let why = match ending {
                         Ending::TimedOut => format!("timed out after {} s", limit.as_secs()),
                         Ending::Failed(Some(code)) => format!("exit code {code}"),
+                        Ending::CannotStart(why) => why,
                         _ => "killed by a signal".to_string(),
                     };
                     tracing::warn!(task.id = job.id, attempt, %why, "the run failed");
-                    if attempt < self.config.tries {
+                    if retry && attempt < self.config.tries {
                         actix_web::rt::time::sleep(self.config.retry_backoff * attempt).await;
                         continue;
                     }
-                    let reason =
-                        format!("{why} after {attempt} tries: {}", result.stderr_tail.trim());
+                    let tries = if attempt == 1 {
+                        "1 try".to_string()
+                    } else {
+                        format!("{attempt} tries")
+                    };
+                    let reason = match result.stderr_tail.trim() {
+                        "" => format!("{why} after {tries}"),
+                        stderr => format!("{why} after {tries}: {stderr}"),
+                    };
                     self.report(
                         &path,
                         HubClient::report_body("failed", Some(&result.stdout), Some(&reason)),

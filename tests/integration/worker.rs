@@ -292,3 +292,76 @@ async fn a_worker_never_runs_more_than_max_concurrent_tasks() {
     );
     assert!(counts.contains(&2), "two did run side by side: {counts:?}");
 }
+
+/// `m3shd worker` for `name` running Claude (no `--exec`), with `path` as its PATH.
+fn claude_worker(
+    hub: &TestHub,
+    token: &str,
+    name: &str,
+    path: &std::path::Path,
+) -> std::process::Command {
+    let mut command = crate::support::process::quick_worker(&hub.base, token, name);
+    command.env("PATH", path);
+    command
+}
+
+#[actix_web::test]
+async fn without_claude_and_without_exec_the_worker_stops_and_says_what_to_install() {
+    let hub = TestHub::spawn().await;
+    let token = hub.token("bare", "worker").await;
+    let empty = tempfile::tempdir().unwrap();
+    let mut command = claude_worker(&hub, &token, "bare", empty.path());
+    let output = actix_web::rt::task::spawn_blocking(move || command.output().expect("it runs"))
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{said}");
+    assert!(
+        said.contains("`claude` command is not on PATH") && said.contains("--exec"),
+        "{said}"
+    );
+    // It never offered to take work.
+    assert_eq!(hub.get("/api/agents", MASTER).await.expect(200)["total"], 0);
+}
+
+#[actix_web::test]
+async fn a_command_that_cannot_start_fails_its_task_once_with_the_real_cause() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let hub = TestHub::spawn().await;
+    let token = hub.token("vanishing", "worker").await;
+    // A `claude` that passes the start-up check, then is uninstalled before any task comes.
+    let bin = tempfile::tempdir().unwrap();
+    let fake = bin.path().join("claude");
+    std::fs::write(&fake, "#!/bin/sh\necho never\n").unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut child = claude_worker(&hub, &token, "vanishing", bin.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the worker starts");
+    let online = hub
+        .eventually(Duration::from_secs(10), || async {
+            hub.get("/api/health", MASTER).await.body["agents"]["vanishing"] == "online"
+        })
+        .await;
+    assert!(online, "the worker registered");
+    std::fs::remove_file(&fake).unwrap();
+    let id = hub.task(json!({ "title": "t", "prompt": "p" })).await["id"]
+        .as_i64()
+        .unwrap();
+    let failed = hub
+        .eventually(Duration::from_secs(10), || async {
+            hub.task_status(id).await["status"] == "failed"
+        })
+        .await;
+    let task = hub.task_status(id).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(failed, "{task}");
+    let reason = task["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("cannot start claude") && reason.contains("after 1 try"),
+        "{reason}"
+    );
+}

@@ -156,11 +156,20 @@ pub async fn wait_exit(child: &mut Child, within: Duration) -> bool {
 /// tests use (heartbeats and polls every second, 50 ms before a failed run is retried)
 /// and no output. Arguments added after these win.
 pub fn worker_command(hub: &str, token: &str, name: &str, exec: &str) -> Command {
+    let mut command = quick_worker(hub, token, name);
+    command
+        .args(["--exec", exec])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+}
+
+/// `m3shd worker` for `name` against `hub` with the tests' quick intervals, running Claude
+/// unless told otherwise.
+pub fn quick_worker(hub: &str, token: &str, name: &str) -> Command {
     let mut command = m3shd();
     command
-        .args([
-            "worker", "--hub", hub, "--token", token, "--name", name, "--exec", exec,
-        ])
+        .args(["worker", "--hub", hub, "--token", token, "--name", name])
         .args([
             "--capabilities",
             "research",
@@ -170,8 +179,6 @@ pub fn worker_command(hub: &str, token: &str, name: &str, exec: &str) -> Command
             "1",
         ])
         .args(["--retry-backoff-ms", "50"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .env("RUST_LOG", "warn");
     command
 }
