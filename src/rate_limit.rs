@@ -1,44 +1,47 @@
-//! Rate limits: a fixed window per key (inbound webhooks are limited per name), and the
-//! sign-in throttle per (user name, client address).
+//! Rate limits: requests per key (inbound webhooks per name, seed 004 changes per caller),
+//! a keyed GCRA limiter from `governor`; and the sign-in throttle per (user name, client
+//! address).
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
 use sha2::{Digest, Sha256};
 
-/// Requests per key per minute. Keys are names of existing webhooks or of authenticated
-/// callers (checked before a request is counted), so the table stays as small as those.
+/// How many checks pass between two sweeps of keys that have been idle long enough to
+/// start afresh: the table holds only keys seen lately, however many there were.
+const SWEEP_EVERY: u64 = 1024;
+
+/// Requests per key per minute: up to the limit at once, then one more each
+/// `60 s / limit` (a keyed GCRA limiter, `governor`).
 pub struct RateLimiter {
-    limit: u32,
-    window: Duration,
-    windows: Mutex<HashMap<String, (Instant, u32)>>,
+    keys: DefaultKeyedRateLimiter<String>,
+    checks: AtomicU64,
 }
 
 impl RateLimiter {
     pub fn per_minute(limit: u32) -> Self {
+        let quota = Quota::per_minute(NonZeroU32::new(limit).unwrap_or(NonZeroU32::MIN));
         Self {
-            limit,
-            window: Duration::from_secs(60),
-            windows: Mutex::new(HashMap::new()),
+            keys: governor::RateLimiter::keyed(quota),
+            checks: AtomicU64::new(0),
         }
     }
 
-    /// Counts one request for `key`; when the key is over its limit in this window, how
-    /// many whole seconds remain until the window ends.
+    /// Counts one request for `key`; when the key is over its limit, how many whole seconds
+    /// until it may come again.
     pub fn admit(&self, key: &str) -> Result<(), u64> {
-        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        let entry = windows.entry(key.to_string()).or_insert((now, 0));
-        if now.duration_since(entry.0) >= self.window {
-            *entry = (now, 0);
+        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            self.keys.retain_recent();
         }
-        entry.1 = entry.1.saturating_add(1);
-        if entry.1 <= self.limit {
-            return Ok(());
-        }
-        let left = self.window.saturating_sub(now.duration_since(entry.0));
-        Err(left.as_secs() + u64::from(left.subsec_nanos() > 0))
+        self.keys.check_key(&key.to_string()).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+        })
     }
 }
 
@@ -238,7 +241,22 @@ mod tests {
         let limiter = RateLimiter::per_minute(2);
         assert!(limiter.admit("a").is_ok() && limiter.admit("a").is_ok());
         let wait = limiter.admit("a").unwrap_err();
-        assert!((59..=60).contains(&wait), "{wait}");
+        assert!((1..=30).contains(&wait), "{wait}");
         assert!(limiter.admit("b").is_ok());
+    }
+
+    #[test]
+    fn a_hundred_thousand_keys_do_not_stay() {
+        // 60 a minute: a key seen once may be swept two emission intervals (2 s) later.
+        let limiter = RateLimiter::per_minute(60);
+        for i in 0..100_000 {
+            assert!(limiter.admit(&format!("caller-{i}")).is_ok());
+        }
+        std::thread::sleep(Duration::from_millis(2100));
+        for _ in 0..SWEEP_EVERY {
+            let _ = limiter.admit("steady");
+        }
+        let left = limiter.keys.len();
+        assert!(left < 100, "{left} keys left");
     }
 }
