@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use awc::http::Method;
+use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch, Notify};
@@ -165,7 +166,6 @@ impl Worker {
     /// Follows the event stream and wakes the pick-up loop on every assignment to us.
     async fn listen(self: Rc<Self>) {
         let mut wait = Duration::from_millis(500);
-        let needle = format!("\"assigned_to\":\"{}\"", self.config.name);
         loop {
             let request = self
                 .hub
@@ -173,18 +173,14 @@ impl Worker {
                 .get(self.hub.stream_url())
                 .timeout(Duration::from_secs(24 * 3600));
             match request.send().await {
-                Ok(mut stream) if stream.status().is_success() => {
+                Ok(stream) if stream.status().is_success() => {
                     wait = Duration::from_millis(500);
                     // Anything might have been assigned while the stream was down.
                     self.wake.notify_one();
-                    let mut buffer = String::new();
-                    while let Some(Ok(bytes)) = stream.next().await {
-                        buffer.push_str(&String::from_utf8_lossy(&bytes));
-                        while let Some(end) = buffer.find("\n\n") {
-                            let event: String = buffer.drain(..end + 2).collect();
-                            if event.contains("event: task_assigned") && event.contains(&needle) {
-                                self.wake.notify_one();
-                            }
+                    let mut events = std::pin::pin!(stream.eventsource());
+                    while let Some(Ok(event)) = events.next().await {
+                        if event.event == "task_assigned" && self.assigned_to_me(&event.data) {
+                            self.wake.notify_one();
                         }
                     }
                     tracing::warn!("the event stream ended; reconnecting");
@@ -197,6 +193,12 @@ impl Worker {
             actix_web::rt::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_secs(30));
         }
+    }
+
+    /// Whether a `task_assigned` event's data names this worker as the holder.
+    fn assigned_to_me(&self, data: &str) -> bool {
+        serde_json::from_str::<Value>(data)
+            .is_ok_and(|task| task["assigned_to"].as_str() == Some(self.config.name.as_str()))
     }
 
     /// The fallback for a dropped stream: look for assigned work now and then.

@@ -365,3 +365,48 @@ async fn a_command_that_cannot_start_fails_its_task_once_with_the_real_cause() {
         "{reason}"
     );
 }
+
+#[actix_web::test]
+async fn an_assignment_on_the_event_stream_starts_the_task_without_waiting_for_a_poll() {
+    let hub = TestHub::spawn().await;
+    // Polls a minute apart: only the stream can start the task within seconds.
+    let token = hub.token("listener", "worker").await;
+    let mut command = crate::support::process::m3shd();
+    command
+        .args([
+            "worker", "--hub", &hub.base, "--token", &token, "--name", "listener",
+        ])
+        .args([
+            "--exec",
+            "cat",
+            "--heartbeat-interval",
+            "1",
+            "--poll-interval",
+            "60",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let _worker = Worker {
+        child: command.spawn().expect("the worker starts"),
+    };
+    let online = hub
+        .eventually(Duration::from_secs(10), || async {
+            hub.get("/api/health", MASTER).await.body["agents"]["listener"] == "online"
+        })
+        .await;
+    assert!(online, "the worker registered");
+    // Let the stream's opening look for work pass first.
+    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    let id = hub
+        .task(json!({ "title": "t", "prompt": "heard on the stream" }))
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let done = hub
+        .eventually(Duration::from_secs(5), || async {
+            hub.task_status(id).await["status"] == "done"
+        })
+        .await;
+    assert!(done, "{}", hub.task_status(id).await);
+    assert_eq!(hub.task_status(id).await["output"], "heard on the stream");
+}
