@@ -21,43 +21,11 @@ use crate::crypto::Vault;
 use crate::db::inbox::NewMessage;
 use crate::db::models::{AgentRow, MessageRow, NewAgentRow, NewAuditRow};
 use crate::db::schema::agents;
-use crate::domain::agent::{shown_status, AgentStatus};
-use crate::domain::agent::{OperatorStatus, Profile};
+use crate::domain::agent::{shown_status, AgentStatus, OperatorStatus, Profile};
 use crate::domain::event::{Audience, HubEvent};
 use crate::domain::now_iso;
 use crate::error::HubError;
 use crate::views::{message_view, open_or_unreadable, AgentView};
-
-impl AgentSnapshot {
-    /// The agent as responses show it, with `load` tasks held.
-    pub fn view(self, load: usize) -> AgentView {
-        let s = self;
-        let presence = AgentStatus::derive(s.online, load, s.profile.max_concurrent);
-        AgentView {
-            status: shown_status(s.operator_status, s.contacted(), presence),
-            presence,
-            load,
-            id: s.id,
-            agent_id: s.agent_id,
-            name: s.name,
-            machine: s.machine,
-            capabilities: s.profile.capabilities,
-            excluded: s.profile.excluded,
-            max_concurrent: s.profile.max_concurrent,
-            role: s.role,
-            config: s.config,
-            soul_content: s.soul,
-            session_key: s.session_key,
-            last_activity: s.last_activity,
-            last_seen: s.last_heartbeat.clone(),
-            last_heartbeat: s.last_heartbeat,
-            created_at: s.registered_at.clone(),
-            registered_at: s.registered_at,
-            updated_at: s.updated_at,
-            task_stats: None,
-        }
-    }
-}
 
 /// The agent's state as a snapshot; the Registry adds the load from the Dispatcher. The
 /// soul and session key are plaintext here and sealed in the database.
@@ -120,6 +88,35 @@ impl AgentSnapshot {
     /// On hold by an operator: no new work.
     pub fn held(&self) -> bool {
         self.operator_status.is_some_and(OperatorStatus::holds)
+    }
+
+    /// The agent as responses show it, with `load` tasks held.
+    pub fn view(self, load: usize) -> AgentView {
+        let s = self;
+        let presence = AgentStatus::derive(s.online, load, s.profile.max_concurrent);
+        AgentView {
+            status: shown_status(s.operator_status, s.contacted(), presence),
+            presence,
+            load,
+            id: s.id,
+            agent_id: s.agent_id,
+            name: s.name,
+            machine: s.machine,
+            capabilities: s.profile.capabilities,
+            excluded: s.profile.excluded,
+            max_concurrent: s.profile.max_concurrent,
+            role: s.role,
+            config: s.config,
+            soul_content: s.soul,
+            session_key: s.session_key,
+            last_activity: s.last_activity,
+            last_seen: s.last_heartbeat.clone(),
+            last_heartbeat: s.last_heartbeat,
+            created_at: s.registered_at.clone(),
+            registered_at: s.registered_at,
+            updated_at: s.updated_at,
+            task_stats: None,
+        }
     }
 }
 

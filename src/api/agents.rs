@@ -101,8 +101,15 @@ fn authorise_for(principal: &Principal, agent_id: &str) -> Result<(), HubError> 
     }
 }
 
-fn no_agent(text: &str) -> HubError {
+pub fn no_agent(text: &str) -> HubError {
     HubError::not_found(format!("no agent {text:?}"))
+}
+
+/// The registered agent a path names (its numeric id or its agent_id), or a 404.
+pub fn named_agent(hub: &Hub, text: &str) -> Result<(String, Addr<AgentActor>), HubError> {
+    hub.directory
+        .agent_by(&AgentRef::parse(text))
+        .ok_or_else(|| no_agent(text))
 }
 
 /// The agent_id a path names: a known numeric id's agent, or a well-formed agent_id (which
@@ -126,8 +133,8 @@ pub fn visible_agent(
     principal: &Principal,
     text: &str,
 ) -> Result<(String, Addr<AgentActor>), HubError> {
-    hub.directory
-        .agent_by(&AgentRef::parse(text))
+    named_agent(hub, text)
+        .ok()
         .filter(|(agent_id, _)| principal.sees_agent(agent_id))
         .ok_or_else(|| no_agent(text))
 }
@@ -160,6 +167,18 @@ pub async fn with_task_stats(
     Ok(views)
 }
 
+/// One agent as the hub knows it, every field, without `taskStats` (a database read).
+pub async fn agent_view(
+    hub: &Hub,
+    addr: Addr<AgentActor>,
+    name: &str,
+) -> Result<AgentView, HubError> {
+    hub.registry
+        .send(DescribeAgent(addr))
+        .await??
+        .ok_or_else(|| no_agent(name))
+}
+
 /// One agent as a response shows it to this caller, with its `taskStats`.
 pub async fn agent_object(
     hub: &Hub,
@@ -167,12 +186,7 @@ pub async fn agent_object(
     addr: Addr<AgentActor>,
     name: &str,
 ) -> Result<AgentView, HubError> {
-    let view = hub
-        .registry
-        .send(DescribeAgent(addr))
-        .await??
-        .ok_or_else(|| no_agent(name))?;
-    let view = shown_to(view, principal, false);
+    let view = shown_to(agent_view(hub, addr, name).await?, principal, false);
     let mut views = with_task_stats(hub, vec![view]).await?;
     Ok(views.remove(0))
 }
@@ -329,11 +343,7 @@ pub async fn delete_agent(
 ) -> Result<HttpResponse, HubError> {
     caller.0.require("agents:delete")?;
     limit_changes(&hub, &caller.0)?;
-    let text = path.into_inner();
-    let (agent_id, agent) = hub
-        .directory
-        .agent_by(&AgentRef::parse(&text))
-        .ok_or_else(|| no_agent(&text))?;
+    let (agent_id, agent) = named_agent(&hub, &path.into_inner())?;
     agent
         .send(RemoveAgent {
             by: caller.0.label(),

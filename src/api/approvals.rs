@@ -11,7 +11,7 @@ use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
-use super::extract::{Json, Query};
+use super::extract::{text, Json, Query};
 use super::tasks::{live_task, task_id, visible_task};
 use super::{page_limit, page_offset};
 use crate::actors::task::{DecideApproval, RequestApproval};
@@ -41,15 +41,6 @@ pub struct ApprovalRequestBody {
     timeout_seconds: Option<u64>,
 }
 
-fn bounded(field: &str, value: Option<String>, max: usize) -> Result<Option<String>, HubError> {
-    match value {
-        Some(text) if text.chars().count() > max => Err(HubError::bad_request(format!(
-            "{field} exceeds {max} characters"
-        ))),
-        other => Ok(other),
-    }
-}
-
 #[utoipa::path(
     post,
     path = "/api/tasks/{id}/approvals",
@@ -75,9 +66,9 @@ pub async fn request_approval(
         .map(|t| t.trim_blank().to_string())
         .filter(|t| !t.is_empty())
         .ok_or_else(|| HubError::bad_request("tool is required"))?;
-    let tool = bounded("tool", Some(tool), 128)?.unwrap_or_default();
-    let input = bounded("input", body.input, 8000)?;
-    let reason = bounded("reason", body.reason, 1000)?;
+    let tool = text("tool", Some(tool), 128, true)?.unwrap_or_default();
+    let input = text("input", body.input, 8000, true)?;
+    let reason = text("reason", body.reason, 1000, true)?;
     let most = hub.core.settings.approval_timeout_seconds;
     let timeout = match body.timeout_seconds {
         Some(0) => return Err(HubError::bad_request("timeout_seconds must be at least 1")),
@@ -248,7 +239,7 @@ pub async fn decide_approval(
         Some("deny") => false,
         _ => return Err(HubError::bad_request("decision must be allow or deny")),
     };
-    let note = bounded("note", body.note, 1000)?;
+    let note = text("note", body.note, 1000, true)?;
     let row = visible_approval(&hub, &caller.0, &path).await?;
     // Asking is the holder's part; deciding is someone else's.
     if !caller.0.is_master() && caller.0.agent_id() == Some(row.agent_id.as_str()) {

@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
 use crate::domain::json_integer;
+use crate::domain::Blank;
 use crate::error::HubError;
 use crate::startup::Hub;
 
@@ -128,6 +129,29 @@ fn integral_floats_as_integers(bytes: &[u8]) -> Option<serde_json::Value> {
     }
     let mut value: Value = serde_json::from_slice(bytes).ok()?;
     walk(&mut value).then_some(value)
+}
+
+/// A text field of at most `max` characters; `blank_ok` lets it be empty (a soul may be).
+pub fn text(
+    field: &str,
+    value: Option<String>,
+    max: usize,
+    blank_ok: bool,
+) -> Result<Option<String>, HubError> {
+    let Some(value) = value else { return Ok(None) };
+    if !blank_ok && value.trim_blank().is_empty() {
+        return Err(HubError::bad_request(format!("{field} must not be blank")));
+    }
+    if value.chars().count() > max {
+        return Err(HubError::bad_request(format!(
+            "{field} exceeds {max} characters"
+        )));
+    }
+    Ok(Some(if blank_ok {
+        value
+    } else {
+        value.trim_blank().to_string()
+    }))
 }
 
 /// An optional JSON body: nothing (or only whitespace, or `null`) is the default value.

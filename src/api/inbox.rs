@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
-use super::agents::{agent_object, limit_changes, visible_agent};
+use super::agents::{agent_view, limit_changes, named_agent, visible_agent};
 use super::auth::Caller;
 use super::extract::{Json, Query};
 use super::{page_limit, page_offset};
@@ -58,10 +58,12 @@ pub async fn pending_work(
     // The agent reading its own inbox receives it; an overseer only looks.
     let receives = caller.0.confined_to() == Some(agent_id.as_str());
     let owner = agent_id.clone();
-    let (tasks, messages) = crate::db::read(&hub.reads, move |conn| {
+    // One read for the pending tasks, the unread messages and the task counts.
+    let (tasks, messages, mut stats) = crate::db::read(&hub.reads, move |conn| {
         let tasks = agents_db::pending_tasks(conn, &owner, limit, offset)?;
         let messages = inbox::unread_messages(conn, &owner, MESSAGES_PER_POLL)?;
-        Ok((tasks, messages))
+        let stats = agents_db::task_stats(conn, std::slice::from_ref(&owner))?;
+        Ok((tasks, messages, stats))
     })
     .await?;
     if receives && !messages.is_empty() {
@@ -72,7 +74,7 @@ pub async fn pending_work(
             .write(move |conn| Ok(inbox::acknowledge(conn, &owner, &items)?))
             .await?;
     }
-    let view = agent_object(&hub, &caller.0, addr, &path).await?;
+    let view = agent_view(&hub, addr, &path).await?;
     let pending: Vec<Value> = tasks
         .iter()
         .map(|t| {
@@ -93,7 +95,7 @@ pub async fn pending_work(
         .iter()
         .map(|(_, m)| message_view(m, &hub.core.vault))
         .collect();
-    let stats = view.task_stats.unwrap_or_default();
+    let stats = stats.remove(&agent_id).unwrap_or_default();
     Ok(HttpResponse::Ok().json(json!({
         "agent": agent_id,
         "id": view.id,
@@ -161,10 +163,7 @@ pub async fn send_agent_message(
             "an agent's token may send messages only as its own agent",
         ));
     }
-    let (recipient, _) = hub
-        .directory
-        .agent_by(&crate::domain::agent::AgentRef::parse(&to))
-        .ok_or_else(|| HubError::not_found(format!("no agent {to:?}")))?;
+    let (recipient, _) = named_agent(&hub, &to)?;
     limit_changes(&hub, &caller.0)?;
     // Only an agent speaking for itself is an agent: anyone else naming a sender (an
     // operator relaying for an orchestrator, a person) is marked as such.

@@ -10,16 +10,19 @@ use utoipa::ToSchema;
 
 use actix::Addr;
 
-use super::agents::{agent_object, capability_list, limit_changes, shown_to, visible_agent};
+use super::agents::{
+    agent_object, agent_view, capability_list, limit_changes, named_agent, no_agent, shown_to,
+    visible_agent,
+};
 use super::auth::Caller;
-use super::extract::{optional_json, Json};
+use super::extract::{optional_json, text, Json};
 use crate::actors::agent::{AgentActor, AgentChange, UpdateAgent, Wake};
 use crate::actors::registry::CreateAgent;
 use crate::agents_file::{self, AgentEntry};
 use crate::db::models::NewAgentRow;
 use crate::domain::access::Principal;
-use crate::domain::agent::{check_new_agent_id, AgentRef, OperatorStatus};
-use crate::domain::{now_iso, Blank};
+use crate::domain::agent::{check_new_agent_id, OperatorStatus};
+use crate::domain::now_iso;
 use crate::error::HubError;
 use crate::startup::Hub;
 use crate::views::AgentView;
@@ -99,29 +102,6 @@ pub struct UpdateAgentBody {
     capabilities: Option<Vec<String>>,
     /// Also write the agent into the agents file.
     write_to_gateway: Option<bool>,
-}
-
-/// A text field of at most `max` characters; `blank_ok` lets it be empty (a soul may be).
-fn text(
-    field: &str,
-    value: Option<String>,
-    max: usize,
-    blank_ok: bool,
-) -> Result<Option<String>, HubError> {
-    let Some(value) = value else { return Ok(None) };
-    if !blank_ok && value.trim_blank().is_empty() {
-        return Err(HubError::bad_request(format!("{field} must not be blank")));
-    }
-    if value.chars().count() > max {
-        return Err(HubError::bad_request(format!(
-            "{field} exceeds {max} characters"
-        )));
-    }
-    Ok(Some(if blank_ok {
-        value
-    } else {
-        value.trim_blank().to_string()
-    }))
 }
 
 fn object(field: &str, value: Option<Value>) -> Result<Option<Map<String, Value>>, HubError> {
@@ -408,7 +388,6 @@ async fn update(
     body: UpdateAgentBody,
     nothing: Nothing,
 ) -> Result<(AgentView, Option<String>), HubError> {
-    caller.require("agents:manage")?;
     if body.name.as_deref().is_some_and(|name| name != agent_id) {
         return Err(HubError::conflict(
             "name cannot change: it is the agent's handle in its tasks, tokens and memory",
@@ -416,7 +395,7 @@ async fn update(
     }
     let write = body.write_to_gateway;
     check_agents_file(hub, write).await?;
-    let current = agent_object(hub, &Principal::Master, addr.clone(), &agent_id).await?;
+    let current = agent_view(hub, addr.clone(), &agent_id).await?;
     let change = body.change(&current.config)?;
     // `write_to_gateway` alone exports the agent as it is.
     if change.is_empty() && write != Some(true) && nothing == Nothing::Refused {
@@ -438,10 +417,6 @@ async fn update(
         _ => None,
     };
     Ok((shown_to(full, caller, false), warning))
-}
-
-fn no_agent(name: &str) -> HubError {
-    HubError::not_found(format!("no agent {name:?}"))
 }
 
 #[utoipa::path(
@@ -481,11 +456,7 @@ pub async fn update_agent(
     body: Json<UpdateAgentBody>,
 ) -> Result<HttpResponse, HubError> {
     caller.0.require("agents:manage")?;
-    let path = path.into_inner();
-    let agent = hub
-        .directory
-        .agent_by(&AgentRef::parse(&path))
-        .ok_or_else(|| no_agent(&path))?;
+    let agent = named_agent(&hub, &path.into_inner())?;
     let (view, warning) = update(&hub, &caller.0, agent, body.0, Nothing::Shown).await?;
     Ok(HttpResponse::Ok().json(json!({ "agent": view, "warning": warning })))
 }
@@ -504,10 +475,7 @@ pub async fn get_agent(
 ) -> Result<HttpResponse, HubError> {
     caller.0.require("agents:read")?;
     let path = path.into_inner();
-    let (_, addr) = hub
-        .directory
-        .agent_by(&AgentRef::parse(&path))
-        .ok_or_else(|| no_agent(&path))?;
+    let (_, addr) = named_agent(&hub, &path)?;
     let view = agent_object(&hub, &caller.0, addr, &path).await?;
     Ok(HttpResponse::Ok().json(json!({ "agent": view })))
 }
@@ -661,8 +629,7 @@ pub async fn sync_agents(hub: web::Data<Hub>, caller: Caller) -> Result<HttpResp
                 created += 1;
             }
             Some(addr) => {
-                let current =
-                    agent_object(&hub, &Principal::Master, addr.clone(), &entry.name).await?;
+                let current = agent_view(&hub, addr.clone(), &entry.name).await?;
                 let change = AgentChange {
                     role: entry.role.filter(|r| current.role.as_ref() != Some(r)),
                     capabilities: capabilities.filter(|c| *c != current.capabilities),
