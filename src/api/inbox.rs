@@ -15,7 +15,6 @@ use super::{page_limit, page_offset};
 use crate::db::agents as agents_db;
 use crate::db::inbox::{self, NewMessage};
 use crate::db::models::NewAuditRow;
-use crate::domain::access::Principal;
 use crate::domain::event::{Audience, HubEvent};
 use crate::domain::{now_iso, Blank};
 use crate::error::HubError;
@@ -157,21 +156,9 @@ pub async fn send_agent_message(
     if from.chars().count() > 64 {
         return Err(HubError::bad_request("from must be at most 64 characters"));
     }
-    // A worker speaks only as itself.
-    if caller.0.is_worker() && caller.0.agent_id() != Some(from.as_str()) {
-        return Err(HubError::forbidden(
-            "an agent's token may send messages only as its own agent",
-        ));
-    }
+    let sender_type = caller.0.sender_type(&from)?;
     let (recipient, _) = named_agent(&hub, &to)?;
     limit_changes(&hub, &caller.0)?;
-    // Only an agent speaking for itself is an agent: anyone else naming a sender (an
-    // operator relaying for an orchestrator, a person) is marked as such.
-    let sender_type = match &caller.0 {
-        Principal::Token { person: true, .. } => "user",
-        speaker if speaker.agent_id() == Some(from.as_str()) => "agent",
-        _ => "system",
-    };
     let message = NewMessage {
         sender: from,
         sender_type: sender_type.into(),

@@ -162,7 +162,6 @@ pub async fn list_memory(
     query: Query<MemoryQuery>,
 ) -> Result<HttpResponse, HubError> {
     let agent_id = authorise(&hub, &caller.0, &path.into_inner(), "memory:read")?;
-    let owner = agent_id.clone();
     let query = query.0;
     let limit = page_limit(query.limit, 50, 200)?;
     let offset = page_offset(query.offset)?;
@@ -170,20 +169,26 @@ pub async fn list_memory(
         .q
         .as_deref()
         .map(|q| hub.core.blind.query(&agent_id, q, true));
-    let rows = crate::db::read(&hub.reads, move |conn| {
-        Ok(match search {
+    // One read: the whole memory (the object form, newest first, one past its cap) and
+    // the page asked for, which is a slice of it unless it is a search or reaches past it.
+    let (rows, whole) = crate::db::read(&hub.reads, move |conn| {
+        let whole = memory::list(conn, &agent_id, MAX_OBJECT_ENTRIES + 1, 0)?;
+        let page = match search {
+            None if offset.saturating_add(limit) <= MAX_OBJECT_ENTRIES => whole
+                .iter()
+                .skip(offset as usize)
+                .take(limit as usize)
+                .cloned()
+                .collect(),
             None => memory::list(conn, &agent_id, limit, offset)?,
             // A query with no word in it matches nothing.
             Some(None) => vec![],
             Some(Some(expression)) => memory::search(conn, &expression, limit, offset)?,
-        })
+        };
+        Ok((page, whole))
     })
     .await?;
     let list: Vec<Value> = rows.iter().map(|r| memory_view(r, &hub)).collect();
-    let whole = crate::db::read(&hub.reads, move |conn| {
-        Ok(memory::list(conn, &owner, MAX_OBJECT_ENTRIES + 1, 0)?)
-    })
-    .await?;
     let truncated = whole.len() > MAX_OBJECT_ENTRIES as usize;
     let object = memory_object(&whole[..whole.len().min(MAX_OBJECT_ENTRIES as usize)], &hub);
     Ok(HttpResponse::Ok().json(json!({

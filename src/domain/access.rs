@@ -273,6 +273,22 @@ impl Principal {
         !self.is_worker() || self.agent_id() == Some(agent_id)
     }
 
+    /// How a direct message this caller sends `from` a name is recorded: an agent's own
+    /// token speaks only as itself (403 otherwise) and is an `agent`; a person is a `user`;
+    /// anyone else naming a sender (an operator relaying for an orchestrator) is `system`.
+    pub fn sender_type(&self, from: &str) -> Result<&'static str, HubError> {
+        if self.is_worker() && self.agent_id() != Some(from) {
+            return Err(HubError::forbidden(
+                "an agent's token may send messages only as its own agent",
+            ));
+        }
+        Ok(match self {
+            Self::Token { person: true, .. } => "user",
+            speaker if speaker.agent_id() == Some(from) => "agent",
+            _ => "system",
+        })
+    }
+
     /// The task visibility rule: the master and people see every task, agents only the
     /// tasks they hold or made.
     pub fn sees_task(&self, assigned_to: Option<&str>, created_by: &str) -> bool {
@@ -391,6 +407,20 @@ mod tests {
             assert!(token("ops", &role_refs(role)).sees_agent("ada"), "{role}");
         }
         assert!(Principal::Master.sees_agent("ada"));
+    }
+
+    #[test]
+    fn a_direct_message_is_from_an_agent_only_when_that_agent_sends_it() {
+        let worker = token("rex", &role_refs("worker"));
+        assert_eq!(worker.sender_type("rex").unwrap(), "agent");
+        assert!(worker.sender_type("ada").is_err());
+        assert_eq!(
+            token("ops", &role_refs("operator"))
+                .sender_type("planner")
+                .unwrap(),
+            "system"
+        );
+        assert_eq!(Principal::Master.sender_type("rex").unwrap(), "system");
     }
 
     fn role_refs(role: &str) -> Vec<&'static str> {
