@@ -12,6 +12,10 @@ pub enum HubError {
     BadRequest(String),
     #[error("missing or invalid credentials")]
     Unauthorized,
+    /// 401 naming what is wrong with a credential presented in a body (a registration
+    /// token, a recovery credential, a bindSecret).
+    #[error("{0}")]
+    BadCredential(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -53,6 +57,9 @@ impl HubError {
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::Forbidden(message.into())
     }
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::BadCredential(message.into())
+    }
     pub fn internal(message: impl std::fmt::Display) -> Self {
         Self::Internal(message.to_string())
     }
@@ -61,7 +68,7 @@ impl HubError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::BadRequest(_) => "bad_request",
-            Self::Unauthorized => "unauthorized",
+            Self::Unauthorized | Self::BadCredential(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
@@ -111,7 +118,7 @@ impl ResponseError for HubError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::BadCredential(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -145,7 +152,7 @@ impl ResponseError for HubError {
             }
             _ => {}
         }
-        if matches!(self, Self::Unauthorized) {
+        if matches!(self, Self::Unauthorized | Self::BadCredential(_)) {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
         response.json(json!({ "error": message, "code": self.code() }))

@@ -12,6 +12,7 @@ use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 
+use crate::actors::bell::InboxBell;
 use crate::actors::db_executor::DbExecutor;
 use crate::actors::dispatcher::{
     Dispatcher, Forgiven, KillSwitch, BUDGET_RESET_KEY, KILL_SWITCH_KEY,
@@ -27,6 +28,7 @@ use crate::crypto::Vault;
 use crate::db::models::TokenRow;
 use crate::db::{self, queries, ReadPool};
 use crate::domain::credentials::{Credentials, Session};
+use crate::domain::onboarding::AgentState;
 use crate::error::HubError;
 use crate::metrics::Metrics;
 use crate::rate_limit::{LoginThrottle, RateLimiter};
@@ -93,12 +95,14 @@ impl Application {
         }
         let metrics = Metrics::new(&settings);
         let reconnect_settings = settings.clone();
+        let bell = Arc::new(InboxBell::default());
         let db = DbExecutor::start(
             writer,
             Box::new(move || db::open_writer(&reconnect_settings)),
             settings.write_queue_capacity,
             settings.write_batch_max,
             metrics.clone(),
+            bell.clone(),
         );
         let keepalive = std::time::Duration::from_secs(settings.sse_keepalive_seconds.max(1));
         let events = EventBus::new(settings.event_ring_size, keepalive, metrics.clone()).start();
@@ -107,6 +111,7 @@ impl Application {
             db,
             events,
             decisions: tokio::sync::broadcast::channel(1024).0,
+            bell,
             finished_tasks: crate::federation::report_results(
                 reads.clone(),
                 vault.clone(),
@@ -139,6 +144,11 @@ impl Application {
         } = db::read(&reads, load_live_state)
             .await
             .map_err(|e| anyhow::anyhow!("cannot read live state: {e}"))?;
+        let states = boot
+            .agents
+            .iter()
+            .filter_map(|row| Some((row.agent_id.clone(), AgentState::parse(&row.state)?)))
+            .collect();
         registry
             .send(boot)
             .await?
@@ -150,7 +160,7 @@ impl Application {
             .filter(|row| row.revoked_at.is_none())
             .map(|row| (row.hash.clone(), row.grant()))
             .collect();
-        let credentials = Credentials::new(secrets.master_token.clone(), grants, sessions);
+        let credentials = Credentials::new(secrets.master_token.clone(), grants, sessions, states);
         let hub = web::Data::new(Hub {
             core,
             reads,

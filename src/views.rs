@@ -137,6 +137,8 @@ pub struct AgentView {
     pub presence: AgentStatus,
     pub load: usize,
     pub role: Option<String>,
+    /// The owner's lifecycle state: ACTIVE, PAUSED, SUSPENDED or BANNED (seed 002).
+    pub state: &'static str,
     pub config: Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub soul_content: Option<String>,

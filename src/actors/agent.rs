@@ -24,6 +24,7 @@ use crate::db::schema::agents;
 use crate::domain::agent::{shown_status, AgentStatus, OperatorStatus, Profile};
 use crate::domain::event::{Audience, HubEvent};
 use crate::domain::now_iso;
+use crate::domain::onboarding::AgentState;
 use crate::error::HubError;
 use crate::views::{message_view, open_or_unreadable, AgentView};
 
@@ -44,6 +45,8 @@ pub struct AgentSnapshot {
     pub soul: Option<String>,
     pub session_key: Option<String>,
     pub operator_status: Option<OperatorStatus>,
+    /// The owner's lifecycle state (seed 002).
+    pub state: AgentState,
     pub last_activity: Option<String>,
     pub last_heartbeat: Option<String>,
     pub registered_at: String,
@@ -72,6 +75,7 @@ impl AgentSnapshot {
                 .operator_status
                 .as_deref()
                 .and_then(OperatorStatus::parse),
+            state: AgentState::parse(&row.state).unwrap_or_default(),
             last_activity: row.last_activity,
             last_heartbeat: row.last_heartbeat,
             registered_at: row.registered_at,
@@ -85,9 +89,9 @@ impl AgentSnapshot {
         self.last_heartbeat.is_some()
     }
 
-    /// On hold by an operator: no new work.
+    /// On hold by an operator, or in a state that gets no work: no new work.
     pub fn held(&self) -> bool {
-        self.operator_status.is_some_and(OperatorStatus::holds)
+        self.operator_status.is_some_and(OperatorStatus::holds) || !self.state.gets_work()
     }
 
     /// The agent as responses show it, with `load` tasks held.
@@ -106,6 +110,7 @@ impl AgentSnapshot {
             excluded: s.profile.excluded,
             max_concurrent: s.profile.max_concurrent,
             role: s.role,
+            state: s.state.as_str(),
             config: s.config,
             soul_content: s.soul,
             session_key: s.session_key,
@@ -167,6 +172,7 @@ impl AgentActor {
             soul: None,
             session_key: None,
             operator_status: None,
+            state: AgentState::Active,
             last_activity: None,
             last_heartbeat: None,
             registered_at: now.clone(),
@@ -468,6 +474,7 @@ pub struct AgentChange {
     pub role: Option<String>,
     pub capabilities: Option<Vec<String>>,
     pub operator_status: Option<OperatorStatus>,
+    pub state: Option<AgentState>,
     pub config: Option<Value>,
     pub session_key: Option<String>,
     pub soul: Option<String>,
@@ -479,6 +486,7 @@ impl AgentChange {
         self.role.is_none()
             && self.capabilities.is_none()
             && self.operator_status.is_none()
+            && self.state.is_none()
             && self.config.is_none()
             && self.session_key.is_none()
             && self.soul.is_none()
@@ -493,6 +501,7 @@ struct AgentColumns {
     role: Option<String>,
     capabilities: Option<String>,
     operator_status: Option<Option<String>>,
+    state: Option<&'static str>,
     config: Option<String>,
     session_key: Option<String>,
     soul_content: Option<String>,
@@ -520,6 +529,7 @@ impl Handler<UpdateAgent> for AgentActor {
             role: change.role.clone(),
             capabilities: change.capabilities.as_ref().map(|c| json!(c).to_string()),
             operator_status: change.operator_status.map(|s| Some(s.as_str().to_string())),
+            state: change.state.map(AgentState::as_str),
             config: change.config.as_ref().map(Value::to_string),
             session_key: change.session_key.as_deref().map(|k| vault.seal(k)),
             soul_content: change.soul.as_deref().map(|s| vault.seal(s)),
@@ -530,6 +540,7 @@ impl Handler<UpdateAgent> for AgentActor {
             change.role.as_ref().map(|_| "role"),
             change.capabilities.as_ref().map(|_| "capabilities"),
             change.operator_status.map(|_| "status"),
+            change.state.map(|_| "state"),
             change.config.as_ref().map(|_| "config"),
             change.session_key.as_ref().map(|_| "session_key"),
             change.soul.as_ref().map(|_| "soul_content"),
@@ -542,6 +553,7 @@ impl Handler<UpdateAgent> for AgentActor {
         let detail = json!({
             "fields": fields,
             "status": change.operator_status.map(OperatorStatus::as_str),
+            "state": change.state.map(AgentState::as_str),
         });
         let updated_at = columns.updated_at.clone();
         let write = self.write_agent(columns, msg.by, msg.audit, detail, None);
@@ -552,6 +564,7 @@ impl Handler<UpdateAgent> for AgentActor {
                 let s = &mut this.state;
                 s.role = change.role.or(s.role.take());
                 s.operator_status = change.operator_status.or(s.operator_status);
+                s.state = change.state.unwrap_or(s.state);
                 s.config = change.config.unwrap_or_else(|| s.config.take());
                 s.session_key = change.session_key.or(s.session_key.take());
                 s.soul = change.soul.or(s.soul.take());
@@ -632,6 +645,7 @@ impl Handler<Wake> for AgentActor {
             role: None,
             capabilities: None,
             operator_status: Some(None),
+            state: None,
             config: None,
             session_key: None,
             soul_content: None,

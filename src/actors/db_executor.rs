@@ -21,6 +21,7 @@ use diesel::sqlite::SqliteConnection;
 use diesel::Connection;
 use tokio::sync::oneshot;
 
+use super::bell::InboxBell;
 use crate::error::HubError;
 use crate::metrics::Metrics;
 
@@ -45,12 +46,13 @@ impl DbExecutor {
         capacity: usize,
         batch_max: usize,
         metrics: Metrics,
+        bell: Arc<InboxBell>,
     ) -> Self {
         let (queue, jobs) = mpsc::sync_channel(capacity.max(1));
         // The thread ends by itself when the last handle (and so the queue) is dropped.
         std::thread::Builder::new()
             .name("m3shd-writer".into())
-            .spawn(move || run_writer(conn, reconnect, jobs, batch_max.max(1), metrics))
+            .spawn(move || run_writer(conn, reconnect, jobs, batch_max.max(1), metrics, bell))
             .expect("the OS refused to start the writer thread");
         Self {
             queue,
@@ -110,10 +112,12 @@ where
 {
     let (answer, answered) = oneshot::channel();
     let job: Job = Box::new(move |conn| {
+        let rung = crate::db::inbox::rung_mark();
         let result = conn.transaction(write);
         if result.is_err() {
-            // Its audit rows were rolled back with it.
+            // Its audit rows and inbox items were rolled back with it.
             crate::db::audit::forget_tip();
+            crate::db::inbox::unring_since(rung);
         }
         Box::new(move |commit: Result<(), String>| {
             let outcome = match commit {
@@ -132,8 +136,10 @@ fn run_writer(
     jobs: Receiver<Job>,
     batch_max: usize,
     metrics: Metrics,
+    bell: Arc<InboxBell>,
 ) {
     crate::db::audit::remember_tips();
+    crate::db::inbox::collect_rings();
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < batch_max {
@@ -169,8 +175,11 @@ fn run_writer(
             }
         };
         metrics.group_commit(replies.len(), started.elapsed());
+        let rung = crate::db::inbox::take_rung();
         if commit.is_err() {
             crate::db::audit::forget_tip();
+        } else {
+            bell.ring(&rung);
         }
         if let Err(cause) = &commit {
             tracing::error!(error = %cause, writes = replies.len(), "group commit failed");

@@ -3,6 +3,7 @@
 //! is the single writer; the EventBus numbers and fans out events after each commit.
 
 pub mod agent;
+pub mod bell;
 pub mod db_executor;
 pub mod dispatcher;
 pub mod events;
@@ -42,6 +43,8 @@ pub struct Core {
     pub finished_tasks: FinishedTasks,
     /// Ids of approvals just decided, for readers long-polling `GET /api/approvals/{id}`.
     pub decisions: tokio::sync::broadcast::Sender<i32>,
+    /// Wakes the inbox pulls of agents whose inbox a commit added to.
+    pub bell: Arc<bell::InboxBell>,
 }
 
 /// The sending side of the finished-task ids (see `Core::finished_tasks`).

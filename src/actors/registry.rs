@@ -353,7 +353,13 @@ pub struct CreateAgent {
     pub by: String,
     /// What the audit row records besides the name.
     pub detail: serde_json::Value,
+    /// More to write in the same transaction (an onboarding's credentials); its error
+    /// undoes the agent too.
+    pub also: Option<AlsoWrite>,
 }
+
+/// A write that joins an agent's creation.
+pub type AlsoWrite = Box<dyn FnOnce(&mut diesel::SqliteConnection) -> Result<(), HubError> + Send>;
 
 impl Handler<CreateAgent> for Registry {
     // Atomic: no registration of the same name may slip in between the check and the
@@ -372,6 +378,9 @@ impl Handler<CreateAgent> for Registry {
                 let stored = crate::db::agents::insert_agent(conn, &msg.row)?.ok_or_else(taken)?;
                 let target = format!("agent:{}", stored.agent_id);
                 NewAuditRow::new(&msg.by, "agent.create", target, Some(msg.detail)).append(conn)?;
+                if let Some(also) = msg.also {
+                    also(conn)?;
+                }
                 Ok(stored)
             })
             .await

@@ -11,7 +11,7 @@ use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
-use super::extract::{text, Json, Query};
+use super::extract::{text, ConsumerId, Json, Query};
 use super::tasks::{live_task, task_id, visible_task};
 use super::{page_limit, page_offset};
 use crate::actors::task::{DecideApproval, RequestApproval};
@@ -55,6 +55,7 @@ pub struct ApprovalRequestBody {
 pub async fn request_approval(
     hub: web::Data<Hub>,
     caller: Caller,
+    consumer: ConsumerId,
     path: web::Path<String>,
     body: Json<ApprovalRequestBody>,
 ) -> Result<HttpResponse, HubError> {
@@ -83,6 +84,7 @@ pub async fn request_approval(
             input: input.as_deref().map(|i| hub.core.vault.seal(i)),
             reason,
             timeout: Duration::from_secs(timeout),
+            fence: caller.0.fence(consumer.0),
         })
         .await??;
     Ok(HttpResponse::Created().json(approval_view(&row, &hub.core.vault)))

@@ -77,6 +77,7 @@ fn authenticate(req: &HttpRequest, allow_query: bool) -> Result<Option<Principal
                 .credentials
                 .authenticate(&raw)
                 .ok_or(HubError::Unauthorized)?;
+            refuse_by_state(hub, &principal, req.path())?;
             // Any call an agent makes with its own token (one that may heartbeat as it) shows
             // it is alive; a viewer's or commander's key bound to the same name does not.
             let own_agent = principal
@@ -88,6 +89,26 @@ fn authenticate(req: &HttpRequest, allow_query: bool) -> Result<Option<Principal
             }
             Ok(Some(principal))
         }
+    }
+}
+
+/// The path on which seed 002 still hears a suspended agent: it may describe itself.
+pub const SELF_DESCRIPTION_PATH: &str = "/api/v1/runtime/me";
+
+/// 403 when the agent a token belongs to is in a state that refuses its credentials here
+/// (suspended: everywhere but its self-description; banned: everywhere).
+fn refuse_by_state(hub: &Hub, principal: &Principal, path: &str) -> Result<(), HubError> {
+    let Some(agent_id) = principal.confined_to() else {
+        return Ok(());
+    };
+    match hub.credentials.refusing_state(agent_id) {
+        Some(state) if !state.accepts_credentials(path == SELF_DESCRIPTION_PATH) => {
+            Err(HubError::forbidden(format!(
+                "agent {agent_id} is {}: its credentials are refused",
+                state.as_str()
+            )))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -43,6 +43,21 @@ pub fn address(req: &HttpRequest, settings: &Settings) -> String {
         .unwrap_or_default()
 }
 
+/// The hub's address as this client reaches it: `public_url` when set, else the scheme
+/// and `Host` of the request.
+pub fn public_base(req: &HttpRequest, settings: &Settings) -> String {
+    if !settings.public_url.is_empty() {
+        return settings.public_url.trim_end_matches('/').to_string();
+    }
+    let scheme = if over_tls(req, settings) {
+        "https"
+    } else {
+        "http"
+    };
+    let info = req.connection_info();
+    format!("{scheme}://{}", info.host())
+}
+
 /// Whether the client reached the hub over TLS (the hub speaks plain HTTP itself, so
 /// only a trusted proxy's `X-Forwarded-Proto: https` says so).
 pub fn over_tls(req: &HttpRequest, settings: &Settings) -> bool {

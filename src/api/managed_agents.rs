@@ -227,6 +227,7 @@ async fn create(
             row,
             by: caller.label(),
             detail,
+            also: None,
         })
         .await??;
     hub.directory
@@ -354,6 +355,7 @@ impl UpdateAgentBody {
                 .map(|c| capability_list("capabilities", c))
                 .transpose()?,
             operator_status: status(self.status)?,
+            state: None,
             config,
             session_key: text(
                 "session_key",

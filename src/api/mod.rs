@@ -18,11 +18,13 @@ mod managed_agents;
 mod memory;
 mod messages;
 pub mod metrics;
+mod onboarding;
 pub mod openapi;
 mod overview;
 mod pipelines;
 mod provenance;
 mod reputation;
+mod runtime;
 mod stream;
 mod task_body;
 mod tasks;
@@ -43,6 +45,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     // The operator dashboard: its page and its embedded assets.
     cfg.route("/", web::get().to(crate::dashboard::page));
     cfg.route("/ui/{file}", web::get().to(crate::dashboard::asset));
+    // Seed 002's verification_uri: the dashboard's approval page for one preregistration.
+    cfg.route(
+        "/approve/{verification_code}",
+        web::get().to(crate::dashboard::approve_link),
+    );
     cfg.service(
         web::scope("/api")
             .route("/health", web::get().to(health::get_health))
@@ -246,7 +253,67 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/admin/budget", web::get().to(admin::get_budget))
             .route("/admin/budget/reset", web::post().to(admin::reset_budget))
             .route("/admin/audit", web::get().to(admin::list_audit))
-            .route("/admin/audit/export", web::get().to(admin::export_audit)),
+            .route("/admin/audit/export", web::get().to(admin::export_audit))
+            .route(
+                "/admin/registration-tokens",
+                web::post().to(onboarding::issue_registration_token),
+            )
+            .route(
+                "/admin/registration-tokens",
+                web::get().to(onboarding::list_registration_tokens),
+            )
+            .route(
+                "/admin/registration-tokens/{id}",
+                web::delete().to(onboarding::revoke_registration_token),
+            )
+            .route(
+                "/v1/agent-preregistrations",
+                web::post().to(onboarding::preregister),
+            )
+            .route(
+                "/v1/agent-preregistrations",
+                web::get().to(onboarding::list_preregistrations),
+            )
+            // Before /{verification_code}/…: `poll` is never a code.
+            .route(
+                "/v1/agent-preregistrations/poll",
+                web::post().to(onboarding::poll),
+            )
+            .route(
+                "/v1/agent-preregistrations/{verification_code}/approve",
+                web::post().to(onboarding::approve),
+            )
+            .route(
+                "/v1/agent-preregistrations/{verification_code}/deny",
+                web::post().to(onboarding::deny),
+            )
+            .route(
+                "/v1/agent-auth/finalize-activation",
+                web::post().to(onboarding::finalize),
+            )
+            .route(
+                "/v1/agent-auth/runtime-recover",
+                web::post().to(onboarding::recover),
+            )
+            .route(
+                "/v1/agents/{id}",
+                web::patch().to(onboarding::set_agent_state),
+            )
+            .route(
+                "/v1/agents/{id}/rotate-credential",
+                web::post().to(onboarding::rotate_credential),
+            )
+            .route("/v1/runtime/me", web::get().to(runtime::get_me))
+            .route("/v1/runtime/me", web::patch().to(runtime::patch_me))
+            .route(
+                "/v1/runtime/inbox/{item_id}/ack",
+                web::post().to(runtime::ack_item),
+            )
+            .route("/v1/runtime/inbox/next", web::get().to(runtime::next_item))
+            .route(
+                "/v1/runtime/inbox/next",
+                web::post().to(runtime::next_item_post),
+            ),
     )
     .default_service(web::to(not_found));
 }

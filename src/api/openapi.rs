@@ -18,8 +18,8 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::{
     admin, agents, analytics, approvals, demo, escalations, federation, health, inbox,
-    managed_agents, memory, messages, metrics, overview, pipelines, provenance, reputation, stream,
-    tasks, templates, tokens, users, webhooks,
+    managed_agents, memory, messages, metrics, onboarding, overview, pipelines, provenance,
+    reputation, runtime, stream, tasks, templates, tokens, users, webhooks,
 };
 use crate::domain::access::{ALL_PERMISSIONS, ROLE_NAMES};
 use crate::domain::graph::MAX_DEPENDENCIES;
@@ -51,6 +51,7 @@ pub struct ErrorBody {
         overview::get_me,
         crate::dashboard::page,
         crate::dashboard::asset,
+        crate::dashboard::approve_link,
         stream::get_stream,
         agents::list_agents,
         agents::delete_agent,
@@ -139,6 +140,23 @@ pub struct ErrorBody {
         admin::list_audit,
         admin::export_audit,
         tasks::list_task_stream,
+        onboarding::issue_registration_token,
+        onboarding::list_registration_tokens,
+        onboarding::revoke_registration_token,
+        onboarding::preregister,
+        onboarding::list_preregistrations,
+        onboarding::poll,
+        onboarding::approve,
+        onboarding::deny,
+        onboarding::finalize,
+        onboarding::recover,
+        onboarding::set_agent_state,
+        onboarding::rotate_credential,
+        runtime::get_me,
+        runtime::patch_me,
+        runtime::next_item,
+        runtime::next_item_post,
+        runtime::ack_item,
         openapi_json,
         docs_index,
         docs_asset,

@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
 use super::delivery::deliver;
-use super::extract::{Json, Query};
+use super::extract::{ConsumerId, Json, Query};
 use super::task_body::TaskBody;
 use super::{page_limit, page_offset};
 use crate::actors::dispatcher::SubmitTask;
@@ -433,6 +433,7 @@ fn check_usage(settings: &Settings, body: &UpdateTaskBody) -> Result<(), HubErro
 pub async fn update_task(
     hub: web::Data<Hub>,
     caller: Caller,
+    consumer: ConsumerId,
     path: web::Path<String>,
     body: Json<UpdateTaskBody>,
 ) -> Result<HttpResponse, HubError> {
@@ -467,7 +468,8 @@ pub async fn update_task(
     let task = live_task(&hub, &caller.0, id).await?;
     let row = task
         .send(Report {
-            principal: caller.0.clone(),
+            fence: caller.0.fence(consumer.0),
+            principal: caller.0,
             body: report,
         })
         .await??;
@@ -492,6 +494,7 @@ pub struct ChunkBody {
 pub async fn stream_task(
     hub: web::Data<Hub>,
     caller: Caller,
+    consumer: ConsumerId,
     path: web::Path<String>,
     body: Json<ChunkBody>,
 ) -> Result<HttpResponse, HubError> {
@@ -505,7 +508,8 @@ pub async fn stream_task(
     let task = live_task(&hub, &caller.0, id).await?;
     let seq = task
         .send(AppendChunk {
-            principal: caller.0.clone(),
+            fence: caller.0.fence(consumer.0),
+            principal: caller.0,
             chunk,
         })
         .await??;
@@ -531,6 +535,7 @@ pub struct HandoffBody {
 pub async fn handoff_task(
     hub: web::Data<Hub>,
     caller: Caller,
+    consumer: ConsumerId,
     path: web::Path<String>,
     body: Json<HandoffBody>,
 ) -> Result<HttpResponse, HubError> {
@@ -547,7 +552,8 @@ pub async fn handoff_task(
     let task = live_task(&hub, &caller.0, id).await?;
     let row = task
         .send(Handoff {
-            principal: caller.0.clone(),
+            fence: caller.0.fence(consumer.0),
+            principal: caller.0,
             to,
             reason: body.0.reason,
         })

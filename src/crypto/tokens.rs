@@ -16,7 +16,32 @@ pub fn random_hex(bytes: usize) -> String {
 
 /// A new raw agent token. Shown once to the caller, then only its hash is kept.
 pub fn new_agent_token() -> String {
-    format!("{AGENT_TOKEN_PREFIX}{}", random_hex(16))
+    new_secret(AGENT_TOKEN_PREFIX)
+}
+
+/// Seed 002's one-time registration token.
+pub const REGISTRATION_TOKEN_PREFIX: &str = "mrt_";
+/// Seed 002's runtime credential (an agent token by another name).
+pub const RUNTIME_CREDENTIAL_PREFIX: &str = "mrm_rt_";
+/// Seed 002's recovery credential, which buys a fresh runtime credential.
+pub const RECOVERY_CREDENTIAL_PREFIX: &str = "mrm_rr_";
+
+/// A new secret: `prefix` and 128 random bits in hex. Shown once, stored as its hash.
+pub fn new_secret(prefix: &str) -> String {
+    format!("{prefix}{}", random_hex(16))
+}
+
+/// A device-flow verification code a person can read out and type: eight letters from an
+/// alphabet without vowels or look-alikes (RFC 8628, 6.1), as `WDJB-MJHT`.
+pub fn new_verification_code() -> String {
+    const ALPHABET: &[u8] = b"BCDFGHJKLMNPQRSTVWXZ";
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    let mut code: String = (0..8)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect();
+    code.insert(4, '-');
+    code
 }
 
 /// The storage form of a token: lowercase SHA-256 hex.

@@ -90,6 +90,21 @@ pub async fn page(req: HttpRequest) -> HttpResponse {
     serve(&req, "index.html")
 }
 
+#[utoipa::path(get, path = "/approve/{verification_code}", tag = "dashboard", security(()),
+    params(("verification_code" = String, Path, description = "A preregistration's verification code")),
+    responses((status = 303, description = "To the dashboard's approval page for this preregistration (seed 002's verification_uri)")))]
+pub async fn approve_link(code: web::Path<String>) -> HttpResponse {
+    // Only the code's own characters go into the Location header.
+    let code: String = code
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(64)
+        .collect();
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, format!("/#/onboarding/{code}")))
+        .finish()
+}
+
 #[utoipa::path(get, path = "/ui/{file}", tag = "dashboard", security(()),
     params(("file" = String, Path, description = "A dashboard file: app.js, app.css, …")),
     responses((status = 200, description = "The file", content_type = "text/javascript")))]

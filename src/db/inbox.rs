@@ -3,6 +3,8 @@
 //! task it now holds) is also an inbox item, written in the same transaction, which the
 //! agent's polls read and its own reads acknowledge.
 
+use std::cell::{Cell, RefCell};
+
 use diesel::prelude::*;
 use diesel::sqlite::SqliteConnection;
 
@@ -74,7 +76,35 @@ impl NewMessage {
     }
 }
 
-/// Puts an item in `agent_id`'s inbox.
+thread_local! {
+    /// Agents whose inbox the writes of the current group commit added to: the writer
+    /// thread wakes their long-polling pulls once the commit is durable.
+    static RUNG: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    /// Set on the writer thread, the only one whose deliveries anyone is told about.
+    static COLLECTS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Called by the writer thread when it starts: it collects the agents to wake.
+pub fn collect_rings() {
+    COLLECTS.with(|c| c.set(true));
+}
+
+/// How many agents to wake are collected so far (a write that fails drops its own).
+pub fn rung_mark() -> usize {
+    RUNG.with(|r| r.borrow().len())
+}
+
+/// Drops the agents collected since `mark` (their write was rolled back).
+pub fn unring_since(mark: usize) {
+    RUNG.with(|r| r.borrow_mut().truncate(mark));
+}
+
+/// The agents collected in this group commit, leaving none.
+pub fn take_rung() -> Vec<String> {
+    RUNG.with(|r| std::mem::take(&mut *r.borrow_mut()))
+}
+
+/// Puts an item in `agent_id`'s inbox; its pulls wake once the transaction commits.
 pub fn deliver(
     conn: &mut SqliteConnection,
     agent_id: &str,
@@ -92,6 +122,85 @@ pub fn deliver(
         ))
         .returning(inbox_items::id)
         .get_result(conn)
+        .inspect(|_| {
+            if COLLECTS.with(Cell::get) {
+                RUNG.with(|r| r.borrow_mut().push(agent_id.to_string()));
+            }
+        })
+}
+
+/// An inbox item as stored.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = inbox_items, check_for_backend(diesel::sqlite::Sqlite))]
+pub struct InboxItemRow {
+    pub id: i32,
+    pub agent_id: String,
+    pub kind: String,
+    pub message_id: Option<i32>,
+    pub task_id: Option<i32>,
+    pub body: Option<String>,
+    pub created_at: String,
+    pub delivered_at: Option<String>,
+    pub deliveries: i32,
+    pub acked_at: Option<String>,
+}
+
+/// Hands over the oldest item of `agent_id`'s inbox not yet acknowledged (with its
+/// message, for a message or wake notice), counting the delivery. It stays in the inbox
+/// until acknowledged, so a pull after a crash gets it again.
+pub fn next_item(
+    conn: &mut SqliteConnection,
+    agent_id: &str,
+) -> QueryResult<Option<(InboxItemRow, Option<MessageRow>)>> {
+    let found: Option<i32> = inbox_items::table
+        .filter(inbox_items::agent_id.eq(agent_id))
+        .filter(inbox_items::acked_at.is_null())
+        .order(inbox_items::id.asc())
+        .select(inbox_items::id)
+        .first(conn)
+        .optional()?;
+    let Some(id) = found else {
+        return Ok(None);
+    };
+    let item: InboxItemRow = diesel::update(inbox_items::table.find(id))
+        .set((
+            inbox_items::delivered_at.eq(now_iso()),
+            inbox_items::deliveries.eq(inbox_items::deliveries + 1),
+        ))
+        .returning(InboxItemRow::as_returning())
+        .get_result(conn)?;
+    let message = match item.message_id {
+        Some(message_id) => messages::table
+            .find(message_id)
+            .select(MessageRow::as_select())
+            .first(conn)
+            .optional()?,
+        None => None,
+    };
+    Ok(Some((item, message)))
+}
+
+/// Acknowledges one item of `agent_id`'s inbox (again, harmlessly, if it already was);
+/// `None` when the agent has no such item.
+pub fn acknowledge_item(
+    conn: &mut SqliteConnection,
+    agent_id: &str,
+    item_id: i32,
+) -> QueryResult<Option<InboxItemRow>> {
+    diesel::update(
+        inbox_items::table
+            .filter(inbox_items::id.eq(item_id))
+            .filter(inbox_items::agent_id.eq(agent_id))
+            .filter(inbox_items::acked_at.is_null()),
+    )
+    .set(inbox_items::acked_at.eq(now_iso()))
+    .execute(conn)?;
+    inbox_items::table
+        .filter(inbox_items::id.eq(item_id))
+        .filter(inbox_items::agent_id.eq(agent_id))
+        .select(InboxItemRow::as_select())
+        .first(conn)
+        .optional()
 }
 
 /// The messages (direct ones and wake notices) in `agent_id`'s inbox it has not yet

@@ -4,10 +4,12 @@
 pub mod agents;
 pub mod approvals;
 pub mod audit;
+pub mod consumers;
 pub mod files;
 pub mod inbox;
 pub mod memory;
 pub mod models;
+pub mod onboarding;
 pub mod overview;
 pub mod provenance;
 pub mod queries;

@@ -116,6 +116,8 @@ pub struct AgentRow {
     pub session_key: Option<String>,
     pub operator_status: Option<String>,
     pub last_activity: Option<String>,
+    /// ACTIVE, PAUSED, SUSPENDED or BANNED (seed 002).
+    pub state: String,
 }
 
 /// A new agent row (the database numbers it).

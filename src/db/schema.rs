@@ -1,6 +1,44 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    agent_credentials (agent_id) {
+        agent_id -> Text,
+        runtime_hash -> Text,
+        recovery_hash -> Text,
+        credential_version -> Integer,
+        runtime_type -> Text,
+        category -> Nullable<Text>,
+        display_name -> Nullable<Text>,
+        description -> Nullable<Text>,
+        skills -> Text,
+        created_at -> Text,
+        updated_at -> Text,
+    }
+}
+
+diesel::table! {
+    agent_preregistrations (id) {
+        id -> Integer,
+        verification_hash -> Text,
+        device_hash -> Text,
+        bind_hash -> Text,
+        registration_token_id -> Integer,
+        requested_name -> Text,
+        requested_category -> Nullable<Text>,
+        requested_runtime_type -> Text,
+        requested_skills -> Text,
+        status -> Text,
+        created_at -> Text,
+        expires_at -> Text,
+        decided_at -> Nullable<Text>,
+        decided_by -> Nullable<Text>,
+        agent_id -> Nullable<Text>,
+        last_polled_at -> Nullable<Text>,
+        poll_interval -> Integer,
+    }
+}
+
+diesel::table! {
     agent_task_counts (agent_id) {
         agent_id -> Text,
         total -> Integer,
@@ -30,6 +68,7 @@ diesel::table! {
         session_key -> Nullable<Text>,
         operator_status -> Nullable<Text>,
         last_activity -> Nullable<Text>,
+        state -> Text,
     }
 }
 
@@ -60,6 +99,15 @@ diesel::table! {
         detail -> Nullable<Text>,
         prev_hash -> Nullable<Text>,
         hash -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    consumer_leases (agent_id) {
+        agent_id -> Text,
+        consumer_id -> Text,
+        opened_at -> Text,
+        expires_at -> Text,
     }
 }
 
@@ -165,6 +213,21 @@ diesel::table! {
         prev_hash -> Text,
         hash -> Text,
         created_at -> Text,
+    }
+}
+
+diesel::table! {
+    registration_tokens (id) {
+        id -> Integer,
+        hash -> Text,
+        name -> Nullable<Text>,
+        role -> Text,
+        capabilities -> Text,
+        created_by -> Text,
+        created_at -> Text,
+        expires_at -> Text,
+        used_at -> Nullable<Text>,
+        revoked_at -> Nullable<Text>,
     }
 }
 
@@ -326,6 +389,7 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(agent_preregistrations -> registration_tokens (registration_token_id));
 diesel::joinable!(approvals -> tasks (task_id));
 diesel::joinable!(escalations -> tasks (task_id));
 diesel::joinable!(inbox_items -> messages (message_id));
@@ -340,10 +404,13 @@ diesel::joinable!(webhook_deliveries -> webhooks (webhook_name));
 diesel::joinable!(webhooks -> templates (template_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    agent_credentials,
+    agent_preregistrations,
     agent_task_counts,
     agents,
     approvals,
     audit_log,
+    consumer_leases,
     cost_usage,
     escalations,
     inbox_items,
@@ -352,6 +419,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     peers,
     pipelines,
     provenance,
+    registration_tokens,
     relays,
     reputation,
     sessions,

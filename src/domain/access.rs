@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use super::onboarding::ConsumerFence;
 use crate::error::HubError;
 
 /// Every permission string the hub knows.
@@ -32,6 +33,9 @@ pub const ALL_PERMISSIONS: &[&str] = &[
     // operator and admin presets hold it.
     "approvals:decide",
     "admin:templates",
+    // Not in seed 000: onboarding (seed 002): registration tokens, approving new agents,
+    // their credentials and states. Only the admin preset holds it.
+    "admin:agents",
     "admin:audit",
     "admin:kill_switch",
     "admin:users",
@@ -286,6 +290,16 @@ impl Principal {
             Self::Token { person: true, .. } => "user",
             speaker if speaker.agent_id() == Some(from) => "agent",
             _ => "system",
+        })
+    }
+
+    /// What this caller's write presents to an agent's consumer-lease fence: only an
+    /// agent's own credential is fenced (people and the master act beside its consumer).
+    pub fn fence(&self, consumer_id: Option<String>) -> Option<ConsumerFence> {
+        let agent_id = self.confined_to().filter(|id| self.acts_for(id))?;
+        Some(ConsumerFence {
+            agent_id: agent_id.to_string(),
+            consumer_id,
         })
     }
 

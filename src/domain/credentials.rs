@@ -7,6 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
 use super::access::Principal;
+use super::onboarding::AgentState;
 use crate::crypto::tokens::{digests_match, token_digest};
 use crate::settings::Secret;
 
@@ -32,20 +33,49 @@ pub struct Credentials {
     master: [u8; 32],
     tokens: RwLock<HashMap<String, Grant>>,
     sessions: RwLock<HashMap<String, Session>>,
+    /// Agents whose state refuses their credentials (suspended or banned); every other
+    /// agent's are accepted.
+    refusing: RwLock<HashMap<String, AgentState>>,
 }
 
 impl Credentials {
-    /// The index over active tokens (hash → grant) and live sessions (hash → session).
+    /// The index over active tokens (hash → grant), live sessions (hash → session) and
+    /// the agents' states.
     pub fn new(
         master: Secret,
         tokens: Vec<(String, Grant)>,
         sessions: Vec<(String, Session)>,
+        states: Vec<(String, AgentState)>,
     ) -> Self {
-        Self {
+        let credentials = Self {
             master: token_digest(master.expose()),
             tokens: RwLock::new(tokens.into_iter().collect()),
             sessions: RwLock::new(sessions.into_iter().collect()),
+            refusing: RwLock::default(),
+        };
+        for (agent_id, state) in states {
+            credentials.set_state(&agent_id, state);
         }
+        credentials
+    }
+
+    /// Records an agent's committed state.
+    pub fn set_state(&self, agent_id: &str, state: AgentState) {
+        let mut refusing = self.refusing.write().unwrap_or_else(|e| e.into_inner());
+        if state.accepts_credentials(false) {
+            refusing.remove(agent_id);
+        } else {
+            refusing.insert(agent_id.to_string(), state);
+        }
+    }
+
+    /// The state of `agent_id` when it refuses the agent's credentials on some routes.
+    pub fn refusing_state(&self, agent_id: &str) -> Option<AgentState> {
+        self.refusing
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(agent_id)
+            .copied()
     }
 
     /// The principal a raw credential stands for, if any.

@@ -19,6 +19,8 @@ pub enum Audience {
     Agent { agent_id: String },
     /// Holders of `messages:read`.
     Messages,
+    /// Holders of one permission (owners watching preregistrations hold `admin:agents`).
+    Holders(&'static str),
     /// What lands in one agent's inbox: the agent itself, and holders of `messages:read`
     /// who oversee agents.
     Inbox { agent_id: String },
@@ -59,6 +61,7 @@ impl HubEvent {
                 principal.can("agents:read") || principal.agent_id() == Some(agent_id.as_str())
             }
             Audience::Messages => principal.can("messages:read"),
+            Audience::Holders(permission) => principal.can(permission),
             Audience::Inbox { agent_id } => {
                 principal.agent_id() == Some(agent_id.as_str())
                     || (principal.can("messages:read") && principal.sees_agent(agent_id))

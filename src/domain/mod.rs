@@ -7,6 +7,7 @@ pub mod audit;
 pub mod credentials;
 pub mod event;
 pub mod graph;
+pub mod onboarding;
 pub mod remember;
 pub mod reputation;
 pub mod task;

@@ -119,6 +119,18 @@ pub const RULES: &[(&str, Accepts)] = &[
         "approval_timeout_seconds",
         whole_to(1, 7 * 24 * 3600, "seconds"),
     ),
+    ("public_url", Accepts::Text),
+    (
+        "registration_token_minutes",
+        whole_to(1, 7 * 24 * 60, "minutes"),
+    ),
+    (
+        "preregistration_minutes",
+        whole_to(1, 7 * 24 * 60, "minutes"),
+    ),
+    ("device_poll_seconds", whole_to(1, 300, "seconds")),
+    ("inbox_wait_max_seconds", whole_to(0, 300, "seconds")),
+    ("consumer_lease_seconds", whole_to(1, 24 * 3600, "seconds")),
     ("event_ring_size", whole(1, "events")),
     ("sqlite_synchronous", Accepts::OneOf(&SQLITE_SYNCHRONOUS)),
     ("sqlite_busy_timeout_ms", whole(0, "milliseconds")),

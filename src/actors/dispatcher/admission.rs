@@ -103,6 +103,16 @@ fn insert_task(
         task.id,
         std::iter::once(created).chain(assigned),
     )?;
+    // A task handed to an agent as it is made lands in that agent's inbox.
+    if let Some(holder) = task.assigned_to.as_deref() {
+        crate::db::inbox::deliver(
+            conn,
+            holder,
+            crate::db::inbox::InboxKind::Task,
+            None,
+            Some(task.id),
+        )?;
+    }
     Ok(task)
 }
 

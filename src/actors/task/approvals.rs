@@ -12,9 +12,11 @@ use serde_json::json;
 
 use super::{refuse, stale_holder, Reply, TaskActor};
 use crate::db::approvals::{self, ApprovalRow, NewApproval};
+use crate::db::consumers;
 use crate::db::models::NewAuditRow;
 use crate::domain::access::Principal;
 use crate::domain::event::HubEvent;
+use crate::domain::onboarding::ConsumerFence;
 use crate::domain::task::TaskStatus;
 use crate::domain::{iso, now_iso};
 use crate::error::HubError;
@@ -48,6 +50,7 @@ pub struct RequestApproval {
     pub input: Option<String>,
     pub reason: Option<String>,
     pub timeout: Duration,
+    pub fence: Option<ConsumerFence>,
 }
 
 impl Handler<RequestApproval> for TaskActor {
@@ -83,9 +86,13 @@ impl Handler<RequestApproval> for TaskActor {
             expires_at: iso(expires),
         };
         let actor = msg.principal.label();
+        let fence = msg.fence;
         let db = self.core.db.clone();
         let write = async move {
             db.write(move |conn| {
+                if let Some(fence) = &fence {
+                    consumers::check(conn, fence)?;
+                }
                 let row = approvals::insert(conn, &new)?;
                 let detail = json!({ "approval": row.id, "tool": row.tool });
                 NewAuditRow::new(

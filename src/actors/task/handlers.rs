@@ -8,10 +8,11 @@ use super::{refuse, stale_holder, Change, Reply, TaskActor, HANDED_BACK};
 use crate::actors::dispatcher::TaskReady;
 use crate::crypto::provenance::fingerprint;
 use crate::db::models::{NewAuditRow, NewChunkRow, TaskChange, TaskRow};
-use crate::db::provenance;
 use crate::db::schema::task_stream_chunks;
+use crate::db::{consumers, provenance};
 use crate::domain::access::Principal;
 use crate::domain::event::HubEvent;
+use crate::domain::onboarding::ConsumerFence;
 use crate::domain::remember::Extracted;
 use crate::domain::task::TaskStatus;
 use crate::domain::{iso, now_iso};
@@ -62,6 +63,7 @@ impl Handler<Assign> for TaskActor {
             escalate: None,
             remember: None,
             returned_by_holder: false,
+            fence: None,
         };
         AtomicResponse::new(self.apply(change))
     }
@@ -89,6 +91,7 @@ pub struct ReportBody {
 pub struct Report {
     pub principal: Principal,
     pub body: ReportBody,
+    pub fence: Option<ConsumerFence>,
 }
 
 impl Handler<Report> for TaskActor {
@@ -166,6 +169,7 @@ impl Handler<Report> for TaskActor {
             escalate: None,
             remember,
             returned_by_holder: next == TaskStatus::Queued,
+            fence: msg.fence,
         };
         AtomicResponse::new(self.apply(change))
     }
@@ -179,6 +183,7 @@ pub struct Handoff {
     pub principal: Principal,
     pub to: String,
     pub reason: Option<String>,
+    pub fence: Option<ConsumerFence>,
 }
 
 impl Handler<Handoff> for TaskActor {
@@ -222,6 +227,7 @@ impl Handler<Handoff> for TaskActor {
             escalate: None,
             remember: None,
             returned_by_holder: false,
+            fence: msg.fence,
         };
         AtomicResponse::new(self.apply(change))
     }
@@ -307,6 +313,7 @@ impl Handler<FailDependency> for TaskActor {
             escalate: None,
             remember: None,
             returned_by_holder: false,
+            fence: None,
         };
         AtomicResponse::new(self.apply(change))
     }
@@ -318,6 +325,7 @@ impl Handler<FailDependency> for TaskActor {
 pub struct AppendChunk {
     pub principal: Principal,
     pub chunk: String,
+    pub fence: Option<ConsumerFence>,
 }
 
 impl Handler<AppendChunk> for TaskActor {
@@ -345,6 +353,9 @@ impl Handler<AppendChunk> for TaskActor {
         let write = async move {
             core.db
                 .write(move |conn| {
+                    if let Some(fence) = &msg.fence {
+                        consumers::check(conn, fence)?;
+                    }
                     diesel::insert_into(task_stream_chunks::table).values(&row).execute(conn)?;
                     let detail = json!({ "seq": row.seq, "bytes": msg.chunk.len(), "sha256": fingerprint(&msg.chunk) });
                     NewAuditRow::new(&actor, "task.stream", format!("task:{}", row.task_id), Some(detail.clone())).append(conn)?;
@@ -408,6 +419,7 @@ impl Handler<CompleteRemotely> for TaskActor {
             escalate: None,
             remember: None,
             returned_by_holder: false,
+            fence: None,
         };
         AtomicResponse::new(self.apply(change))
     }

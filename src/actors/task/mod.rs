@@ -37,10 +37,11 @@ use crate::db::approvals as approvals_db;
 use crate::db::inbox::{self, InboxKind};
 use crate::db::models::{EscalationRow, NewAuditRow, NewEscalationRow, TaskChange, TaskRow};
 use crate::db::schema::tasks;
-use crate::db::{memory, provenance, reputation, usage};
+use crate::db::{consumers, memory, provenance, reputation, usage};
 use crate::domain::access::{EscalationScope, Principal};
 use crate::domain::event::{Audience, HubEvent};
 use crate::domain::now_iso;
+use crate::domain::onboarding::ConsumerFence;
 use crate::domain::remember::Extracted;
 use crate::domain::reputation::Outcome;
 use crate::domain::task::{QueueKey, TaskStatus, Urgency};
@@ -139,6 +140,8 @@ struct Change {
     remember: Option<(String, Extracted)>,
     /// The holder itself put the task back: offer it to someone else first.
     returned_by_holder: bool,
+    /// The consumer lease the writing agent must still hold (checked in the transaction).
+    fence: Option<ConsumerFence>,
 }
 
 pub struct TaskActor {
@@ -197,11 +200,15 @@ impl TaskActor {
             escalate,
             remember,
             returned_by_holder,
+            fence,
         } = change;
         columns.updated_at = Some(now_iso());
         let db = core.db.clone();
         let write = async move {
             db.write(move |conn| {
+                    if let Some(fence) = &fence {
+                        consumers::check(conn, fence)?;
+                    }
                     let reports_usage = columns.cost_usd.is_some() || columns.tokens_in.is_some() || columns.tokens_out.is_some();
                     let before = if reports_usage { Some(usage_of(conn, id)?) } else { None };
                     let row = diesel::update(tasks::table.filter(tasks::id.eq(id)).filter(tasks::status.eq(expected)))
@@ -437,6 +444,7 @@ impl TaskActor {
             escalate,
             remember: None,
             returned_by_holder: false,
+            fence: None,
         })
     }
 }

@@ -1,0 +1,521 @@
+//! Seed 002's onboarding as stored: registration tokens, preregistrations (found by the
+//! SHA-256 of their verification or device code, never by the codes), the credentials of
+//! agents that joined this way, and credential rotation. Every function runs inside the
+//! caller's transaction, so each check and the change it guards are one atomic step.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sqlite::SqliteConnection;
+use serde_json::json;
+
+use super::models::{NewAuditRow, TokenRow};
+use super::schema::{agent_credentials, agent_preregistrations, registration_tokens, tokens};
+use crate::crypto::tokens::{hash_token, new_secret, RUNTIME_CREDENTIAL_PREFIX};
+use crate::domain::onboarding::{bind_matches, poll_pace, PreregistrationStatus};
+use crate::domain::{iso, now_iso};
+use crate::error::HubError;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = registration_tokens, check_for_backend(diesel::sqlite::Sqlite))]
+pub struct RegistrationTokenRow {
+    pub id: i32,
+    pub hash: String,
+    pub name: Option<String>,
+    pub role: String,
+    /// JSON array.
+    pub capabilities: String,
+    pub created_by: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub used_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+impl RegistrationTokenRow {
+    /// `active`, `used`, `revoked` or `expired`.
+    pub fn status(&self, now: &str) -> &'static str {
+        if self.revoked_at.is_some() {
+            "revoked"
+        } else if self.used_at.is_some() {
+            "used"
+        } else if self.expires_at.as_str() <= now {
+            "expired"
+        } else {
+            "active"
+        }
+    }
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = registration_tokens)]
+pub struct NewRegistrationToken {
+    pub hash: String,
+    pub name: Option<String>,
+    pub role: String,
+    pub capabilities: String,
+    pub created_by: String,
+    pub created_at: String,
+    pub expires_at: String,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = agent_preregistrations, check_for_backend(diesel::sqlite::Sqlite))]
+pub struct PreregistrationRow {
+    pub id: i32,
+    pub verification_hash: String,
+    pub device_hash: String,
+    pub bind_hash: String,
+    pub registration_token_id: i32,
+    pub requested_name: String,
+    pub requested_category: Option<String>,
+    pub requested_runtime_type: String,
+    /// JSON array.
+    pub requested_skills: String,
+    pub status: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub decided_at: Option<String>,
+    pub decided_by: Option<String>,
+    pub agent_id: Option<String>,
+    pub last_polled_at: Option<String>,
+    pub poll_interval: i32,
+}
+
+impl PreregistrationRow {
+    pub fn state(&self) -> PreregistrationStatus {
+        PreregistrationStatus::parse(&self.status).unwrap_or(PreregistrationStatus::Denied)
+    }
+
+    pub fn expired(&self, now: &str) -> bool {
+        self.expires_at.as_str() <= now
+    }
+
+    /// What a poll (and the owners' list) shows: `pending`, `approved`, `denied` or
+    /// `expired`.
+    pub fn shown_status(&self, now: &str) -> &'static str {
+        self.state().polled(self.expired(now))
+    }
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = agent_preregistrations)]
+pub struct NewPreregistration {
+    pub verification_hash: String,
+    pub device_hash: String,
+    pub bind_hash: String,
+    pub requested_name: String,
+    pub requested_category: Option<String>,
+    pub requested_runtime_type: String,
+    pub requested_skills: String,
+    pub poll_interval: i32,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = agent_credentials, check_for_backend(diesel::sqlite::Sqlite))]
+pub struct AgentCredentialRow {
+    pub agent_id: String,
+    pub runtime_hash: String,
+    pub recovery_hash: String,
+    pub credential_version: i32,
+    pub runtime_type: String,
+    pub category: Option<String>,
+    pub display_name: Option<String>,
+    pub description: Option<String>,
+    /// JSON array.
+    pub skills: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// How a path names a preregistration: its verification code (hashed for the lookup) or,
+/// from the owners' list, its numeric id. Codes are letters only, so the two never collide.
+pub enum PreregistrationKey {
+    Id(i32),
+    VerificationHash(String),
+}
+
+pub fn find_preregistration(
+    conn: &mut SqliteConnection,
+    key: &PreregistrationKey,
+) -> QueryResult<Option<PreregistrationRow>> {
+    let query = agent_preregistrations::table
+        .select(PreregistrationRow::as_select())
+        .into_boxed();
+    match key {
+        PreregistrationKey::Id(id) => query.filter(agent_preregistrations::id.eq(id)),
+        PreregistrationKey::VerificationHash(hash) => {
+            query.filter(agent_preregistrations::verification_hash.eq(hash))
+        }
+    }
+    .first(conn)
+    .optional()
+}
+
+/// Uses the registration token whose hash is `token_hash` (401 naming why it cannot be
+/// used) and stores the preregistration it admits, pending until `expires_at`.
+pub fn preregister(
+    conn: &mut SqliteConnection,
+    token_hash: &str,
+    new: NewPreregistration,
+    expires_at: String,
+) -> Result<PreregistrationRow, HubError> {
+    let now = now_iso();
+    let token: RegistrationTokenRow = registration_tokens::table
+        .filter(registration_tokens::hash.eq(token_hash))
+        .select(RegistrationTokenRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| HubError::unauthorized("unknown registration token"))?;
+    match token.status(&now) {
+        "active" => {}
+        "used" => {
+            return Err(HubError::unauthorized(
+                "registration token already used: ask the owner for a new one",
+            ))
+        }
+        "revoked" => return Err(HubError::unauthorized("registration token revoked")),
+        _ => return Err(HubError::unauthorized("registration token expired")),
+    }
+    let name_taken = agent_preregistrations::table
+        .filter(agent_preregistrations::requested_name.eq(&new.requested_name))
+        .filter(agent_preregistrations::status.eq_any(["pending", "approved"]))
+        .filter(agent_preregistrations::expires_at.gt(&now))
+        .count()
+        .get_result::<i64>(conn)?
+        > 0;
+    if name_taken {
+        return Err(HubError::conflict(format!(
+            "agent name {:?} is already requested by a pending preregistration",
+            new.requested_name
+        )));
+    }
+    diesel::update(registration_tokens::table.find(token.id))
+        .set(registration_tokens::used_at.eq(&now))
+        .execute(conn)?;
+    let row = diesel::insert_into(agent_preregistrations::table)
+        .values((
+            &new,
+            agent_preregistrations::registration_token_id.eq(token.id),
+            agent_preregistrations::status.eq(PreregistrationStatus::Pending.as_str()),
+            agent_preregistrations::created_at.eq(&now),
+            agent_preregistrations::expires_at.eq(expires_at),
+        ))
+        .returning(PreregistrationRow::as_returning())
+        .get_result(conn)?;
+    let detail =
+        json!({ "registration_token": token.id, "runtime_type": row.requested_runtime_type });
+    NewAuditRow::new(
+        &format!("registration:{}", token.id),
+        "agent.preregister",
+        format!("preregistration:{}", row.id),
+        Some(detail),
+    )
+    .append(conn)?;
+    Ok(row)
+}
+
+/// Approves or denies a pending preregistration; the first decision wins. Repeating the
+/// decision it got answers the settled row (`false`: nothing changed); the other decision,
+/// or any decision once it expired or was finalized, is a 409 naming its state. An
+/// approval gives the device `ttl` from now to finalize.
+pub fn decide(
+    conn: &mut SqliteConnection,
+    key: &PreregistrationKey,
+    approve: bool,
+    by: &str,
+    ttl: chrono::Duration,
+) -> Result<(PreregistrationRow, bool), HubError> {
+    let now = Utc::now();
+    let now_text = iso(now);
+    let row = find_preregistration(conn, key)?
+        .ok_or_else(|| HubError::not_found("no such preregistration"))?;
+    let wanted = if approve {
+        PreregistrationStatus::Approved
+    } else {
+        PreregistrationStatus::Denied
+    };
+    let shown = row.shown_status(&now_text);
+    match row.state() {
+        PreregistrationStatus::Pending if !row.expired(&now_text) => {}
+        state if state == wanted => return Ok((row, false)),
+        _ => {
+            return Err(HubError::conflict(format!(
+                "preregistration {} is already {shown}{}",
+                row.id,
+                row.decided_by
+                    .as_deref()
+                    .map(|by| format!(" (by {by})"))
+                    .unwrap_or_default()
+            )))
+        }
+    }
+    let expires_at = if approve {
+        iso(now + ttl)
+    } else {
+        row.expires_at.clone()
+    };
+    let row = diesel::update(agent_preregistrations::table.find(row.id))
+        .set((
+            agent_preregistrations::status.eq(wanted.as_str()),
+            agent_preregistrations::decided_at.eq(&now_text),
+            agent_preregistrations::decided_by.eq(by),
+            agent_preregistrations::expires_at.eq(expires_at),
+        ))
+        .returning(PreregistrationRow::as_returning())
+        .get_result(conn)?;
+    let action = if approve {
+        "agent.approve"
+    } else {
+        "agent.deny"
+    };
+    let detail = json!({ "requested_name": row.requested_name });
+    NewAuditRow::new(
+        by,
+        action,
+        format!("preregistration:{}", row.id),
+        Some(detail),
+    )
+    .append(conn)?;
+    Ok((row, true))
+}
+
+/// A device's poll: 404 for an unknown device code; else the row as it stands, and
+/// whether the device polled faster than its interval (which then grows by five seconds).
+pub fn poll(conn: &mut SqliteConnection, device_hash: &str) -> Result<Polled, HubError> {
+    let now = Utc::now();
+    let row: PreregistrationRow = agent_preregistrations::table
+        .filter(agent_preregistrations::device_hash.eq(device_hash))
+        .select(PreregistrationRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| HubError::not_found("unknown device code"))?;
+    let last = row
+        .last_polled_at
+        .as_deref()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc));
+    let pace = poll_pace(last, now, row.poll_interval);
+    let row = diesel::update(agent_preregistrations::table.find(row.id))
+        .set((
+            agent_preregistrations::last_polled_at.eq(iso(now)),
+            agent_preregistrations::poll_interval.eq(pace.err().unwrap_or(row.poll_interval)),
+        ))
+        .returning(PreregistrationRow::as_returning())
+        .get_result(conn)?;
+    Ok(Polled {
+        row,
+        slow_down: pace.is_err(),
+    })
+}
+
+pub struct Polled {
+    pub row: PreregistrationRow,
+    pub slow_down: bool,
+}
+
+/// The preregistration a finalize names by both its codes (404 when they name none).
+pub fn finalizing(
+    conn: &mut SqliteConnection,
+    verification_hash: &str,
+    device_hash: &str,
+) -> Result<PreregistrationRow, HubError> {
+    agent_preregistrations::table
+        .filter(agent_preregistrations::verification_hash.eq(verification_hash))
+        .filter(agent_preregistrations::device_hash.eq(device_hash))
+        .select(PreregistrationRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| {
+            HubError::not_found("verificationCode and deviceCode name no preregistration")
+        })
+}
+
+/// The registration token a preregistration used.
+pub fn registration_token(
+    conn: &mut SqliteConnection,
+    id: i32,
+) -> QueryResult<RegistrationTokenRow> {
+    registration_tokens::table
+        .find(id)
+        .select(RegistrationTokenRow::as_select())
+        .first(conn)
+}
+
+/// Whether `row` may be finalized now with `bind_secret`: approved, unexpired, not yet
+/// finalized (a 400 naming the agent and the way to recover its credentials), and bound to
+/// the secret given at preregistration.
+pub fn check_finalizable(row: &PreregistrationRow, bind_secret: &str) -> Result<(), HubError> {
+    let now = now_iso();
+    match row.state() {
+        PreregistrationStatus::Activated => {
+            return Err(HubError::bad_request(format!(
+                "this preregistration was already finalized as agent {}: its credentials are shown once; \
+                 get a fresh runtime credential with POST /api/v1/agent-auth/runtime-recover",
+                row.agent_id.as_deref().unwrap_or("?")
+            )))
+        }
+        PreregistrationStatus::Denied => {
+            return Err(HubError::forbidden("the owner denied this preregistration"))
+        }
+        _ if row.expired(&now) => {
+            return Err(HubError::conflict(
+                "this preregistration expired: register again with a new registration token",
+            ))
+        }
+        PreregistrationStatus::Pending => {
+            return Err(HubError::conflict(
+                "not approved yet: poll POST /api/v1/agent-preregistrations/poll until status is approved",
+            ))
+        }
+        PreregistrationStatus::Approved => {}
+    }
+    if !bind_matches(bind_secret, &row.bind_hash) {
+        return Err(HubError::unauthorized(
+            "bindSecret does not match the one given at preregistration",
+        ));
+    }
+    Ok(())
+}
+
+/// What a finalize stores beside the new agent's row.
+pub struct Activation {
+    pub preregistration_id: i32,
+    pub bind_secret: String,
+    /// The runtime credential's `tokens` row.
+    pub runtime: TokenRow,
+    pub credentials: AgentCredentialRow,
+}
+
+/// Finalizes a preregistration inside the transaction that creates its agent: checks it
+/// again (a second finalize racing this one finds it activated), then stores the runtime
+/// credential and the agent's seed 002 identity.
+pub fn activate(conn: &mut SqliteConnection, activation: Activation) -> Result<(), HubError> {
+    let row = find_preregistration(conn, &PreregistrationKey::Id(activation.preregistration_id))?
+        .ok_or_else(|| HubError::not_found("no such preregistration"))?;
+    check_finalizable(&row, &activation.bind_secret)?;
+    let agent_id = &activation.credentials.agent_id;
+    diesel::update(agent_preregistrations::table.find(row.id))
+        .set((
+            agent_preregistrations::status.eq(PreregistrationStatus::Activated.as_str()),
+            agent_preregistrations::agent_id.eq(agent_id),
+        ))
+        .execute(conn)?;
+    diesel::insert_into(tokens::table)
+        .values(&activation.runtime)
+        .execute(conn)?;
+    diesel::insert_into(agent_credentials::table)
+        .values(&activation.credentials)
+        .execute(conn)?;
+    let detail = json!({ "preregistration": row.id, "role": activation.runtime.role });
+    NewAuditRow::new(
+        &format!("preregistration:{}", row.id),
+        "agent.activate",
+        format!("agent:{agent_id}"),
+        Some(detail),
+    )
+    .append(conn)?;
+    Ok(())
+}
+
+/// A new runtime credential, the old one revoked in the same transaction.
+pub struct Rotated {
+    pub raw: String,
+    pub version: i32,
+    pub revoked: String,
+    pub row: TokenRow,
+}
+
+/// Rotates `agent_id`'s runtime credential. With `recovery`, the caller proves itself with
+/// the recovery credential (401 on a mismatch, or for an agent that has none, alike);
+/// without, an owner rotates it (404 for an agent that did not join by onboarding).
+pub fn rotate_runtime(
+    conn: &mut SqliteConnection,
+    agent_id: &str,
+    by: &str,
+    recovery: Option<&str>,
+) -> Result<Rotated, HubError> {
+    let refused = || HubError::unauthorized("invalid agentId or recoveryCredential");
+    let credentials: Option<AgentCredentialRow> = agent_credentials::table
+        .find(agent_id)
+        .select(AgentCredentialRow::as_select())
+        .first(conn)
+        .optional()?;
+    let credentials = match (credentials, recovery) {
+        (Some(found), Some(raw)) => {
+            let sent = crate::crypto::tokens::token_digest(raw);
+            let stored: [u8; 32] = hex::decode(&found.recovery_hash)
+                .ok()
+                .and_then(|d| d.try_into().ok())
+                .ok_or_else(refused)?;
+            if !crate::crypto::tokens::digests_match(&sent, &stored) {
+                return Err(refused());
+            }
+            found
+        }
+        (Some(found), None) => found,
+        (None, Some(_)) => return Err(refused()),
+        (None, None) => {
+            return Err(HubError::not_found(format!(
+                "agent {agent_id} did not join by onboarding; issue it a token with POST /api/admin/tokens"
+            )))
+        }
+    };
+    let now = now_iso();
+    let old: Option<TokenRow> = tokens::table
+        .find(&credentials.runtime_hash)
+        .select(TokenRow::as_select())
+        .first(conn)
+        .optional()?;
+    diesel::update(
+        tokens::table
+            .find(&credentials.runtime_hash)
+            .filter(tokens::revoked_at.is_null()),
+    )
+    .set((tokens::revoked_at.eq(&now), tokens::revoked_by.eq(by)))
+    .execute(conn)?;
+    let raw = new_secret(RUNTIME_CREDENTIAL_PREFIX);
+    let row = TokenRow {
+        hash: hash_token(&raw),
+        agent_id: agent_id.to_string(),
+        name: "runtime credential".into(),
+        role: old
+            .as_ref()
+            .map_or(Some("worker".into()), |o| o.role.clone()),
+        permissions: old.map_or_else(
+            || {
+                json!(crate::domain::access::role_permissions("worker").unwrap_or_default())
+                    .to_string()
+            },
+            |o| o.permissions,
+        ),
+        created_at: now.clone(),
+        created_by: by.to_string(),
+        revoked_at: None,
+        revoked_by: None,
+    };
+    diesel::insert_into(tokens::table)
+        .values(&row)
+        .execute(conn)?;
+    let version = credentials.credential_version + 1;
+    diesel::update(agent_credentials::table.find(agent_id))
+        .set((
+            agent_credentials::runtime_hash.eq(&row.hash),
+            agent_credentials::credential_version.eq(version),
+            agent_credentials::updated_at.eq(&now),
+        ))
+        .execute(conn)?;
+    let detail = json!({ "credential_version": version, "recovered": recovery.is_some() });
+    NewAuditRow::new(
+        by,
+        "agent.credential_rotate",
+        format!("agent:{agent_id}"),
+        Some(detail),
+    )
+    .append(conn)?;
+    Ok(Rotated {
+        raw,
+        version,
+        revoked: credentials.runtime_hash,
+        row,
+    })
+}
