@@ -384,6 +384,10 @@ struct WorkerArgs {
     /// Milliseconds before the first retry of a failed run (doubling after).
     #[arg(long, env = "M3SHDUP_RETRY_BACKOFF_MS", default_value_t = 2000)]
     retry_backoff_ms: u64,
+    /// Learn of work by pulling the agent's durable inbox (seed 002's long-poll, under a
+    /// consumer lease that fences this process's writes) instead of the event stream.
+    #[arg(long, env = "M3SHDUP_INBOX", num_args = 0..=1, default_missing_value = "true", default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
+    inbox: bool,
 }
 
 impl WorkerArgs {
@@ -424,6 +428,7 @@ impl WorkerArgs {
             grace: Duration::from_secs(self.grace),
             retry_backoff: Duration::from_millis(self.retry_backoff_ms),
             tries: 3,
+            inbox: self.inbox,
         };
         m3shd::worker::check(&config)?;
         Ok(config)

@@ -54,6 +54,7 @@ const FILES: &[File] = &[
     file!("task.js", JS),
     file!("pipelines.js", JS),
     file!("decisions.js", JS),
+    file!("onboarding.js", JS),
     file!("audit.js", JS),
 ];
 

@@ -39,6 +39,9 @@ pub struct HubClient {
     base: String,
     token: String,
     client: Client,
+    /// The consumer lease this worker pulls its inbox under (seed 002): every request
+    /// carries it, so the hub refuses this worker's writes once another consumer took over.
+    consumer: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl HubClient {
@@ -48,6 +51,7 @@ impl HubClient {
             base: base.trim_end_matches('/').to_string(),
             token: token.to_string(),
             client,
+            consumer: Default::default(),
         }
     }
 
@@ -60,10 +64,13 @@ impl HubClient {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Answer, String> {
-        let request = self
+        let mut request = self
             .client
             .request(method, format!("{}{path}", self.base))
             .insert_header(("Authorization", format!("Bearer {}", self.token)));
+        if let Some(consumer) = self.consumer() {
+            request = request.insert_header(("X-Consumer-Id", consumer));
+        }
         let sent = match body {
             Some(body) => request.send_body(body.to_string()).await,
             None => request.send().await,
@@ -119,6 +126,19 @@ impl HubClient {
                 answer => return answer,
             }
         }
+    }
+
+    /// The consumer lease requests carry, if any.
+    pub fn consumer(&self) -> Option<String> {
+        self.consumer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Carries `consumer` from now on (the id the hub's inbox pull answered).
+    pub fn hold_lease(&self, consumer: &str) {
+        *self.consumer.lock().unwrap_or_else(|e| e.into_inner()) = Some(consumer.to_string());
     }
 
     pub fn stream_url(&self) -> String {

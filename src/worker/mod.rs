@@ -1,5 +1,6 @@
 //! `m3shd worker`: a drop-in for seed 000's mesh-worker. It registers, heartbeats, learns
-//! of assigned tasks from the event stream (polling as a fallback), runs each with Claude
+//! of assigned tasks from the event stream (polling as a fallback) or, with `--inbox`, by
+//! pulling its durable inbox under a consumer lease (seed 002), runs each with Claude
 //! or any shell command (at most `max_concurrent` at once), streams output as it comes,
 //! retries a failing run, and reports the result. On SIGTERM or SIGINT it takes no new
 //! work, lets running tasks finish within a grace period, then kills the rest and hands
@@ -45,6 +46,8 @@ pub struct WorkerConfig {
     pub grace: Duration,
     pub retry_backoff: Duration,
     pub tries: u32,
+    /// Learn of work by pulling the inbox (long-polling) instead of the event stream.
+    pub inbox: bool,
 }
 
 impl WorkerConfig {
@@ -98,19 +101,32 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
         kill,
     });
     worker.register().await?;
-    actix_web::rt::spawn(worker.clone().heartbeats());
-    actix_web::rt::spawn(worker.clone().listen());
-    actix_web::rt::spawn(worker.clone().poll());
     let shutdown = crate::startup::stop_signal()?;
     tokio::pin!(shutdown);
-    loop {
+    // Pulling counts as contact: the inbox mode needs no heartbeats and no stream.
+    let mut pulls = if worker.config.inbox {
+        // The lease first: every write from now on carries it.
+        worker.pull(0).await?;
+        actix_web::rt::spawn(worker.clone().pull_inbox())
+    } else {
+        actix_web::rt::spawn(worker.clone().heartbeats());
+        actix_web::rt::spawn(worker.clone().listen());
+        let polls = worker.clone().poll();
+        actix_web::rt::spawn(async move {
+            polls.await;
+            Ok(())
+        })
+    };
+    let outcome = loop {
         tokio::select! {
-            _ = &mut shutdown => break,
+            _ = &mut shutdown => break Ok(()),
             _ = worker.wake.notified() => worker.clone().pick_up().await,
+            // Only the inbox loop ends by itself: another consumer took its lease.
+            ended = &mut pulls => break ended.map_err(anyhow::Error::from).and_then(|r| r),
         }
-    }
+    };
     worker.shut_down().await;
-    Ok(())
+    outcome
 }
 
 impl Worker {
@@ -193,6 +209,67 @@ impl Worker {
             actix_web::rt::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_secs(30));
         }
+    }
+
+    /// Pulls the inbox item by item: a task item starts whatever is assigned to this worker
+    /// (the task's REST state is the truth, the item only the trigger), and every item is
+    /// acknowledged once handled, so one that arrived just before a crash comes again. Ends
+    /// with an error when another consumer took the lease: this process is then a zombie
+    /// whose writes the hub refuses, and it must not take the lease back.
+    async fn pull_inbox(self: Rc<Self>) -> anyhow::Result<()> {
+        const WAIT_SECONDS: u64 = 25;
+        loop {
+            let answer = match self.pull(WAIT_SECONDS).await {
+                Ok(answer) => answer,
+                Err(PullError::Fenced(why)) => return Err(why),
+                Err(PullError::Failed(error)) => {
+                    tracing::warn!(%error, "the inbox pull failed");
+                    actix_web::rt::time::sleep(self.config.poll_interval).await;
+                    continue;
+                }
+            };
+            let item = &answer["item"];
+            let Some(id) = item["id"].as_i64() else {
+                continue;
+            };
+            if item["type"] == "task_assigned" {
+                self.clone().pick_up().await;
+            } else {
+                tracing::info!(item.id = id, item.kind = %item["type"], "inbox item");
+            }
+            let ack = format!("/api/v1/runtime/inbox/{id}/ack");
+            if let Err(error) = self.hub.call(Method::POST, &ack, None).await {
+                tracing::warn!(item.id = id, %error, "could not acknowledge an inbox item");
+            }
+        }
+    }
+
+    /// One pull of the inbox, waiting up to `wait` seconds for an item; takes on the
+    /// consumer lease it answers.
+    async fn pull(&self, wait: u64) -> Result<Value, PullError> {
+        let body = json!({ "wait": wait });
+        let answer = self
+            .hub
+            .call_until_answered(
+                Method::POST,
+                "/api/v1/runtime/inbox/next",
+                Some(&body),
+                || !self.stopping.get(),
+            )
+            .await
+            .map_err(|error| match error {
+                CallError::Refused(409, why) => PullError::Fenced(anyhow::anyhow!(
+                    "another consumer took this agent's inbox lease ({why}); stopping"
+                )),
+                other => PullError::Failed(other),
+            })?;
+        if let Some(consumer) = answer["consumerId"].as_str() {
+            if self.hub.consumer().as_deref() != Some(consumer) {
+                tracing::info!(consumer, "pulling the inbox under a consumer lease");
+                self.hub.hold_lease(consumer);
+            }
+        }
+        Ok(answer)
     }
 
     /// Whether a `task_assigned` event's data names this worker as the holder.
@@ -418,6 +495,25 @@ impl Worker {
         }
     }
 }
+
+/// Why an inbox pull gave no answer.
+#[derive(Debug)]
+enum PullError {
+    /// Another consumer holds the lease: this process must stop.
+    Fenced(anyhow::Error),
+    Failed(CallError),
+}
+
+impl std::fmt::Display for PullError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Fenced(why) => write!(f, "{why}"),
+            Self::Failed(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+impl std::error::Error for PullError {}
 
 fn job_from(task: &Value, config: &WorkerConfig) -> Option<Job> {
     Some(Job {

@@ -63,6 +63,9 @@ enum Rule {
     /// The webhook's own secret (`X-Webhook-Secret`) or GitHub signature; hub credentials
     /// (even the master token) are no credential here.
     WebhookSecret,
+    /// An agent's own credential (a token bound to its agent that holds
+    /// `agents:register`): seed 002's runtime API. The master token has no agent (403).
+    OwnAgent,
 }
 
 /// Whether the row acts on an object that belongs to one agent.
@@ -140,6 +143,17 @@ enum Fill {
     Token,
     /// `{username}`, `{password}`: the account made at setup.
     Login,
+    /// `{id}`, `{token}`: a fresh registration token (seed 002).
+    RegistrationToken,
+    /// `{verification_code}`, `{device_code}`: a fresh pending preregistration.
+    Preregistration,
+    /// The same, approved by master.
+    ApprovedPreregistration,
+    /// `{id}`, `{agent_id}`, `{recovery}`: a freshly onboarded agent and its recovery
+    /// credential.
+    Onboarded,
+    /// `{item_id}`: an inbox item id nobody has.
+    MissingItem,
 }
 
 /// A check of an allowed caller's body beyond its status.
@@ -218,6 +232,7 @@ const GET: &str = "GET";
 const POST: &str = "POST";
 const PUT: &str = "PUT";
 const DELETE: &str = "DELETE";
+const PATCH: &str = "PATCH";
 
 const READS_EVENTS: &[&str] = &["tasks:read", "agents:read", "messages:read"];
 const READS_TEMPLATES: &[&str] = &["tasks:read", "admin:templates"];
@@ -229,6 +244,7 @@ const TABLE: &[Row] = &[
     row(GET,    "/metrics",                                Perm("metrics:read"),      200),
     row(GET,    "/",                                       Anonymous,                 200),
     row(GET,    "/ui/{file}",                              Anonymous,                 200).fill(Fill::DashboardAsset),
+    row(GET,    "/approve/{verification_code}",            Anonymous,                 303).fill(Fill::Preregistration),
     row(GET,    "/api/health",                             Anonymous,                 200).check(Check::HealthAgents),
     row(GET,    "/api/version",                            Anonymous,                 200),
     row(GET,    "/api/system/status",                      Anonymous,                 200),
@@ -352,6 +368,31 @@ const TABLE: &[Row] = &[
     row(GET,    "/api/admin/audit/export",                 Perm("admin:audit"),       200),
     row(GET,    "/api/admin/budget",                       Rule::Master,              200),
     row(POST,   "/api/admin/budget/reset",                 Rule::Master,              200),
+    row(POST,   "/api/admin/registration-tokens",          Perm("admin:agents"),      201).body(r#"{"name": "laptop {n}"}"#),
+    row(GET,    "/api/admin/registration-tokens",          Perm("admin:agents"),      200),
+    row(DELETE, "/api/admin/registration-tokens/{id}",     Perm("admin:agents"),      204).fill(Fill::RegistrationToken),
+    row(POST,   "/api/v1/agent-preregistrations",          Anonymous,                 201).fill(Fill::RegistrationToken)
+        .body(r#"{"registrationToken": "{token}", "requestedName": "mx-joiner-{n}", "requestedRuntimeType": "CLI", "bindSecret": "matrix-bind"}"#),
+    row(GET,    "/api/v1/agent-preregistrations",          Perm("admin:agents"),      200),
+    row(POST,   "/api/v1/agent-preregistrations/poll",     Anonymous,                 200).fill(Fill::Preregistration)
+        .body(r#"{"deviceCode": "{device_code}"}"#),
+    row(POST,   "/api/v1/agent-preregistrations/{verification_code}/approve", Perm("admin:agents"), 200).fill(Fill::Preregistration),
+    row(POST,   "/api/v1/agent-preregistrations/{verification_code}/deny",    Perm("admin:agents"), 200).fill(Fill::Preregistration),
+    row(POST,   "/api/v1/agent-auth/finalize-activation",  Anonymous,                 201).fill(Fill::ApprovedPreregistration)
+        .body(r#"{"verificationCode": "{verification_code}", "deviceCode": "{device_code}", "bindSecret": "matrix-bind"}"#),
+    row(POST,   "/api/v1/agent-auth/runtime-recover",      Anonymous,                 200).fill(Fill::Onboarded)
+        .body(r#"{"agentId": "{agent_id}", "recoveryCredential": "{recovery}"}"#),
+    row(PATCH,  "/api/v1/agents/{id}",                     Perm("admin:agents"),      200).fill(FreshAgent).body(r#"{"status": "PAUSED"}"#),
+    row(POST,   "/api/v1/agents/{id}/rotate-credential",   Perm("admin:agents"),      200).fill(Fill::Onboarded),
+    // The matrix's agents joined with seed 000 tokens, not by onboarding: an agent's own
+    // credential reaches the handler, which has no runtime profile for it (404).
+    row(GET,    "/api/v1/runtime/me",                      Rule::OwnAgent,            404),
+    row(PATCH,  "/api/v1/runtime/me",                      Rule::OwnAgent,            404).body(r#"{"description": "matrix {n}"}"#),
+    // No such item in any inbox: an allowed caller passes the (absent) lease and gets 404.
+    row(POST,   "/api/v1/runtime/inbox/{item_id}/ack",     Rule::OwnAgent,            404).fill(Fill::MissingItem),
+    // Last: a pull opens a consumer lease, which fences the agent's later writes.
+    row(GET,    "/api/v1/runtime/inbox/next",              Rule::OwnAgent,            200),
+    row(POST,   "/api/v1/runtime/inbox/next",              Rule::OwnAgent,            200),
 ];
 
 #[test]
@@ -468,6 +509,7 @@ impl Caller {
             Rule::Master => self.who == Who::Master,
             Rule::Admin => self.is_admin(),
             Rule::PeerToken | Rule::WebhookSecret => false,
+            Rule::OwnAgent => self.who != Who::Master && self.can("agents:register"),
         }
     }
 }
@@ -629,6 +671,37 @@ impl Matrix {
             issued["token"].as_str().expect("token").to_string(),
             permissions,
         )
+    }
+
+    /// A fresh registration token: (id, raw token).
+    async fn registration_token(&self) -> (String, String) {
+        let made = self
+            .hub
+            .post("/api/admin/registration-tokens", MASTER, json!({}))
+            .await
+            .expect(201);
+        let token = made["registrationToken"]
+            .as_str()
+            .expect("registrationToken");
+        (made["id"].to_string(), token.to_string())
+    }
+
+    /// A fresh pending preregistration: (verification code, device code).
+    async fn preregistration(&self, n: u64) -> (String, String) {
+        let (_, token) = self.registration_token().await;
+        let body = json!({
+            "registrationToken": token,
+            "requestedName": format!("mx-joining-{n}"),
+            "requestedRuntimeType": "DAEMON",
+            "bindSecret": "matrix-bind",
+        });
+        let made = self
+            .hub
+            .post("/api/v1/agent-preregistrations", MASTER, body)
+            .await
+            .expect(201);
+        let code = |field: &str| made[field].as_str().expect(field).to_string();
+        (code("verification_code"), code("device_code"))
     }
 
     async fn register(&self, agent: &str) {
@@ -825,6 +898,41 @@ impl Matrix {
                 params.insert("username", LOGIN_USER.into());
                 params.insert("password", LOGIN_PASSWORD.into());
             }
+            Fill::RegistrationToken => {
+                let (id, token) = self.registration_token().await;
+                params.insert("id", id);
+                params.insert("token", token);
+            }
+            Fill::Preregistration | Fill::ApprovedPreregistration => {
+                let (verification, device) = self.preregistration(n).await;
+                if let Fill::ApprovedPreregistration = row.fill {
+                    let path = format!("/api/v1/agent-preregistrations/{verification}/approve");
+                    self.hub.post(&path, MASTER, json!({})).await.expect(200);
+                }
+                params.insert("verification_code", verification);
+                params.insert("device_code", device);
+            }
+            Fill::Onboarded => {
+                let (verification, device) = self.preregistration(n).await;
+                let path = format!("/api/v1/agent-preregistrations/{verification}/approve");
+                self.hub.post(&path, MASTER, json!({})).await.expect(200);
+                let body = json!({ "verificationCode": verification, "deviceCode": device, "bindSecret": "matrix-bind" });
+                let made = self
+                    .hub
+                    .post("/api/v1/agent-auth/finalize-activation", MASTER, body)
+                    .await
+                    .expect(201);
+                let agent = made["agentId"].as_str().expect("agentId").to_string();
+                params.insert("id", agent.clone());
+                params.insert("agent_id", agent);
+                let recovery = made["runtimeRecoveryCredential"]
+                    .as_str()
+                    .expect("recovery");
+                params.insert("recovery", recovery.to_string());
+            }
+            Fill::MissingItem => {
+                params.insert("item_id", "999999999".into());
+            }
         }
         Filled { params, secret }
     }
@@ -910,6 +1018,7 @@ async fn setup() -> (Matrix, Vec<Caller>, BTreeMap<&'static str, Caller>, Caller
         hub,
         client: awc::Client::builder()
             .timeout(Duration::from_secs(10))
+            .disable_redirects()
             .finish(),
         serial: Cell::new(0),
         hidden_escalation: 0,

@@ -410,3 +410,56 @@ async fn an_assignment_on_the_event_stream_starts_the_task_without_waiting_for_a
     assert!(done, "{}", hub.task_status(id).await);
     assert_eq!(hub.task_status(id).await["output"], "heard on the stream");
 }
+
+#[actix_web::test]
+async fn an_inbox_worker_pulls_its_work_and_a_second_one_fences_the_first_out() {
+    // Long-polls end after a second here, so a fenced worker learns of it quickly.
+    let hub = TestHub::spawn_with(|s| s.inbox_wait_max_seconds = 1).await;
+    let token = hub.token("puller", "worker").await;
+    // Polls and heartbeats a minute apart: only the inbox pulls can start the tasks.
+    let start = || {
+        let mut command = crate::support::process::m3shd();
+        command
+            .args([
+                "worker", "--hub", &hub.base, "--token", &token, "--name", "puller",
+            ])
+            .args(["--exec", "cat", "--inbox"])
+            .args(["--poll-interval", "60", "--heartbeat-interval", "60"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        Worker {
+            child: command.spawn().expect("the worker starts"),
+        }
+    };
+    let mut first = start();
+    let online = hub
+        .eventually(Duration::from_secs(10), || async {
+            hub.get("/api/health", MASTER).await.body["agents"]["puller"] == "online"
+        })
+        .await;
+    assert!(online, "the worker registered");
+    let task = |prompt: &'static str| {
+        let hub = &hub;
+        async move {
+            hub.task(json!({ "title": "pulled", "prompt": prompt }))
+                .await["id"]
+                .as_i64()
+                .expect("task id")
+        }
+    };
+    let id = task("pulled from the inbox").await;
+    let done = finished(&hub, id, Duration::from_secs(5)).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["output"], "pulled from the inbox");
+
+    // A second process with the same credential opens a new lease: the first is fenced
+    // out on its next pull and stops rather than taking the lease back.
+    let _second = start();
+    assert!(
+        first.wait_exit(Duration::from_secs(10)).await,
+        "the fenced worker stopped"
+    );
+    let id = task("pulled by the second worker").await;
+    let done = finished(&hub, id, Duration::from_secs(5)).await;
+    assert_eq!(done["output"], "pulled by the second worker", "{done}");
+}

@@ -1,6 +1,7 @@
 // One agent: what it offers and holds, what an operator set (role, status, config, soul),
 // its pending messages and its conversations, and the controls the caller's role allows:
-// set its status, wake it, message it, delete it (seed 004).
+// set its status, wake it, message it, delete it (seed 004); for its owner (admin:agents),
+// its lifecycle state and a new runtime credential (seed 002).
 
 import { html, useState } from './preact-htm.js';
 import { api } from './api.js';
@@ -38,6 +39,53 @@ function Controls({ agent, onChanged }) {
         onChanged(changed);
       }} />
     </form>
+  </div>`;
+}
+
+const STATES = ['ACTIVE', 'PAUSED', 'SUSPENDED', 'BANNED'];
+const STATE_EFFECTS = {
+  ACTIVE: 'takes work as usual',
+  PAUSED: 'keeps its credentials but gets no new work',
+  SUSPENDED: 'its credentials are refused everywhere but its own profile',
+  BANNED: 'its credentials are refused everywhere',
+};
+
+/** Seed 002's state select; keyed by the agent's state so it starts from the current one. */
+function StateForm({ agent, onChanged }) {
+  const [state, setState] = useState(agent.state ?? 'ACTIVE');
+  const harsh = state === 'SUSPENDED' || state === 'BANNED';
+  return html`<form class="inline" onSubmit=${(e) => { e.preventDefault(); e.target.querySelector('button')?.click(); }}>
+    <label>State <select value=${state} onChange=${(e) => setState(e.target.value)}>
+      ${STATES.map((s) => html`<option value=${s}>${s}</option>`)}
+    </select></label>
+    <${Action} label="Set state" confirm=${harsh ? `Make ${agent.agent_id} ${state}? ${STATE_EFFECTS[state]}.` : undefined} run=${async () => {
+      const answer = await api(`/api/v1/agents/${encodeURIComponent(agent.agent_id)}`, { method: 'PATCH', body: { status: state } });
+      onChanged(answer.status);
+    }} />
+  </form>`;
+}
+
+/** The owner's controls (admin:agents): the agent's lifecycle state, and a new runtime
+ * credential, shown once (the old one stops working at once). */
+function OwnerControls({ agent, onState }) {
+  const [rotated, setRotated] = useState(null);
+  const id = agent.agent_id;
+  return html`<div role="group" aria-label="Owner controls">
+    <div class="controls">
+      <span>State <strong data-testid="agent-state">${agent.state ?? '—'}</strong> <span class="muted">(${STATE_EFFECTS[agent.state] ?? 'unknown'})</span></span>
+      <${StateForm} key=${agent.state} agent=${agent} onChanged=${onState} />
+      <${Action} label="Rotate credential"
+        confirm=${`Give ${id} a new runtime credential? The current one stops working at once; the agent needs the new one (or its recovery credential).`}
+        run=${async () => {
+          setRotated(null);
+          setRotated(await api(`/api/v1/agents/${encodeURIComponent(id)}/rotate-credential`, { method: 'POST' }));
+        }} />
+    </div>
+    <div aria-live="polite">${rotated && html`<div class="card issued" data-testid="runtime-credential">
+      <p><strong>Copy this runtime credential now: it is shown only once</strong> (version ${rotated.credentialVersion}).
+        Give it to the agent; the one it had no longer works.</p>
+      <p><code class="secret">${rotated.runtimeCredential}</code></p>
+    </div>`}</div>
   </div>`;
 }
 
@@ -101,6 +149,8 @@ export function AgentPage({ id }) {
   useEvents(MANAGED_EVENTS, (event) => { if (event.agent_id === id) refresh(); });
   if (deleted) return html`<p>Agent ${id} was removed. <a href="#/agents">Back to the agents</a>.</p>`;
   const a = agent.data;
+  // The agent shown before stays until this one loads: its credential must not be rotated here.
+  const owned = a?.agent_id === id && can('admin:agents');
   return html`<section aria-labelledby="agent-title">
     <div class="heading">
       <h1 id="agent-title">${id}</h1>
@@ -113,6 +163,8 @@ export function AgentPage({ id }) {
     <${ErrorNote} error=${agent.error} />
     ${agent.data === null && !agent.loading && html`<p class="muted">No agent ${id} is registered.</p>`}
     ${a && can('agents:manage') && html`<${Controls} key=${a.updated_at} agent=${a} onChanged=${(changed) => agent.update(() => changed)} />`}
+    ${owned && html`<${OwnerControls} key=${id} agent=${a}
+      onState=${(state) => agent.update((x) => (x ? { ...x, state } : x))} />`}
     ${a && html`<dl class="facts">
       <dt>Id</dt><dd>${a.id}</dd>
       <dt>Name</dt><dd>${a.name}</dd>

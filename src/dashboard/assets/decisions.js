@@ -1,6 +1,6 @@
 // Decisions waiting on people. Each kind of decision is one section in SECTIONS: tool-call
-// approvals a holder waits for, and open escalations; agent onboarding requests join the
-// list as the hub learns them.
+// approvals a holder waits for, and open escalations. New agents asking to join have a view
+// of their own (onboarding.js).
 
 import { html, useState } from './preact-htm.js';
 import { api } from './api.js';

@@ -17,6 +17,7 @@ export const EVENT_NAMES = [
   'agent_registered', 'agent_status', 'agent_removed', 'agent_created', 'agent_updated',
   'agent_message', 'agent_wake', 'approval_requested', 'approval_decided',
   'pipeline_finished', 'escalation_opened', 'escalation_resolved',
+  'preregistration_pending', 'preregistration_decided',
   'kill_switch', 'message', 'resync',
 ];
 

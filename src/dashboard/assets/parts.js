@@ -10,6 +10,7 @@ const SYMBOLS = {
   online: '●', busy: '◐', offline: '○',
   queued: '…', assigned: '→', running: '▶', done: '✓', failed: '✕', cancelled: '⊘',
   open: '!', resolved: '✓', pending: '?',
+  approved: '✓', denied: '✕', expired: '⌛', active: '●', used: '✓', revoked: '⊘',
 };
 
 /** A status in words with a symbol; `text` replaces the words where the status is implied. */
