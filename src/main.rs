@@ -129,7 +129,8 @@ enum HubCommand {
         /// Memory entries to generate (suite memory).
         #[arg(long, default_value_t = 100_000)]
         entries: usize,
-        /// Agents to generate (default: 1,000 for memory, 10,000 for dispatch).
+        /// Agents to generate (default: 1,000 for memory, 10,000 for dispatch), or agents
+        /// long-polling at once (suite inbox, default 1,000).
         #[arg(long)]
         agents: Option<usize>,
         /// Timed searches or decisions (suites memory, dispatch), or timed requests of each
@@ -233,6 +234,16 @@ fn run(command: HubCommand) -> anyhow::Result<()> {
                     samples: samples.unwrap_or(2000),
                 };
                 let outcome = m3shd::bench::agents::run(&dir, plan);
+                let _ = std::fs::remove_dir_all(&dir);
+                outcome
+            }
+            Suite::Inbox => {
+                let dir = tempfile_dir()?;
+                let plan = m3shd::bench::inbox::InboxPlan {
+                    samples: samples.unwrap_or(1000),
+                    pollers: agents.unwrap_or(1000),
+                };
+                let outcome = m3shd::bench::inbox::run(&dir, plan);
                 let _ = std::fs::remove_dir_all(&dir);
                 outcome
             }
@@ -449,6 +460,9 @@ enum Suite {
     Dispatch,
     /// Seed 004's agent list and pending-work poll on 1,000 agents and 1,000,000 tasks.
     Agents,
+    /// Seed 002's inbox: delivery to a waiting long-poll, and the hub memory of 1,000
+    /// agents long-polling at once (a hub started as a child process).
+    Inbox,
 }
 
 /// A fresh directory for a benchmark's database, under the system's temporary directory.

@@ -109,6 +109,8 @@ pub struct Observed {
     pub alerts_queued: usize,
     /// Tool-call approvals waiting for a person.
     pub approvals_pending: i64,
+    /// Agents with an inbox pull waiting (long-polling).
+    pub inbox_waiting: usize,
 }
 
 /// A hub's metrics; cheap to clone. Empty (recording nothing) when metrics are off.
@@ -131,6 +133,7 @@ struct Recorder {
     commit_seconds: Histogram,
     alerts_queued: IntGauge,
     approvals_pending: IntGauge,
+    inbox_waiting: IntGauge,
     federation_pending: IntGauge,
     /// One scrape at a time: a render resets and refills the sampled gauges.
     rendering: Mutex<()>,
@@ -257,6 +260,7 @@ impl Metrics {
         r.sse_subscribers.set(observed.sse_subscribers as i64);
         r.alerts_queued.set(observed.alerts_queued as i64);
         r.approvals_pending.set(observed.approvals_pending);
+        r.inbox_waiting.set(observed.inbox_waiting as i64);
         TextEncoder::new()
             .encode_to_string(&r.registry.gather())
             .map_err(|e| HubError::internal(format!("cannot encode the metrics: {e}")))
@@ -354,6 +358,10 @@ impl Recorder {
             approvals_pending: gauge(
                 "approvals_pending",
                 "Tool-call approvals waiting for a person's decision.",
+            )?,
+            inbox_waiting: gauge(
+                "inbox_agents_waiting",
+                "Agents with an inbox pull waiting for an item (seed 002's long-poll).",
             )?,
             federation_pending: gauge(
                 "federation_results_pending",

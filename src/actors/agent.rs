@@ -686,15 +686,16 @@ impl Handler<Wake> for AgentActor {
     }
 }
 
-/// Sent by the delete handler: forget the agent; its tasks go back to the queue.
+/// Sent by the delete handler: forget the agent; its tasks go back to the queue. Answers
+/// the hash of the runtime credential revoked with it, if it joined by onboarding.
 #[derive(Message)]
-#[rtype(result = "Result<(), HubError>")]
+#[rtype(result = "Result<Option<String>, HubError>")]
 pub struct RemoveAgent {
     pub by: String,
 }
 
 impl Handler<RemoveAgent> for AgentActor {
-    type Result = AtomicResponse<Self, Result<(), HubError>>;
+    type Result = AtomicResponse<Self, Result<Option<String>, HubError>>;
 
     fn handle(&mut self, msg: RemoveAgent, _: &mut Context<Self>) -> Self::Result {
         let db = self.core.db.clone();
@@ -703,22 +704,25 @@ impl Handler<RemoveAgent> for AgentActor {
             db.write(move |conn| {
                 diesel::delete(agents::table.filter(agents::agent_id.eq(&id))).execute(conn)?;
                 crate::db::inbox::clear(conn, &id)?;
+                // A new agent of that name starts with no lease and no credentials.
+                crate::db::consumers::clear(conn, &id)?;
+                let revoked = crate::db::onboarding::forget(conn, &id, &msg.by)?;
                 NewAuditRow::new(&msg.by, "agent.delete", format!("agent:{id}"), None)
                     .append(conn)?;
-                Ok(())
+                Ok(revoked)
             })
             .await
         };
         AtomicResponse::new(Box::pin(write.into_actor(self).map(
             |written, this, ctx| {
-                written?;
+                let revoked = written?;
                 this.core.publish(this.status_event("removed"));
                 this.dispatcher.do_send(AgentGone {
                     agent_id: this.state.agent_id.clone(),
                     removed: true,
                 });
                 ctx.stop();
-                Ok(())
+                Ok(revoked)
             },
         )))
     }

@@ -82,14 +82,16 @@ mod tests {
     async fn a_ring_wakes_a_listener_enabled_before_it() {
         let bell = Arc::new(InboxBell::default());
         let listening = bell.listen("a");
-        let notified = listening.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        bell.ring(&["b".to_string()]);
-        bell.ring(&["a".to_string()]);
-        tokio::time::timeout(std::time::Duration::from_secs(1), notified)
-            .await
-            .expect("woken");
+        {
+            let notified = listening.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            bell.ring(&["b".to_string()]);
+            bell.ring(&["a".to_string()]);
+            tokio::time::timeout(std::time::Duration::from_secs(1), notified)
+                .await
+                .expect("woken");
+        }
         assert_eq!(bell.listened(), 1);
         drop(listening);
         assert_eq!(bell.listened(), 0);

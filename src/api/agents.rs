@@ -344,11 +344,14 @@ pub async fn delete_agent(
     caller.0.require("agents:delete")?;
     limit_changes(&hub, &caller.0)?;
     let (agent_id, agent) = named_agent(&hub, &path.into_inner())?;
-    agent
+    let revoked = agent
         .send(RemoveAgent {
             by: caller.0.label(),
         })
         .await??;
+    if let Some(hash) = revoked {
+        hub.credentials.revoke(&hash);
+    }
     Ok(HttpResponse::Ok().json(json!({ "deleted": agent_id, "success": true })))
 }
 

@@ -180,6 +180,32 @@ impl<T: DeserializeOwned> FromRequest for Query<T> {
     }
 }
 
+/// The `X-Consumer-Id` header: the consumer lease an agent's write claims to hold
+/// (seed 002). Paired with the caller by [`crate::domain::access::Principal::fence`].
+pub struct ConsumerId(pub Option<String>);
+
+/// The header an agent's writes carry its consumer lease in.
+pub const CONSUMER_HEADER: &str = "x-consumer-id";
+
+impl FromRequest for ConsumerId {
+    type Error = HubError;
+    type Future = std::future::Ready<Result<Self, HubError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let header = req
+            .headers()
+            .get(CONSUMER_HEADER)
+            .map(|v| v.to_str().map(|s| s.trim().to_string()));
+        std::future::ready(match header {
+            None => Ok(Self(None)),
+            Some(Ok(id)) if !id.is_empty() && id.len() <= 128 => Ok(Self(Some(id))),
+            Some(_) => Err(HubError::bad_request(
+                "X-Consumer-Id must be the consumerId a pull answered",
+            )),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,31 +243,5 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("empty"));
-    }
-}
-
-/// The `X-Consumer-Id` header: the consumer lease an agent's write claims to hold
-/// (seed 002). Paired with the caller by [`crate::domain::access::Principal::fence`].
-pub struct ConsumerId(pub Option<String>);
-
-/// The header an agent's writes carry its consumer lease in.
-pub const CONSUMER_HEADER: &str = "x-consumer-id";
-
-impl FromRequest for ConsumerId {
-    type Error = HubError;
-    type Future = std::future::Ready<Result<Self, HubError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let header = req
-            .headers()
-            .get(CONSUMER_HEADER)
-            .map(|v| v.to_str().map(|s| s.trim().to_string()));
-        std::future::ready(match header {
-            None => Ok(Self(None)),
-            Some(Ok(id)) if !id.is_empty() && id.len() <= 128 => Ok(Self(Some(id))),
-            Some(_) => Err(HubError::bad_request(
-                "X-Consumer-Id must be the consumerId a pull answered",
-            )),
-        })
     }
 }

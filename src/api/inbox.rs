@@ -10,9 +10,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::agents::{agent_view, limit_changes, named_agent, visible_agent};
 use super::auth::Caller;
-use super::extract::{Json, Query};
+use super::extract::{ConsumerId, Json, Query};
 use super::{page_limit, page_offset};
 use crate::db::agents as agents_db;
+use crate::db::consumers;
 use crate::db::inbox::{self, NewMessage};
 use crate::db::models::NewAuditRow;
 use crate::domain::event::{Audience, HubEvent};
@@ -46,6 +47,7 @@ pub struct PendingQuery {
 pub async fn pending_work(
     hub: web::Data<Hub>,
     caller: Caller,
+    consumer: ConsumerId,
     path: web::Path<String>,
     query: Query<PendingQuery>,
 ) -> Result<HttpResponse, HubError> {
@@ -68,9 +70,16 @@ pub async fn pending_work(
     if receives && !messages.is_empty() {
         let items: Vec<i32> = messages.iter().map(|(item, _)| *item).collect();
         let owner = agent_id.clone();
+        // Receiving acknowledges: a write like any other behind the agent's consumer lease.
+        let fence = caller.0.fence(consumer.0);
         hub.core
             .db
-            .write(move |conn| Ok(inbox::acknowledge(conn, &owner, &items)?))
+            .write(move |conn| {
+                if let Some(fence) = &fence {
+                    consumers::check(conn, fence)?;
+                }
+                Ok(inbox::acknowledge(conn, &owner, &items)?)
+            })
             .await?;
     }
     let view = agent_view(&hub, addr, &path).await?;

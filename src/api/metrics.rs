@@ -37,6 +37,7 @@ pub async fn get_metrics(
             Ok(crate::db::approvals::count_pending(conn)?)
         })
         .await?,
+        inbox_waiting: hub.core.bell.listened(),
     };
     Ok(HttpResponse::Ok()
         .content_type(CONTENT_TYPE)

@@ -366,29 +366,35 @@ pub async fn preregister(
     get,
     path = "/api/v1/agent-preregistrations",
     tag = "onboarding",
-    responses((status = 200, description = "Preregistrations, pending first, then the 100 newest others (admin:agents)", body = Object))
+    responses((status = 200, description = "Every pending preregistration (oldest first), then the 100 newest others (admin:agents)", body = Object))
 )]
 pub async fn list_preregistrations(
     hub: web::Data<Hub>,
     caller: Caller,
 ) -> Result<HttpResponse, HubError> {
     caller.0.require(ADMIN_AGENTS)?;
-    let rows = crate::db::read(&hub.reads, |conn| {
+    let today = now_iso();
+    let (pending, others) = crate::db::read(&hub.reads, move |conn| {
         use crate::db::schema::agent_preregistrations as p;
         use diesel::prelude::*;
-        Ok(p::table
+        let pending: Vec<PreregistrationRow> = p::table
+            .filter(p::status.eq("pending"))
+            .filter(p::expires_at.gt(&today))
+            .select(PreregistrationRow::as_select())
+            .order(p::id.asc())
+            .load(conn)?;
+        let others: Vec<PreregistrationRow> = p::table
+            .filter(p::status.ne("pending").or(p::expires_at.le(&today)))
             .select(PreregistrationRow::as_select())
             .order(p::id.desc())
             .limit(100)
-            .load(conn)?)
+            .load(conn)?;
+        Ok((pending, others))
     })
     .await?;
-    let now = now_iso();
-    let (pending, others): (Vec<&PreregistrationRow>, Vec<&PreregistrationRow>) =
-        rows.iter().partition(|r| r.shown_status(&now) == "pending");
     let list: Vec<Value> = pending
-        .into_iter()
-        .chain(others)
+        .iter()
+        .chain(&others)
         .map(preregistration_view)
         .collect();
     Ok(HttpResponse::Ok().json(json!({ "preregistrations": list })))
@@ -631,6 +637,11 @@ pub async fn finalize(
         .await??;
     hub.credentials
         .grant(runtime_row.hash.clone(), runtime_row.grant());
+    // Owners' lists learn that the request became an agent.
+    let mut view = preregistration_view(&row);
+    view["agentId"] = json!(agent_id);
+    hub.core
+        .publish(HubEvent::new("preregistration_decided", view, owners()));
     Ok(HttpResponse::Created().json(json!({
         "agentId": agent_id,
         "runtimeCredential": runtime,

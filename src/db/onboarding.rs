@@ -235,9 +235,14 @@ pub fn decide(
         PreregistrationStatus::Denied
     };
     let shown = row.shown_status(&now_text);
-    match row.state() {
-        PreregistrationStatus::Pending if !row.expired(&now_text) => {}
-        state if state == wanted => return Ok((row, false)),
+    let expired = row.expired(&now_text);
+    match (row.state(), approve) {
+        (PreregistrationStatus::Pending, _) if !expired => {}
+        // The decision it already got, and still stands by: answered as it is.
+        (PreregistrationStatus::Approved, true) if !expired => return Ok((row, false)),
+        (PreregistrationStatus::Activated, true) | (PreregistrationStatus::Denied, false) => {
+            return Ok((row, false))
+        }
         _ => {
             return Err(HubError::conflict(format!(
                 "preregistration {} is already {shown}{}",
@@ -415,6 +420,29 @@ pub fn activate(conn: &mut SqliteConnection, activation: Activation) -> Result<(
     )
     .append(conn)?;
     Ok(())
+}
+
+/// Forgets the seed 002 identity of a deleted agent: its recovery credential and profile,
+/// and its runtime credential, revoked (answered, for the credential index).
+pub fn forget(
+    conn: &mut SqliteConnection,
+    agent_id: &str,
+    by: &str,
+) -> QueryResult<Option<String>> {
+    let runtime: Option<String> = diesel::delete(agent_credentials::table.find(agent_id))
+        .returning(agent_credentials::runtime_hash)
+        .get_result(conn)
+        .optional()?;
+    if let Some(hash) = &runtime {
+        diesel::update(
+            tokens::table
+                .find(hash)
+                .filter(tokens::revoked_at.is_null()),
+        )
+        .set((tokens::revoked_at.eq(now_iso()), tokens::revoked_by.eq(by)))
+        .execute(conn)?;
+    }
+    Ok(runtime)
 }
 
 /// A new runtime credential, the old one revoked in the same transaction.

@@ -263,3 +263,110 @@ test('a tool call waiting for approval appears live under Decisions and is allow
   });
   await finish(page, 'approvals');
 });
+
+/** A new agent's first step (seed 002), as it would take it: no credentials but the token. */
+async function preregister(registrationToken, requestedName) {
+  const response = await fetch(`${hub.base}/api/v1/agent-preregistrations`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ registrationToken, requestedName, requestedRuntimeType: 'CLI', bindSecret: `${requestedName}-bind-secret` }),
+  });
+  assert.equal(response.status, 201, await response.clone().text());
+  return response.json();
+}
+
+async function poll(deviceCode) {
+  return hub.api('/api/v1/agent-preregistrations/poll', { method: 'POST', body: { deviceCode } });
+}
+
+test('a new agent asking to join appears live under Onboarding and is approved there; its link denies another', async () => {
+  const page = await open(browser, hub);
+  await explained(page, 'onboarding', async () => {
+    await signInWithToken(page, MASTER);
+    await view(page, 'Onboarding').click();
+    await page.getByTestId('preregistrations').getByText('No agent is waiting to join.').waitFor();
+    await page.locator('.connection.c-live').waitFor();
+    // Asked after the page loaded: only the stream can bring it.
+    const { registrationToken } = await hub.api('/api/admin/registration-tokens', { method: 'POST', body: { name: 'for the newcomer' } });
+    const asked = await preregister(registrationToken, 'newcomer');
+    const card = page.getByTestId('preregistrations').locator(`li[data-preregistration="${asked.preregistrationId}"]`);
+    await card.getByText('newcomer').waitFor({ timeout: 10000 });
+    await card.getByText('CLI').waitFor();
+    await card.getByRole('button', { name: 'Approve' }).click();
+    await card.waitFor({ state: 'detached', timeout: 10000 });
+    await page.getByTestId('settled').locator(`[data-preregistration="${asked.preregistrationId}"]`).getByText('approved').waitFor();
+    assert.equal((await poll(asked.device_code)).status, 'approved');
+
+    // The link a second agent prints for its owner: the page cannot know the request before acting.
+    const second = await hub.api('/api/admin/registration-tokens', { method: 'POST', body: {} });
+    const other = await preregister(second.registrationToken, 'stranger');
+    await page.goto(`${hub.base}/approve/${other.verification_code}`);
+    assert.equal(new URL(page.url()).hash, `#/onboarding/${other.verification_code}`);
+    await page.getByTestId('verification-code').getByText(other.verification_code).waitFor();
+    await page.getByRole('button', { name: 'Deny' }).click();
+    await page.getByTestId('decision').getByText('denied').waitFor({ timeout: 10000 });
+    await page.getByTestId('decision').getByText('stranger').waitFor();
+    assert.equal((await poll(other.device_code)).status, 'denied');
+  });
+  await finish(page, 'onboarding');
+});
+
+test('an owner issues and revokes registration tokens in the console, and sets an onboarded agent\'s state and credential', async () => {
+  const page = await open(browser, hub);
+  await explained(page, 'onboarding-owner', async () => {
+    await signInWithToken(page, MASTER);
+    await view(page, 'Onboarding').click();
+    const form = page.getByRole('form', { name: 'New registration token' });
+    await form.getByLabel('Name').fill('for the reviewer');
+    await form.getByLabel('Capabilities').fill('review, git');
+    await form.getByRole('button', { name: 'Issue token' }).click();
+    const raw = (await page.getByTestId('issued-token').locator('code').innerText()).trim();
+    assert.match(raw, /^mrt_/);
+    const issued = (await hub.api('/api/admin/registration-tokens')).registrationTokens.find((t) => t.name === 'for the reviewer');
+    assert.equal(issued.role, 'worker');
+    assert.deepEqual(issued.capabilities, ['review', 'git']);
+    const spare = page.locator(`[data-token="${issued.id}"]`);
+    await spare.getByText('active').waitFor();
+
+    // A second one, revoked before anyone uses it.
+    const unused = await hub.api('/api/admin/registration-tokens', { method: 'POST', body: { name: 'never used' } });
+    await page.goto(`${hub.base}/#/`);
+    await view(page, 'Onboarding').click();
+    const row = page.locator(`[data-token="${unused.id}"]`);
+    await row.getByRole('button', { name: 'Revoke' }).click();
+    await row.getByText('revoked').waitFor();
+
+    // The token from the form brings an agent in.
+    const asked = await preregister(raw, 'reviewer-bot');
+    await spare.getByText('used').waitFor({ timeout: 10000 });
+    await hub.api(`/api/v1/agent-preregistrations/${asked.verification_code}/approve`, { method: 'POST' });
+    const joined = await hub.api('/api/v1/agent-auth/finalize-activation', {
+      method: 'POST',
+      body: { verificationCode: asked.verification_code, deviceCode: asked.device_code, bindSecret: 'reviewer-bot-bind-secret' },
+    });
+
+    await page.goto(`${hub.base}/#/agents/reviewer-bot`);
+    const owner = page.getByRole('group', { name: 'Owner controls' });
+    await owner.getByTestId('agent-state').getByText('ACTIVE').waitFor();
+    await owner.getByLabel('State').selectOption('PAUSED');
+    await owner.getByRole('button', { name: 'Set state' }).click();
+    await owner.getByTestId('agent-state').getByText('PAUSED').waitFor({ timeout: 10000 });
+    assert.equal((await hub.api('/api/agents/reviewer-bot')).agent.state, 'PAUSED');
+
+    page.once('dialog', (dialog) => dialog.accept());
+    await owner.getByRole('button', { name: 'Rotate credential' }).click();
+    const fresh = (await owner.getByTestId('runtime-credential').locator('code').innerText()).trim();
+    assert.match(fresh, /^mrm_rt_/);
+    await hub.api('/api/tasks', { token: joined.runtimeCredential, expect: [401] });
+    await hub.api('/api/tasks', { token: fresh });
+
+    // An agent that joined another way has no runtime credential: the hub's answer is shown.
+    await hub.agent('registered-plainly', ['plain-demo'], 1);
+    await page.goto(`${hub.base}/#/agents/registered-plainly`);
+    await page.locator('dl.facts').getByText('plain-demo').waitFor();
+    page.once('dialog', (dialog) => dialog.accept());
+    await page.getByRole('button', { name: 'Rotate credential' }).click();
+    await page.getByRole('group', { name: 'Owner controls' }).getByRole('alert').getByText('did not join by onboarding').waitFor();
+  });
+  await finish(page, 'onboarding-owner', { allow: [/status of 404/] });
+});

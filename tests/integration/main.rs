@@ -25,6 +25,7 @@ mod matrix;
 mod memory;
 mod messages;
 mod metrics;
+mod onboarding;
 mod openapi;
 mod pipelines;
 mod promises;

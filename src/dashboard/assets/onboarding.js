@@ -36,8 +36,8 @@ function withRequest(list, p) {
   return list.map((x) => (x.id === p.id ? p : x));
 }
 
-function Skills({ skills }) {
-  return skills?.length ? skills.map((s) => html`<code>${s}</code> `) : html`<span class="muted">none</span>`;
+function Skills({ skills, none = 'none' }) {
+  return skills?.length ? skills.map((s) => html`<code>${s}</code> `) : html`<span class="muted">${none}</span>`;
 }
 
 function PendingRequest({ request: p, onDecided }) {
@@ -156,7 +156,7 @@ function Tokens() {
         const status = tokenStatus(t);
         return html`<tr key=${t.id} data-token=${t.id}>
           <td>${t.id}</td><td>${t.name ?? html`<span class="muted">—</span>`}</td><td>${t.role}</td>
-          <td><${Skills} skills=${t.capabilities} /></td>
+          <td><${Skills} skills=${t.capabilities} none="its skills" /></td>
           <td><${Status} value=${status} />${t.usedAt ? html` <${Ago} at=${t.usedAt} />` : ''}</td>
           <td>by ${t.createdBy} <${Ago} at=${t.createdAt} /></td>
           <td>${status === 'active' ? html`<${Until} at=${t.expiresAt} />` : html`<span class="muted">—</span>`}</td>
