@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use awc::Client;
 use futures_util::future::join_all;
 use futures_util::StreamExt;
@@ -57,24 +57,10 @@ async fn call(
     path: &str,
     body: &Value,
 ) -> anyhow::Result<Value> {
-    let mut response = client
+    let request = client
         .request(method, format!("{}{path}", plan.hub))
-        .insert_header(("Authorization", format!("Bearer {}", plan.token)))
-        .send_body(body.to_string())
-        .await
-        .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
-    let bytes = response
-        .body()
-        .await
-        .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
-    if !response.status().is_success() {
-        bail!(
-            "{path} answered {}: {}",
-            response.status(),
-            String::from_utf8_lossy(&bytes)
-        );
-    }
-    Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        .insert_header(("Authorization", format!("Bearer {}", plan.token)));
+    super::answer(request, path, body).await
 }
 
 /// Runs `connections` loops of `request` for `seconds`; returns completed requests per second.

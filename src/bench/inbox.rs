@@ -106,21 +106,7 @@ impl Bench {
         if let Some(consumer) = consumer {
             request = request.insert_header(("X-Consumer-Id", consumer.to_string()));
         }
-        let mut response = request
-            .send_json(&body)
-            .await
-            .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
-        let bytes = response
-            .body()
-            .await
-            .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
-        ensure!(
-            response.status().is_success(),
-            "{path} answered {}: {}",
-            response.status(),
-            String::from_utf8_lossy(&bytes)
-        );
-        Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        super::answer(request, path, &body).await
     }
 
     async fn post(&self, path: &str, token: &str, body: Value) -> anyhow::Result<Value> {

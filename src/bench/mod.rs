@@ -9,6 +9,31 @@ pub mod hub;
 pub mod inbox;
 pub mod memory;
 
+/// Sends `request` with `body` as JSON and answers the JSON reply, or an error naming
+/// `path` and the status for anything but a success.
+pub async fn answer(
+    request: awc::ClientRequest,
+    path: &str,
+    body: &serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let mut response = request
+        .insert_header(("Content-Type", "application/json"))
+        .send_body(body.to_string())
+        .await
+        .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+    let bytes = response
+        .body()
+        .await
+        .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "{path} answered {}: {}",
+        response.status(),
+        String::from_utf8_lossy(&bytes)
+    );
+    Ok(serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+}
+
 /// The `p`th percentile of sorted samples (nearest rank).
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {

@@ -6,30 +6,16 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::process::{m3shd, HubProcess};
+use crate::support::process::{serve, HubProcess};
 use crate::support::{TestHub, SOON};
 
 const TOKEN: &str = "durability-master";
 
-/// Starts `m3shd serve` on `db` (on a port it picks itself, logging to `log`) and waits
-/// until it answers. Dropping it is a SIGKILL.
+/// Starts `m3shd serve` on `db` (on a port it picks itself, logging at debug level to
+/// `log`) and waits until it answers. Dropping it is a SIGKILL.
 async fn start(db: &std::path::Path, log: &std::path::Path) -> HubProcess {
-    let mut command = m3shd();
-    command
-        .arg("serve")
-        .env("M3SHDUP_TOKEN", TOKEN)
-        .env("M3SHDUP_DATABASE_URL", db)
-        .env("M3SHDUP_HEARTBEAT_TIMEOUT", "30")
-        .env("M3SHDUP_ALERTS_ENABLED", "false")
-        .env("RUST_LOG", "debug")
-        .stderr(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(log)
-                .unwrap(),
-        );
-    HubProcess::answering(command).await
+    let env = [("M3SHDUP_HEARTBEAT_TIMEOUT", "30"), ("RUST_LOG", "debug")];
+    serve(TOKEN, db, log, &env).await
 }
 
 async fn call(

@@ -10,8 +10,8 @@ use std::time::Duration;
 use awc::http::{header::HeaderMap, Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::support::process::{m3shd, HubProcess};
-use crate::support::{Reply, TestHub, MASTER, SOON};
+use crate::support::process::{serve, HubProcess};
+use crate::support::{send_json, Reply, TestHub, MASTER, SOON};
 
 /// A request with the token in `x-api-key`, as seed 004's curl examples send it; the
 /// response headers too.
@@ -22,27 +22,8 @@ async fn send_key(
     key: &str,
     body: Option<Value>,
 ) -> (Reply, HeaderMap) {
-    let request = awc::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .finish()
-        .request(method, format!("{base}{path}"))
-        .insert_header(("x-api-key", key));
-    let mut response = match body {
-        Some(body) => {
-            request
-                .insert_header(("Content-Type", "application/json"))
-                .send_body(body.to_string())
-                .await
-        }
-        None => request.send().await,
-    }
-    .expect("the hub answers");
-    let bytes = response.body().limit(16 * 1024 * 1024).await.expect("body");
-    let reply = Reply {
-        status: response.status(),
-        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    };
-    (reply, response.headers().clone())
+    let headers = [("x-api-key", key)];
+    send_json(base, method, path, &headers, body, Duration::from_secs(10)).await
 }
 
 async fn key(hub: &TestHub, method: Method, path: &str, key: &str, body: Option<Value>) -> Reply {
@@ -2223,23 +2204,11 @@ async fn the_list_filters_by_status_and_role_and_pages() {
 
 /// Starts `m3shd serve` on `db` and waits until it answers; dropping it is a SIGKILL.
 async fn start_binary(db: &std::path::Path, log: &std::path::Path) -> HubProcess {
-    let mut command = m3shd();
-    command
-        .arg("serve")
-        .env("M3SHDUP_TOKEN", MASTER)
-        .env("M3SHDUP_ENCRYPT_KEY", "managed-agents-test-key")
-        .env("M3SHDUP_DATABASE_URL", db)
-        .env("M3SHDUP_HEARTBEAT_TIMEOUT", "30")
-        .env("M3SHDUP_ALERTS_ENABLED", "false")
-        .env("RUST_LOG", "info")
-        .stderr(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(log)
-                .unwrap(),
-        );
-    HubProcess::answering(command).await
+    let env = [
+        ("M3SHDUP_ENCRYPT_KEY", "managed-agents-test-key"),
+        ("M3SHDUP_HEARTBEAT_TIMEOUT", "30"),
+    ];
+    serve(MASTER, db, log, &env).await
 }
 
 #[derive(diesel::QueryableByName, Debug)]

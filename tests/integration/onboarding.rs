@@ -11,8 +11,8 @@ use awc::http::Method;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::support::process::{m3shd, HubProcess};
-use crate::support::{Reply, TestHub, MASTER, SOON};
+use crate::support::process::serve;
+use crate::support::{send_json, Reply, TestHub, MASTER, SOON};
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -27,50 +27,25 @@ struct Answer {
     retry_after: Option<String>,
 }
 
-/// One request to `base`, with an optional bearer token, `X-Consumer-Id` and JSON body.
+/// One request to `base` with these headers and an optional JSON body (30 s allowed: long
+/// enough for any long-poll the tests make), and its `Retry-After`.
 async fn send_full(
     base: &str,
     method: Method,
     path: &str,
-    token: Option<&str>,
-    consumer: Option<&str>,
+    headers: &[(&str, &str)],
     body: Option<Value>,
 ) -> Answer {
-    let client = awc::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .finish();
-    let mut request = client.request(method, format!("{base}{path}"));
-    if let Some(token) = token {
-        request = request.insert_header(("Authorization", format!("Bearer {token}")));
-    }
-    if let Some(consumer) = consumer {
-        request = request.insert_header(("X-Consumer-Id", consumer));
-    }
-    let mut response = match body {
-        Some(body) => {
-            request
-                .insert_header(("Content-Type", "application/json"))
-                .send_body(body.to_string())
-                .await
-        }
-        None => request.send().await,
-    }
-    .expect("request reaches the hub");
-    let retry_after = response
-        .headers()
+    let (reply, headers) =
+        send_json(base, method, path, headers, body, Duration::from_secs(30)).await;
+    let retry_after = headers
         .get("retry-after")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let bytes = response.body().limit(16 * 1024 * 1024).await.expect("body");
-    Answer {
-        reply: Reply {
-            status: response.status(),
-            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        },
-        retry_after,
-    }
+    Answer { reply, retry_after }
 }
 
+/// One request to `base`, with an optional bearer token, `X-Consumer-Id` and JSON body.
 async fn send(
     base: &str,
     method: Method,
@@ -79,14 +54,24 @@ async fn send(
     consumer: Option<&str>,
     body: Option<Value>,
 ) -> Reply {
-    send_full(base, method, path, token, consumer, body)
-        .await
-        .reply
+    let bearer = token.map(|token| format!("Bearer {token}"));
+    let headers: Vec<(&str, &str)> = [
+        bearer.as_deref().map(|b| ("Authorization", b)),
+        consumer.map(|c| ("X-Consumer-Id", c)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    send_full(base, method, path, &headers, body).await.reply
 }
 
-/// An anonymous POST (the bootstrap calls carry no credential).
+/// An anonymous POST (the bootstrap calls carry no credential), with its `Retry-After`.
+async fn anon_full(hub: &TestHub, path: &str, body: Value) -> Answer {
+    send_full(&hub.base, Method::POST, path, &[], Some(body)).await
+}
+
 async fn anon(hub: &TestHub, path: &str, body: Value) -> Reply {
-    send(&hub.base, Method::POST, path, None, None, Some(body)).await
+    anon_full(hub, path, body).await.reply
 }
 
 /// `POST /api/admin/registration-tokens` as the master; the raw `mrt_…` token and the
@@ -103,19 +88,27 @@ async fn registration_token(hub: &TestHub, body: Value) -> (String, Value) {
     (raw, issued)
 }
 
-/// The registration token with this id as the owners' list shows it.
-async fn listed_token(hub: &TestHub, id: &Value) -> Value {
-    let list = hub
-        .get("/api/admin/registration-tokens", MASTER)
-        .await
-        .expect(200);
-    list["registrationTokens"]
+/// The entry with this id in the owners' list at `path` (an array under `key`).
+async fn listed(hub: &TestHub, path: &str, key: &str, id: &Value) -> Value {
+    let list = hub.get(path, MASTER).await.expect(200);
+    list[key]
         .as_array()
         .expect("a list")
         .iter()
-        .find(|t| &t["id"] == id)
+        .find(|entry| &entry["id"] == id)
         .cloned()
-        .unwrap_or_else(|| panic!("token {id} is not listed: {list}"))
+        .unwrap_or_else(|| panic!("{key} {id} is not listed: {list}"))
+}
+
+/// The registration token with this id as the owners' list shows it.
+async fn listed_token(hub: &TestHub, id: &Value) -> Value {
+    listed(
+        hub,
+        "/api/admin/registration-tokens",
+        "registrationTokens",
+        id,
+    )
+    .await
 }
 
 async fn preregister(hub: &TestHub, token: &str, name: &str, bind: &str) -> Reply {
@@ -148,15 +141,8 @@ fn codes(prereg: &Value) -> (String, String) {
 }
 
 async fn poll(hub: &TestHub, device: &str) -> Answer {
-    send_full(
-        &hub.base,
-        Method::POST,
-        "/api/v1/agent-preregistrations/poll",
-        None,
-        None,
-        Some(json!({ "deviceCode": device })),
-    )
-    .await
+    let body = json!({ "deviceCode": device });
+    anon_full(hub, "/api/v1/agent-preregistrations/poll", body).await
 }
 
 async fn decide(hub: &TestHub, code: &str, decision: &str, token: &str) -> Reply {
@@ -179,15 +165,8 @@ async fn finalize(hub: &TestHub, prereg: &Value, bind: &str) -> Reply {
 }
 
 async fn recover(hub: &TestHub, agent_id: &str, recovery: &str) -> Answer {
-    send_full(
-        &hub.base,
-        Method::POST,
-        "/api/v1/agent-auth/runtime-recover",
-        None,
-        None,
-        Some(json!({ "agentId": agent_id, "recoveryCredential": recovery })),
-    )
-    .await
+    let body = json!({ "agentId": agent_id, "recoveryCredential": recovery });
+    anon_full(hub, "/api/v1/agent-auth/runtime-recover", body).await
 }
 
 /// An agent that joined by onboarding, with both of its credentials.
@@ -231,20 +210,21 @@ async fn online(hub: &TestHub, name: &str) -> Onboarded {
 }
 
 async fn pull(hub: &TestHub, token: &str, consumer: Option<&str>, body: Value) -> Reply {
-    send(
-        &hub.base,
-        Method::POST,
-        PULL,
-        Some(token),
-        consumer,
-        Some(body),
-    )
-    .await
+    pull_at(&hub.base, token, consumer, body).await
+}
+
+/// A pull from the hub at `base` (a `TestHub`'s or a child process's).
+async fn pull_at(base: &str, token: &str, consumer: Option<&str>, body: Value) -> Reply {
+    send(base, Method::POST, PULL, Some(token), consumer, Some(body)).await
 }
 
 async fn ack(hub: &TestHub, token: &str, consumer: Option<&str>, item: &Value) -> Reply {
+    ack_at(&hub.base, token, consumer, item).await
+}
+
+async fn ack_at(base: &str, token: &str, consumer: Option<&str>, item: &Value) -> Reply {
     send(
-        &hub.base,
+        base,
         Method::POST,
         &format!("/api/v1/runtime/inbox/{item}/ack"),
         Some(token),
@@ -592,6 +572,98 @@ async fn a_denied_preregistration_cannot_be_finalized_or_approved() {
     preregister(&hub, &token, "mallory", BIND).await.expect(201);
 }
 
+/// Puts the row `id` of `table` (`registration_tokens` or `agent_preregistrations`) past
+/// its `expires_at`, straight in the hub's database: the hub reads these rows on every
+/// request, so no test waits out the minutes the settings allow at the least.
+fn expire(hub: &TestHub, table: &str, id: &Value) {
+    let changed = hub.execute_sql(&format!(
+        "UPDATE {table} SET expires_at = '2000-01-01T00:00:00.000Z' WHERE id = {id}"
+    ));
+    assert_eq!(changed, 1, "no row {id} in {table}");
+}
+
+/// The preregistration with this id as the owners' list shows it.
+async fn listed_preregistration(hub: &TestHub, id: &Value) -> Value {
+    listed(
+        hub,
+        "/api/v1/agent-preregistrations",
+        "preregistrations",
+        id,
+    )
+    .await
+}
+
+#[actix_web::test]
+async fn an_expired_registration_token_is_refused_by_name_and_listed_expired() {
+    let hub = TestHub::spawn().await;
+    let (token, issued) = registration_token(&hub, json!({})).await;
+    assert_eq!(listed_token(&hub, &issued["id"]).await["status"], "active");
+    expire(&hub, "registration_tokens", &issued["id"]);
+
+    assert_eq!(listed_token(&hub, &issued["id"]).await["status"], "expired");
+    let refused = preregister(&hub, &token, "ada", BIND).await.expect(401);
+    assert!(error_of(&refused).contains("expired"), "{refused}");
+    // Refused, it started nothing and was not spent.
+    let list = hub
+        .get("/api/v1/agent-preregistrations", MASTER)
+        .await
+        .expect(200);
+    assert_eq!(list["preregistrations"], json!([]), "{list}");
+    let entry = listed_token(&hub, &issued["id"]).await;
+    assert_eq!(entry["status"], "expired", "{entry}");
+    assert!(entry["usedAt"].is_null(), "{entry}");
+    // A fresh token still works for the same name.
+    let (fresh, _) = registration_token(&hub, json!({})).await;
+    preregister(&hub, &fresh, "ada", BIND).await.expect(201);
+}
+
+/// A preregistration for `ada` (approved first if `approve`) put past its time; it polls
+/// and is listed as `expired`. The preregistration's answer and its verification code.
+async fn expired_preregistration(hub: &TestHub, approve: bool) -> (Value, String) {
+    let (token, _) = registration_token(hub, json!({})).await;
+    let prereg = preregister(hub, &token, "ada", BIND).await.expect(201);
+    let (code, device) = codes(&prereg);
+    if approve {
+        decide(hub, &code, "approve", MASTER).await.expect(200);
+    }
+    let id = &prereg["preregistrationId"];
+    expire(hub, "agent_preregistrations", id);
+    let polled = poll(hub, &device).await.reply.expect(200);
+    assert_eq!(polled["status"], "expired", "{polled}");
+    assert_eq!(listed_preregistration(hub, id).await["status"], "expired");
+    (prereg, code)
+}
+
+/// A 409 whose message says the preregistration expired.
+fn assert_expired(reply: Reply) {
+    let body = reply.expect(409);
+    assert!(error_of(&body).contains("expired"), "{body}");
+}
+
+#[actix_web::test]
+async fn a_pending_preregistration_past_its_time_polls_expired_and_goes_no_further() {
+    let hub = TestHub::spawn().await;
+    let (prereg, code) = expired_preregistration(&hub, false).await;
+    assert_expired(decide(&hub, &code, "approve", MASTER).await);
+    assert_expired(decide(&hub, &code, "deny", MASTER).await);
+    assert_expired(finalize(&hub, &prereg, BIND).await);
+    // No agent was made, and the name is free for a new request.
+    hub.get("/api/agents/ada", MASTER).await.expect(404);
+    let (token, _) = registration_token(&hub, json!({})).await;
+    preregister(&hub, &token, "ada", BIND).await.expect(201);
+}
+
+#[actix_web::test]
+async fn an_approved_preregistration_past_its_time_cannot_be_finalized() {
+    let hub = TestHub::spawn().await;
+    let (prereg, code) = expired_preregistration(&hub, true).await;
+    assert_expired(finalize(&hub, &prereg, BIND).await);
+    // Approving it again renews nothing.
+    assert_expired(decide(&hub, &code, "approve", MASTER).await);
+    assert_expired(finalize(&hub, &prereg, BIND).await);
+    hub.get("/api/agents/ada", MASTER).await.expect(404);
+}
+
 #[actix_web::test]
 async fn the_bind_secret_must_match_and_its_sha256_stands_for_it() {
     let hub = TestHub::spawn().await;
@@ -842,6 +914,40 @@ async fn a_paused_agent_gets_no_new_work_until_active_again() {
 }
 
 #[actix_web::test]
+async fn a_paused_agent_still_describes_itself() {
+    let hub = TestHub::spawn().await;
+    let ada = online(&hub, "ada").await;
+    set_state(&hub, "ada", "PAUSED").await;
+    let changed = patch_me(
+        &hub,
+        &ada.runtime,
+        json!({ "description": "back after the upgrade", "skills": ["rust"] }),
+    )
+    .await
+    .expect(200);
+    assert_eq!(
+        changed["description"], "back after the upgrade",
+        "{changed}"
+    );
+    let me = hub
+        .get("/api/v1/runtime/me", &ada.runtime)
+        .await
+        .expect(200);
+    assert_eq!(me["description"], "back after the upgrade", "{me}");
+    assert_eq!(me["skills"], json!(["rust"]), "{me}");
+    // Its state stays the owner's to change.
+    let refused = patch_me(&hub, &ada.runtime, json!({ "status": "ACTIVE" }))
+        .await
+        .expect(403);
+    assert!(error_of(&refused).contains("status"), "{refused}");
+    let me = hub
+        .get("/api/v1/runtime/me", &ada.runtime)
+        .await
+        .expect(200);
+    assert_eq!(me["status"], "PAUSED", "{me}");
+}
+
+#[actix_web::test]
 async fn suspended_agents_may_only_describe_themselves_and_banned_ones_nothing() {
     let hub = TestHub::spawn().await;
     let ada = online(&hub, "ada").await;
@@ -1053,6 +1159,23 @@ async fn one_agent_cannot_acknowledge_anothers_items() {
     assert_eq!(again["item"]["id"], item);
 }
 
+/// A pull under `consumer` that waits up to 5 s, spawned, and still waiting 400 ms later;
+/// joined, its reply and when that came.
+async fn waiting_pull(
+    hub: &TestHub,
+    token: &str,
+    consumer: &str,
+) -> actix_web::rt::task::JoinHandle<(Reply, Instant)> {
+    let (base, token, lease) = (hub.base.clone(), token.to_string(), consumer.to_string());
+    let waiting = actix_web::rt::spawn(async move {
+        let reply = pull_at(&base, &token, Some(&lease), json!({ "wait": 5 })).await;
+        (reply, Instant::now())
+    });
+    actix_web::rt::time::sleep(Duration::from_millis(400)).await;
+    assert!(!waiting.is_finished(), "the pull is waiting");
+    waiting
+}
+
 #[actix_web::test]
 async fn a_waiting_pull_returns_as_soon_as_work_is_assigned() {
     let hub = TestHub::spawn().await;
@@ -1071,21 +1194,7 @@ async fn a_waiting_pull_returns_as_soon_as_work_is_assigned() {
     );
     let consumer = empty["consumerId"].as_str().unwrap().to_string();
 
-    let (base, token, lease) = (hub.base.clone(), ada.runtime.clone(), consumer.clone());
-    let waiting = actix_web::rt::spawn(async move {
-        let reply = send(
-            &base,
-            Method::POST,
-            PULL,
-            Some(&token),
-            Some(&lease),
-            Some(json!({ "wait": 5 })),
-        )
-        .await;
-        (reply, Instant::now())
-    });
-    actix_web::rt::time::sleep(Duration::from_millis(400)).await;
-    assert!(!waiting.is_finished(), "the pull is waiting");
+    let waiting = waiting_pull(&hub, &ada.runtime, &consumer).await;
     let assigned_at = Instant::now();
     let task = pinned_task(&hub, "ada").await;
     assert_eq!(task["assigned_to"], "ada", "{task}");
@@ -1105,21 +1214,7 @@ async fn a_waiting_pull_returns_as_soon_as_work_is_assigned() {
         .expect(200);
 
     // A direct message wakes a waiting pull just the same.
-    let (base, token, lease) = (hub.base.clone(), ada.runtime.clone(), consumer.clone());
-    let waiting = actix_web::rt::spawn(async move {
-        let reply = send(
-            &base,
-            Method::POST,
-            PULL,
-            Some(&token),
-            Some(&lease),
-            Some(json!({ "wait": 5 })),
-        )
-        .await;
-        (reply, Instant::now())
-    });
-    actix_web::rt::time::sleep(Duration::from_millis(400)).await;
-    assert!(!waiting.is_finished(), "the pull is waiting");
+    let waiting = waiting_pull(&hub, &ada.runtime, &consumer).await;
     let sent_at = Instant::now();
     hub.post(
         "/api/agents/message",
@@ -1470,22 +1565,34 @@ async fn two_consumers_racing_never_both_succeed_on_the_same_item() {
 
 const CRASH_TOKEN: &str = "onboarding-crash-master";
 
-async fn serve(db: &std::path::Path, log: &std::path::Path) -> HubProcess {
-    let mut command = m3shd();
-    command
-        .arg("serve")
-        .env("M3SHDUP_TOKEN", CRASH_TOKEN)
-        .env("M3SHDUP_DATABASE_URL", db)
-        .env("M3SHDUP_ALERTS_ENABLED", "false")
-        .env("RUST_LOG", "info")
-        .stderr(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(log)
-                .unwrap(),
-        );
-    HubProcess::answering(command).await
+/// A request as the master of the hub at `base`.
+async fn as_master(base: &str, method: Method, path: &str, body: Option<Value>) -> Reply {
+    send(base, method, path, Some(CRASH_TOKEN), None, body).await
+}
+
+/// Issues a worker token for `name` on the hub at `base` and registers the agent with
+/// `capability`; the token.
+async fn registered(base: &str, name: &str, capability: &str) -> String {
+    let issued = as_master(
+        base,
+        Method::POST,
+        "/api/admin/tokens",
+        Some(json!({ "agent_id": name, "role": "worker" })),
+    )
+    .await
+    .expect(201);
+    let token = issued["token"].as_str().unwrap().to_string();
+    send(
+        base,
+        Method::POST,
+        &format!("/api/agents/{name}/register"),
+        Some(&token),
+        None,
+        Some(json!({ "name": name, "capabilities": [capability], "max_concurrent": 1 })),
+    )
+    .await
+    .expect(200);
+    token
 }
 
 #[actix_web::test]
@@ -1493,68 +1600,24 @@ async fn an_item_pulled_but_not_acknowledged_comes_again_after_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("hub.db");
     let log = dir.path().join("hub.log");
-    let mut hub = serve(&db, &log).await;
+    let mut hub = serve(CRASH_TOKEN, &db, &log, &[]).await;
 
-    let issued = send(
-        &hub.base,
-        Method::POST,
-        "/api/admin/tokens",
-        Some(CRASH_TOKEN),
-        None,
-        Some(json!({ "agent_id": "rex", "role": "worker" })),
-    )
-    .await
-    .expect(201);
-    let rex = issued["token"].as_str().unwrap().to_string();
-    send(
-        &hub.base,
-        Method::POST,
-        "/api/agents/rex/register",
-        Some(&rex),
-        None,
-        Some(json!({ "name": "rex", "capabilities": ["research"], "max_concurrent": 1 })),
-    )
-    .await
-    .expect(200);
-    let task = send(
+    let rex = registered(&hub.base, "rex", "research").await;
+    let task = as_master(
         &hub.base,
         Method::POST,
         "/api/tasks",
-        Some(CRASH_TOKEN),
-        None,
         Some(json!({ "title": "t", "prompt": "p", "assign_to": "rex" })),
     )
     .await
     .expect(201);
     assert_eq!(task["assigned_to"], "rex", "{task}");
     // Another agent its owner bans.
-    let issued = send(
-        &hub.base,
-        Method::POST,
-        "/api/admin/tokens",
-        Some(CRASH_TOKEN),
-        None,
-        Some(json!({ "agent_id": "eve", "role": "worker" })),
-    )
-    .await
-    .expect(201);
-    let eve = issued["token"].as_str().unwrap().to_string();
-    send(
-        &hub.base,
-        Method::POST,
-        "/api/agents/eve/register",
-        Some(&eve),
-        None,
-        Some(json!({ "name": "eve", "capabilities": ["other"], "max_concurrent": 1 })),
-    )
-    .await
-    .expect(200);
-    send(
+    let eve = registered(&hub.base, "eve", "other").await;
+    as_master(
         &hub.base,
         Method::PATCH,
         "/api/v1/agents/eve",
-        Some(CRASH_TOKEN),
-        None,
         Some(json!({ "status": "BANNED" })),
     )
     .await
@@ -1563,16 +1626,7 @@ async fn an_item_pulled_but_not_acknowledged_comes_again_after_sigkill() {
         .await
         .expect(403);
 
-    let pulled = send(
-        &hub.base,
-        Method::POST,
-        PULL,
-        Some(&rex),
-        None,
-        Some(json!({})),
-    )
-    .await
-    .expect(200);
+    let pulled = pull_at(&hub.base, &rex, None, json!({})).await.expect(200);
     let consumer = pulled["consumerId"].as_str().unwrap().to_string();
     let item = pulled["item"].clone();
     assert_eq!(item["type"], "task_assigned", "{pulled}");
@@ -1584,43 +1638,22 @@ async fn an_item_pulled_but_not_acknowledged_comes_again_after_sigkill() {
     hub.child.wait().unwrap();
     drop(hub);
 
-    let hub = serve(&db, &log).await;
-    let again = send(
-        &hub.base,
-        Method::POST,
-        PULL,
-        Some(&rex),
-        Some(&consumer),
-        Some(json!({})),
-    )
-    .await
-    .expect(200);
+    let hub = serve(CRASH_TOKEN, &db, &log, &[]).await;
+    let again = pull_at(&hub.base, &rex, Some(&consumer), json!({}))
+        .await
+        .expect(200);
     assert_eq!(again["consumerId"], consumer.as_str(), "the lease survived");
     assert_eq!(
         again["item"]["id"], item["id"],
         "the same item again: {again}"
     );
     assert_eq!(again["item"]["deliveries"], 2);
-    send(
-        &hub.base,
-        Method::POST,
-        &format!("/api/v1/runtime/inbox/{}/ack", item["id"]),
-        Some(&rex),
-        Some(&consumer),
-        Some(json!({})),
-    )
-    .await
-    .expect(200);
-    let empty = send(
-        &hub.base,
-        Method::POST,
-        PULL,
-        Some(&rex),
-        Some(&consumer),
-        Some(json!({})),
-    )
-    .await
-    .expect(200);
+    ack_at(&hub.base, &rex, Some(&consumer), &item["id"])
+        .await
+        .expect(200);
+    let empty = pull_at(&hub.base, &rex, Some(&consumer), json!({}))
+        .await
+        .expect(200);
     assert!(empty["item"].is_null(), "{empty}");
     // The ban outlived the crash.
     send(&hub.base, Method::GET, "/api/tasks", Some(&eve), None, None)

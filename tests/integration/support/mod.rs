@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use actix_web::web;
-use awc::http::{Method, StatusCode};
+use awc::http::{header::HeaderMap, Method, StatusCode};
 use futures_util::StreamExt;
 use m3shd::settings::{Secret, Secrets, Settings};
 use m3shd::startup::{Application, Hub};
@@ -100,19 +100,33 @@ impl TestHub {
         self.dir.path().join("hub.db")
     }
 
-    /// A consistent copy of this (running) hub's database at `to`, taken by SQLite itself
-    /// (`VACUUM INTO`), never by copying files a live writer may be changing.
-    pub fn snapshot_db(&self, to: &std::path::Path) {
+    /// A connection of the test's own to this (running) hub's database, waiting up to 10 s
+    /// for the hub's writer when it holds the lock.
+    pub fn open_db(&self) -> diesel::SqliteConnection {
         use diesel::{Connection, RunQueryDsl};
         let mut conn = diesel::SqliteConnection::establish(self.db_path().to_str().unwrap())
             .expect("the database opens");
         diesel::sql_query("PRAGMA busy_timeout = 10000")
             .execute(&mut conn)
             .unwrap();
+        conn
+    }
+
+    /// Runs one SQL statement on this hub's database straight, on a connection closed
+    /// after it (the hub sees the change on its next read of those rows); how many rows it
+    /// changed.
+    pub fn execute_sql(&self, statement: &str) -> usize {
+        use diesel::RunQueryDsl;
+        diesel::sql_query(statement)
+            .execute(&mut self.open_db())
+            .unwrap_or_else(|e| panic!("{statement}: {e}"))
+    }
+
+    /// A consistent copy of this (running) hub's database at `to`, taken by SQLite itself
+    /// (`VACUUM INTO`), never by copying files a live writer may be changing.
+    pub fn snapshot_db(&self, to: &std::path::Path) {
         let target = to.to_str().unwrap().replace('\'', "''");
-        diesel::sql_query(format!("VACUUM INTO '{target}'"))
-            .execute(&mut conn)
-            .expect("VACUUM INTO makes a snapshot");
+        let _ = self.execute_sql(&format!("VACUUM INTO '{target}'"));
     }
 
     /// Sends a request with an optional bearer token and an optional raw body.
@@ -269,6 +283,42 @@ impl TestHub {
             .as_u64()
             .unwrap_or(u64::MAX)
     }
+}
+
+/// One request to `base` + `path` with these headers and, if there is one, a JSON body
+/// (sent with `Content-Type: application/json`), on a client that waits at most
+/// `timeout`: the reply and the response's headers.
+pub async fn send_json(
+    base: &str,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+    timeout: Duration,
+) -> (Reply, HeaderMap) {
+    let mut request = awc::Client::builder()
+        .timeout(timeout)
+        .finish()
+        .request(method, format!("{base}{path}"));
+    for &header in headers {
+        request = request.insert_header(header);
+    }
+    let mut response = match body {
+        Some(body) => {
+            request
+                .insert_header(("Content-Type", "application/json"))
+                .send_body(body.to_string())
+                .await
+        }
+        None => request.send().await,
+    }
+    .expect("the hub answers");
+    let bytes = response.body().limit(16 * 1024 * 1024).await.expect("body");
+    let reply = Reply {
+        status: response.status(),
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    };
+    (reply, response.headers().clone())
 }
 
 /// Heartbeats for one agent every 200 ms until dropped: holds an agent online while a

@@ -21,6 +21,33 @@ pub fn m3shd() -> Command {
     command
 }
 
+/// Starts `m3shd serve` with master token `token` on the database `db` (alerts off, on a
+/// port it picks itself, `RUST_LOG=info` appended to `log`), `env` set over these, and
+/// waits until it answers. Dropping it is a SIGKILL.
+pub async fn serve(
+    token: &str,
+    db: &std::path::Path,
+    log: &std::path::Path,
+    env: &[(&str, &str)],
+) -> HubProcess {
+    let mut command = m3shd();
+    command
+        .arg("serve")
+        .env("M3SHDUP_TOKEN", token)
+        .env("M3SHDUP_DATABASE_URL", db)
+        .env("M3SHDUP_ALERTS_ENABLED", "false")
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap(),
+        );
+    HubProcess::answering(command).await
+}
+
 /// A running `m3shd serve`, killed (SIGKILL) when dropped unless stopped first.
 pub struct HubProcess {
     pub child: Child,
