@@ -162,8 +162,8 @@ pub async fn list_registration_tokens(
     params(("id" = i32, Path, description = "The token's id")),
     responses(
         (status = 204, description = "Revoke an unused registration token (admin:agents)"),
-        (status = 404, description = "No such token", body = Object),
-        (status = 409, description = "Already used or revoked", body = Object),
+        (status = 404, description = "No such token", body = super::openapi::ErrorBody),
+        (status = 409, description = "Already used or revoked", body = super::openapi::ErrorBody),
     )
 )]
 pub async fn revoke_registration_token(
@@ -291,8 +291,8 @@ fn owners() -> Audience {
     security(()),
     responses(
         (status = 201, description = "Start a bootstrap with a registration token: answers verification_code, device_code and verification_uri, once", body = Object),
-        (status = 401, description = "The registration token is unknown, used, revoked or expired (the message says which)", body = Object),
-        (status = 409, description = "The name is taken", body = Object),
+        (status = 401, description = "The registration token is unknown, used, revoked or expired (the message says which)", body = super::openapi::ErrorBody),
+        (status = 409, description = "The name is taken", body = super::openapi::ErrorBody),
     )
 )]
 pub async fn preregister(
@@ -441,8 +441,8 @@ async fn decide(
     params(("verification_code" = String, Path, description = "The verification code (or the preregistration's id)")),
     responses(
         (status = 200, description = "Approve (admin:agents); approving again answers the settled state", body = Object),
-        (status = 404, description = "No such preregistration", body = Object),
-        (status = 409, description = "Already denied, finalized or expired", body = Object),
+        (status = 404, description = "No such preregistration", body = super::openapi::ErrorBody),
+        (status = 409, description = "Already denied, finalized or expired", body = super::openapi::ErrorBody),
     )
 )]
 pub async fn approve(
@@ -460,8 +460,8 @@ pub async fn approve(
     params(("verification_code" = String, Path, description = "The verification code (or the preregistration's id)")),
     responses(
         (status = 200, description = "Deny (admin:agents); denying again answers the settled state", body = Object),
-        (status = 404, description = "No such preregistration", body = Object),
-        (status = 409, description = "Already approved, finalized or expired", body = Object),
+        (status = 404, description = "No such preregistration", body = super::openapi::ErrorBody),
+        (status = 409, description = "Already approved, finalized or expired", body = super::openapi::ErrorBody),
     )
 )]
 pub async fn deny(
@@ -487,7 +487,7 @@ pub struct PollBody {
     request_body = PollBody,
     responses(
         (status = 200, description = "status: pending, approved, denied or expired; interval: seconds to wait before the next poll", body = Object),
-        (status = 404, description = "Unknown device code", body = Object),
+        (status = 404, description = "Unknown device code", body = super::openapi::ErrorBody),
         (status = 429, description = "slow_down: polled faster than the interval, which grew by 5 s", body = Object),
     )
 )]
@@ -538,11 +538,11 @@ pub struct FinalizeBody {
     request_body = FinalizeBody,
     responses(
         (status = 201, description = "Create the approved agent: agentId, runtimeCredential (mrm_rt_…) and runtimeRecoveryCredential (mrm_rr_…), shown once", body = Object),
-        (status = 400, description = "Already finalized (the message names the agent and runtime-recover)", body = Object),
-        (status = 401, description = "bindSecret does not match", body = Object),
-        (status = 403, description = "The owner denied it", body = Object),
-        (status = 404, description = "The codes name no preregistration", body = Object),
-        (status = 409, description = "Not approved yet, expired, or the name was taken meanwhile", body = Object),
+        (status = 400, description = "Already finalized (the message names the agent and runtime-recover)", body = super::openapi::ErrorBody),
+        (status = 401, description = "bindSecret does not match", body = super::openapi::ErrorBody),
+        (status = 403, description = "The owner denied it", body = super::openapi::ErrorBody),
+        (status = 404, description = "The codes name no preregistration", body = super::openapi::ErrorBody),
+        (status = 409, description = "Not approved yet, expired, or the name was taken meanwhile", body = super::openapi::ErrorBody),
     )
 )]
 pub async fn finalize(
@@ -690,9 +690,9 @@ async fn rotate(
     request_body = RecoverBody,
     responses(
         (status = 200, description = "A fresh runtimeCredential and its credentialVersion; the old one stops working", body = Object),
-        (status = 401, description = "Wrong agentId or recoveryCredential", body = Object),
-        (status = 403, description = "The agent is banned", body = Object),
-        (status = 429, description = "Too many failed attempts for this agent from this address", body = Object),
+        (status = 401, description = "Wrong agentId or recoveryCredential", body = super::openapi::ErrorBody),
+        (status = 403, description = "The agent is banned", body = super::openapi::ErrorBody),
+        (status = 429, description = "Too many failed attempts for this agent from this address", body = super::openapi::ErrorBody),
     )
 )]
 pub async fn recover(
@@ -731,7 +731,7 @@ pub async fn recover(
     params(("id" = String, Path, description = "The agent's numeric id or its agent_id")),
     responses(
         (status = 200, description = "A new runtime credential for an onboarded agent, shown once; the old one stops working (admin:agents)", body = Object),
-        (status = 404, description = "No such agent, or one that did not join by onboarding", body = Object),
+        (status = 404, description = "No such agent, or one that did not join by onboarding", body = super::openapi::ErrorBody),
     )
 )]
 pub async fn rotate_credential(
@@ -762,7 +762,7 @@ pub struct AgentStateBody {
     request_body = AgentStateBody,
     responses(
         (status = 200, description = "Set an agent's state (admin:agents)", body = Object),
-        (status = 404, description = "No such agent", body = Object),
+        (status = 404, description = "No such agent", body = super::openapi::ErrorBody),
     )
 )]
 pub async fn set_agent_state(

@@ -140,7 +140,7 @@ async fn pull(
     params(PullOptions, ("X-Consumer-Id" = Option<String>, Header, description = "The consumer lease; without it a new lease opens, fencing the old one")),
     responses(
         (status = 200, description = "The oldest unacknowledged item (or item: null) and the consumerId every write must carry (the agent's own credential)", body = Object),
-        (status = 409, description = "stale consumer: another pull took the lease", body = Object),
+        (status = 409, description = "stale consumer: another pull took the lease", body = super::openapi::ErrorBody),
     )
 )]
 pub async fn next_item(
@@ -160,7 +160,7 @@ pub async fn next_item(
     request_body(content = Option<PullOptions>, description = "Optional: {\"wait\": seconds}"),
     responses(
         (status = 200, description = "The oldest unacknowledged item (or item: null) and the consumerId every write must carry (the agent's own credential)", body = Object),
-        (status = 409, description = "stale consumer: another pull took the lease", body = Object),
+        (status = 409, description = "stale consumer: another pull took the lease", body = super::openapi::ErrorBody),
     )
 )]
 pub async fn next_item_post(
@@ -182,8 +182,8 @@ pub async fn next_item_post(
     ),
     responses(
         (status = 200, description = "Acknowledged (again, harmlessly, if it already was)", body = Object),
-        (status = 404, description = "No such item in this agent's inbox", body = Object),
-        (status = 409, description = "stale consumer", body = Object),
+        (status = 404, description = "No such item in this agent's inbox", body = super::openapi::ErrorBody),
+        (status = 409, description = "stale consumer", body = super::openapi::ErrorBody),
     )
 )]
 pub async fn ack_item(
@@ -259,7 +259,7 @@ async fn state_of(hub: &Hub, agent_id: &str) -> Result<&'static str, HubError> {
     tag = "runtime",
     responses(
         (status = 200, description = "The calling agent's runtime profile (its own credential)", body = Object),
-        (status = 404, description = "The agent did not join by onboarding", body = Object),
+        (status = 404, description = "The agent did not join by onboarding", body = super::openapi::ErrorBody),
     )
 )]
 pub async fn get_me(hub: web::Data<Hub>, caller: Caller) -> Result<HttpResponse, HubError> {
@@ -297,9 +297,9 @@ pub struct MeBody {
     request_body = MeBody,
     responses(
         (status = 200, description = "Change the calling agent's description, displayName or skills (ACTIVE, PAUSED or SUSPENDED)", body = Object),
-        (status = 403, description = "An owner-only field (named), or a banned agent", body = Object),
-        (status = 404, description = "The agent did not join by onboarding", body = Object),
-        (status = 409, description = "stale consumer", body = Object),
+        (status = 403, description = "An owner-only field (named), or a banned agent", body = super::openapi::ErrorBody),
+        (status = 404, description = "The agent did not join by onboarding", body = super::openapi::ErrorBody),
+        (status = 409, description = "stale consumer", body = super::openapi::ErrorBody),
     )
 )]
 pub async fn patch_me(

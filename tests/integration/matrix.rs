@@ -234,7 +234,7 @@ const PUT: &str = "PUT";
 const DELETE: &str = "DELETE";
 const PATCH: &str = "PATCH";
 
-const READS_EVENTS: &[&str] = &["tasks:read", "agents:read", "messages:read"];
+const READS_EVENTS: &[&str] = &["tasks:read", "agents:read", "messages:read", "admin:agents"];
 const READS_TEMPLATES: &[&str] = &["tasks:read", "admin:templates"];
 const READS_OVERVIEW: &[&str] = &["tasks:read", "agents:read"];
 
