@@ -87,6 +87,7 @@ pub struct Settings {
     pub sse_comment_seconds: u64,
     pub approval_timeout_seconds: u64,
     pub public_url: String,
+    pub idempotency_retention_hours: u64,
     pub registration_token_minutes: u64,
     pub preregistration_minutes: u64,
     pub device_poll_seconds: u64,

@@ -24,31 +24,84 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
     type Future = Pin<Box<dyn Future<Output = Result<Self, HubError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req
-            .app_data::<web::Data<Hub>>()
-            .map(|hub| hub.core.settings.max_body_bytes)
-            .unwrap_or(262_144);
-        let declared = req
-            .headers()
-            .get("content-length")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        let mut payload = payload.take();
-        Box::pin(async move {
-            if declared.is_some_and(|len| len > limit) {
+        let body = read_body(req, payload);
+        Box::pin(async move { parse_json(&body.await?).map(Json) })
+    }
+}
+
+/// The whole body, refused (413) past `max_body_bytes`, declared or not.
+fn read_body(
+    req: &HttpRequest,
+    payload: &mut Payload,
+) -> impl Future<Output = Result<web::BytesMut, HubError>> {
+    let limit = req
+        .app_data::<web::Data<Hub>>()
+        .map(|hub| hub.core.settings.max_body_bytes)
+        .unwrap_or(262_144);
+    let declared = req
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let mut payload = payload.take();
+    async move {
+        if declared.is_some_and(|len| len > limit) {
+            return Err(too_large(limit));
+        }
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e: PayloadError| {
+                HubError::bad_request(format!("could not read the body: {e}"))
+            })?;
+            if body.len() + chunk.len() > limit {
                 return Err(too_large(limit));
             }
-            let mut body = web::BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|e: PayloadError| {
-                    HubError::bad_request(format!("could not read the body: {e}"))
-                })?;
-                if body.len() + chunk.len() > limit {
-                    return Err(too_large(limit));
-                }
-                body.extend_from_slice(&chunk);
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+}
+
+/// The header a create carries its idempotency key in.
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+/// A create's `Idempotency-Key` and the SHA-256 of the exact body it came with.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey {
+    pub key: String,
+    pub request_hash: String,
+}
+
+/// A create's body (read whole, JSON left to the handler) and, when the request has one,
+/// its idempotency key.
+pub struct Keyed {
+    pub body: web::Bytes,
+    pub key: Option<IdempotencyKey>,
+}
+
+impl FromRequest for Keyed {
+    type Error = HubError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, HubError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let key = match req.headers().get(IDEMPOTENCY_HEADER).map(|v| v.to_str()) {
+            None => Ok(None),
+            Some(Ok(key)) if (1..=255).contains(&key.trim().len()) => {
+                Ok(Some(key.trim().to_string()))
             }
-            parse_json(&body).map(Json)
+            Some(_) => Err(HubError::bad_request(
+                "Idempotency-Key must be 1 to 255 visible ASCII characters",
+            )),
+        };
+        let body = read_body(req, payload);
+        Box::pin(async move {
+            let key = key?;
+            let body = body.await?.freeze();
+            let key = key.map(|key| IdempotencyKey {
+                key,
+                request_hash: crate::crypto::tokens::hash_bytes(&body),
+            });
+            Ok(Keyed { body, key })
         })
     }
 }
@@ -197,8 +250,10 @@ impl FromRequest for ConsumerId {
             .get(CONSUMER_HEADER)
             .map(|v| v.to_str().map(|s| s.trim().to_string()));
         std::future::ready(match header {
+            // An empty header is no lease, like none.
             None => Ok(Self(None)),
-            Some(Ok(id)) if !id.is_empty() && id.len() <= 128 => Ok(Self(Some(id))),
+            Some(Ok(id)) if id.is_empty() => Ok(Self(None)),
+            Some(Ok(id)) if id.len() <= 128 => Ok(Self(Some(id))),
             Some(_) => Err(HubError::bad_request(
                 "X-Consumer-Id must be the consumerId a pull answered",
             )),

@@ -329,6 +329,7 @@ pub async fn accept_task(
         delivery: None,
         crossings: std::iter::once(inbound).chain(onward).collect(),
         by_master: false,
+        also: None,
     };
     let row = hub.dispatcher.send(message).await??;
     Ok(HttpResponse::Created().json(TaskView::new(row, &hub.core.vault, vec![], false)))

@@ -13,6 +13,7 @@ mod escalations;
 pub mod extract;
 mod federation;
 mod health;
+mod idempotency;
 mod inbox;
 mod managed_agents;
 mod memory;

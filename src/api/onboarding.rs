@@ -36,7 +36,6 @@ use crate::startup::Hub;
 /// The permission that manages onboarding: registration tokens, approvals, credentials
 /// and agent states.
 pub const ADMIN_AGENTS: &str = "admin:agents";
-const MAX_SKILLS: usize = 32;
 const MAX_BIND_SECRET_CHARS: usize = 512;
 
 fn minutes(n: u64) -> chrono::Duration {
@@ -97,7 +96,7 @@ pub async fn issue_registration_token(
     let now = chrono::Utc::now();
     let new = NewRegistrationToken {
         hash: hash_token(&raw),
-        name: text("name", body.name, 128, false)?,
+        name: optional_text("name", body.name, 128)?,
         role,
         capabilities: json!(capabilities).to_string(),
         created_by: caller.0.label(),
@@ -228,12 +227,22 @@ pub struct PreregistrationBody {
     #[schema(required = true, value_type = String, pattern = "^(CLI|DAEMON|SDK|MCP)$")]
     requested_runtime_type: Option<String>,
     /// The agent's skills: a JSON array of strings, or a string holding one.
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = skills_json)]
     requested_skills_json: Option<Value>,
     /// Any opaque string the agent keeps and sends again on finalize.
     #[serde(alias = "requestedPublicKeyFingerprint", alias = "proofOfPossession")]
     #[schema(required = true, value_type = String, min_length = 1, max_length = 512)]
     bind_secret: Option<String>,
+}
+
+/// `requestedSkillsJson` in the OpenAPI document: a list of skills, or a string holding
+/// one as JSON (which a schema cannot check), or null.
+fn skills_json() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(super::openapi::capability_list())
+        .item(ObjectBuilder::new().schema_type(Type::String))
+        .into()
 }
 
 /// The skills of a preregistration: an array of strings, or a string holding one.
@@ -249,12 +258,16 @@ fn skills_of(value: Option<Value>) -> Result<Vec<String>, HubError> {
         Some(other) => other,
     };
     let list: Vec<String> = serde_json::from_value(value).map_err(|_| wrong())?;
-    if list.len() > MAX_SKILLS {
-        return Err(HubError::bad_request(format!(
-            "requestedSkillsJson may list at most {MAX_SKILLS} skills"
-        )));
-    }
     capability_list("requestedSkillsJson", list)
+}
+
+/// An optional label: blank is the same as absent.
+fn optional_text(
+    field: &str,
+    value: Option<String>,
+    max: usize,
+) -> Result<Option<String>, HubError> {
+    text(field, value.filter(|v| !v.trim().is_empty()), max, false)
 }
 
 fn required(field: &str, value: Option<String>, max: usize) -> Result<String, HubError> {
@@ -311,7 +324,7 @@ pub async fn preregister(
             RUNTIME_TYPES.join(", ")
         )));
     }
-    let category = text("requestedCategory", body.requested_category, 64, false)?;
+    let category = optional_text("requestedCategory", body.requested_category, 64)?;
     let skills = skills_of(body.requested_skills_json)?;
     let bind = body
         .bind_secret

@@ -1,16 +1,19 @@
 //! Pipelines: dependency-chained task lists created atomically (seed 000 section 04).
 
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
-use super::extract::{Json, Query};
+use super::extract::{parse_json, Keyed, Query};
+use super::idempotency::Idempotent;
 use super::task_body::TaskBody;
 use super::{page_limit, page_offset};
-use crate::actors::dispatcher::SubmitPipeline;
-use crate::db::models::PipelineRow;
+use crate::actors::dispatcher::{AfterPipeline, SubmitPipeline};
+use crate::crypto::Vault;
+use crate::db::models::{PipelineRow, TaskRow};
 use crate::db::queries;
 use crate::domain::access::Principal;
 use crate::domain::graph::{check_pipeline, parse_depends_on};
@@ -42,15 +45,23 @@ fn in_member(index: usize, error: HubError) -> HubError {
     path = "/api/pipelines",
     tag = "pipelines",
     request_body = PipelineBody,
-    responses((status = 201, description = "Create a pipeline (pipelines:create)", body = Object))
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats of this key (same caller, same route, within idempotency_retention_hours) answer the first response instead of creating again")),
+    responses(
+        (status = 201, description = "Create a pipeline (pipelines:create)", body = Object),
+        (status = 422, description = "The Idempotency-Key was already used with a different body", body = super::openapi::ErrorBody),
+    )
 )]
 pub async fn create_pipeline(
     hub: web::Data<Hub>,
     caller: Caller,
-    body: Json<PipelineBody>,
+    keyed: Keyed,
 ) -> Result<HttpResponse, HubError> {
     caller.0.require("pipelines:create")?;
-    let body = body.0;
+    let idempotent = Idempotent::of(&hub, &caller.0, "POST /api/pipelines", keyed.key);
+    if let Some(answer) = super::tasks::replayed(&hub, idempotent.as_ref()).await? {
+        return Ok(answer);
+    }
+    let body: PipelineBody = parse_json(&keyed.body)?;
     let members = body
         .tasks
         .ok_or_else(|| HubError::bad_request("tasks is required"))?;
@@ -75,6 +86,15 @@ pub async fn create_pipeline(
         row.created_by = created_by.clone();
         rows.push(row);
     }
+    let also = idempotent.as_ref().map(|keyed| {
+        let (vault, deps) = (hub.core.vault.clone(), depends_on.clone());
+        let record = keyed.recorder(hub.core.vault.clone(), StatusCode::CREATED);
+        Box::new(
+            move |conn: &mut diesel::SqliteConnection, pipeline: &PipelineRow, rows: &[TaskRow]| {
+                record(conn, &created(pipeline, rows, &deps, &vault))
+            },
+        ) as AfterPipeline
+    });
     let message = SubmitPipeline {
         name: body.name,
         created_by,
@@ -82,18 +102,39 @@ pub async fn create_pipeline(
         depends_on: depends_on.clone(),
         actor: caller.0.label(),
         by_master: caller.0.is_master(),
+        also,
     };
-    let (pipeline, rows) = hub.dispatcher.send(message).await??;
+    match hub.dispatcher.send(message).await? {
+        Ok((pipeline, rows)) => Ok(HttpResponse::Created().json(created(
+            &pipeline,
+            &rows,
+            &depends_on,
+            &hub.core.vault,
+        ))),
+        Err(error) => match idempotent {
+            Some(keyed) => keyed.or_replay(&hub, error).await,
+            None => Err(error),
+        },
+    }
+}
+
+/// A new pipeline as its create answers it: its id, name and members (dependencies by id).
+fn created(
+    pipeline: &PipelineRow,
+    rows: &[TaskRow],
+    depends_on: &[Vec<i64>],
+    vault: &Vault,
+) -> Value {
     let ids: Vec<i32> = rows.iter().map(|r| r.id).collect();
     let tasks: Vec<TaskView> = rows
-        .into_iter()
-        .zip(&depends_on)
+        .iter()
+        .zip(depends_on)
         .map(|(row, deps)| {
             let deps = deps.iter().map(|&d| ids[d as usize]).collect();
-            TaskView::new(row, &hub.core.vault, deps, false)
+            TaskView::new(row.clone(), vault, deps, false)
         })
         .collect();
-    Ok(HttpResponse::Created().json(json!({ "pipeline_id": pipeline.id, "name": pipeline.name, "count": tasks.len(), "tasks": tasks })))
+    json!({ "pipeline_id": pipeline.id, "name": pipeline.name, "count": tasks.len(), "tasks": tasks })
 }
 
 fn pipeline_view(row: &PipelineRow) -> Value {

@@ -318,7 +318,9 @@ pub async fn patch_me(
     let body: MeBody = serde_json::from_value(Value::Object(fields))
         .map_err(|e| HubError::bad_request(format!("invalid body: {e}")))?;
     let description = text("description", body.description, 2000, true)?;
-    let display_name = text("displayName", body.display_name, 128, false)?;
+    // A blank display name clears it.
+    let display_name = text("displayName", body.display_name, 128, true)?
+        .map(|n| Some(n.trim().to_string()).filter(|n| !n.is_empty()));
     let skills = body
         .skills
         .map(|s| capability_list("skills", s))
@@ -337,7 +339,7 @@ pub async fn patch_me(
                 diesel::update(agent_credentials::table.find(&id))
                     .set((
                         description.map(|d| agent_credentials::description.eq(Some(d))),
-                        display_name.map(|n| agent_credentials::display_name.eq(Some(n))),
+                        display_name.map(|n| agent_credentials::display_name.eq(n)),
                         skills.map(|s| agent_credentials::skills.eq(s)),
                         agent_credentials::updated_at.eq(now_iso()),
                     ))

@@ -1,6 +1,7 @@
 //! Tasks: create, list, read, report, dependencies and the live output stream
 //! (seed 000 section 03).
 
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -8,12 +9,14 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
 use super::delivery::deliver;
-use super::extract::{ConsumerId, Json, Query};
+use super::extract::{parse_json, ConsumerId, Json, Keyed, Query};
+use super::idempotency::Idempotent;
 use super::task_body::TaskBody;
 use super::{page_limit, page_offset};
 use crate::actors::dispatcher::SubmitTask;
 use crate::actors::task::{AppendChunk, Handoff, Report, ReportBody, TaskActor};
 use crate::crypto::provenance::fingerprint;
+use crate::crypto::Vault;
 use crate::db::models::TaskRow;
 use crate::db::queries::{self, TaskFilter};
 use crate::domain::access::Principal;
@@ -155,15 +158,24 @@ pub(super) async fn visible_task(
     path = "/api/tasks",
     tag = "tasks",
     request_body = TaskBody,
-    responses((status = 201, description = "Create a task (tasks:create)", body = crate::views::TaskView))
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats of this key (same caller, same route, within idempotency_retention_hours) answer the first response instead of creating again")),
+    responses(
+        (status = 201, description = "Create a task (tasks:create)", body = crate::views::TaskView),
+        (status = 422, description = "The Idempotency-Key was already used with a different body", body = super::openapi::ErrorBody),
+    )
 )]
 pub async fn create_task(
     hub: web::Data<Hub>,
     caller: Caller,
-    body: Json<TaskBody>,
+    keyed: Keyed,
 ) -> Result<HttpResponse, HubError> {
     caller.0.require("tasks:create")?;
-    let depends_on = parse_depends_on(body.0.depends_on.as_ref(), "depends_on")?;
+    let idempotent = Idempotent::of(&hub, &caller.0, "POST /api/tasks", keyed.key);
+    if let Some(answer) = replayed(&hub, idempotent.as_ref()).await? {
+        return Ok(answer);
+    }
+    let body: TaskBody = parse_json(&keyed.body)?;
+    let depends_on = parse_depends_on(body.depends_on.as_ref(), "depends_on")?;
     let mut dependencies = Vec::with_capacity(depends_on.len());
     for id in depends_on {
         let id = i32::try_from(id).map_err(|_| HubError::not_found(format!("no task {id}")))?;
@@ -172,7 +184,7 @@ pub async fn create_task(
         }
     }
     check_visible(&hub, &caller.0, &dependencies).await?;
-    let mut task = body.0.into_row(&caller.0, &hub, "api")?;
+    let mut task = body.into_row(&caller.0, &hub, "api")?;
     let crossing = if dependencies.is_empty() {
         super::federation::relay_if_unserved(&hub, &mut task, caller.0.is_master(), None).await?
     } else {
@@ -180,14 +192,55 @@ pub async fn create_task(
     };
     let message = SubmitTask {
         task,
-        depends_on: dependencies.clone(),
+        depends_on: dependencies,
         actor: caller.0.label(),
         delivery: None,
         crossings: crossing.into_iter().collect(),
         by_master: caller.0.is_master(),
+        also: None,
     };
-    let row = hub.dispatcher.send(message).await??;
-    Ok(HttpResponse::Created().json(TaskView::new(row, &hub.core.vault, dependencies, false)))
+    submit(&hub, message, idempotent).await
+}
+
+/// The answer of an idempotent create made before with the same key, if any.
+pub async fn replayed(
+    hub: &Hub,
+    idempotent: Option<&Idempotent>,
+) -> Result<Option<HttpResponse>, HubError> {
+    match idempotent {
+        Some(keyed) => keyed.replay(hub).await,
+        None => Ok(None),
+    }
+}
+
+/// Submits one task and answers 201 with it. With an idempotency key, the key and that
+/// answer are recorded in the task's own transaction.
+pub async fn submit(
+    hub: &Hub,
+    mut message: SubmitTask,
+    idempotent: Option<Idempotent>,
+) -> Result<HttpResponse, HubError> {
+    let dependencies = message.depends_on.clone();
+    if let Some(keyed) = &idempotent {
+        let (vault, deps) = (hub.core.vault.clone(), dependencies.clone());
+        let record = keyed.recorder(hub.core.vault.clone(), StatusCode::CREATED);
+        message.also = Some(Box::new(move |conn, row: &TaskRow| {
+            record(conn, &created(row, &vault, deps))
+        }));
+    }
+    match hub.dispatcher.send(message).await? {
+        Ok(row) => Ok(HttpResponse::Created().json(created(&row, &hub.core.vault, dependencies))),
+        Err(error) => match idempotent {
+            Some(keyed) => keyed.or_replay(hub, error).await,
+            None => Err(error),
+        },
+    }
+}
+
+/// A new task as its create answers it.
+fn created(row: &TaskRow, vault: &Vault, dependencies: Vec<i32>) -> Value {
+    serde_json::to_value(TaskView::new(row.clone(), vault, dependencies, false))
+        .unwrap_or(Value::Null)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

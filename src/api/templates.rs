@@ -7,7 +7,8 @@ use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
-use super::extract::{optional_json, Json, Query};
+use super::extract::{optional_json, Json, Keyed, Query};
+use super::idempotency::Idempotent;
 use super::task_body::TaskBody;
 use super::{page_limit, page_offset};
 use crate::actors::dispatcher::SubmitTask;
@@ -18,7 +19,6 @@ use crate::domain::now_iso;
 use crate::domain::Blank;
 use crate::error::HubError;
 use crate::startup::Hub;
-use crate::views::TaskView;
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TemplateBody {
@@ -280,19 +280,27 @@ pub async fn delete_template(
     post,
     path = "/api/templates/{id}/dispatch",
     tag = "templates",
-    params(("id" = i64, Path, description = "The numeric id")),
+    params(("id" = i64, Path, description = "The numeric id"), ("Idempotency-Key" = Option<String>, Header, description = "Repeats of this key (same caller, same route, within idempotency_retention_hours) answer the first response instead of creating again")),
     request_body = Option<TaskBody>,
-    responses((status = 201, description = "Create a task from a template (tasks:create)", body = crate::views::TaskView))
+    responses(
+        (status = 201, description = "Create a task from a template (tasks:create)", body = crate::views::TaskView),
+        (status = 422, description = "The Idempotency-Key was already used with a different body", body = super::openapi::ErrorBody),
+    )
 )]
 pub async fn dispatch_template(
     hub: web::Data<Hub>,
     caller: Caller,
     path: web::Path<String>,
-    body: web::Bytes,
+    keyed: Keyed,
 ) -> Result<HttpResponse, HubError> {
     caller.0.require("tasks:create")?;
+    let route = format!("POST /api/templates/{}/dispatch", path.as_str());
+    let idempotent = Idempotent::of(&hub, &caller.0, &route, keyed.key);
+    if let Some(answer) = super::tasks::replayed(&hub, idempotent.as_ref()).await? {
+        return Ok(answer);
+    }
     let template = find_template(&hub, template_id(&path)?).await?;
-    let overrides: TaskBody = optional_json(&body)?;
+    let overrides: TaskBody = optional_json(&keyed.body)?;
     let base = as_body(&template, &hub);
     let merged = TaskBody {
         title: overrides.title.or(base.title),
@@ -306,16 +314,14 @@ pub async fn dispatch_template(
     };
     let mut task = merged.into_row(&caller.0, &hub, "template")?;
     task.template_id = Some(template.id);
-    let row = hub
-        .dispatcher
-        .send(SubmitTask {
-            task,
-            depends_on: vec![],
-            actor: caller.0.label(),
-            delivery: None,
-            crossings: vec![],
-            by_master: caller.0.is_master(),
-        })
-        .await??;
-    Ok(HttpResponse::Created().json(TaskView::new(row, &hub.core.vault, vec![], false)))
+    let message = SubmitTask {
+        task,
+        depends_on: vec![],
+        actor: caller.0.label(),
+        delivery: None,
+        crossings: vec![],
+        by_master: caller.0.is_master(),
+        also: None,
+    };
+    super::tasks::submit(&hub, message, idempotent).await
 }

@@ -269,6 +269,7 @@ async fn submit(
         delivery,
         crossings: vec![],
         by_master: false,
+        also: None,
     };
     let row = hub.dispatcher.send(message).await??;
     Ok(HttpResponse::Created().json(TaskView::new(row, &hub.core.vault, vec![], false)))

@@ -49,6 +49,11 @@ pub fn hash_token(raw: &str) -> String {
     hex::encode(token_digest(raw))
 }
 
+/// The SHA-256 hex of any bytes (a request body, for its idempotency key).
+pub fn hash_bytes(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
 pub fn token_digest(raw: &str) -> [u8; 32] {
     Sha256::digest(raw.as_bytes()).into()
 }

@@ -6,6 +6,7 @@ pub mod approvals;
 pub mod audit;
 pub mod consumers;
 pub mod files;
+pub mod idempotency;
 pub mod inbox;
 pub mod memory;
 pub mod models;

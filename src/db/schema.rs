@@ -138,6 +138,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    idempotency_keys (scope, key) {
+        scope -> Text,
+        key -> Text,
+        request_hash -> Text,
+        status -> Integer,
+        response -> Text,
+        created_at -> Text,
+    }
+}
+
+diesel::table! {
     inbox_items (id) {
         id -> Integer,
         agent_id -> Text,
@@ -413,6 +424,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     consumer_leases,
     cost_usage,
     escalations,
+    idempotency_keys,
     inbox_items,
     memories,
     messages,

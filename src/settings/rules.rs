@@ -121,6 +121,10 @@ pub const RULES: &[(&str, Accepts)] = &[
     ),
     ("public_url", Accepts::Text),
     (
+        "idempotency_retention_hours",
+        whole_to(1, 24 * 365, "hours"),
+    ),
+    (
         "registration_token_minutes",
         whole_to(1, 7 * 24 * 60, "minutes"),
     ),

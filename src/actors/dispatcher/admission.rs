@@ -218,7 +218,17 @@ pub struct SubmitTask {
     pub crossings: Vec<Crossing>,
     /// Asked for by the master token (not held to the cost cap).
     pub by_master: bool,
+    /// More to write in the task's transaction (its idempotency key and answer).
+    pub also: Option<AfterTask>,
 }
+
+/// A write that joins a task's creation, given the new row.
+pub type AfterTask =
+    Box<dyn FnOnce(&mut SqliteConnection, &TaskRow) -> Result<(), HubError> + Send>;
+
+/// A write that joins a pipeline's creation, given its row and its members'.
+pub type AfterPipeline =
+    Box<dyn FnOnce(&mut SqliteConnection, &PipelineRow, &[TaskRow]) -> Result<(), HubError> + Send>;
 
 /// A task crossing between hubs.
 #[derive(Debug, Clone)]
@@ -240,6 +250,7 @@ impl Handler<SubmitTask> for Dispatcher {
         let depends_on = msg.depends_on;
         let delivery = msg.delivery;
         let crossings = msg.crossings;
+        let also = msg.also;
         let agent = if depends_on.is_empty() {
             self.pick_agent(&row.required_capability, row.assign_to.as_deref(), None)
         } else {
@@ -272,6 +283,9 @@ impl Handler<SubmitTask> for Dispatcher {
                         row.completed_at = Some(row.created_at.clone());
                     }
                     let task = insert_task(conn, &core.notary, &row, &actor)?;
+                    if let Some(also) = also {
+                        also(conn, &task)?;
+                    }
                     if let Some((webhook, key)) = &delivery {
                         record_delivery(conn, webhook, key, task.id)?;
                     }
@@ -360,6 +374,8 @@ pub struct SubmitPipeline {
     pub actor: String,
     /// Asked for by the master token (not held to the cost cap).
     pub by_master: bool,
+    /// More to write in the pipeline's transaction (its idempotency key and answer).
+    pub also: Option<AfterPipeline>,
 }
 
 impl Handler<SubmitPipeline> for Dispatcher {
@@ -408,6 +424,9 @@ impl Handler<SubmitPipeline> for Dispatcher {
                         Some(detail),
                     )
                     .append(conn)?;
+                    if let Some(also) = msg.also {
+                        also(conn, &pipeline, &rows)?;
+                    }
                     let edges: Vec<(i32, i32)> =
                         edges.iter().map(|e| (e.task_id, e.depends_on_id)).collect();
                     Ok((pipeline, rows, edges))

@@ -23,7 +23,9 @@ use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-pub use admission::{CheckAdmission, Crossing, SubmitPipeline, SubmitTask};
+pub use admission::{
+    AfterPipeline, AfterTask, CheckAdmission, Crossing, SubmitPipeline, SubmitTask,
+};
 use budget::Budget;
 pub use budget::{BudgetView, Forgiven, BUDGET_RESET_KEY};
 pub use queue::Ready;

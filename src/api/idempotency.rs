@@ -1,0 +1,110 @@
+//! Idempotent creates (issue 17): a create sent with `Idempotency-Key` records its answer
+//! (status and body, sealed) in its own transaction. The same caller sending the same key
+//! to the same route within `idempotency_retention_hours` gets that answer again, marked
+//! `Idempotent-Replayed: true`, and nothing is created; the same key with a different body
+//! is a 422 naming the key.
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::HttpResponse;
+use serde_json::Value;
+
+use super::extract::IdempotencyKey;
+use crate::crypto::Vault;
+use crate::db::idempotency::{self, Claim};
+use crate::domain::access::Principal;
+use crate::domain::iso;
+use crate::error::HubError;
+use crate::startup::Hub;
+
+/// The header a replayed answer carries.
+pub const REPLAYED_HEADER: &str = "Idempotent-Replayed";
+
+/// One keyed create: its claim and the oldest record that still counts.
+pub struct Idempotent {
+    claim: Claim,
+    since: String,
+}
+
+impl Idempotent {
+    /// The keyed create of `principal` on `route`, if the request carried a key. Keys are
+    /// the caller's own: another caller's same key is another key.
+    pub fn of(
+        hub: &Hub,
+        principal: &Principal,
+        route: &str,
+        key: Option<IdempotencyKey>,
+    ) -> Option<Self> {
+        let key = key?;
+        let hours = hub.core.settings.idempotency_retention_hours as i64;
+        Some(Self {
+            claim: Claim {
+                scope: format!("{} {route}", principal.label()),
+                key: key.key,
+                request_hash: key.request_hash,
+            },
+            since: iso(chrono::Utc::now() - chrono::Duration::hours(hours)),
+        })
+    }
+
+    /// The recorded answer when this key was used before with the same body; a 422 when
+    /// it was used with another; `None` when it is new.
+    pub async fn replay(&self, hub: &Hub) -> Result<Option<HttpResponse>, HubError> {
+        let (claim, since) = (self.claim.clone(), self.since.clone());
+        let Some(recorded) = crate::db::read(&hub.reads, move |conn| {
+            Ok(idempotency::lookup(conn, &claim, &since)?)
+        })
+        .await?
+        else {
+            return Ok(None);
+        };
+        if recorded.request_hash != self.claim.request_hash {
+            return Err(HubError::Unprocessable(format!(
+                "Idempotency-Key {:?} was already used with a different request body",
+                self.claim.key
+            )));
+        }
+        let body = hub.core.vault.open(&recorded.response).ok_or_else(|| {
+            HubError::internal("cannot open a recorded answer (key rotated away?)")
+        })?;
+        let status = StatusCode::from_u16(recorded.status as u16)
+            .map_err(|e| HubError::internal(format!("a recorded status: {e}")))?;
+        Ok(Some(
+            HttpResponse::build(status)
+                .insert_header((REPLAYED_HEADER, "true"))
+                .content_type("application/json")
+                .body(body.plaintext),
+        ))
+    }
+
+    /// The write that records `answer` (made from what the create wrote) inside the
+    /// create's transaction.
+    pub fn recorder(
+        &self,
+        vault: Arc<Vault>,
+        status: StatusCode,
+    ) -> impl FnOnce(&mut diesel::SqliteConnection, &Value) -> Result<(), HubError> + Send + 'static
+    {
+        let (claim, since) = (self.claim.clone(), self.since.clone());
+        move |conn, answer| {
+            let sealed = vault.seal(&answer.to_string());
+            Ok(idempotency::record(
+                conn,
+                &claim,
+                status.as_u16(),
+                sealed,
+                &since,
+            )?)
+        }
+    }
+
+    /// After a create failed: the first answer, when a concurrent request with the same key
+    /// recorded one meanwhile (this one then lost the race at the key), else the error.
+    pub async fn or_replay(&self, hub: &Hub, error: HubError) -> Result<HttpResponse, HubError> {
+        match self.replay(hub).await? {
+            Some(answer) => Ok(answer),
+            None => Err(error),
+        }
+    }
+}

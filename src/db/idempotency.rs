@@ -1,0 +1,77 @@
+//! Idempotency keys as stored: one row per (caller and route, key), written in the
+//! transaction of the create it answers, so a crash never leaves a task without its key
+//! nor a key without its task. Two concurrent creates with one key meet at the primary
+//! key: the second one's transaction fails and rolls back, and it answers the first's.
+
+use diesel::prelude::*;
+use diesel::sqlite::SqliteConnection;
+
+use super::schema::idempotency_keys;
+use crate::domain::now_iso;
+
+/// A create that carries a key: who sent it where, the key, and its request's SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub scope: String,
+    pub key: String,
+    pub request_hash: String,
+}
+
+/// The answer recorded for a key.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = idempotency_keys, check_for_backend(diesel::sqlite::Sqlite))]
+pub struct Recorded {
+    pub request_hash: String,
+    pub status: i32,
+    /// Sealed JSON.
+    pub response: String,
+}
+
+/// The answer recorded for `claim` since `since` (an older one is forgotten).
+pub fn lookup(
+    conn: &mut SqliteConnection,
+    claim: &Claim,
+    since: &str,
+) -> QueryResult<Option<Recorded>> {
+    idempotency_keys::table
+        .find((&claim.scope, &claim.key))
+        .filter(idempotency_keys::created_at.ge(since))
+        .select(Recorded::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Records the answer of `claim`'s create, inside its transaction; replaces a record of
+/// the key older than `since`. A live record of the same key is a unique-key error. Each
+/// record also forgets two expired ones, so the table holds about one retention window.
+pub fn record(
+    conn: &mut SqliteConnection,
+    claim: &Claim,
+    status: u16,
+    sealed_response: String,
+    since: &str,
+) -> QueryResult<()> {
+    diesel::delete(
+        idempotency_keys::table
+            .find((&claim.scope, &claim.key))
+            .filter(idempotency_keys::created_at.lt(since)),
+    )
+    .execute(conn)?;
+    diesel::sql_query(
+        "DELETE FROM idempotency_keys WHERE rowid IN \
+         (SELECT rowid FROM idempotency_keys WHERE created_at < ? ORDER BY created_at LIMIT 2)",
+    )
+    .bind::<diesel::sql_types::Text, _>(since)
+    .execute(conn)?;
+    diesel::insert_into(idempotency_keys::table)
+        .values((
+            idempotency_keys::scope.eq(&claim.scope),
+            idempotency_keys::key.eq(&claim.key),
+            idempotency_keys::request_hash.eq(&claim.request_hash),
+            idempotency_keys::status.eq(i32::from(status)),
+            idempotency_keys::response.eq(sealed_response),
+            idempotency_keys::created_at.eq(now_iso()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
