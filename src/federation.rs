@@ -69,16 +69,20 @@ pub async fn call_peer(
     method: awc::http::Method,
     path: &str,
     body: Option<&Value>,
+    idempotency_key: Option<&str>,
 ) -> Result<Value, String> {
     let token = vault
         .open(&peer.token)
         .ok_or("the peer's token is unreadable")?
         .plaintext;
-    let request = awc::Client::builder()
+    let mut request = awc::Client::builder()
         .timeout(TIMEOUT)
         .finish()
         .request(method, format!("{}{path}", peer.url.trim_end_matches('/')))
         .insert_header((TOKEN_HEADER, token));
+    if let Some(key) = idempotency_key {
+        request = request.insert_header(("Idempotency-Key", key.to_string()));
+    }
     let sent = match body {
         Some(body) => request.send_body(body.to_string()).await,
         None => request.send().await,
@@ -149,6 +153,7 @@ async fn report_result(reads: &ReadPool, vault: &Vault, task_id: i32) {
             awc::http::Method::POST,
             "/api/federation/results",
             Some(&body),
+            None,
         )
         .await
         {

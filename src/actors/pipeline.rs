@@ -86,6 +86,11 @@ impl PipelineActor {
         }
         let status = if self.members.values().all(|s| *s == TaskStatus::Done) {
             "done"
+        } else if self.members.values().any(|s| *s == TaskStatus::Cancelled)
+            && !self.members.values().any(|s| *s == TaskStatus::Failed)
+        {
+            // Cancelled on purpose (as a whole, or members one by one), nothing failed.
+            "cancelled"
         } else {
             "failed"
         };

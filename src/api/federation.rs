@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 use utoipa::ToSchema;
 
 use super::auth::{Caller, MaybeCaller};
-use super::extract::Json;
+use super::extract::{parse_json, Json, Keyed};
+use super::idempotency::Idempotent;
 use super::task_body::TaskBody;
 use crate::actors::dispatcher::{CheckAdmission, Crossing, Serves, SubmitTask};
 use crate::actors::task::CompleteRemotely;
@@ -23,7 +24,6 @@ use crate::domain::task::TaskStatus;
 use crate::error::HubError;
 use crate::federation::{all_peers, authenticate, call_peer, PeerRow, TOKEN_HEADER};
 use crate::startup::Hub;
-use crate::views::TaskView;
 
 fn peer_view(row: &PeerRow) -> Value {
     json!({
@@ -213,6 +213,7 @@ pub async fn ping_peer(
         Method::GET,
         "/api/federation/status",
         None,
+        None,
     )
     .await;
     let latency_ms = started.elapsed().as_millis() as i64;
@@ -293,15 +294,24 @@ pub struct RelayedTask {
     tag = "federation",
     security(("federation_token" = [])),
     request_body = RelayedTask,
-    responses((status = 201, description = "A task relayed by a peer", body = crate::views::TaskView))
+    params(("Idempotency-Key" = Option<String>, Header, description = "A relaying hub's key: a retried relay reaches the one task it made")),
+    responses(
+        (status = 201, description = "A task relayed by a peer", body = crate::views::TaskView),
+        (status = 422, description = "The Idempotency-Key was already used with a different body", body = super::openapi::ErrorBody),
+    )
 )]
 pub async fn accept_task(
     hub: web::Data<Hub>,
     req: HttpRequest,
-    body: Json<RelayedTask>,
+    keyed: Keyed,
 ) -> Result<HttpResponse, HubError> {
     let peer = authenticate(&hub.reads, &hub.core.vault, token_of(&req)).await?;
-    let body = body.0;
+    let from = format!("peer:{}", peer.name);
+    let idempotent = Idempotent::of(&hub, &from, "POST /api/federation/tasks", keyed.key);
+    if let Some(answer) = super::tasks::replayed(&hub, idempotent.as_ref()).await? {
+        return Ok(answer);
+    }
+    let body: RelayedTask = parse_json(&keyed.body)?;
     let hops = body.hop_count.unwrap_or(1).max(1);
     let max = hub.core.settings.federation_max_hops;
     if hops > max {
@@ -314,25 +324,32 @@ pub async fn accept_task(
     // jump its queue.
     task.assign_to = None;
     task.priority = task.priority.min(hub.core.settings.federation_max_priority);
-    task.created_by = format!("peer:{}", peer.name);
+    task.created_by = from.clone();
     task.hop_count = hops;
     // Run here or relayed on (never straight back); either way the result goes back to
     // `peer`, so both crossings are recorded.
-    let onward = relay_if_unserved(&hub, &mut task, false, Some(&peer.name)).await?;
+    let relay_key = idempotent.as_ref().map(Idempotent::relay_key);
+    let onward = relay_if_unserved(
+        &hub,
+        &mut task,
+        false,
+        Some(&peer.name),
+        relay_key.as_deref(),
+    )
+    .await?;
     let inbound = Crossing::Inbound {
         peer: peer.name.clone(),
     };
     let message = SubmitTask {
         task,
         depends_on: vec![],
-        actor: format!("peer:{}", peer.name),
+        actor: from,
         delivery: None,
         crossings: std::iter::once(inbound).chain(onward).collect(),
         by_master: false,
         also: None,
     };
-    let row = hub.dispatcher.send(message).await??;
-    Ok(HttpResponse::Created().json(TaskView::new(row, &hub.core.vault, vec![], false)))
+    super::tasks::submit(&hub, message, idempotent).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -405,11 +422,14 @@ pub async fn accept_result(
 /// on, no agent here serves its capability and it has hops left, but only if this hub
 /// would admit it (kill switch, cost cap) in the first place. On success the task is
 /// pinned to the peer (so it never runs here) and the crossing is recorded with it.
+/// `key`, from the create's own idempotency key, makes the peer's create idempotent too:
+/// a retried (or concurrent) keyed create reaches the peer's one task.
 pub(super) async fn relay_if_unserved(
     hub: &Hub,
     task: &mut NewTaskRow,
     by_master: bool,
     from: Option<&str>,
+    key: Option<&str>,
 ) -> Result<Option<Crossing>, HubError> {
     let settings = &hub.core.settings;
     if !settings.federation_relay || task.hop_count >= settings.federation_max_hops {
@@ -448,6 +468,7 @@ pub(super) async fn relay_if_unserved(
             awc::http::Method::POST,
             "/api/federation/tasks",
             Some(&body),
+            key,
         )
         .await
         {

@@ -13,7 +13,6 @@ use serde_json::Value;
 use super::extract::IdempotencyKey;
 use crate::crypto::Vault;
 use crate::db::idempotency::{self, Claim};
-use crate::domain::access::Principal;
 use crate::domain::iso;
 use crate::error::HubError;
 use crate::startup::Hub;
@@ -28,24 +27,27 @@ pub struct Idempotent {
 }
 
 impl Idempotent {
-    /// The keyed create of `principal` on `route`, if the request carried a key. Keys are
-    /// the caller's own: another caller's same key is another key.
-    pub fn of(
-        hub: &Hub,
-        principal: &Principal,
-        route: &str,
-        key: Option<IdempotencyKey>,
-    ) -> Option<Self> {
+    /// The keyed create of `caller` (a principal's label, or a peer) on `route`, if the
+    /// request carried a key. Keys are the caller's own: another caller's is another key.
+    pub fn of(hub: &Hub, caller: &str, route: &str, key: Option<IdempotencyKey>) -> Option<Self> {
         let key = key?;
         let hours = hub.core.settings.idempotency_retention_hours as i64;
         Some(Self {
             claim: Claim {
-                scope: format!("{} {route}", principal.label()),
+                scope: format!("{caller} {route}"),
                 key: key.key,
                 request_hash: key.request_hash,
             },
             since: iso(chrono::Utc::now() - chrono::Duration::hours(hours)),
         })
+    }
+
+    /// The key this create's relay to a peer carries: the same for every retry of it, and
+    /// no other create's.
+    pub fn relay_key(&self) -> String {
+        crate::crypto::tokens::hash_bytes(
+            format!("{}\n{}", self.claim.scope, self.claim.key).as_bytes(),
+        )
     }
 
     /// The recorded answer when this key was used before with the same body; a 422 when

@@ -214,6 +214,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/pipelines", web::post().to(pipelines::create_pipeline))
             .route("/pipelines", web::get().to(pipelines::list_pipelines))
             .route("/pipelines/{id}", web::get().to(pipelines::get_pipeline))
+            .route(
+                "/pipelines/{id}/cancel",
+                web::post().to(pipelines::cancel_pipeline),
+            )
             .route("/templates", web::post().to(templates::create_template))
             .route("/templates", web::get().to(templates::list_templates))
             .route("/templates/{id}", web::get().to(templates::get_template))

@@ -119,6 +119,7 @@ pub struct ErrorBody {
         pipelines::create_pipeline,
         pipelines::list_pipelines,
         pipelines::get_pipeline,
+        pipelines::cancel_pipeline,
         templates::create_template,
         templates::list_templates,
         templates::get_template,

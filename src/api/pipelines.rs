@@ -12,11 +12,13 @@ use super::idempotency::Idempotent;
 use super::task_body::TaskBody;
 use super::{page_limit, page_offset};
 use crate::actors::dispatcher::{AfterPipeline, SubmitPipeline};
+use crate::actors::task::{Report, ReportBody};
 use crate::crypto::Vault;
 use crate::db::models::{PipelineRow, TaskRow};
 use crate::db::queries;
 use crate::domain::access::Principal;
 use crate::domain::graph::{check_pipeline, parse_depends_on};
+use crate::domain::task::TaskStatus;
 use crate::domain::Blank;
 use crate::error::HubError;
 use crate::startup::Hub;
@@ -57,7 +59,7 @@ pub async fn create_pipeline(
     keyed: Keyed,
 ) -> Result<HttpResponse, HubError> {
     caller.0.require("pipelines:create")?;
-    let idempotent = Idempotent::of(&hub, &caller.0, "POST /api/pipelines", keyed.key);
+    let idempotent = Idempotent::of(&hub, &caller.0.label(), "POST /api/pipelines", keyed.key);
     if let Some(answer) = super::tasks::replayed(&hub, idempotent.as_ref()).await? {
         return Ok(answer);
     }
@@ -161,23 +163,7 @@ pub async fn get_pipeline(
     path: web::Path<String>,
 ) -> Result<HttpResponse, HubError> {
     caller.0.require("tasks:read")?;
-    let raw = path.into_inner();
-    let id: i32 = raw
-        .parse()
-        .map_err(|_| HubError::not_found(format!("no pipeline {raw:?}")))?;
-    let found = crate::db::read(&hub.reads, move |conn| {
-        let Some(pipeline) = queries::pipeline(conn, id)? else {
-            return Ok(None);
-        };
-        let members = queries::pipeline_members(conn, id)?;
-        let ids: Vec<i32> = members.iter().map(|m| m.id).collect();
-        let edges = queries::edges(conn, &ids)?;
-        Ok(Some((pipeline, members, edges)))
-    })
-    .await?;
-    let (pipeline, members, edges) = found
-        .filter(|(p, _, _)| caller.0.confined_to().is_none_or(|me| me == p.created_by))
-        .ok_or_else(|| HubError::not_found(format!("no pipeline {id}")))?;
+    let (pipeline, members, edges) = visible_pipeline(&hub, &caller.0, &path).await?;
     let tasks: Vec<Value> = members
         .iter()
         .map(|m| {
@@ -237,4 +223,78 @@ pub async fn list_pipelines(
     .await?;
     let list: Vec<Value> = rows.iter().map(pipeline_view).collect();
     Ok(HttpResponse::Ok().json(json!({ "count": list.len(), "pipelines": list })))
+}
+
+/// The pipeline a path names, its members and their edges: a 404 for one the caller may
+/// not see (an agent sees only the pipelines it created).
+async fn visible_pipeline(
+    hub: &Hub,
+    principal: &Principal,
+    raw: &str,
+) -> Result<(PipelineRow, Vec<TaskRow>, Vec<(i32, i32)>), HubError> {
+    let missing = || HubError::not_found(format!("no pipeline {raw:?}"));
+    let id: i32 = raw.parse().map_err(|_| missing())?;
+    let found = crate::db::read(&hub.reads, move |conn| {
+        let Some(pipeline) = queries::pipeline(conn, id)? else {
+            return Ok(None);
+        };
+        let members = queries::pipeline_members(conn, id)?;
+        let ids: Vec<i32> = members.iter().map(|m| m.id).collect();
+        let edges = queries::edges(conn, &ids)?;
+        Ok(Some((pipeline, members, edges)))
+    })
+    .await?;
+    found
+        .filter(|(p, _, _)| principal.confined_to().is_none_or(|me| me == p.created_by))
+        .ok_or_else(missing)
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/pipelines/{id}/cancel",
+    tag = "pipelines",
+    params(("id" = i64, Path, description = "The numeric id")),
+    responses(
+        (status = 200, description = "Cancel every unfinished member, dependents first (tasks:update; its creator or an overseer); their holders are told at once", body = Object),
+        (status = 404, description = "No such pipeline, or one the caller may not see", body = super::openapi::ErrorBody),
+        (status = 409, description = "The pipeline already finished", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn cancel_pipeline(
+    hub: web::Data<Hub>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, HubError> {
+    caller.0.require("tasks:update")?;
+    let (pipeline, mut members, _) = visible_pipeline(&hub, &caller.0, &path).await?;
+    let id = pipeline.id;
+    if pipeline.status != "running" {
+        return Err(HubError::conflict(format!(
+            "pipeline {id} already finished ({})",
+            pipeline.status
+        )));
+    }
+    // Dependents (later members) first, so none is failed by a cancelled dependency on the way.
+    members.sort_by_key(|m| std::cmp::Reverse(m.pipeline_index));
+    let mut cancelled = Vec::new();
+    for member in members {
+        let Some(task) = hub.directory.task(member.id) else {
+            continue;
+        };
+        let report = ReportBody {
+            status: Some(TaskStatus::Cancelled),
+            reason: Some("pipeline_cancelled".into()),
+            ..ReportBody::default()
+        };
+        let row = task
+            .send(Report {
+                principal: caller.0.clone(),
+                body: report,
+                fence: None,
+            })
+            .await??;
+        cancelled.push(row.id);
+    }
+    cancelled.reverse();
+    Ok(HttpResponse::Ok().json(json!({ "pipeline_id": id, "cancelled": cancelled })))
 }

@@ -56,6 +56,7 @@ fn item_type(kind: &str) -> &'static str {
         k if k == InboxKind::Task.as_str() => "task_assigned",
         k if k == InboxKind::Wake.as_str() => "wake",
         k if k == InboxKind::Approval.as_str() => "approval_decided",
+        k if k == InboxKind::Cancel.as_str() => "task_cancelled",
         _ => "message_received",
     }
 }

@@ -170,7 +170,7 @@ pub async fn create_task(
     keyed: Keyed,
 ) -> Result<HttpResponse, HubError> {
     caller.0.require("tasks:create")?;
-    let idempotent = Idempotent::of(&hub, &caller.0, "POST /api/tasks", keyed.key);
+    let idempotent = Idempotent::of(&hub, &caller.0.label(), "POST /api/tasks", keyed.key);
     if let Some(answer) = replayed(&hub, idempotent.as_ref()).await? {
         return Ok(answer);
     }
@@ -186,7 +186,10 @@ pub async fn create_task(
     check_visible(&hub, &caller.0, &dependencies).await?;
     let mut task = body.into_row(&caller.0, &hub, "api")?;
     let crossing = if dependencies.is_empty() {
-        super::federation::relay_if_unserved(&hub, &mut task, caller.0.is_master(), None).await?
+        let key = idempotent.as_ref().map(Idempotent::relay_key);
+        let by_master = caller.0.is_master();
+        super::federation::relay_if_unserved(&hub, &mut task, by_master, None, key.as_deref())
+            .await?
     } else {
         None
     };

@@ -295,7 +295,7 @@ pub async fn dispatch_template(
 ) -> Result<HttpResponse, HubError> {
     caller.0.require("tasks:create")?;
     let route = format!("POST /api/templates/{}/dispatch", path.as_str());
-    let idempotent = Idempotent::of(&hub, &caller.0, &route, keyed.key);
+    let idempotent = Idempotent::of(&hub, &caller.0.label(), &route, keyed.key);
     if let Some(answer) = super::tasks::replayed(&hub, idempotent.as_ref()).await? {
         return Ok(answer);
     }

@@ -33,10 +33,17 @@ pub async fn run(plan: BenchPlan) -> anyhow::Result<()> {
         .timeout(Duration::from_secs(30))
         .finish();
     let run_id = crate::crypto::tokens::random_hex(4);
-    let creates = creates_per_second(&client, &plan, &run_id).await?;
+    let creates = creates_per_second(&client, &plan, &run_id, false).await?;
     println!(
         "creates: {creates:.0}/s with {} connections over {} s",
         plan.connections, plan.seconds
+    );
+    let keyed = creates_per_second(&client, &plan, &run_id, true).await?;
+    println!(
+        "creates with an Idempotency-Key each: {keyed:.0}/s with {} connections over {} s ({:.3} of keyless)",
+        plan.connections,
+        plan.seconds,
+        keyed / creates
     );
     let heartbeats = heartbeats_per_second(&client, &plan, &run_id).await?;
     println!(
@@ -50,6 +57,17 @@ pub async fn run(plan: BenchPlan) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn request(
+    client: &Client,
+    plan: &BenchPlan,
+    method: awc::http::Method,
+    path: &str,
+) -> awc::ClientRequest {
+    client
+        .request(method, format!("{}{path}", plan.hub))
+        .insert_header(("Authorization", format!("Bearer {}", plan.token)))
+}
+
 async fn call(
     client: &Client,
     plan: &BenchPlan,
@@ -57,10 +75,7 @@ async fn call(
     path: &str,
     body: &Value,
 ) -> anyhow::Result<Value> {
-    let request = client
-        .request(method, format!("{}{path}", plan.hub))
-        .insert_header(("Authorization", format!("Bearer {}", plan.token)));
-    super::answer(request, path, body).await
+    super::answer(request(client, plan, method, path), path, body).await
 }
 
 /// Runs `connections` loops of `request` for `seconds`; returns completed requests per second.
@@ -90,17 +105,24 @@ where
     Ok(count as f64 / started.elapsed().as_secs_f64())
 }
 
+/// Durable creates per second; `keyed`: each with its own `Idempotency-Key`.
 async fn creates_per_second(
     client: &Client,
     plan: &BenchPlan,
     run_id: &str,
+    keyed: bool,
 ) -> anyhow::Result<f64> {
     // No agent has this capability, so every task stays queued: pure durable creates.
     let body = json!({ "title": "bench create", "prompt": "a short benchmark prompt of typical size", "required_capability": format!("bench-none-{run_id}") });
+    let sent = std::cell::Cell::new(0u64);
     saturate(plan, || async {
-        call(client, plan, awc::http::Method::POST, "/api/tasks", &body)
-            .await
-            .map(drop)
+        let mut request = request(client, plan, awc::http::Method::POST, "/api/tasks");
+        if keyed {
+            sent.set(sent.get() + 1);
+            request =
+                request.insert_header(("Idempotency-Key", format!("{run_id}-{}", sent.get())));
+        }
+        super::answer(request, "/api/tasks", &body).await.map(drop)
     })
     .await
 }

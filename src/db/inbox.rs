@@ -24,6 +24,8 @@ pub enum InboxKind {
     Wake,
     /// A decision on an approval the agent asked for (its task).
     Approval,
+    /// A task the agent held was cancelled: stop working on it.
+    Cancel,
 }
 
 impl InboxKind {
@@ -33,6 +35,7 @@ impl InboxKind {
             Self::Task => "task",
             Self::Wake => "wake",
             Self::Approval => "approval",
+            Self::Cancel => "cancel",
         }
     }
 }

@@ -170,18 +170,35 @@ impl Executor {
             _ = tokio::time::sleep(limit) => Ending::TimedOut,
             _ = stop.wait_for(|stopping| *stopping) => Ending::Stopped,
         };
-        if let Some(group) = group {
-            // SAFETY: killpg only sends a signal; the group is the child's own (process_group(0)).
-            unsafe {
-                libc::killpg(group, libc::SIGKILL);
+        // SIGTERM to the whole group first; what still runs after the grace is killed.
+        let (stdout, stderr_tail, _) = match group {
+            Some(group) => {
+                signal_group(group, libc::SIGTERM);
+                match tokio::time::timeout(TERM_GRACE, &mut output).await {
+                    Ok(ended) => ended,
+                    Err(_) => {
+                        signal_group(group, libc::SIGKILL);
+                        output.await
+                    }
+                }
             }
-        }
-        let (stdout, stderr_tail, _) = output.await;
+            None => output.await,
+        };
         Attempt {
             ending: interrupted,
             stdout,
             stderr_tail,
         }
+    }
+}
+
+/// How long a stopped attempt's processes get between SIGTERM and SIGKILL.
+const TERM_GRACE: Duration = Duration::from_secs(5);
+
+fn signal_group(group: i32, signal: libc::c_int) {
+    // SAFETY: killpg only sends a signal; the group is the child's own (process_group(0)).
+    unsafe {
+        libc::killpg(group, signal);
     }
 }
 

@@ -11,7 +11,7 @@ pub mod client;
 mod executor;
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -75,11 +75,12 @@ pub fn split_list(raw: &str) -> Vec<String> {
 struct Worker {
     config: WorkerConfig,
     hub: HubClient,
-    running: RefCell<HashSet<i64>>,
+    /// The tasks being run, each with the switch that stops its process.
+    running: RefCell<HashMap<i64, watch::Sender<bool>>>,
+    /// Tasks the hub cancelled while they ran: stopped, never reported.
+    cancelled: RefCell<HashSet<i64>>,
     stopping: Cell<bool>,
     wake: Notify,
-    /// Turns true when the grace period is over: running attempts are killed.
-    kill: watch::Sender<bool>,
 }
 
 /// Runs the worker until SIGTERM or SIGINT.
@@ -91,14 +92,13 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
     }
     // A worker that cannot run anything must not take tasks only to fail them.
     config.executor.check().map_err(anyhow::Error::msg)?;
-    let (kill, _) = watch::channel(false);
     let worker = Rc::new(Worker {
         hub: HubClient::new(&config.hub, &config.token),
         config,
-        running: RefCell::new(HashSet::new()),
+        running: RefCell::new(HashMap::new()),
+        cancelled: RefCell::new(HashSet::new()),
         stopping: Cell::new(false),
         wake: Notify::new(),
-        kill,
     });
     worker.register().await?;
     let shutdown = crate::startup::stop_signal()?;
@@ -198,6 +198,11 @@ impl Worker {
                         if event.event == "task_assigned" && self.assigned_to_me(&event.data) {
                             self.wake.notify_one();
                         }
+                        if event.event == "task_updated" {
+                            if let Some(task) = cancelled_task(&event.data) {
+                                self.cancel(task);
+                            }
+                        }
                     }
                     tracing::warn!("the event stream ended; reconnecting");
                 }
@@ -234,6 +239,10 @@ impl Worker {
             };
             if item["type"] == "task_assigned" {
                 self.clone().pick_up().await;
+            } else if item["type"] == "task_cancelled" {
+                if let Some(task) = item["taskId"].as_i64() {
+                    self.cancel(task);
+                }
             } else {
                 tracing::info!(item.id = id, item.kind = %item["type"], "inbox item");
             }
@@ -303,23 +312,34 @@ impl Worker {
             if self.stopping.get() || running.len() >= self.config.max_concurrent {
                 break;
             }
-            if running.insert(job.id) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = running.entry(job.id) {
+                let (stop, stopped) = watch::channel(false);
+                slot.insert(stop);
                 let limit = self
                     .config
                     .limit_for(&job.capability, task["timeout_seconds"].as_u64());
-                actix_web::rt::spawn(self.clone().work_on(job, limit));
+                actix_web::rt::spawn(self.clone().work_on(job, limit, stopped));
             }
         }
     }
 
-    async fn work_on(self: Rc<Self>, job: Job, limit: Duration) {
+    async fn work_on(self: Rc<Self>, job: Job, limit: Duration, stopped: watch::Receiver<bool>) {
         let id = job.id;
-        self.execute(job, limit).await;
+        self.execute(job, limit, stopped).await;
         self.running.borrow_mut().remove(&id);
+        self.cancelled.borrow_mut().remove(&id);
         self.wake.notify_one();
     }
 
-    async fn execute(&self, job: Job, limit: Duration) {
+    /// The hub cancelled `task` (or took it away): stop its process if it runs here.
+    fn cancel(&self, task: i64) {
+        if let Some(stop) = self.running.borrow().get(&task) {
+            self.cancelled.borrow_mut().insert(task);
+            let _ = stop.send(true);
+        }
+    }
+
+    async fn execute(&self, job: Job, limit: Duration, stopped: watch::Receiver<bool>) {
         let path = format!("/api/tasks/{}", job.id);
         if let Err(error) = self
             .hub
@@ -335,19 +355,27 @@ impl Worker {
             let streamer = async {
                 while let Some(chunk) = pending.recv().await {
                     let body = json!({ "chunk": chunk });
-                    if let Err(error) = self
+                    match self
                         .hub
                         .call(Method::POST, &format!("{path}/stream"), Some(&body))
                         .await
                     {
-                        tracing::warn!(task.id = job.id, %error, "a stream chunk was not accepted");
+                        Ok(_) => {}
+                        // The task moved on (cancelled, or no longer ours): stop working on it.
+                        Err(CallError::Refused(404 | 409, why)) => {
+                            tracing::warn!(task.id = job.id, %why, "the hub refused a chunk: stopping the task");
+                            self.cancel(job.id);
+                        }
+                        Err(error) => {
+                            tracing::warn!(task.id = job.id, %error, "a stream chunk was not accepted")
+                        }
                     }
                 }
             };
             let run = self
                 .config
                 .executor
-                .run(&job, limit, chunks, self.kill.subscribe());
+                .run(&job, limit, chunks, stopped.clone());
             // Every chunk is posted before the result is reported.
             let (result, ()) = tokio::join!(run, streamer);
             match result.ending {
@@ -358,6 +386,14 @@ impl Worker {
                             HubClient::report_body("done", Some(&result.stdout), None),
                         )
                         .await
+                }
+                Ending::Stopped if self.cancelled.borrow().contains(&job.id) => {
+                    // The hub ended the task: a report now would be refused as stale.
+                    tracing::info!(
+                        task.id = job.id,
+                        "cancelled by the hub: its processes were stopped"
+                    );
+                    return;
                 }
                 Ending::Stopped => {
                     let body = HubClient::report_body("queued", None, Some("worker_shutdown"));
@@ -450,7 +486,9 @@ impl Worker {
         }
         if !self.running.borrow().is_empty() {
             tracing::info!("grace period over: stopping the remaining tasks and handing them back");
-            let _ = self.kill.send(true);
+            for stop in self.running.borrow().values() {
+                let _ = stop.send(true);
+            }
             while !self.running.borrow().is_empty() {
                 actix_web::rt::time::sleep(Duration::from_millis(50)).await;
             }
@@ -494,6 +532,14 @@ impl Worker {
             }
         }
     }
+}
+
+/// The task a `task_updated` event's data says was cancelled, if it does.
+fn cancelled_task(data: &str) -> Option<i64> {
+    let task: Value = serde_json::from_str(data).ok()?;
+    (task["status"] == "cancelled")
+        .then(|| task["id"].as_i64())
+        .flatten()
 }
 
 /// Why an inbox pull gave no answer.

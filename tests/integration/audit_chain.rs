@@ -3,32 +3,11 @@
 //! and action, `?token=` for a download link), and `m3shd audit verify` catching an edit, a
 //! deletion and a reordering, in the database and in an export.
 
-use std::process::{Command, Stdio};
-
 use diesel::{Connection, RunQueryDsl};
 use serde_json::{json, Value};
 
-use crate::support::process::m3shd;
+use crate::support::process::{audit_verify as verify, m3shd};
 use crate::support::{TestHub, MASTER};
-
-/// `m3shd audit verify ARGS`: (succeeded, what it printed on either stream).
-async fn verify(args: &[&str]) -> (bool, String) {
-    let mut command: Command = m3shd();
-    command
-        .args(["audit", "verify"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let output = actix_web::rt::task::spawn_blocking(move || command.output().expect("m3shd runs"))
-        .await
-        .expect("the command ran");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
-}
 
 /// A hub with a dozen audited changes behind it.
 async fn busy_hub() -> TestHub {

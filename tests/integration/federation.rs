@@ -3,9 +3,7 @@
 use awc::http::Method;
 use serde_json::{json, Value};
 
-use crate::support::{TestHub, MASTER, SOON};
-
-const SHARED: &str = "shared-secret";
+use crate::support::{two_hubs, TestHub, MASTER, PEER_TOKEN as SHARED, SOON};
 
 /// A call from one hub to another, the way peers call: the shared token in a header.
 async fn as_peer(hub: &TestHub, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
@@ -29,27 +27,6 @@ async fn as_peer(hub: &TestHub, path: &str, token: &str, body: Option<Value>) ->
         response.status().as_u16(),
         serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     )
-}
-
-/// Hub A relays what it cannot serve; hub B has the only `gpu` agent. Each registers the other.
-async fn two_hubs() -> (TestHub, TestHub) {
-    let a = TestHub::spawn_with(|s| s.federation_relay = true).await;
-    let b = TestHub::spawn().await;
-    a.post(
-        "/api/admin/peers",
-        MASTER,
-        json!({ "name": "hub-b", "url": b.base, "token": SHARED }),
-    )
-    .await
-    .expect(201);
-    b.post(
-        "/api/admin/peers",
-        MASTER,
-        json!({ "name": "hub-a", "url": a.base, "token": SHARED }),
-    )
-    .await
-    .expect(201);
-    (a, b)
 }
 
 #[actix_web::test]

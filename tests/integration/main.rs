@@ -18,6 +18,7 @@ mod durability;
 mod federation;
 mod file_modes;
 mod guards;
+mod idempotency;
 mod layers;
 mod leases;
 mod managed_agents;

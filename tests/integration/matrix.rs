@@ -344,6 +344,7 @@ const TABLE: &[Row] = &[
         .body(r#"{"name": "pipe-{n}", "tasks": [{"title": "one", "prompt": "first", "assign_to": "mx-beta"}]}"#),
     row(GET,    "/api/pipelines",                          Perm("tasks:read"),        200),
     row(GET,    "/api/pipelines/{id}",                     Perm("tasks:read"),        200).fill(Pipeline).vis(Hidden("worker")),
+    row(POST,   "/api/pipelines/{id}/cancel",              Perm("tasks:update"),      200).fill(Pipeline).vis(Hidden("worker")),
     row(POST,   "/api/templates",                          Perm("admin:templates"),   201)
         .body(r#"{"name": "tpl-{n}", "title": "From a template", "prompt": "do it", "assign_to": "mx-beta"}"#),
     row(GET,    "/api/templates",                          AnyPermission(READS_TEMPLATES), 200),

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{Event, Sse, TestHub, MASTER, SOON};
+use awc::http::Method;
+
+use crate::support::{send_json, Event, Sse, TestHub, MASTER, SOON};
 
 /// The ids of a created pipeline's tasks, in pipeline order.
 fn member_ids(created: &Value) -> Vec<i64> {
@@ -1163,4 +1165,89 @@ async fn escalations_are_opened_listed_and_resolved_once() {
         .expect(200);
     assert_eq!(audit["entries"][0]["target"], format!("escalation:{id}"));
     assert_eq!(audit["entries"][0]["actor"], "op");
+}
+
+#[actix_web::test]
+async fn cancelling_a_pipeline_cancels_every_unfinished_member_and_tells_the_holder() {
+    let hub = TestHub::spawn().await;
+    let token = hub.token("p-holder", "worker").await;
+    let body = json!({ "name": "p-holder", "capabilities": ["research"], "max_concurrent": 2 });
+    hub.post("/api/agents/p-holder/register", &token, body)
+        .await
+        .expect(200);
+    let created = hub
+        .post(
+            "/api/pipelines",
+            MASTER,
+            json!({ "name": "to cancel", "tasks": [
+                { "title": "first", "prompt": "a" },
+                { "title": "second", "prompt": "b", "depends_on": 0 },
+                { "title": "third", "prompt": "c", "depends_on": 1 },
+            ] }),
+        )
+        .await
+        .expect(201);
+    let pipeline_id = created["pipeline_id"].as_i64().unwrap();
+    let ids = member_ids(&created);
+    assert!(reaches(&hub, ids[0], "assigned", None).await);
+    report(&hub, &token, ids[0], "running").await;
+
+    let answer = hub
+        .post(
+            &format!("/api/pipelines/{pipeline_id}/cancel"),
+            MASTER,
+            json!({}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(answer["cancelled"], json!(ids), "{answer}");
+    for id in &ids {
+        // Cancelled, not failed by a cancelled dependency on the way.
+        assert!(
+            reaches(&hub, *id, "cancelled", None).await,
+            "{}",
+            hub.task_status(*id).await
+        );
+    }
+    assert!(pipeline_reaches(&hub, pipeline_id, "cancelled").await);
+    // The holder of the running member finds the cancel in its inbox, after the assignment.
+    let bearer = format!("Bearer {token}");
+    let mut consumer = String::new();
+    let mut kinds = Vec::new();
+    for _ in 0..2 {
+        let mut headers = vec![("Authorization", bearer.as_str())];
+        if !consumer.is_empty() {
+            headers.push(("X-Consumer-Id", consumer.as_str()));
+        }
+        let (pulled, _) = send_json(
+            &hub.base,
+            Method::POST,
+            "/api/v1/runtime/inbox/next",
+            &headers,
+            Some(json!({})),
+            SOON,
+        )
+        .await;
+        let item = pulled.expect(200);
+        consumer = item["consumerId"].as_str().unwrap().to_string();
+        kinds.push(item["item"]["type"].clone());
+        let ack = format!("/api/v1/runtime/inbox/{}/ack", item["item"]["id"]);
+        let headers = [
+            ("Authorization", bearer.as_str()),
+            ("X-Consumer-Id", consumer.as_str()),
+        ];
+        send_json(&hub.base, Method::POST, &ack, &headers, None, SOON)
+            .await
+            .0
+            .expect(200);
+    }
+    assert_eq!(kinds, vec![json!("task_assigned"), json!("task_cancelled")]);
+    // A finished pipeline is not cancelled again.
+    hub.post(
+        &format!("/api/pipelines/{pipeline_id}/cancel"),
+        MASTER,
+        json!({}),
+    )
+    .await
+    .expect(409);
 }

@@ -463,3 +463,57 @@ async fn an_inbox_worker_pulls_its_work_and_a_second_one_fences_the_first_out() 
     let done = finished(&hub, id, Duration::from_secs(5)).await;
     assert_eq!(done["output"], "pulled by the second worker", "{done}");
 }
+
+#[actix_web::test]
+async fn cancelling_a_running_task_stops_its_whole_process_tree_at_once() {
+    let hub = TestHub::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    // "long" starts a child that would run for 1,000 s and waits for it; anything else ends.
+    let script = format!(
+        "read -r p; if [ \"$p\" = long ]; then sleep 1000 & echo $! >> {f}; echo $$ >> {f}; wait; else echo \"done $p\"; fi",
+        f = pids.display()
+    );
+    let _worker = Worker::start(&hub, "canceller", &script, &[]).await;
+    let id = hub.task(json!({ "title": "long", "prompt": "long" })).await["id"]
+        .as_i64()
+        .unwrap();
+    let started = hub
+        .eventually(Duration::from_secs(10), || async {
+            hub.task_status(id).await["status"] == "running"
+                && std::fs::read_to_string(&pids).is_ok_and(|p| p.lines().count() == 2)
+        })
+        .await;
+    assert!(started, "{}", hub.task_status(id).await);
+    let pids: Vec<String> = std::fs::read_to_string(&pids)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert!(
+        pids.iter().all(|p| alive(p)),
+        "both processes run: {pids:?}"
+    );
+
+    hub.put(
+        &format!("/api/tasks/{id}"),
+        MASTER,
+        json!({ "status": "cancelled" }),
+    )
+    .await
+    .expect(200);
+    let stopped = hub
+        .eventually(Duration::from_secs(4), || async {
+            pids.iter().all(|p| !alive(p))
+        })
+        .await;
+    assert!(stopped, "the shell and its child were stopped: {pids:?}");
+    assert_eq!(hub.task_status(id).await["status"], "cancelled");
+
+    // The worker goes on taking work.
+    let next = hub.task(json!({ "title": "next", "prompt": "next" })).await["id"]
+        .as_i64()
+        .unwrap();
+    let done = finished(&hub, next, Duration::from_secs(10)).await;
+    assert_eq!(done["output"], "done next\n", "{done}");
+}

@@ -228,9 +228,13 @@ impl TaskActor {
                     if let (Some(holder), Some(outcome)) = (&agent, outcome) {
                         reputation::record(conn, holder, &row.required_capability, outcome)?;
                     }
-                    // A task newly in an agent's hands lands in its inbox.
+                    // A task newly in an agent's hands lands in its inbox; so does the cancel
+                    // of one it held, so its process is stopped even without the stream.
                     if let Some(holder) = row.assigned_to.as_deref().filter(|h| row.status == "assigned" && agent.as_deref() != Some(*h)) {
                         inbox::deliver(conn, holder, InboxKind::Task, None, Some(id))?;
+                    }
+                    if let Some(holder) = agent.as_deref().filter(|_| row.status == "cancelled") {
+                        inbox::deliver(conn, holder, InboxKind::Cancel, None, Some(id))?;
                     }
                     if let Some((holder, extracted)) = remember {
                         remember_output(conn, &core, id, &holder, extracted)?;

@@ -285,6 +285,21 @@ impl TestHub {
     }
 }
 
+/// The token two test hubs share as peers.
+pub const PEER_TOKEN: &str = "shared-secret";
+
+/// Two hubs that know each other as peers (A calls B `hub-b`, B calls A `hub-a`): A relays
+/// what no agent of its own serves, B relays nothing.
+pub async fn two_hubs() -> (TestHub, TestHub) {
+    let a = TestHub::spawn_with(|s| s.federation_relay = true).await;
+    let b = TestHub::spawn().await;
+    for (hub, name, peer) in [(&a, "hub-b", &b), (&b, "hub-a", &a)] {
+        let body = json!({ "name": name, "url": peer.base, "token": PEER_TOKEN });
+        hub.post("/api/admin/peers", MASTER, body).await.expect(201);
+    }
+    (a, b)
+}
+
 /// One request to `base` + `path` with these headers and, if there is one, a JSON body
 /// (sent with `Content-Type: application/json`), on a client that waits at most
 /// `timeout`: the reply and the response's headers.
@@ -296,6 +311,28 @@ pub async fn send_json(
     body: Option<Value>,
     timeout: Duration,
 ) -> (Reply, HeaderMap) {
+    let mut headers = headers.to_vec();
+    if body.is_some() {
+        headers.push(("Content-Type", "application/json"));
+    }
+    let body = body.map(|body| body.to_string().into_bytes());
+    send_bytes(base, method, path, &headers, body, timeout)
+        .await
+        .expect("the hub answers")
+}
+
+/// One request to `base` + `path` with these headers and, if there is one, exactly these
+/// body bytes, on a client that waits at most `timeout`: the reply and the response's
+/// headers, or what went wrong when no whole answer came back (the hub was down, or died
+/// while answering).
+pub async fn send_bytes(
+    base: &str,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+    timeout: Duration,
+) -> Result<(Reply, HeaderMap), String> {
     let mut request = awc::Client::builder()
         .timeout(timeout)
         .finish()
@@ -304,21 +341,20 @@ pub async fn send_json(
         request = request.insert_header(header);
     }
     let mut response = match body {
-        Some(body) => {
-            request
-                .insert_header(("Content-Type", "application/json"))
-                .send_body(body.to_string())
-                .await
-        }
+        Some(bytes) => request.send_body(bytes).await,
         None => request.send().await,
     }
-    .expect("the hub answers");
-    let bytes = response.body().limit(16 * 1024 * 1024).await.expect("body");
+    .map_err(|e| format!("no answer: {e}"))?;
+    let bytes = response
+        .body()
+        .limit(16 * 1024 * 1024)
+        .await
+        .map_err(|e| format!("the body broke off: {e}"))?;
     let reply = Reply {
         status: response.status(),
         body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     };
-    (reply, response.headers().clone())
+    Ok((reply, response.headers().clone()))
 }
 
 /// Heartbeats for one agent every 200 ms until dropped: holds an agent online while a

@@ -179,6 +179,25 @@ pub async fn wait_exit(child: &mut Child, within: Duration) -> bool {
     matches!(child.try_wait(), Ok(Some(_)))
 }
 
+/// `m3shd audit verify ARGS`: (succeeded, what it printed on either stream).
+pub async fn audit_verify(args: &[&str]) -> (bool, String) {
+    let mut command: Command = m3shd();
+    command
+        .args(["audit", "verify"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let output = actix_web::rt::task::spawn_blocking(move || command.output().expect("m3shd runs"))
+        .await
+        .expect("the command ran");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
 /// `m3shd worker` for `name` against `hub` running `exec`, with the quick intervals the
 /// tests use (heartbeats and polls every second, 50 ms before a failed run is retried)
 /// and no output. Arguments added after these win.
