@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use super::auth::{Caller, MaybeCaller};
 use super::extract::{parse_json, Json, Keyed};
-use super::idempotency::Idempotent;
+use super::idempotency::{settle, Idempotent};
 use super::task_body::TaskBody;
 use crate::actors::dispatcher::{CheckAdmission, Crossing, Serves, SubmitTask};
 use crate::actors::task::CompleteRemotely;
@@ -308,48 +308,49 @@ pub async fn accept_task(
     let peer = authenticate(&hub.reads, &hub.core.vault, token_of(&req)).await?;
     let from = format!("peer:{}", peer.name);
     let idempotent = Idempotent::of(&hub, &from, "POST /api/federation/tasks", keyed.key);
-    if let Some(answer) = super::tasks::replayed(&hub, idempotent.as_ref()).await? {
-        return Ok(answer);
+    let answer = async {
+        let body: RelayedTask = parse_json(&keyed.body)?;
+        let hops = body.hop_count.unwrap_or(1).max(1);
+        let max = hub.core.settings.federation_max_hops;
+        if hops > max {
+            return Err(HubError::bad_request(format!(
+                "the task has crossed {hops} hubs; the limit is {max}"
+            )));
+        }
+        let mut task = body.task.into_row(&Principal::Master, &hub, "federation")?;
+        // A peer asks for work; it does not command this hub's agents (a pin is dropped) or
+        // jump its queue.
+        task.assign_to = None;
+        task.priority = task.priority.min(hub.core.settings.federation_max_priority);
+        task.created_by = from.clone();
+        task.hop_count = hops;
+        // Run here or relayed on (never straight back); either way the result goes back to
+        // `peer`, so both crossings are recorded.
+        let relay_key = idempotent.as_ref().map(Idempotent::relay_key);
+        let onward = relay_if_unserved(
+            &hub,
+            &mut task,
+            false,
+            Some(&peer.name),
+            relay_key.as_deref(),
+        )
+        .await?;
+        let inbound = Crossing::Inbound {
+            peer: peer.name.clone(),
+        };
+        let message = SubmitTask {
+            task,
+            depends_on: vec![],
+            actor: from,
+            delivery: None,
+            crossings: std::iter::once(inbound).chain(onward).collect(),
+            by_master: false,
+            also: None,
+        };
+        super::tasks::submit(&hub, message, idempotent.as_ref()).await
     }
-    let body: RelayedTask = parse_json(&keyed.body)?;
-    let hops = body.hop_count.unwrap_or(1).max(1);
-    let max = hub.core.settings.federation_max_hops;
-    if hops > max {
-        return Err(HubError::bad_request(format!(
-            "the task has crossed {hops} hubs; the limit is {max}"
-        )));
-    }
-    let mut task = body.task.into_row(&Principal::Master, &hub, "federation")?;
-    // A peer asks for work; it does not command this hub's agents (a pin is dropped) or
-    // jump its queue.
-    task.assign_to = None;
-    task.priority = task.priority.min(hub.core.settings.federation_max_priority);
-    task.created_by = from.clone();
-    task.hop_count = hops;
-    // Run here or relayed on (never straight back); either way the result goes back to
-    // `peer`, so both crossings are recorded.
-    let relay_key = idempotent.as_ref().map(Idempotent::relay_key);
-    let onward = relay_if_unserved(
-        &hub,
-        &mut task,
-        false,
-        Some(&peer.name),
-        relay_key.as_deref(),
-    )
-    .await?;
-    let inbound = Crossing::Inbound {
-        peer: peer.name.clone(),
-    };
-    let message = SubmitTask {
-        task,
-        depends_on: vec![],
-        actor: from,
-        delivery: None,
-        crossings: std::iter::once(inbound).chain(onward).collect(),
-        by_master: false,
-        also: None,
-    };
-    super::tasks::submit(&hub, message, idempotent).await
+    .await;
+    settle(&hub, idempotent.as_ref(), answer).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

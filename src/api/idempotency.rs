@@ -100,13 +100,22 @@ impl Idempotent {
             )?)
         }
     }
+}
 
-    /// After a create failed: the first answer, when a concurrent request with the same key
-    /// recorded one meanwhile (this one then lost the race at the key), else the error.
-    pub async fn or_replay(&self, hub: &Hub, error: HubError) -> Result<HttpResponse, HubError> {
-        match self.replay(hub).await? {
-            Some(answer) => Ok(answer),
+/// A keyed create's answer. A new key costs nothing beyond its record: the answer of one
+/// used before is looked up only when the create fails, which it does at the key (or on
+/// the way, when what it names changed since): then the recorded answer is given again
+/// for the same body, a 422 for another, and the create's own error when the key is new.
+pub async fn settle(
+    hub: &Hub,
+    idempotent: Option<&Idempotent>,
+    answer: Result<HttpResponse, HubError>,
+) -> Result<HttpResponse, HubError> {
+    match (answer, idempotent) {
+        (Err(error), Some(keyed)) => match keyed.replay(hub).await? {
+            Some(replayed) => Ok(replayed),
             None => Err(error),
-        }
+        },
+        (answer, _) => answer,
     }
 }

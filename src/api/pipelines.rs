@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
 use super::extract::{parse_json, Keyed, Query};
-use super::idempotency::Idempotent;
+use super::idempotency::{settle, Idempotent};
 use super::task_body::TaskBody;
 use super::{page_limit, page_offset};
 use crate::actors::dispatcher::{AfterPipeline, SubmitPipeline};
@@ -60,64 +60,60 @@ pub async fn create_pipeline(
 ) -> Result<HttpResponse, HubError> {
     caller.0.require("pipelines:create")?;
     let idempotent = Idempotent::of(&hub, &caller.0.label(), "POST /api/pipelines", keyed.key);
-    if let Some(answer) = super::tasks::replayed(&hub, idempotent.as_ref()).await? {
-        return Ok(answer);
+    let answer = async {
+        let body: PipelineBody = parse_json(&keyed.body)?;
+        let members = body
+            .tasks
+            .ok_or_else(|| HubError::bad_request("tasks is required"))?;
+        let depends_on = members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                parse_depends_on(m.depends_on.as_ref(), &format!("tasks[{i}].depends_on"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        check_pipeline(&depends_on)?;
+        let created_by = match &caller.0 {
+            Principal::Master => body
+                .created_by
+                .filter(|c| !c.trim_blank().is_empty())
+                .unwrap_or_else(|| "master".into()),
+            other => other.label(),
+        };
+        let mut rows = Vec::with_capacity(members.len());
+        for (index, member) in members.into_iter().enumerate() {
+            let mut row = member
+                .into_row(&caller.0, &hub, "pipeline")
+                .map_err(|e| in_member(index, e))?;
+            row.created_by = created_by.clone();
+            rows.push(row);
+        }
+        let also = idempotent.as_ref().map(|keyed| {
+            let (vault, deps) = (hub.core.vault.clone(), depends_on.clone());
+            let record = keyed.recorder(hub.core.vault.clone(), StatusCode::CREATED);
+            Box::new(
+                move |conn: &mut diesel::SqliteConnection,
+                      pipeline: &PipelineRow,
+                      rows: &[TaskRow]| {
+                    record(conn, &created(pipeline, rows, &deps, &vault))
+                },
+            ) as AfterPipeline
+        });
+        let message = SubmitPipeline {
+            name: body.name,
+            created_by,
+            tasks: rows,
+            depends_on: depends_on.clone(),
+            actor: caller.0.label(),
+            by_master: caller.0.is_master(),
+            also,
+        };
+        let (pipeline, rows) = hub.dispatcher.send(message).await??;
+        let answer = created(&pipeline, &rows, &depends_on, &hub.core.vault);
+        Ok(HttpResponse::Created().json(answer))
     }
-    let body: PipelineBody = parse_json(&keyed.body)?;
-    let members = body
-        .tasks
-        .ok_or_else(|| HubError::bad_request("tasks is required"))?;
-    let depends_on = members
-        .iter()
-        .enumerate()
-        .map(|(i, m)| parse_depends_on(m.depends_on.as_ref(), &format!("tasks[{i}].depends_on")))
-        .collect::<Result<Vec<_>, _>>()?;
-    check_pipeline(&depends_on)?;
-    let created_by = match &caller.0 {
-        Principal::Master => body
-            .created_by
-            .filter(|c| !c.trim_blank().is_empty())
-            .unwrap_or_else(|| "master".into()),
-        other => other.label(),
-    };
-    let mut rows = Vec::with_capacity(members.len());
-    for (index, member) in members.into_iter().enumerate() {
-        let mut row = member
-            .into_row(&caller.0, &hub, "pipeline")
-            .map_err(|e| in_member(index, e))?;
-        row.created_by = created_by.clone();
-        rows.push(row);
-    }
-    let also = idempotent.as_ref().map(|keyed| {
-        let (vault, deps) = (hub.core.vault.clone(), depends_on.clone());
-        let record = keyed.recorder(hub.core.vault.clone(), StatusCode::CREATED);
-        Box::new(
-            move |conn: &mut diesel::SqliteConnection, pipeline: &PipelineRow, rows: &[TaskRow]| {
-                record(conn, &created(pipeline, rows, &deps, &vault))
-            },
-        ) as AfterPipeline
-    });
-    let message = SubmitPipeline {
-        name: body.name,
-        created_by,
-        tasks: rows,
-        depends_on: depends_on.clone(),
-        actor: caller.0.label(),
-        by_master: caller.0.is_master(),
-        also,
-    };
-    match hub.dispatcher.send(message).await? {
-        Ok((pipeline, rows)) => Ok(HttpResponse::Created().json(created(
-            &pipeline,
-            &rows,
-            &depends_on,
-            &hub.core.vault,
-        ))),
-        Err(error) => match idempotent {
-            Some(keyed) => keyed.or_replay(&hub, error).await,
-            None => Err(error),
-        },
-    }
+    .await;
+    settle(&hub, idempotent.as_ref(), answer).await
 }
 
 /// A new pipeline as its create answers it: its id, name and members (dependencies by id).

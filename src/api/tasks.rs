@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::Caller;
 use super::delivery::deliver;
 use super::extract::{parse_json, ConsumerId, Json, Keyed, Query};
-use super::idempotency::Idempotent;
+use super::idempotency::{settle, Idempotent};
 use super::task_body::TaskBody;
 use super::{page_limit, page_offset};
 use crate::actors::dispatcher::SubmitTask;
@@ -171,73 +171,58 @@ pub async fn create_task(
 ) -> Result<HttpResponse, HubError> {
     caller.0.require("tasks:create")?;
     let idempotent = Idempotent::of(&hub, &caller.0.label(), "POST /api/tasks", keyed.key);
-    if let Some(answer) = replayed(&hub, idempotent.as_ref()).await? {
-        return Ok(answer);
-    }
-    let body: TaskBody = parse_json(&keyed.body)?;
-    let depends_on = parse_depends_on(body.depends_on.as_ref(), "depends_on")?;
-    let mut dependencies = Vec::with_capacity(depends_on.len());
-    for id in depends_on {
-        let id = i32::try_from(id).map_err(|_| HubError::not_found(format!("no task {id}")))?;
-        if !dependencies.contains(&id) {
-            dependencies.push(id);
+    let answer = async {
+        let body: TaskBody = parse_json(&keyed.body)?;
+        let depends_on = parse_depends_on(body.depends_on.as_ref(), "depends_on")?;
+        let mut dependencies = Vec::with_capacity(depends_on.len());
+        for id in depends_on {
+            let id = i32::try_from(id).map_err(|_| HubError::not_found(format!("no task {id}")))?;
+            if !dependencies.contains(&id) {
+                dependencies.push(id);
+            }
         }
+        check_visible(&hub, &caller.0, &dependencies).await?;
+        let mut task = body.into_row(&caller.0, &hub, "api")?;
+        let crossing = if dependencies.is_empty() {
+            let key = idempotent.as_ref().map(Idempotent::relay_key);
+            let by_master = caller.0.is_master();
+            super::federation::relay_if_unserved(&hub, &mut task, by_master, None, key.as_deref())
+                .await?
+        } else {
+            None
+        };
+        let message = SubmitTask {
+            task,
+            depends_on: dependencies,
+            actor: caller.0.label(),
+            delivery: None,
+            crossings: crossing.into_iter().collect(),
+            by_master: caller.0.is_master(),
+            also: None,
+        };
+        submit(&hub, message, idempotent.as_ref()).await
     }
-    check_visible(&hub, &caller.0, &dependencies).await?;
-    let mut task = body.into_row(&caller.0, &hub, "api")?;
-    let crossing = if dependencies.is_empty() {
-        let key = idempotent.as_ref().map(Idempotent::relay_key);
-        let by_master = caller.0.is_master();
-        super::federation::relay_if_unserved(&hub, &mut task, by_master, None, key.as_deref())
-            .await?
-    } else {
-        None
-    };
-    let message = SubmitTask {
-        task,
-        depends_on: dependencies,
-        actor: caller.0.label(),
-        delivery: None,
-        crossings: crossing.into_iter().collect(),
-        by_master: caller.0.is_master(),
-        also: None,
-    };
-    submit(&hub, message, idempotent).await
-}
-
-/// The answer of an idempotent create made before with the same key, if any.
-pub async fn replayed(
-    hub: &Hub,
-    idempotent: Option<&Idempotent>,
-) -> Result<Option<HttpResponse>, HubError> {
-    match idempotent {
-        Some(keyed) => keyed.replay(hub).await,
-        None => Ok(None),
-    }
+    .await;
+    settle(&hub, idempotent.as_ref(), answer).await
 }
 
 /// Submits one task and answers 201 with it. With an idempotency key, the key and that
-/// answer are recorded in the task's own transaction.
+/// answer are recorded in the task's own transaction (see [`settle`] for a repeat).
 pub async fn submit(
     hub: &Hub,
     mut message: SubmitTask,
-    idempotent: Option<Idempotent>,
+    idempotent: Option<&Idempotent>,
 ) -> Result<HttpResponse, HubError> {
     let dependencies = message.depends_on.clone();
-    if let Some(keyed) = &idempotent {
+    if let Some(keyed) = idempotent {
         let (vault, deps) = (hub.core.vault.clone(), dependencies.clone());
         let record = keyed.recorder(hub.core.vault.clone(), StatusCode::CREATED);
         message.also = Some(Box::new(move |conn, row: &TaskRow| {
             record(conn, &created(row, &vault, deps))
         }));
     }
-    match hub.dispatcher.send(message).await? {
-        Ok(row) => Ok(HttpResponse::Created().json(created(&row, &hub.core.vault, dependencies))),
-        Err(error) => match idempotent {
-            Some(keyed) => keyed.or_replay(hub, error).await,
-            None => Err(error),
-        },
-    }
+    let row = hub.dispatcher.send(message).await??;
+    Ok(HttpResponse::Created().json(created(&row, &hub.core.vault, dependencies)))
 }
 
 /// A new task as its create answers it.

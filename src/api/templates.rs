@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
 use super::extract::{optional_json, Json, Keyed, Query};
-use super::idempotency::Idempotent;
+use super::idempotency::{settle, Idempotent};
 use super::task_body::TaskBody;
 use super::{page_limit, page_offset};
 use crate::actors::dispatcher::SubmitTask;
@@ -296,32 +296,33 @@ pub async fn dispatch_template(
     caller.0.require("tasks:create")?;
     let route = format!("POST /api/templates/{}/dispatch", path.as_str());
     let idempotent = Idempotent::of(&hub, &caller.0.label(), &route, keyed.key);
-    if let Some(answer) = super::tasks::replayed(&hub, idempotent.as_ref()).await? {
-        return Ok(answer);
+    let answer = async {
+        let template = find_template(&hub, template_id(&path)?).await?;
+        let overrides: TaskBody = optional_json(&keyed.body)?;
+        let base = as_body(&template, &hub);
+        let merged = TaskBody {
+            title: overrides.title.or(base.title),
+            prompt: overrides.prompt.or(base.prompt),
+            required_capability: overrides.required_capability.or(base.required_capability),
+            assign_to: overrides.assign_to.or(base.assign_to),
+            priority: overrides.priority.or(base.priority),
+            urgency: overrides.urgency.or(base.urgency),
+            model: overrides.model.or(base.model),
+            ..overrides
+        };
+        let mut task = merged.into_row(&caller.0, &hub, "template")?;
+        task.template_id = Some(template.id);
+        let message = SubmitTask {
+            task,
+            depends_on: vec![],
+            actor: caller.0.label(),
+            delivery: None,
+            crossings: vec![],
+            by_master: caller.0.is_master(),
+            also: None,
+        };
+        super::tasks::submit(&hub, message, idempotent.as_ref()).await
     }
-    let template = find_template(&hub, template_id(&path)?).await?;
-    let overrides: TaskBody = optional_json(&keyed.body)?;
-    let base = as_body(&template, &hub);
-    let merged = TaskBody {
-        title: overrides.title.or(base.title),
-        prompt: overrides.prompt.or(base.prompt),
-        required_capability: overrides.required_capability.or(base.required_capability),
-        assign_to: overrides.assign_to.or(base.assign_to),
-        priority: overrides.priority.or(base.priority),
-        urgency: overrides.urgency.or(base.urgency),
-        model: overrides.model.or(base.model),
-        ..overrides
-    };
-    let mut task = merged.into_row(&caller.0, &hub, "template")?;
-    task.template_id = Some(template.id);
-    let message = SubmitTask {
-        task,
-        depends_on: vec![],
-        actor: caller.0.label(),
-        delivery: None,
-        crossings: vec![],
-        by_master: caller.0.is_master(),
-        also: None,
-    };
-    super::tasks::submit(&hub, message, idempotent).await
+    .await;
+    settle(&hub, idempotent.as_ref(), answer).await
 }
