@@ -85,12 +85,12 @@ impl FromRequest for Keyed {
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let key = match req.headers().get(IDEMPOTENCY_HEADER).map(|v| v.to_str()) {
+            // An empty header is no key, like none.
             None => Ok(None),
-            Some(Ok(key)) if (1..=255).contains(&key.trim().len()) => {
-                Ok(Some(key.trim().to_string()))
-            }
+            Some(Ok(key)) if key.trim().is_empty() => Ok(None),
+            Some(Ok(key)) if key.trim().len() <= 255 => Ok(Some(key.trim().to_string())),
             Some(_) => Err(HubError::bad_request(
-                "Idempotency-Key must be 1 to 255 visible ASCII characters",
+                "Idempotency-Key must be at most 255 visible ASCII characters",
             )),
         };
         let body = read_body(req, payload);

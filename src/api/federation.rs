@@ -294,7 +294,7 @@ pub struct RelayedTask {
     tag = "federation",
     security(("federation_token" = [])),
     request_body = RelayedTask,
-    params(("Idempotency-Key" = Option<String>, Header, description = "A relaying hub's key: a retried relay reaches the one task it made")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "A relaying hub's key: a retried relay reaches the one task it made", max_length = 255, pattern = r"^[\x20-\x7E]*$")),
     responses(
         (status = 201, description = "A task relayed by a peer", body = crate::views::TaskView),
         (status = 422, description = "The Idempotency-Key was already used with a different body", body = super::openapi::ErrorBody),

@@ -47,7 +47,7 @@ fn in_member(index: usize, error: HubError) -> HubError {
     path = "/api/pipelines",
     tag = "pipelines",
     request_body = PipelineBody,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats of this key (same caller, same route, within idempotency_retention_hours) answer the first response instead of creating again")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats of this key (same caller, same route, within idempotency_retention_hours) answer the first response instead of creating again", max_length = 255, pattern = r"^[\x20-\x7E]*$")),
     responses(
         (status = 201, description = "Create a pipeline (pipelines:create)", body = Object),
         (status = 422, description = "The Idempotency-Key was already used with a different body", body = super::openapi::ErrorBody),

@@ -158,7 +158,7 @@ pub(super) async fn visible_task(
     path = "/api/tasks",
     tag = "tasks",
     request_body = TaskBody,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats of this key (same caller, same route, within idempotency_retention_hours) answer the first response instead of creating again")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats of this key (same caller, same route, within idempotency_retention_hours) answer the first response instead of creating again", max_length = 255, pattern = r"^[\x20-\x7E]*$")),
     responses(
         (status = 201, description = "Create a task (tasks:create)", body = crate::views::TaskView),
         (status = 422, description = "The Idempotency-Key was already used with a different body", body = super::openapi::ErrorBody),

@@ -280,7 +280,7 @@ pub async fn delete_template(
     post,
     path = "/api/templates/{id}/dispatch",
     tag = "templates",
-    params(("id" = i64, Path, description = "The numeric id"), ("Idempotency-Key" = Option<String>, Header, description = "Repeats of this key (same caller, same route, within idempotency_retention_hours) answer the first response instead of creating again")),
+    params(("id" = i64, Path, description = "The numeric id"), ("Idempotency-Key" = Option<String>, Header, description = "Repeats of this key (same caller, same route, within idempotency_retention_hours) answer the first response instead of creating again", max_length = 255, pattern = r"^[\x20-\x7E]*$")),
     request_body = Option<TaskBody>,
     responses(
         (status = 201, description = "Create a task from a template (tasks:create)", body = crate::views::TaskView),
