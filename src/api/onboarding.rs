@@ -270,6 +270,12 @@ fn optional_text(
     text(field, value.filter(|v| !v.trim().is_empty()), max, false)
 }
 
+/// A code or credential as sent: only its absence is a 400; any other value is looked up
+/// (by its hash), and one that names nothing is that lookup's 404 or 401.
+fn presented(field: &str, value: Option<String>) -> Result<String, HubError> {
+    value.ok_or_else(|| HubError::bad_request(format!("{field} is required")))
+}
+
 fn required(field: &str, value: Option<String>, max: usize) -> Result<String, HubError> {
     text(field, value, max, false)?
         .ok_or_else(|| HubError::bad_request(format!("{field} is required")))
@@ -505,7 +511,7 @@ pub struct PollBody {
     )
 )]
 pub async fn poll(hub: web::Data<Hub>, body: Json<PollBody>) -> Result<HttpResponse, HubError> {
-    let device = required("deviceCode", body.0.device_code, 256)?;
+    let device = presented("deviceCode", body.0.device_code)?;
     let device_hash = hash_token(&device);
     let polled = hub
         .core
@@ -563,8 +569,8 @@ pub async fn finalize(
     body: Json<FinalizeBody>,
 ) -> Result<HttpResponse, HubError> {
     let body = body.0;
-    let verification = required("verificationCode", body.verification_code, 64)?;
-    let device = required("deviceCode", body.device_code, 256)?;
+    let verification = presented("verificationCode", body.verification_code)?;
+    let device = presented("deviceCode", body.device_code)?;
     let bind = body
         .bind_secret
         .filter(|s| !s.is_empty())
@@ -714,8 +720,8 @@ pub async fn recover(
     body: Json<RecoverBody>,
 ) -> Result<HttpResponse, HubError> {
     let body = body.0;
-    let agent_id = required("agentId", body.agent_id, 64)?;
-    let recovery = required("recoveryCredential", body.recovery_credential, 256)?;
+    let agent_id = presented("agentId", body.agent_id)?;
+    let recovery = presented("recoveryCredential", body.recovery_credential)?;
     let address = client::address(&req, &hub.core.settings);
     let attempt = hub
         .login_throttle
