@@ -84,11 +84,13 @@ impl FromRequest for Keyed {
     type Future = Pin<Box<dyn Future<Output = Result<Self, HubError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        // Printable ASCII and spaces only (a tab, say, is refused).
+        let visible = |key: &str| key.bytes().all(|b| (0x20..=0x7E).contains(&b));
         let key = match req.headers().get(IDEMPOTENCY_HEADER).map(|v| v.to_str()) {
             // An empty header is no key, like none.
             None => Ok(None),
-            Some(Ok(key)) if key.trim().is_empty() => Ok(None),
-            Some(Ok(key)) if key.trim().len() <= 255 => Ok(Some(key.trim().to_string())),
+            Some(Ok(key)) if visible(key) && key.trim().is_empty() => Ok(None),
+            Some(Ok(key)) if visible(key) && key.len() <= 255 => Ok(Some(key.trim().to_string())),
             Some(_) => Err(HubError::bad_request(
                 "Idempotency-Key must be at most 255 visible ASCII characters",
             )),
@@ -245,19 +247,14 @@ impl FromRequest for ConsumerId {
     type Future = std::future::Ready<Result<Self, HubError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let header = req
+        // Whatever it holds is compared with the live lease (anything else is stale); an
+        // empty header is no lease, like none.
+        let id = req
             .headers()
             .get(CONSUMER_HEADER)
-            .map(|v| v.to_str().map(|s| s.trim().to_string()));
-        std::future::ready(match header {
-            // An empty header is no lease, like none.
-            None => Ok(Self(None)),
-            Some(Ok(id)) if id.is_empty() => Ok(Self(None)),
-            Some(Ok(id)) if id.len() <= 128 => Ok(Self(Some(id))),
-            Some(_) => Err(HubError::bad_request(
-                "X-Consumer-Id must be the consumerId a pull answered",
-            )),
-        })
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string())
+            .filter(|id| !id.is_empty());
+        std::future::ready(Ok(Self(id)))
     }
 }
 
