@@ -181,18 +181,21 @@ impl Modify for AtLeastOne {
         }
         // Seed 004's `PUT /api/agents` must change something: one of these fields at least.
         if let Some(RefOr::T(Schema::AllOf(body))) = schemas.get_mut("NamedUpdateBody") {
+            // Present and not null: a null field changes nothing (the hub reads it as absent).
             let mut one_of_them = AnyOfBuilder::new();
-            for field in [
-                "role",
-                "status",
-                "last_activity",
-                "config",
-                "gateway_config",
-                "session_key",
-                "soul_content",
-                "capabilities",
+            for (field, kind) in [
+                ("role", Type::String),
+                ("status", Type::String),
+                ("last_activity", Type::String),
+                ("config", Type::Object),
+                ("gateway_config", Type::Object),
+                ("session_key", Type::String),
+                ("soul_content", Type::String),
+                ("capabilities", Type::Array),
             ] {
-                one_of_them = one_of_them.item(ObjectBuilder::new().required(field));
+                let set = ObjectBuilder::new().schema_type(kind);
+                one_of_them =
+                    one_of_them.item(ObjectBuilder::new().required(field).property(field, set));
             }
             body.items.push(one_of_them.into());
         }
