@@ -75,9 +75,7 @@ pub async fn pending_work(
         hub.core
             .db
             .write(move |conn| {
-                if let Some(fence) = &fence {
-                    consumers::check(conn, fence)?;
-                }
+                consumers::check(conn, fence.as_ref())?;
                 Ok(inbox::acknowledge(conn, &owner, &items)?)
             })
             .await?;

@@ -205,7 +205,7 @@ pub async fn ack_item(
         .core
         .db
         .write(move |conn| {
-            consumers::check(conn, &fence)?;
+            consumers::check(conn, Some(&fence))?;
             Ok(inbox::acknowledge_item(conn, &agent_id, item_id)?)
         })
         .await?
@@ -333,9 +333,7 @@ pub async fn patch_me(
         .core
         .db
         .write(move |conn| {
-            if let Some(fence) = &fence {
-                consumers::check(conn, fence)?;
-            }
+            consumers::check(conn, fence.as_ref())?;
             let changed: Option<AgentCredentialRow> =
                 diesel::update(agent_credentials::table.find(&id))
                     .set((

@@ -25,8 +25,12 @@ fn lease_of(conn: &mut SqliteConnection, agent_id: &str) -> QueryResult<Option<(
 }
 
 /// The fence of one write: 409 `stale consumer` unless it carries the live lease's id (or
-/// carries none while no lease is live).
-pub fn check(conn: &mut SqliteConnection, write: &ConsumerFence) -> Result<(), HubError> {
+/// carries none while no lease is live). A write that is not an agent's own (`None`:
+/// people, the master) is not fenced.
+pub fn check(conn: &mut SqliteConnection, write: Option<&ConsumerFence>) -> Result<(), HubError> {
+    let Some(write) = write else {
+        return Ok(());
+    };
     let lease = lease_of(conn, &write.agent_id)?;
     fence(
         lease.as_ref().map(|(id, live)| (id.as_str(), *live)),

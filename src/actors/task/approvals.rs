@@ -90,9 +90,7 @@ impl Handler<RequestApproval> for TaskActor {
         let db = self.core.db.clone();
         let write = async move {
             db.write(move |conn| {
-                if let Some(fence) = &fence {
-                    consumers::check(conn, fence)?;
-                }
+                consumers::check(conn, fence.as_ref())?;
                 let row = approvals::insert(conn, &new)?;
                 let detail = json!({ "approval": row.id, "tool": row.tool });
                 NewAuditRow::new(

@@ -353,9 +353,7 @@ impl Handler<AppendChunk> for TaskActor {
         let write = async move {
             core.db
                 .write(move |conn| {
-                    if let Some(fence) = &msg.fence {
-                        consumers::check(conn, fence)?;
-                    }
+                    consumers::check(conn, msg.fence.as_ref())?;
                     diesel::insert_into(task_stream_chunks::table).values(&row).execute(conn)?;
                     let detail = json!({ "seq": row.seq, "bytes": msg.chunk.len(), "sha256": fingerprint(&msg.chunk) });
                     NewAuditRow::new(&actor, "task.stream", format!("task:{}", row.task_id), Some(detail.clone())).append(conn)?;

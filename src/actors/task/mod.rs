@@ -206,9 +206,7 @@ impl TaskActor {
         let db = core.db.clone();
         let write = async move {
             db.write(move |conn| {
-                    if let Some(fence) = &fence {
-                        consumers::check(conn, fence)?;
-                    }
+                    consumers::check(conn, fence.as_ref())?;
                     let reports_usage = columns.cost_usd.is_some() || columns.tokens_in.is_some() || columns.tokens_out.is_some();
                     let before = if reports_usage { Some(usage_of(conn, id)?) } else { None };
                     let row = diesel::update(tasks::table.filter(tasks::id.eq(id)).filter(tasks::status.eq(expected)))
