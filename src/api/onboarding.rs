@@ -17,13 +17,11 @@ use super::extract::{text, Json};
 use crate::actors::agent::{AgentChange, UpdateAgent};
 use crate::actors::registry::CreateAgent;
 use crate::crypto::tokens::{
-    hash_token, new_secret, new_verification_code, random_hex, RECOVERY_CREDENTIAL_PREFIX,
-    REGISTRATION_TOKEN_PREFIX, RUNTIME_CREDENTIAL_PREFIX,
+    hash_token, new_secret, new_verification_code, random_hex, REGISTRATION_TOKEN_PREFIX,
 };
-use crate::db::models::{NewAgentRow, NewAuditRow, TokenRow};
 use crate::db::onboarding::{
-    self as store, Activation, AgentCredentialRow, NewPreregistration, NewRegistrationToken,
-    PreregistrationKey, PreregistrationRow, RegistrationTokenRow,
+    self as store, NewPreregistration, NewRegistrationToken, PreregistrationKey,
+    PreregistrationRow, RegistrationTokenRow,
 };
 use crate::domain::access::role_permissions;
 use crate::domain::agent::check_new_agent_id;
@@ -106,23 +104,7 @@ pub async fn issue_registration_token(
     let row = hub
         .core
         .db
-        .write(move |conn| {
-            use crate::db::schema::registration_tokens;
-            use diesel::prelude::*;
-            let row: RegistrationTokenRow = diesel::insert_into(registration_tokens::table)
-                .values(&new)
-                .returning(RegistrationTokenRow::as_returning())
-                .get_result(conn)?;
-            let detail = json!({ "role": row.role, "expires_at": row.expires_at });
-            NewAuditRow::new(
-                &row.created_by,
-                "registration_token.issue",
-                format!("registration:{}", row.id),
-                Some(detail),
-            )
-            .append(conn)?;
-            Ok(row)
-        })
+        .write(move |conn| Ok(store::issue_registration_token(conn, &new)?))
         .await?;
     let mut view = registration_token_view(&row);
     view["registrationToken"] = json!(raw);
@@ -140,16 +122,7 @@ pub async fn list_registration_tokens(
     caller: Caller,
 ) -> Result<HttpResponse, HubError> {
     caller.0.require(ADMIN_AGENTS)?;
-    let rows = crate::db::read(&hub.reads, |conn| {
-        use crate::db::schema::registration_tokens;
-        use diesel::prelude::*;
-        Ok(registration_tokens::table
-            .select(RegistrationTokenRow::as_select())
-            .order(registration_tokens::id.desc())
-            .limit(200)
-            .load(conn)?)
-    })
-    .await?;
+    let rows = crate::db::read(&hub.reads, |conn| Ok(store::registration_tokens(conn)?)).await?;
     let list: Vec<Value> = rows.iter().map(registration_token_view).collect();
     Ok(HttpResponse::Ok().json(json!({ "registrationTokens": list })))
 }
@@ -177,36 +150,7 @@ pub async fn revoke_registration_token(
     let by = caller.0.label();
     hub.core
         .db
-        .write(move |conn| {
-            use crate::db::schema::registration_tokens;
-            use diesel::prelude::*;
-            let row: RegistrationTokenRow = registration_tokens::table
-                .find(id)
-                .select(RegistrationTokenRow::as_select())
-                .first(conn)
-                .optional()?
-                .ok_or_else(|| HubError::not_found(format!("no registration token {id}")))?;
-            match row.status(&now_iso()) {
-                "used" | "revoked" => {
-                    return Err(HubError::conflict(format!(
-                        "registration token {id} is already {}",
-                        row.status(&now_iso())
-                    )))
-                }
-                _ => {}
-            }
-            diesel::update(registration_tokens::table.find(id))
-                .set(registration_tokens::revoked_at.eq(now_iso()))
-                .execute(conn)?;
-            NewAuditRow::new(
-                &by,
-                "registration_token.revoke",
-                format!("registration:{id}"),
-                None,
-            )
-            .append(conn)?;
-            Ok(())
-        })
+        .write(move |conn| store::revoke_registration_token(conn, id, &by))
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -392,30 +336,8 @@ pub async fn list_preregistrations(
     caller: Caller,
 ) -> Result<HttpResponse, HubError> {
     caller.0.require(ADMIN_AGENTS)?;
-    let today = now_iso();
-    let (pending, others) = crate::db::read(&hub.reads, move |conn| {
-        use crate::db::schema::agent_preregistrations as p;
-        use diesel::prelude::*;
-        let pending: Vec<PreregistrationRow> = p::table
-            .filter(p::status.eq("pending"))
-            .filter(p::expires_at.gt(&today))
-            .select(PreregistrationRow::as_select())
-            .order(p::id.asc())
-            .load(conn)?;
-        let others: Vec<PreregistrationRow> = p::table
-            .filter(p::status.ne("pending").or(p::expires_at.le(&today)))
-            .select(PreregistrationRow::as_select())
-            .order(p::id.desc())
-            .limit(100)
-            .load(conn)?;
-        Ok((pending, others))
-    })
-    .await?;
-    let list: Vec<Value> = pending
-        .iter()
-        .chain(&others)
-        .map(preregistration_view)
-        .collect();
+    let rows = crate::db::read(&hub.reads, |conn| Ok(store::preregistrations(conn)?)).await?;
+    let list: Vec<Value> = rows.iter().map(preregistration_view).collect();
     Ok(HttpResponse::Ok().json(json!({ "preregistrations": list })))
 }
 
@@ -587,68 +509,13 @@ pub async fn finalize(
     .await?;
     // Checked again inside the write, which a second finalize may race.
     store::check_finalizable(&row, &bind)?;
-    let skills: Vec<String> = serde_json::from_str(&row.requested_skills).unwrap_or_default();
-    let granted: Vec<String> = serde_json::from_str(&token.capabilities).unwrap_or_default();
-    let capabilities = if granted.is_empty() {
-        skills.clone()
-    } else {
-        granted
-    };
-    let permissions = role_permissions(&token.role).unwrap_or_default();
-    let runtime = new_secret(RUNTIME_CREDENTIAL_PREFIX);
-    let recovery = new_secret(RECOVERY_CREDENTIAL_PREFIX);
-    let now = now_iso();
-    let agent_id = row.requested_name.clone();
-    let runtime_row = TokenRow {
-        hash: hash_token(&runtime),
-        agent_id: agent_id.clone(),
-        name: "runtime credential".into(),
-        role: Some(token.role.clone()),
-        permissions: json!(permissions).to_string(),
-        created_at: now.clone(),
-        created_by: format!("preregistration:{}", row.id),
-        revoked_at: None,
-        revoked_by: None,
-    };
-    let activation = Activation {
-        preregistration_id: row.id,
-        bind_secret: bind,
-        runtime: runtime_row.clone(),
-        credentials: AgentCredentialRow {
-            agent_id: agent_id.clone(),
-            runtime_hash: runtime_row.hash.clone(),
-            recovery_hash: hash_token(&recovery),
-            credential_version: 1,
-            runtime_type: row.requested_runtime_type.clone(),
-            category: row.requested_category.clone(),
-            display_name: None,
-            description: None,
-            skills: row.requested_skills.clone(),
-            created_at: now.clone(),
-            updated_at: now.clone(),
-        },
-    };
-    let agent = NewAgentRow {
-        agent_id: agent_id.clone(),
-        name: agent_id.clone(),
-        machine: None,
-        capabilities: json!(capabilities).to_string(),
-        excluded: "[]".into(),
-        max_concurrent: 1,
-        status: "offline".into(),
-        role: row.requested_category.clone(),
-        soul_content: None,
-        config: json!({ "runtimeType": row.requested_runtime_type }).to_string(),
-        last_heartbeat: None,
-        registered_at: now.clone(),
-        updated_at: now,
-        session_key: None,
-        operator_status: None,
-        last_activity: None,
-    };
+    let prepared = store::prepare_activation(&row, &token, bind);
+    let runtime_row = prepared.activation.runtime.clone();
+    let agent_id = prepared.agent.agent_id.clone();
+    let activation = prepared.activation;
     hub.registry
         .send(CreateAgent {
-            row: agent,
+            row: prepared.agent,
             by: format!("preregistration:{}", row.id),
             detail: json!({ "onboarding": row.id }),
             also: Some(Box::new(move |conn| store::activate(conn, activation))),
@@ -663,8 +530,8 @@ pub async fn finalize(
         .publish(HubEvent::new("preregistration_decided", view, owners()));
     Ok(HttpResponse::Created().json(json!({
         "agentId": agent_id,
-        "runtimeCredential": runtime,
-        "runtimeRecoveryCredential": recovery,
+        "runtimeCredential": prepared.runtime,
+        "runtimeRecoveryCredential": prepared.recovery,
         "credentialVersion": 1,
         "role": token.role,
     })))

@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
-use diesel::prelude::*;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -15,12 +14,10 @@ use super::agents::{agent_view, capability_list, named_agent};
 use super::auth::Caller;
 use super::extract::{optional_json, text, ConsumerId, Query};
 use crate::db::inbox::{self, InboxItemRow, InboxKind};
-use crate::db::models::{MessageRow, NewAuditRow};
-use crate::db::onboarding::AgentCredentialRow;
-use crate::db::schema::agent_credentials;
+use crate::db::models::MessageRow;
+use crate::db::onboarding::{self as store, AgentCredentialRow, Description};
 use crate::db::{consumers, inbox as inbox_db};
 use crate::domain::access::Principal;
-use crate::domain::now_iso;
 use crate::domain::onboarding::ConsumerFence;
 use crate::error::HubError;
 use crate::startup::Hub;
@@ -267,11 +264,7 @@ pub async fn get_me(hub: web::Data<Hub>, caller: Caller) -> Result<HttpResponse,
     let agent_id = own_agent(&caller.0)?;
     let id = agent_id.clone();
     let row = crate::db::read(&hub.reads, move |conn| {
-        Ok(agent_credentials::table
-            .find(&id)
-            .select(AgentCredentialRow::as_select())
-            .first(conn)
-            .optional()?)
+        Ok(store::credentials_of(conn, &id)?)
     })
     .await?
     .ok_or_else(|| not_onboarded(&agent_id))?;
@@ -318,15 +311,18 @@ pub async fn patch_me(
     }
     let body: MeBody = serde_json::from_value(Value::Object(fields))
         .map_err(|e| HubError::bad_request(format!("invalid body: {e}")))?;
-    let description = text("description", body.description, 2000, true)?;
-    // A blank display name clears it.
-    let display_name = text("displayName", body.display_name, 128, true)?
-        .map(|n| Some(n.trim().to_string()).filter(|n| !n.is_empty()));
-    let skills = body
-        .skills
-        .map(|s| capability_list("skills", s))
-        .transpose()?
-        .map(|s| json!(s).to_string());
+    let change = Description {
+        description: text("description", body.description, 2000, true)?.map(Some),
+        // A blank display name clears it.
+        display_name: text("displayName", body.display_name, 128, true)?
+            .map(|n| Some(n.trim().to_string()).filter(|n| !n.is_empty())),
+        skills: body
+            .skills
+            .map(|s| capability_list("skills", s))
+            .transpose()?
+            .map(|s| json!(s).to_string()),
+        ..Description::default()
+    };
     let fence = caller.0.fence(consumer.0);
     let id = agent_id.clone();
     let row = hub
@@ -334,20 +330,7 @@ pub async fn patch_me(
         .db
         .write(move |conn| {
             consumers::check(conn, fence.as_ref())?;
-            let changed: Option<AgentCredentialRow> =
-                diesel::update(agent_credentials::table.find(&id))
-                    .set((
-                        description.map(|d| agent_credentials::description.eq(Some(d))),
-                        display_name.map(|n| agent_credentials::display_name.eq(n)),
-                        skills.map(|s| agent_credentials::skills.eq(s)),
-                        agent_credentials::updated_at.eq(now_iso()),
-                    ))
-                    .returning(AgentCredentialRow::as_returning())
-                    .get_result(conn)
-                    .optional()?;
-            let row = changed.ok_or_else(|| not_onboarded(&id))?;
-            NewAuditRow::new(&id, "agent.describe", format!("agent:{id}"), None).append(conn)?;
-            Ok(row)
+            store::describe(conn, &id, change)?.ok_or_else(|| not_onboarded(&id))
         })
         .await?;
     Ok(HttpResponse::Ok().json(me_view(&row, state_of(&hub, &agent_id).await?)))

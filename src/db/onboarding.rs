@@ -8,9 +8,12 @@ use diesel::prelude::*;
 use diesel::sqlite::SqliteConnection;
 use serde_json::json;
 
-use super::models::{NewAuditRow, TokenRow};
+use super::models::{NewAgentRow, NewAuditRow, TokenRow};
 use super::schema::{agent_credentials, agent_preregistrations, registration_tokens, tokens};
-use crate::crypto::tokens::{hash_token, new_secret, RUNTIME_CREDENTIAL_PREFIX};
+use crate::crypto::tokens::{
+    hash_token, new_secret, RECOVERY_CREDENTIAL_PREFIX, RUNTIME_CREDENTIAL_PREFIX,
+};
+use crate::domain::access::role_permissions;
 use crate::domain::onboarding::{bind_matches, poll_pace, PreregistrationStatus};
 use crate::domain::{iso, now_iso};
 use crate::error::HubError;
@@ -125,6 +128,139 @@ pub struct AgentCredentialRow {
     pub skills: String,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// Stores a new registration token with its audit row.
+pub fn issue_registration_token(
+    conn: &mut SqliteConnection,
+    new: &NewRegistrationToken,
+) -> QueryResult<RegistrationTokenRow> {
+    let row: RegistrationTokenRow = diesel::insert_into(registration_tokens::table)
+        .values(new)
+        .returning(RegistrationTokenRow::as_returning())
+        .get_result(conn)?;
+    let detail = json!({ "role": row.role, "expires_at": row.expires_at });
+    NewAuditRow::new(
+        &row.created_by,
+        "registration_token.issue",
+        format!("registration:{}", row.id),
+        Some(detail),
+    )
+    .append(conn)?;
+    Ok(row)
+}
+
+/// The 200 newest registration tokens.
+pub fn registration_tokens(conn: &mut SqliteConnection) -> QueryResult<Vec<RegistrationTokenRow>> {
+    registration_tokens::table
+        .select(RegistrationTokenRow::as_select())
+        .order(registration_tokens::id.desc())
+        .limit(200)
+        .load(conn)
+}
+
+/// Revokes a registration token not yet used or revoked (404 unknown, 409 otherwise).
+pub fn revoke_registration_token(
+    conn: &mut SqliteConnection,
+    id: i32,
+    by: &str,
+) -> Result<(), HubError> {
+    let row = registration_token(conn, id)
+        .optional()?
+        .ok_or_else(|| HubError::not_found(format!("no registration token {id}")))?;
+    let now = now_iso();
+    if let status @ ("used" | "revoked") = row.status(&now) {
+        return Err(HubError::conflict(format!(
+            "registration token {id} is already {status}"
+        )));
+    }
+    diesel::update(registration_tokens::table.find(id))
+        .set(registration_tokens::revoked_at.eq(&now))
+        .execute(conn)?;
+    NewAuditRow::new(
+        by,
+        "registration_token.revoke",
+        format!("registration:{id}"),
+        None,
+    )
+    .append(conn)?;
+    Ok(())
+}
+
+/// Every pending preregistration (oldest first), then the 100 newest others.
+pub fn preregistrations(conn: &mut SqliteConnection) -> QueryResult<Vec<PreregistrationRow>> {
+    use agent_preregistrations as p;
+    let now = now_iso();
+    let mut list: Vec<PreregistrationRow> = p::table
+        .filter(p::status.eq(PreregistrationStatus::Pending.as_str()))
+        .filter(p::expires_at.gt(&now))
+        .select(PreregistrationRow::as_select())
+        .order(p::id.asc())
+        .load(conn)?;
+    let others: Vec<PreregistrationRow> = p::table
+        .filter(
+            p::status
+                .ne(PreregistrationStatus::Pending.as_str())
+                .or(p::expires_at.le(&now)),
+        )
+        .select(PreregistrationRow::as_select())
+        .order(p::id.desc())
+        .limit(100)
+        .load(conn)?;
+    list.extend(others);
+    Ok(list)
+}
+
+/// The seed 002 identity of an agent, if it joined by onboarding.
+pub fn credentials_of(
+    conn: &mut SqliteConnection,
+    agent_id: &str,
+) -> QueryResult<Option<AgentCredentialRow>> {
+    agent_credentials::table
+        .find(agent_id)
+        .select(AgentCredentialRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// What an agent changes of its own description; `None` leaves a field as it is.
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = agent_credentials)]
+pub struct Description {
+    pub description: Option<Option<String>>,
+    pub display_name: Option<Option<String>>,
+    /// JSON array.
+    pub skills: Option<String>,
+    pub updated_at: Option<String>,
+}
+
+/// Applies an agent's change of its own description, with its audit row; `None` for an
+/// agent that did not join by onboarding.
+pub fn describe(
+    conn: &mut SqliteConnection,
+    agent_id: &str,
+    change: Description,
+) -> QueryResult<Option<AgentCredentialRow>> {
+    let change = Description {
+        updated_at: Some(now_iso()),
+        ..change
+    };
+    let Some(row) = diesel::update(agent_credentials::table.find(agent_id))
+        .set(&change)
+        .returning(AgentCredentialRow::as_returning())
+        .get_result(conn)
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    NewAuditRow::new(
+        agent_id,
+        "agent.describe",
+        format!("agent:{agent_id}"),
+        None,
+    )
+    .append(conn)?;
+    Ok(Some(row))
 }
 
 /// How a path names a preregistration: its verification code (hashed for the lookup) or,
@@ -391,6 +527,117 @@ pub struct Activation {
     pub credentials: AgentCredentialRow,
 }
 
+/// A finalize made ready: the new agent's row, what its transaction also stores, and the
+/// two credentials shown once.
+pub struct Prepared {
+    pub agent: NewAgentRow,
+    pub activation: Activation,
+    pub runtime: String,
+    pub recovery: String,
+}
+
+/// Prepares the finalize of an approved `row`, admitted by `token`. The agent takes its
+/// requested name as its agent_id, the token's capabilities (or, with none, the skills it
+/// asked for) and the token's role for its runtime credential.
+pub fn prepare_activation(
+    row: &PreregistrationRow,
+    token: &RegistrationTokenRow,
+    bind_secret: String,
+) -> Prepared {
+    let granted: Vec<String> = serde_json::from_str(&token.capabilities).unwrap_or_default();
+    let capabilities = if granted.is_empty() {
+        serde_json::from_str(&row.requested_skills).unwrap_or_default()
+    } else {
+        granted
+    };
+    let permissions = role_permissions(&token.role).unwrap_or_default();
+    let by = format!("preregistration:{}", row.id);
+    let agent_id = row.requested_name.clone();
+    let (runtime, runtime_row) = runtime_token(
+        &agent_id,
+        Some(token.role.clone()),
+        json!(permissions).to_string(),
+        &by,
+    );
+    let recovery = new_secret(RECOVERY_CREDENTIAL_PREFIX);
+    let now = now_iso();
+    let credentials = AgentCredentialRow {
+        agent_id: agent_id.clone(),
+        runtime_hash: runtime_row.hash.clone(),
+        recovery_hash: hash_token(&recovery),
+        credential_version: 1,
+        runtime_type: row.requested_runtime_type.clone(),
+        category: row.requested_category.clone(),
+        display_name: None,
+        description: None,
+        skills: row.requested_skills.clone(),
+        created_at: now.clone(),
+        updated_at: now.clone(),
+    };
+    let agent = NewAgentRow {
+        agent_id: agent_id.clone(),
+        name: agent_id,
+        machine: None,
+        capabilities: json!(capabilities).to_string(),
+        excluded: "[]".into(),
+        max_concurrent: 1,
+        status: "offline".into(),
+        role: row.requested_category.clone(),
+        soul_content: None,
+        config: json!({ "runtimeType": row.requested_runtime_type }).to_string(),
+        last_heartbeat: None,
+        registered_at: now.clone(),
+        updated_at: now,
+        session_key: None,
+        operator_status: None,
+        last_activity: None,
+    };
+    Prepared {
+        agent,
+        activation: Activation {
+            preregistration_id: row.id,
+            bind_secret,
+            runtime: runtime_row,
+            credentials,
+        },
+        runtime,
+        recovery,
+    }
+}
+
+/// A new runtime credential for `agent_id` and its `tokens` row.
+fn runtime_token(
+    agent_id: &str,
+    role: Option<String>,
+    permissions: String,
+    by: &str,
+) -> (String, TokenRow) {
+    let raw = new_secret(RUNTIME_CREDENTIAL_PREFIX);
+    let row = TokenRow {
+        hash: hash_token(&raw),
+        agent_id: agent_id.to_string(),
+        name: "runtime credential".into(),
+        role,
+        permissions,
+        created_at: now_iso(),
+        created_by: by.to_string(),
+        revoked_at: None,
+        revoked_by: None,
+    };
+    (raw, row)
+}
+
+/// Revokes the token whose hash is `hash`, if it is still active.
+fn revoke_token(conn: &mut SqliteConnection, hash: &str, by: &str) -> QueryResult<usize> {
+    diesel::update(
+        tokens::table
+            .find(hash)
+            .filter(tokens::revoked_at.is_null()),
+    )
+    .set((tokens::revoked_at.eq(now_iso()), tokens::revoked_by.eq(by)))
+    .execute(conn)
+}
+
 /// Finalizes a preregistration inside the transaction that creates its agent: checks it
 /// again (a second finalize racing this one finds it activated), then stores the runtime
 /// credential and the agent's seed 002 identity.
@@ -434,13 +681,7 @@ pub fn forget(
         .get_result(conn)
         .optional()?;
     if let Some(hash) = &runtime {
-        diesel::update(
-            tokens::table
-                .find(hash)
-                .filter(tokens::revoked_at.is_null()),
-        )
-        .set((tokens::revoked_at.eq(now_iso()), tokens::revoked_by.eq(by)))
-        .execute(conn)?;
+        revoke_token(conn, hash, by)?;
     }
     Ok(runtime)
 }
@@ -463,12 +704,7 @@ pub fn rotate_runtime(
     recovery: Option<&str>,
 ) -> Result<Rotated, HubError> {
     let refused = || HubError::unauthorized("invalid agentId or recoveryCredential");
-    let credentials: Option<AgentCredentialRow> = agent_credentials::table
-        .find(agent_id)
-        .select(AgentCredentialRow::as_select())
-        .first(conn)
-        .optional()?;
-    let credentials = match (credentials, recovery) {
+    let credentials = match (credentials_of(conn, agent_id)?, recovery) {
         (Some(found), Some(raw)) => {
             let sent = crate::crypto::tokens::token_digest(raw);
             let stored: [u8; 32] = hex::decode(&found.recovery_hash)
@@ -488,39 +724,21 @@ pub fn rotate_runtime(
             )))
         }
     };
-    let now = now_iso();
     let old: Option<TokenRow> = tokens::table
         .find(&credentials.runtime_hash)
         .select(TokenRow::as_select())
         .first(conn)
         .optional()?;
-    diesel::update(
-        tokens::table
-            .find(&credentials.runtime_hash)
-            .filter(tokens::revoked_at.is_null()),
-    )
-    .set((tokens::revoked_at.eq(&now), tokens::revoked_by.eq(by)))
-    .execute(conn)?;
-    let raw = new_secret(RUNTIME_CREDENTIAL_PREFIX);
-    let row = TokenRow {
-        hash: hash_token(&raw),
-        agent_id: agent_id.to_string(),
-        name: "runtime credential".into(),
-        role: old
-            .as_ref()
-            .map_or(Some("worker".into()), |o| o.role.clone()),
-        permissions: old.map_or_else(
-            || {
-                json!(crate::domain::access::role_permissions("worker").unwrap_or_default())
-                    .to_string()
-            },
-            |o| o.permissions,
-        ),
-        created_at: now.clone(),
-        created_by: by.to_string(),
-        revoked_at: None,
-        revoked_by: None,
+    revoke_token(conn, &credentials.runtime_hash, by)?;
+    // The new credential holds what the old one held.
+    let (role, permissions) = match old {
+        Some(old) => (old.role, old.permissions),
+        None => {
+            let worker = role_permissions("worker").unwrap_or_default();
+            (Some("worker".into()), json!(worker).to_string())
+        }
     };
+    let (raw, row) = runtime_token(agent_id, role, permissions, by);
     diesel::insert_into(tokens::table)
         .values(&row)
         .execute(conn)?;
@@ -529,7 +747,7 @@ pub fn rotate_runtime(
         .set((
             agent_credentials::runtime_hash.eq(&row.hash),
             agent_credentials::credential_version.eq(version),
-            agent_credentials::updated_at.eq(&now),
+            agent_credentials::updated_at.eq(now_iso()),
         ))
         .execute(conn)?;
     let detail = json!({ "credential_version": version, "recovered": recovery.is_some() });
