@@ -148,6 +148,34 @@ test("a pipeline's DAG colours change as its members finish", async () => {
   await finish(page, 'pipeline-dag');
 });
 
+test('cancelling a pipeline from its page cancels every unfinished member, live', async () => {
+  const created = await hub.api('/api/pipelines', {
+    method: 'POST',
+    body: {
+      name: 'to cancel',
+      tasks: [
+        { title: 'first', prompt: 'a', required_capability: 'nobody-serves-this' },
+        { title: 'second', prompt: 'b', required_capability: 'nobody-serves-this', depends_on: 0 },
+      ],
+    },
+  });
+  const ids = created.tasks.map((t) => t.id);
+  const page = await open(browser, hub);
+  await signInWithToken(page, MASTER);
+  await page.goto(`${hub.base}/#/pipelines/${created.pipeline_id}`);
+  await page.locator('.connection.c-live').waitFor();
+  page.once('dialog', (dialog) => dialog.accept());
+  await page.getByRole('button', { name: 'Cancel pipeline' }).click();
+  for (const id of ids) {
+    await page.waitForFunction((task) => document.querySelector(`[data-testid="dag"] [data-task="${task}"]`)?.getAttribute('data-status') === 'cancelled', id);
+  }
+  await page.getByTestId('pipeline-status').getByText('cancelled').waitFor();
+  const shown = await hub.api(`/api/pipelines/${created.pipeline_id}`);
+  assert.equal(shown.status, 'cancelled');
+  assert.equal(await page.getByRole('button', { name: 'Cancel pipeline' }).count(), 0, 'a finished pipeline has no cancel button');
+  await finish(page, 'pipeline-cancel');
+});
+
 test('after the hub restarts the page reconnects and shows what changed meanwhile', async (t) => {
   const page = await open(browser, hub);
   await explained(page, 'reconnected', async () => {

@@ -3,7 +3,8 @@
 
 import { html, useState } from './preact-htm.js';
 import { api } from './api.js';
-import { Ago, Status, Pager, ErrorNote, useLoad, useEvents, useThrottled } from './parts.js';
+import { store, can } from './live.js';
+import { Ago, Status, Pager, ErrorNote, Action, useLoad, useEvents, useThrottled } from './parts.js';
 
 const PAGE = 50;
 const TASK_EVENTS = ['task_queued', 'task_assigned', 'task_updated'];
@@ -93,6 +94,22 @@ function Graph({ members }) {
   </svg>`;
 }
 
+/** Cancels every unfinished member (dependents first): its creator, or someone overseeing
+ * the mesh, with tasks:update. Members' events then update the graph. */
+function CancelPipeline({ pipeline, onCancelled }) {
+  const me = store.me;
+  const may = can('tasks:update') && pipeline.status === 'running'
+    && (me.kind !== 'token' || pipeline.created_by === me.name);
+  if (!may) return null;
+  const cancel = async () => {
+    await api(`/api/pipelines/${pipeline.id}/cancel`, { method: 'POST' });
+    onCancelled();
+  };
+  return html`<div class="controls">
+    <${Action} label="Cancel pipeline" className="danger" confirm=${`Cancel every unfinished task of pipeline ${pipeline.id}?`} run=${cancel} />
+  </div>`;
+}
+
 export function PipelinePage({ id }) {
   const pipeline = useLoad(() => api(`/api/pipelines/${encodeURIComponent(id)}`), [id]);
   useEvents(TASK_EVENTS, (event) => {
@@ -117,6 +134,7 @@ export function PipelinePage({ id }) {
       <h1 id="pipeline-title">Pipeline ${p.id}: ${p.name}</h1>
       <span data-testid="pipeline-status"><${Status} value=${p.status} /></span>
     </div>
+    <${CancelPipeline} pipeline=${p} onCancelled=${() => pipeline.reload()} />
     <p class="muted">${p.count} tasks, created by ${p.created_by} <${Ago} at=${p.created_at} />.</p>
     <div class="dag-frame" tabindex="0" aria-label="The dependency graph (scrolls)"><${Graph} members=${p.tasks} /></div>
     <ul class="plain legend-list">
