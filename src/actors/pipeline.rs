@@ -4,7 +4,7 @@
 //! `done`, which cascades as they fail in turn. When every member is finished it records
 //! the pipeline's outcome and stops.
 //!
-//! Handles: [`MemberFinished`].
+//! Handles: [`MemberFinished`], [`CancelPipeline`].
 
 use std::collections::HashMap;
 
@@ -13,14 +13,16 @@ use diesel::prelude::*;
 use serde_json::json;
 
 use super::registry::{ChildStopped, Directory, Registry};
-use super::task::{FailDependency, Release};
+use super::task::{FailDependency, Release, Report, ReportBody};
 use super::Core;
 use crate::db::models::NewAuditRow;
 use crate::db::schema::pipelines;
+use crate::domain::access::Principal;
 use crate::domain::event::{Audience, HubEvent};
 use crate::domain::graph::Waiting;
 use crate::domain::now_iso;
 use crate::domain::task::TaskStatus;
+use crate::error::HubError;
 
 pub struct PipelineActor {
     id: i32,
@@ -169,5 +171,55 @@ impl Handler<MemberFinished> for PipelineActor {
             self.fail(task, msg.task_id);
         }
         self.finish_if_complete(ctx);
+    }
+}
+
+/// Sent by `POST /api/pipelines/{id}/cancel`: cancel every unfinished member as
+/// `principal` (whose right to cancel each task its TaskActor checks). Answers the ids
+/// cancelled, in pipeline order.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<i32>, HubError>")]
+pub struct CancelPipeline {
+    pub principal: Principal,
+}
+
+impl Handler<CancelPipeline> for PipelineActor {
+    type Result = ResponseActFuture<Self, Result<Vec<i32>, HubError>>;
+
+    fn handle(&mut self, msg: CancelPipeline, _: &mut Context<Self>) -> Self::Result {
+        // Dependents first, so none is failed by a cancelled dependency on the way: a
+        // member depends only on earlier ones, which were inserted (numbered) before it.
+        let mut unfinished: Vec<i32> = self
+            .members
+            .iter()
+            .filter(|(_, status)| !status.is_terminal())
+            .map(|(id, _)| *id)
+            .collect();
+        unfinished.sort_unstable_by(|a, b| b.cmp(a));
+        let actors: Vec<_> = unfinished
+            .into_iter()
+            .filter_map(|id| Some((id, self.directory.task(id)?)))
+            .collect();
+        // Not atomic: each member's end (MemberFinished) is handled while this waits.
+        let cancel = async move {
+            let mut cancelled = Vec::with_capacity(actors.len());
+            for (id, task) in actors {
+                let body = ReportBody {
+                    status: Some(TaskStatus::Cancelled),
+                    reason: Some("pipeline_cancelled".into()),
+                    ..ReportBody::default()
+                };
+                task.send(Report {
+                    principal: msg.principal.clone(),
+                    body,
+                    fence: None,
+                })
+                .await??;
+                cancelled.push(id);
+            }
+            cancelled.reverse();
+            Ok(cancelled)
+        };
+        Box::pin(cancel.into_actor(self))
     }
 }

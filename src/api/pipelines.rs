@@ -12,13 +12,12 @@ use super::idempotency::{settle, Idempotent};
 use super::task_body::TaskBody;
 use super::{page_limit, page_offset};
 use crate::actors::dispatcher::{AfterPipeline, SubmitPipeline};
-use crate::actors::task::{Report, ReportBody};
+use crate::actors::pipeline::CancelPipeline;
 use crate::crypto::Vault;
 use crate::db::models::{PipelineRow, TaskRow};
 use crate::db::queries;
 use crate::domain::access::Principal;
 use crate::domain::graph::{check_pipeline, parse_depends_on};
-use crate::domain::task::TaskStatus;
 use crate::domain::Blank;
 use crate::error::HubError;
 use crate::startup::Hub;
@@ -262,35 +261,19 @@ pub async fn cancel_pipeline(
     path: web::Path<String>,
 ) -> Result<HttpResponse, HubError> {
     caller.0.require("tasks:update")?;
-    let (pipeline, mut members, _) = visible_pipeline(&hub, &caller.0, &path).await?;
+    let (pipeline, _, _) = visible_pipeline(&hub, &caller.0, &path).await?;
     let id = pipeline.id;
-    if pipeline.status != "running" {
-        return Err(HubError::conflict(format!(
+    // A pipeline is live (an actor) until every member has finished.
+    let live = hub.directory.pipeline(id).ok_or_else(|| {
+        HubError::conflict(format!(
             "pipeline {id} already finished ({})",
             pipeline.status
-        )));
-    }
-    // Dependents (later members) first, so none is failed by a cancelled dependency on the way.
-    members.sort_by_key(|m| std::cmp::Reverse(m.pipeline_index));
-    let mut cancelled = Vec::new();
-    for member in members {
-        let Some(task) = hub.directory.task(member.id) else {
-            continue;
-        };
-        let report = ReportBody {
-            status: Some(TaskStatus::Cancelled),
-            reason: Some("pipeline_cancelled".into()),
-            ..ReportBody::default()
-        };
-        let row = task
-            .send(Report {
-                principal: caller.0.clone(),
-                body: report,
-                fence: None,
-            })
-            .await??;
-        cancelled.push(row.id);
-    }
-    cancelled.reverse();
+        ))
+    })?;
+    let cancelled = live
+        .send(CancelPipeline {
+            principal: caller.0,
+        })
+        .await??;
     Ok(HttpResponse::Ok().json(json!({ "pipeline_id": id, "cancelled": cancelled })))
 }
