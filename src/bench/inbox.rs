@@ -167,7 +167,11 @@ impl Bench {
                 self.post("/api/tasks", TOKEN, body).await?;
                 Ok::<_, anyhow::Error>((sent, sent.elapsed()))
             };
-            let (pulled, made) = tokio::join!(self.pull_timed(pull), create);
+            let answered = async {
+                let answer = pull.await?;
+                Ok::<_, anyhow::Error>((Instant::now(), answer))
+            };
+            let (pulled, made) = tokio::join!(answered, create);
             let (sent, create_took) = made?;
             let (answered_at, answer) = pulled?;
             let item = &answer["item"];
@@ -193,14 +197,6 @@ impl Bench {
         );
         report("the create's own answer", created);
         Ok(())
-    }
-
-    async fn pull_timed(
-        &self,
-        pull: impl std::future::Future<Output = anyhow::Result<Value>>,
-    ) -> anyhow::Result<(Instant, Value)> {
-        let answer = pull.await?;
-        Ok((Instant::now(), answer))
     }
 
     async fn waiting(&self) -> anyhow::Result<u64> {
