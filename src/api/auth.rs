@@ -80,10 +80,7 @@ fn authenticate(req: &HttpRequest, allow_query: bool) -> Result<Option<Principal
             refuse_by_state(hub, &principal, req.path())?;
             // Any call an agent makes with its own token (one that may heartbeat as it) shows
             // it is alive; a viewer's or commander's key bound to the same name does not.
-            let own_agent = principal
-                .confined_to()
-                .filter(|id| principal.acts_for(id))
-                .and_then(|id| hub.directory.agent(id));
+            let own_agent = principal.own_agent().and_then(|id| hub.directory.agent(id));
             if let Some(agent) = own_agent {
                 agent.do_send(Heartbeat);
             }

@@ -26,13 +26,9 @@ use crate::views::message_view;
 /// The agent whose own credential the caller holds (403 for anyone else: people and the
 /// master have no inbox to pull).
 fn own_agent(principal: &Principal) -> Result<String, HubError> {
-    principal
-        .confined_to()
-        .filter(|id| principal.acts_for(id))
-        .map(str::to_string)
-        .ok_or_else(|| {
-            HubError::forbidden("the runtime API needs an agent's own credential (mrm_rt_…)")
-        })
+    principal.own_agent().map(str::to_string).ok_or_else(|| {
+        HubError::forbidden("the runtime API needs an agent's own credential (mrm_rt_…)")
+    })
 }
 
 // ---- the inbox -------------------------------------------------------------------------

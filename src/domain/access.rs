@@ -293,10 +293,16 @@ impl Principal {
         })
     }
 
+    /// The agent whose own credential this is (a token bound to it that may act for it);
+    /// `None` for people, the master and keys that only read or manage.
+    pub fn own_agent(&self) -> Option<&str> {
+        self.confined_to().filter(|id| self.acts_for(id))
+    }
+
     /// What this caller's write presents to an agent's consumer-lease fence: only an
     /// agent's own credential is fenced (people and the master act beside its consumer).
     pub fn fence(&self, consumer_id: Option<String>) -> Option<ConsumerFence> {
-        let agent_id = self.confined_to().filter(|id| self.acts_for(id))?;
+        let agent_id = self.own_agent()?;
         Some(ConsumerFence {
             agent_id: agent_id.to_string(),
             consumer_id,
