@@ -85,8 +85,7 @@ pub async fn issue_registration_token(
     caller.0.require(ADMIN_AGENTS)?;
     let body = body.0;
     let role = body.role.unwrap_or_else(|| "worker".into());
-    let permissions = role_permissions(&role)
-        .ok_or_else(|| HubError::bad_request(format!("unknown role {role:?}")))?;
+    let permissions = role_permissions(&role).ok_or_else(|| super::tokens::unknown_role(&role))?;
     // Nobody hands a new agent more than they hold.
     caller.0.require_all(&permissions)?;
     let capabilities = capability_list("capabilities", body.capabilities.unwrap_or_default())?;

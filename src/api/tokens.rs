@@ -47,7 +47,7 @@ pub struct PermissionsBody {
     permissions: Option<Vec<String>>,
 }
 
-fn unknown_role(role: &str) -> HubError {
+pub(super) fn unknown_role(role: &str) -> HubError {
     HubError::bad_request(format!(
         "unknown role {role:?} (expected one of {})",
         ROLE_NAMES.join(", ")
