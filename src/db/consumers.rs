@@ -31,10 +31,19 @@ pub fn check(conn: &mut SqliteConnection, write: Option<&ConsumerFence>) -> Resu
     let Some(write) = write else {
         return Ok(());
     };
-    let lease = lease_of(conn, &write.agent_id)?;
+    fenced(conn, &write.agent_id, write.consumer_id.as_deref())
+}
+
+/// The domain's fence rule against `agent_id`'s lease as stored.
+fn fenced(
+    conn: &mut SqliteConnection,
+    agent_id: &str,
+    presented: Option<&str>,
+) -> Result<(), HubError> {
+    let lease = lease_of(conn, agent_id)?;
     fence(
         lease.as_ref().map(|(id, live)| (id.as_str(), *live)),
-        write.consumer_id.as_deref(),
+        presented,
     )
 }
 
@@ -50,11 +59,7 @@ pub fn pull_lease(
     let now = Utc::now();
     let expires_at = iso(now + lives);
     if let Some(sent) = presented {
-        let lease = lease_of(conn, agent_id)?;
-        fence(
-            lease.as_ref().map(|(id, live)| (id.as_str(), *live)),
-            Some(sent),
-        )?;
+        fenced(conn, agent_id, Some(sent))?;
         diesel::update(consumer_leases::table.find(agent_id))
             .set(consumer_leases::expires_at.eq(&expires_at))
             .execute(conn)?;
