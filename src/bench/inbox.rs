@@ -186,10 +186,13 @@ impl Bench {
             let ack = format!("/api/v1/runtime/inbox/{}/ack", item["id"]);
             self.call(POST, &ack, &token, Some(&consumer), json!({}))
                 .await?;
-            // The agent's slots stay free: the task is withdrawn once delivered.
+            // The agent's slots stay free: it finishes the task once delivered (a cancel
+            // would put a task_cancelled item in its inbox).
             let task = format!("/api/tasks/{}", item["taskId"]);
-            self.call(PUT, &task, TOKEN, None, json!({ "status": "cancelled" }))
-                .await?;
+            for status in ["running", "done"] {
+                let body = json!({ "status": status, "output": "ok" });
+                self.call(PUT, &task, &token, Some(&consumer), body).await?;
+            }
         }
         report(
             "delivery (create sent → waiting pull answers with the item)",
