@@ -54,6 +54,11 @@ pub struct Settings {
     pub reputation_exploration: f64,
     pub default_task_timeout: u64,
     pub capability_timeouts: std::collections::BTreeMap<String, u64>,
+    pub default_schedule_timeout: u64,
+    pub schedule_timeouts: std::collections::BTreeMap<String, u64>,
+    pub default_progress_timeout: u64,
+    pub progress_timeouts: std::collections::BTreeMap<String, u64>,
+    pub requeue_stuck_tasks: bool,
     pub agent_templates: std::collections::BTreeMap<String, AgentTemplate>,
     pub federation_relay: bool,
     pub federation_max_hops: i32,
@@ -164,10 +169,37 @@ impl Settings {
         std::time::Duration::from_secs(seconds.max(1))
     }
 
+    /// How long a task may wait unclaimed, or run without progress, before the hub
+    /// escalates: its own limit, else its capability's, else the default; zero is off.
+    pub fn watchdog_timeout(
+        &self,
+        watchdog: Watchdog,
+        capability: &str,
+        own: Option<i32>,
+    ) -> Option<std::time::Duration> {
+        let (per_capability, default) = match watchdog {
+            Watchdog::Unclaimed => (&self.schedule_timeouts, self.default_schedule_timeout),
+            Watchdog::Silent => (&self.progress_timeouts, self.default_progress_timeout),
+        };
+        let seconds = own
+            .and_then(|s| u64::try_from(s).ok())
+            .or(per_capability.get(capability).copied())
+            .unwrap_or(default);
+        (seconds > 0).then(|| std::time::Duration::from_secs(seconds))
+    }
+
     fn table(&self) -> Result<toml::Table, ConfigError> {
         toml::Table::try_from(self)
             .map_err(|e| ConfigError::Unusable(format!("cannot represent the settings: {e}")))
     }
+}
+
+/// The task watchdogs with a timeout: a ready task nobody claims (`schedule_timeout`),
+/// a running task without progress (`progress_timeout`).
+#[derive(Debug, Clone, Copy)]
+pub enum Watchdog {
+    Unclaimed,
+    Silent,
 }
 
 /// Why the settings cannot be used. Shown to the operator as it reads.

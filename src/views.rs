@@ -38,6 +38,11 @@ pub struct TaskView {
     pub assigned_at: Option<String>,
     pub started_at: Option<String>,
     pub completed_at: Option<String>,
+    pub schedule_timeout_seconds: Option<i32>,
+    pub fail_on_schedule_timeout: bool,
+    pub progress_timeout_seconds: Option<i32>,
+    pub max_cost_usd: Option<f64>,
+    pub max_tokens: Option<i32>,
     /// The approval its holder waits for (seed 001), shown while it waits.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -95,6 +100,11 @@ impl TaskView {
             assigned_at: row.assigned_at,
             started_at: row.started_at,
             completed_at: row.completed_at,
+            schedule_timeout_seconds: row.schedule_timeout_seconds,
+            fail_on_schedule_timeout: row.fail_on_schedule_timeout,
+            progress_timeout_seconds: row.progress_timeout_seconds,
+            max_cost_usd: row.max_cost_usd,
+            max_tokens: row.max_tokens,
             pending_approval: None,
         }
     }

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::db::models::NewTaskRow;
+use crate::db::models::{NewTaskRow, TaskLimits};
 use crate::domain::access::Principal;
 use crate::domain::agent::valid_agent_id;
 use crate::domain::graph::parse_depends_on;
@@ -41,6 +41,22 @@ pub struct TaskBody {
     pub created_by: Option<String>,
     #[schema(value_type = Option<i32>, minimum = 1)]
     pub timeout_seconds: Option<i32>,
+    /// Seconds the task may wait unclaimed before the hub escalates (default: its
+    /// capability's `schedule_timeouts`, else `default_schedule_timeout`; 0 there is off).
+    #[schema(value_type = Option<i32>, minimum = 1)]
+    pub schedule_timeout_seconds: Option<i32>,
+    /// Fail the task (reason `schedule_timeout`) when it waits that long, not only escalate.
+    #[schema(value_type = Option<bool>)]
+    pub fail_on_schedule_timeout: Option<bool>,
+    /// Seconds a running task may go without a stream chunk or report before it is stuck.
+    #[schema(value_type = Option<i32>, minimum = 1)]
+    pub progress_timeout_seconds: Option<i32>,
+    /// The task is cancelled (reason `budget_exceeded`) once its reported cost passes this.
+    #[schema(value_type = Option<f64>, exclusive_minimum = 0)]
+    pub max_cost_usd: Option<f64>,
+    /// The task is cancelled once its reported tokens (in and out) pass this.
+    #[schema(value_type = Option<i32>, minimum = 1)]
+    pub max_tokens: Option<i32>,
 }
 
 impl TaskBody {
@@ -103,9 +119,31 @@ impl TaskBody {
                 "unknown model {model:?} (expected auto, haiku, sonnet or opus)"
             )));
         }
-        if self.timeout_seconds.is_some_and(|t| t <= 0) {
-            return Err(HubError::bad_request("timeout_seconds must be positive"));
+        for (name, seconds) in [
+            ("timeout_seconds", self.timeout_seconds),
+            ("schedule_timeout_seconds", self.schedule_timeout_seconds),
+            ("progress_timeout_seconds", self.progress_timeout_seconds),
+            ("max_tokens", self.max_tokens),
+        ] {
+            if seconds.is_some_and(|t| t <= 0) {
+                return Err(HubError::bad_request(format!("{name} must be positive")));
+            }
         }
+        if self
+            .max_cost_usd
+            .is_some_and(|c| !c.is_finite() || c <= 0.0)
+        {
+            return Err(HubError::bad_request(
+                "max_cost_usd must be a positive number",
+            ));
+        }
+        let limits = TaskLimits {
+            schedule_timeout_seconds: self.schedule_timeout_seconds,
+            fail_on_schedule_timeout: self.fail_on_schedule_timeout.unwrap_or(false),
+            progress_timeout_seconds: self.progress_timeout_seconds,
+            max_cost_usd: self.max_cost_usd,
+            max_tokens: self.max_tokens,
+        };
         // Only the master token may name another creator; a token creates as itself.
         let created_by = match principal {
             Principal::Master => self
@@ -139,6 +177,7 @@ impl TaskBody {
             updated_at: now,
             assigned_at: None,
             completed_at: None,
+            limits,
         })
     }
 }

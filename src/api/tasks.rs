@@ -14,7 +14,7 @@ use super::idempotency::{settle, Idempotent};
 use super::task_body::TaskBody;
 use super::{page_limit, page_offset};
 use crate::actors::dispatcher::SubmitTask;
-use crate::actors::task::{AppendChunk, Handoff, Report, ReportBody, TaskActor};
+use crate::actors::task::{AppendChunk, Handoff, Report, ReportBody, TaskActor, Usage};
 use crate::crypto::provenance::fingerprint;
 use crate::crypto::Vault;
 use crate::db::models::TaskRow;
@@ -407,14 +407,8 @@ pub struct UpdateTaskBody {
     status: Option<String>,
     output: Option<String>,
     reason: Option<String>,
-    /// The task's total so far, at most max_reported_cost_usd (default 50).
-    #[schema(minimum = 0, maximum = 50)]
-    cost_usd: Option<f64>,
-    /// Each at most max_reported_tokens (default 10,000,000).
-    #[schema(minimum = 0, maximum = 10_000_000)]
-    tokens_in: Option<i32>,
-    #[schema(minimum = 0, maximum = 10_000_000)]
-    tokens_out: Option<i32>,
+    #[serde(flatten)]
+    usage: UsageBody,
     #[schema(minimum = 0, maximum = 1)]
     confidence: Option<f64>,
     model: Option<String>,
@@ -435,9 +429,22 @@ pub(super) async fn live_task(
     })
 }
 
+/// The task's cost and tokens so far, as a report or a stream chunk carries them.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct UsageBody {
+    /// The task's total so far, at most max_reported_cost_usd (default 50).
+    #[schema(minimum = 0, maximum = 50)]
+    cost_usd: Option<f64>,
+    /// Each at most max_reported_tokens (default 10,000,000).
+    #[schema(minimum = 0, maximum = 10_000_000)]
+    tokens_in: Option<i32>,
+    #[schema(minimum = 0, maximum = 10_000_000)]
+    tokens_out: Option<i32>,
+}
+
 /// A report's cost and tokens are the task's totals so far; each is bounded so that no
 /// single report can spend the day's budget (or overflow a counter) with one number.
-fn check_usage(settings: &Settings, body: &UpdateTaskBody) -> Result<(), HubError> {
+fn check_usage(settings: &Settings, body: &UsageBody) -> Result<Usage, HubError> {
     let max_cost = settings.max_reported_cost_usd;
     if body
         .cost_usd
@@ -460,7 +467,11 @@ fn check_usage(settings: &Settings, body: &UpdateTaskBody) -> Result<(), HubErro
             "tokens_in and tokens_out must each be at most {max_tokens} (max_reported_tokens)"
         )));
     }
-    Ok(())
+    Ok(Usage {
+        cost_usd: body.cost_usd,
+        tokens_in: body.tokens_in,
+        tokens_out: body.tokens_out,
+    })
 }
 
 #[utoipa::path(
@@ -489,7 +500,7 @@ pub async fn update_task(
     if body.confidence.is_some_and(|c| !(0.0..=1.0).contains(&c)) {
         return Err(HubError::bad_request("confidence must be between 0 and 1"));
     }
-    check_usage(&hub.core.settings, &body)?;
+    let usage = check_usage(&hub.core.settings, &body.usage)?;
     let report = ReportBody {
         status,
         output: body
@@ -498,9 +509,9 @@ pub async fn update_task(
             .map(|o| (hub.core.vault.seal(o), fingerprint(o))),
         remember: body.output.as_deref().map(extract).unwrap_or_default(),
         reason: body.reason,
-        cost_usd: body.cost_usd,
-        tokens_in: body.tokens_in,
-        tokens_out: body.tokens_out,
+        cost_usd: usage.cost_usd,
+        tokens_in: usage.tokens_in,
+        tokens_out: usage.tokens_out,
         confidence: body.confidence,
         model: body
             .model
@@ -522,6 +533,9 @@ pub struct ChunkBody {
     #[serde(alias = "content", alias = "text", alias = "output")]
     #[schema(required = true, value_type = String, min_length = 1)]
     chunk: Option<String>,
+    /// The usage so far, counted against the task's budget as a report's is.
+    #[serde(flatten)]
+    usage: UsageBody,
 }
 
 #[utoipa::path(
@@ -541,17 +555,19 @@ pub async fn stream_task(
 ) -> Result<HttpResponse, HubError> {
     caller.0.require("tasks:execute")?;
     let id = task_id(&path)?;
+    let body = body.0;
     let chunk = body
-        .0
         .chunk
         .filter(|c| !c.is_empty())
         .ok_or_else(|| HubError::bad_request("chunk is required"))?;
+    let usage = check_usage(&hub.core.settings, &body.usage)?;
     let task = live_task(&hub, &caller.0, id).await?;
     let seq = task
         .send(AppendChunk {
             fence: caller.0.fence(consumer.0),
             principal: caller.0,
             chunk,
+            usage,
         })
         .await??;
     Ok(HttpResponse::Created().json(json!({ "ok": true, "task_id": id, "seq": seq })))

@@ -43,6 +43,11 @@ pub struct TaskRow {
     pub assigned_at: Option<String>,
     pub started_at: Option<String>,
     pub completed_at: Option<String>,
+    pub schedule_timeout_seconds: Option<i32>,
+    pub fail_on_schedule_timeout: bool,
+    pub progress_timeout_seconds: Option<i32>,
+    pub max_cost_usd: Option<f64>,
+    pub max_tokens: Option<i32>,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -71,6 +76,19 @@ pub struct NewTaskRow {
     pub updated_at: String,
     pub assigned_at: Option<String>,
     pub completed_at: Option<String>,
+    #[diesel(embed)]
+    pub limits: TaskLimits,
+}
+
+/// What a task may wait, go without progress, and spend (each off when `None`).
+#[derive(Debug, Clone, Default, Insertable)]
+#[diesel(table_name = tasks)]
+pub struct TaskLimits {
+    pub schedule_timeout_seconds: Option<i32>,
+    pub fail_on_schedule_timeout: bool,
+    pub progress_timeout_seconds: Option<i32>,
+    pub max_cost_usd: Option<f64>,
+    pub max_tokens: Option<i32>,
 }
 
 #[derive(Debug, Clone, Insertable)]

@@ -333,6 +333,11 @@ diesel::table! {
         assigned_at -> Nullable<Text>,
         started_at -> Nullable<Text>,
         completed_at -> Nullable<Text>,
+        schedule_timeout_seconds -> Nullable<Integer>,
+        fail_on_schedule_timeout -> Bool,
+        progress_timeout_seconds -> Nullable<Integer>,
+        max_cost_usd -> Nullable<Double>,
+        max_tokens -> Nullable<Integer>,
     }
 }
 

@@ -12,7 +12,8 @@ use tokio::sync::{mpsc, watch};
 /// What runs a task.
 #[derive(Debug, Clone)]
 pub enum Executor {
-    /// `claude --print <prompt>`, or with agent mode `claude -p <prompt> --dangerously-skip-permissions`.
+    /// `claude --print <prompt> --output-format stream-json --verbose`, with agent mode
+    /// also `--dangerously-skip-permissions`.
     Claude { agent_mode: bool },
     /// `sh -c <command>`, the prompt on standard input.
     Shell(String),
@@ -80,16 +81,17 @@ impl Executor {
 
     fn command(&self, job: &Job) -> Command {
         let mut command = match self {
-            Self::Claude { agent_mode: false } => {
+            Self::Claude { agent_mode } => {
+                // JSON lines, so the worker can report the usage and cost as they grow.
                 let mut c = Command::new("claude");
-                c.arg("--print").arg(&job.prompt);
-                c
-            }
-            Self::Claude { agent_mode: true } => {
-                let mut c = Command::new("claude");
-                c.arg("-p")
-                    .arg(&job.prompt)
-                    .arg("--dangerously-skip-permissions");
+                c.arg("--print").arg(&job.prompt).args([
+                    "--output-format",
+                    "stream-json",
+                    "--verbose",
+                ]);
+                if *agent_mode {
+                    c.arg("--dangerously-skip-permissions");
+                }
                 c
             }
             Self::Shell(line) => {

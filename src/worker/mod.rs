@@ -9,6 +9,7 @@
 pub mod approve;
 pub mod client;
 mod executor;
+mod usage;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -25,6 +26,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use client::{CallError, HubClient};
 pub use executor::Executor;
 use executor::{Ending, Job};
+use usage::UsageReader;
 
 /// Everything `m3shd worker` is told.
 #[derive(Debug, Clone)]
@@ -341,25 +343,42 @@ impl Worker {
 
     async fn execute(&self, job: Job, limit: Duration, stopped: watch::Receiver<bool>) {
         let path = format!("/api/tasks/{}", job.id);
+        // The hub may be down for a moment: the task is ours until it says otherwise.
+        let start = json!({ "status": "running" });
         if let Err(error) = self
             .hub
-            .call(Method::PUT, &path, Some(&json!({ "status": "running" })))
+            .call_until_answered(Method::PUT, &path, Some(&start), || !self.stopping.get())
             .await
         {
             tracing::warn!(task.id = job.id, %error, "could not start the task");
             return;
         }
         tracing::info!(task.id = job.id, "running");
+        let claude = matches!(self.config.executor, Executor::Claude { .. });
         for attempt in 1..=self.config.tries {
-            let (chunks, mut pending) = mpsc::unbounded_channel();
+            let (chunks, mut pending) = mpsc::unbounded_channel::<String>();
+            let reader = RefCell::new(UsageReader::new(claude));
             let streamer = async {
                 while let Some(chunk) = pending.recv().await {
-                    let body = json!({ "chunk": chunk });
-                    match self
-                        .hub
-                        .call(Method::POST, &format!("{path}/stream"), Some(&body))
-                        .await
-                    {
+                    let piece = reader.borrow_mut().feed(&chunk);
+                    // Usage without text to show (Claude's result line) goes as a progress report.
+                    let (method, to, body) = match (piece.text.is_empty(), piece.usage) {
+                        (true, None) => continue,
+                        (true, Some(usage)) => (
+                            Method::PUT,
+                            path.clone(),
+                            with_usage(json!({ "status": "running" }), usage),
+                        ),
+                        (false, usage) => {
+                            let body = json!({ "chunk": piece.text });
+                            (
+                                Method::POST,
+                                format!("{path}/stream"),
+                                usage.map_or(body.clone(), |u| with_usage(body, u)),
+                            )
+                        }
+                    };
+                    match self.hub.call(method, &to, Some(&body)).await {
                         Ok(_) => {}
                         // The task moved on (cancelled, or no longer ours): stop working on it.
                         Err(CallError::Refused(404 | 409, why)) => {
@@ -378,14 +397,13 @@ impl Worker {
                 .run(&job, limit, chunks, stopped.clone());
             // Every chunk is posted before the result is reported.
             let (result, ()) = tokio::join!(run, streamer);
+            let reader = reader.into_inner();
+            let spent = reader.totals();
             match result.ending {
                 Ending::Succeeded => {
-                    return self
-                        .report(
-                            &path,
-                            HubClient::report_body("done", Some(&result.stdout), None),
-                        )
-                        .await
+                    let answer = reader.answer(result.stdout);
+                    let body = HubClient::report_body("done", Some(&answer), None);
+                    return self.report(&path, with_usage(body, spent)).await;
                 }
                 Ending::Stopped if self.cancelled.borrow().contains(&job.id) => {
                     // The hub ended the task: a report now would be refused as stale.
@@ -422,11 +440,9 @@ impl Worker {
                         "" => format!("{why} after {tries}"),
                         stderr => format!("{why} after {tries}: {stderr}"),
                     };
-                    self.report(
-                        &path,
-                        HubClient::report_body("failed", Some(&result.stdout), Some(&reason)),
-                    )
-                    .await;
+                    let body =
+                        HubClient::report_body("failed", Some(&result.stdout), Some(&reason));
+                    self.report(&path, with_usage(body, spent)).await;
                     self.escalate(&job, &reason).await;
                 }
             }
@@ -535,6 +551,14 @@ impl Worker {
 }
 
 /// The task a `task_updated` event's data says was cancelled, if it does.
+/// `body` with the usage totals of a run added.
+fn with_usage(mut body: Value, usage: Value) -> Value {
+    if let (Value::Object(body), Value::Object(usage)) = (&mut body, usage) {
+        body.extend(usage);
+    }
+    body
+}
+
 fn cancelled_task(data: &str) -> Option<i64> {
     let task: Value = serde_json::from_str(data).ok()?;
     (task["status"] == "cancelled")

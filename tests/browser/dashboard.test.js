@@ -85,6 +85,25 @@ test('the console shows chunks streamed to a running task as they arrive', async
   await finish(page, 'console');
 });
 
+test('a task shows its budget and watchdogs, and is seen cancelled live once it spends past the budget', async () => {
+  await hub.agent('spender', ['budget-demo'], 1);
+  const task = await hub.task({
+    title: 'Bounded spend', prompt: 'spend', required_capability: 'budget-demo',
+    max_cost_usd: 0.5, max_tokens: 5000, progress_timeout_seconds: 600,
+  });
+  const page = await open(browser, hub);
+  await signInWithToken(page, MASTER);
+  await page.goto(`${hub.base}/#/tasks/${task.id}`);
+  await page.getByTestId('budget').getByText('$0.50 · 5000 tokens, then cancelled').waitFor();
+  await page.getByTestId('watchdogs').getByText('stuck after 600 s without progress').waitFor();
+  await page.locator('.connection.c-live').waitFor();
+  await hub.api(`/api/tasks/${task.id}`, { method: 'PUT', body: { status: 'running' } });
+  await hub.api(`/api/tasks/${task.id}/stream`, { method: 'POST', body: { chunk: 'spending\n', cost_usd: 0.75 } });
+  await page.getByTestId('task-status').getByText('cancelled').waitFor({ timeout: 5000 });
+  await page.getByText('budget_exceeded').waitFor();
+  await finish(page, 'task-budget');
+});
+
 test('engaging the kill switch from the UI shows the banner and the API reports it', async (t) => {
   // Whatever happens here, later tests need a hub that takes work.
   t.after(() => hub.api('/api/admin/kill-switch', { method: 'DELETE' }));

@@ -4,9 +4,9 @@
 use std::io::Read;
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
-use crate::support::process::{serve, HubProcess};
+use crate::support::process::{serve, worker_command, HubProcess};
 use crate::support::{TestHub, SOON};
 
 const TOKEN: &str = "durability-master";
@@ -385,4 +385,87 @@ async fn wait_for(base: &str, id: i64, status: &str) -> bool {
         actix_web::rt::time::sleep(Duration::from_millis(20)).await;
     }
     false
+}
+
+#[actix_web::test]
+async fn a_worker_keeps_running_through_a_hub_outage_and_reports_when_it_is_back() {
+    use awc::http::Method;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hub.db");
+    let log = dir.path().join("hub.log");
+    let mut hub = start(&db, &log).await;
+    let port = hub.port().to_string();
+    let (status, token) = call(
+        &hub.base,
+        Method::POST,
+        "/api/admin/tokens",
+        TOKEN,
+        json!({ "agent_id": "steady", "name": "steady", "role": "worker" }),
+    )
+    .await;
+    assert_eq!(status, 201, "{token}");
+    let started = dir.path().join("started");
+    // The run outlasts the outage: it starts, the hub goes away, it finishes meanwhile.
+    let script = format!(
+        "cat > /dev/null; touch {}; sleep 3; echo kept through the outage",
+        started.display()
+    );
+    let mut worker = worker_command(
+        &hub.base,
+        token["token"].as_str().unwrap(),
+        "steady",
+        &script,
+    )
+    .spawn()
+    .unwrap();
+    let (status, task) = call(
+        &hub.base,
+        Method::POST,
+        "/api/tasks",
+        TOKEN,
+        json!({ "title": "t", "prompt": "p" }),
+    )
+    .await;
+    assert_eq!(status, 201, "{task}");
+    let id = task["id"].as_i64().unwrap();
+    for _ in 0..400 {
+        if started.exists() {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(started.exists(), "the worker started the task");
+    hub.child.kill().unwrap();
+    hub.child.wait().unwrap();
+    // Down for longer than the run and than the worker's first retries.
+    actix_web::rt::time::sleep(Duration::from_secs(6)).await;
+    let bind = format!("127.0.0.1:{port}");
+    let env = [
+        ("M3SHDUP_HEARTBEAT_TIMEOUT", "30"),
+        ("M3SHDUP_BIND", bind.as_str()),
+    ];
+    let hub = serve(TOKEN, &db, &log, &env).await;
+    let mut reported = Value::Null;
+    for _ in 0..200 {
+        let (_, task) = call(
+            &hub.base,
+            Method::GET,
+            &format!("/api/tasks/{id}"),
+            TOKEN,
+            Value::Null,
+        )
+        .await;
+        if task["status"] == "done" {
+            reported = task;
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        reported["output"], "kept through the outage\n",
+        "{reported}"
+    );
+    assert_eq!(reported["attempts"], 1, "not run twice: {reported}");
+    let _ = worker.kill();
+    let _ = worker.wait();
 }

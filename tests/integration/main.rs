@@ -37,5 +37,6 @@ mod sse;
 mod tasks;
 mod tokens;
 mod users;
+mod watchdogs;
 mod webhooks;
 mod worker;

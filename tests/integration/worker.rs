@@ -517,3 +517,50 @@ async fn cancelling_a_running_task_stops_its_whole_process_tree_at_once() {
     let done = finished(&hub, next, Duration::from_secs(10)).await;
     assert_eq!(done["output"], "done next\n", "{done}");
 }
+
+#[actix_web::test]
+async fn the_worker_reports_usage_as_it_goes_and_a_run_past_its_budget_is_stopped() {
+    let hub = TestHub::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    // Claude's JSON lines: a turn's tokens, then (for "long") a wait that only a kill ends;
+    // otherwise the final result with the run's totals and cost.
+    let turn = r#"{"type":"assistant","message":{"content":[{"type":"text","text":"thinking"}],"usage":{"input_tokens":100,"output_tokens":50}}}"#;
+    let result = r#"{"type":"result","result":"the answer","total_cost_usd":0.02,"usage":{"input_tokens":120,"output_tokens":60}}"#;
+    let script = format!(
+        "read -r p; echo '{turn}'; if [ \"$p\" = long ]; then sleep 1000 & echo $! >> {f}; echo $$ >> {f}; wait; else echo '{result}'; fi",
+        f = pids.display()
+    );
+    let _worker = Worker::start(&hub, "spender", &script, &[]).await;
+
+    let thrifty = hub
+        .task(json!({ "title": "thrifty", "prompt": "short", "max_cost_usd": 1.0 }))
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let done = finished(&hub, thrifty, Duration::from_secs(10)).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["cost_usd"], 0.02, "{done}");
+    assert_eq!(done["tokens_in"], 120);
+    assert_eq!(done["tokens_out"], 60);
+
+    let id = hub
+        .task(json!({ "title": "long", "prompt": "long", "max_tokens": 100 }))
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let stopped = hub
+        .eventually(Duration::from_secs(10), || async {
+            hub.task_status(id).await["status"] == "cancelled"
+                && std::fs::read_to_string(&pids)
+                    .is_ok_and(|p| p.lines().count() == 2 && p.lines().all(|pid| !alive(pid)))
+        })
+        .await;
+    let task = hub.task_status(id).await;
+    assert!(stopped, "cancelled and its processes gone: {task}");
+    assert_eq!(task["reason"], "budget_exceeded");
+    assert_eq!(
+        task["tokens_in"], 100,
+        "the usage came with the first chunk"
+    );
+}

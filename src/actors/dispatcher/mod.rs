@@ -556,6 +556,26 @@ impl Handler<Serves> for Dispatcher {
     }
 }
 
+/// Asked by a task that waited past its schedule timeout: why nobody took it.
+#[derive(Message)]
+#[rtype(result = "String")]
+pub struct WhyUnclaimed {
+    pub capability: String,
+    pub pin: Option<String>,
+}
+
+impl Handler<WhyUnclaimed> for Dispatcher {
+    type Result = String;
+
+    fn handle(&mut self, msg: WhyUnclaimed, _: &mut Context<Self>) -> String {
+        if self.kill_switch.active {
+            return "the kill switch is engaged".into();
+        }
+        self.roster
+            .why_unclaimed(&msg.capability, msg.pin.as_deref())
+    }
+}
+
 /// Sent by the Registry when listing agents: agent id → tasks it holds.
 #[derive(Message)]
 #[rtype(result = "HashMap<String, usize>")]

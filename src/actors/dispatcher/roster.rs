@@ -148,6 +148,50 @@ impl Roster {
             .is_some_and(|m| !m.entries.is_empty())
     }
 
+    /// Why no agent takes a task of `capability` (pinned to `pin`, if set), in words for
+    /// an operator: nobody serves it, or those who do are offline, busy, resting or held.
+    pub fn why_unclaimed(&self, capability: &str, pin: Option<&str>) -> String {
+        let describe = |slot: &Slot| {
+            if !slot.online {
+                "offline"
+            } else if slot.held {
+                "on hold"
+            } else if slot.resting {
+                "over its daily token cap"
+            } else {
+                "busy"
+            }
+        };
+        if let Some(pin) = pin {
+            return match self.slot(pin) {
+                None => format!("it is assigned to {pin}, which is not registered"),
+                Some(slot) if slot.profile.refuses(capability) => {
+                    format!("it is assigned to {pin}, which does not take {capability}")
+                }
+                Some(slot) => format!("it is assigned to {pin}, which is {}", describe(slot)),
+            };
+        }
+        let members = self
+            .capabilities
+            .get(capability)
+            .map_or(&[][..], |m| &m.entries[..]);
+        if members.is_empty() {
+            return format!("no agent has the capability {capability}");
+        }
+        let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+        for &(i, _) in members {
+            *counts.entry(describe(&self.agents[i].slot)).or_default() += 1;
+        }
+        let states: Vec<String> = counts
+            .into_iter()
+            .map(|(state, n)| format!("{n} {state}"))
+            .collect();
+        format!(
+            "every agent with the capability {capability} is unavailable ({})",
+            states.join(", ")
+        )
+    }
+
     /// Ids of every known agent.
     pub fn ids(&self) -> Vec<String> {
         self.agents

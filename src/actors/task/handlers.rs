@@ -272,10 +272,11 @@ pub struct Release;
 impl Handler<Release> for TaskActor {
     type Result = ();
 
-    fn handle(&mut self, _: Release, _: &mut Context<Self>) {
+    fn handle(&mut self, _: Release, ctx: &mut Context<Self>) {
         if self.task.blocked && self.task.status == TaskStatus::Queued {
             self.task.blocked = false;
             self.dispatcher.do_send(TaskReady(self.task.ready()));
+            self.arm_unclaimed_deadline(ctx);
         }
     }
 }
@@ -319,12 +320,28 @@ impl Handler<FailDependency> for TaskActor {
     }
 }
 
-/// A live output chunk from the holder (`POST /api/tasks/{id}/stream`).
+/// The running totals a holder reports with a chunk: the task's cost and tokens so far.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Usage {
+    pub cost_usd: Option<f64>,
+    pub tokens_in: Option<i32>,
+    pub tokens_out: Option<i32>,
+}
+
+impl Usage {
+    fn reported(&self) -> bool {
+        self.cost_usd.is_some() || self.tokens_in.is_some() || self.tokens_out.is_some()
+    }
+}
+
+/// A live output chunk from the holder (`POST /api/tasks/{id}/stream`), with the usage
+/// so far if the holder reports it.
 #[derive(Message)]
 #[rtype(result = "Result<i32, HubError>")]
 pub struct AppendChunk {
     pub principal: Principal,
     pub chunk: String,
+    pub usage: Usage,
     pub fence: Option<ConsumerFence>,
 }
 
@@ -349,6 +366,7 @@ impl Handler<AppendChunk> for TaskActor {
             created_at: now_iso(),
         };
         let actor = msg.principal.label();
+        let (usage, fence, reporter) = (msg.usage, msg.fence.clone(), actor.clone());
         let core = self.core.clone();
         let write = async move {
             core.db
@@ -362,13 +380,42 @@ impl Handler<AppendChunk> for TaskActor {
                 })
                 .await
         };
-        AtomicResponse::new(Box::pin(write.into_actor(self).map(|written, this, _| {
-            let (seq, agent_id, chunk) = written?;
-            this.next_chunk_seq = seq + 1;
-            let data = json!({ "task_id": this.task.id, "seq": seq, "agent_id": agent_id, "chunk": chunk });
-            this.core.publish(HubEvent::new("task_stream", data, this.task.audience()));
-            Ok(seq)
-        })))
+        AtomicResponse::new(Box::pin(write.into_actor(self).then(
+            move |written, this, ctx| -> ResponseActFuture<Self, Result<i32, HubError>> {
+                let (seq, agent_id, chunk) = match written {
+                    Ok(written) => written,
+                    Err(error) => return Box::pin(actix::fut::ready(Err(error))),
+                };
+                this.next_chunk_seq = seq + 1;
+                let data = json!({ "task_id": this.task.id, "seq": seq, "agent_id": agent_id, "chunk": chunk });
+                this.core.publish(HubEvent::new("task_stream", data, this.task.audience()));
+                if this.task.status == TaskStatus::Running {
+                    this.arm_progress_deadline(ctx);
+                }
+                if !usage.reported() {
+                    return Box::pin(actix::fut::ready(Ok(seq)));
+                }
+                // The totals are the task's: written as a report's are (the day's usage,
+                // the budgets), after the chunk they came with.
+                let change = Change {
+                    columns: TaskChange {
+                        cost_usd: usage.cost_usd.map(Some),
+                        tokens_in: usage.tokens_in.map(Some),
+                        tokens_out: usage.tokens_out.map(Some),
+                        ..TaskChange::default()
+                    },
+                    actor: reporter,
+                    audit: "task.usage",
+                    link: "usage",
+                    detail: json!({ "seq": seq }),
+                    escalate: None,
+                    remember: None,
+                    returned_by_holder: false,
+                    fence,
+                };
+                Box::pin(this.apply(change).map(move |row, _, _| row.map(|_| seq)))
+            },
+        )))
     }
 }
 

@@ -15,6 +15,7 @@
 
 mod approvals;
 mod handlers;
+mod watchdogs;
 
 use actix::prelude::*;
 use diesel::prelude::*;
@@ -23,7 +24,7 @@ use serde_json::{json, Value};
 pub use approvals::{DecideApproval, RequestApproval};
 pub use handlers::{
     AppendChunk, Assign, CompleteRemotely, FailDependency, Handoff, Release, Report, ReportBody,
-    Requeue,
+    Requeue, Usage,
 };
 
 use super::dispatcher::{
@@ -63,6 +64,13 @@ pub struct LiveTask {
     pub attempts: i32,
     pub pipeline_id: Option<i32>,
     pub timeout_seconds: Option<i32>,
+    pub reason: Option<String>,
+    pub schedule_timeout_seconds: Option<i32>,
+    pub fail_on_schedule_timeout: bool,
+    pub progress_timeout_seconds: Option<i32>,
+    /// The budget: (cost so far, its cap) and (tokens so far, their cap).
+    pub cost: (f64, Option<f64>),
+    pub tokens: (i64, Option<i32>),
     /// Queued but waiting for dependencies: not offered to the Dispatcher yet.
     pub blocked: bool,
 }
@@ -82,8 +90,30 @@ impl LiveTask {
             attempts: row.attempts,
             pipeline_id: row.pipeline_id,
             timeout_seconds: row.timeout_seconds,
+            reason: row.reason.clone(),
+            schedule_timeout_seconds: row.schedule_timeout_seconds,
+            fail_on_schedule_timeout: row.fail_on_schedule_timeout,
+            progress_timeout_seconds: row.progress_timeout_seconds,
+            cost: (row.cost_usd.unwrap_or(0.0), row.max_cost_usd),
+            tokens: (
+                i64::from(row.tokens_in.unwrap_or(0)) + i64::from(row.tokens_out.unwrap_or(0)),
+                row.max_tokens,
+            ),
             blocked: false,
         })
+    }
+
+    /// What the task spent past its own budget, in words, if it did.
+    pub fn overspent(&self) -> Option<String> {
+        match (self.cost, self.tokens) {
+            ((spent, Some(cap)), _) if spent > cap => {
+                Some(format!("cost ${spent} passed max_cost_usd ${cap}"))
+            }
+            (_, (spent, Some(cap))) if spent > i64::from(cap) => {
+                Some(format!("{spent} tokens passed max_tokens {cap}"))
+            }
+            _ => None,
+        }
     }
 
     /// The Dispatcher's view of this task while it waits in the queue.
@@ -118,6 +148,10 @@ impl LiveTask {
 
 /// The reason of a task its holder put back in the queue.
 pub const HANDED_BACK: &str = "handed_back";
+/// The reason of a task that waited unclaimed past its schedule timeout.
+pub const SCHEDULE_TIMEOUT: &str = "schedule_timeout";
+/// The reason of a task cancelled for passing its own budget.
+pub const BUDGET_EXCEEDED: &str = "budget_exceeded";
 
 /// The refusal a writer gets when it no longer holds (or never held) the task.
 fn stale_holder() -> HubError {
@@ -148,6 +182,12 @@ pub struct TaskActor {
     task: LiveTask,
     next_chunk_seq: i32,
     running_deadline: Option<SpawnHandle>,
+    /// Fires when a ready task waited unclaimed past its schedule timeout.
+    unclaimed_deadline: Option<SpawnHandle>,
+    /// Fires when a running task went without progress past its progress timeout.
+    progress_deadline: Option<SpawnHandle>,
+    /// The attempt already escalated as stuck (once per attempt).
+    stuck_attempt: Option<i32>,
     /// The approval the holder waits for, if any.
     approval: Option<approvals::Pending>,
     /// When a pending approval restored at start times out.
@@ -173,6 +213,9 @@ impl TaskActor {
             task,
             next_chunk_seq,
             running_deadline: None,
+            unclaimed_deadline: None,
+            progress_deadline: None,
+            stuck_attempt: None,
             approval: None,
             restored_approval_expiry: None,
             requeue_after_decision: None,
@@ -348,6 +391,7 @@ impl TaskActor {
             }
             self.dispatcher.do_send(TaskReady(ready));
         }
+        self.watch(Some(previous), ctx);
         if now.is_terminal() {
             self.core
                 .metrics
@@ -415,6 +459,16 @@ impl TaskActor {
         &mut self,
         reason: &'static str,
     ) -> ResponseActFuture<Self, Result<TaskRow, HubError>> {
+        self.take_from_holder(reason, None)
+    }
+
+    /// As [`Self::lose_holder`]; with `stuck` (an escalation's reason) the task is also
+    /// escalated and offered to another agent first.
+    fn take_from_holder(
+        &mut self,
+        reason: &'static str,
+        stuck: Option<String>,
+    ) -> ResponseActFuture<Self, Result<TaskRow, HubError>> {
         let exhausted = self.task.attempts >= self.core.settings.max_attempts;
         let (status, final_reason, link) = if exhausted {
             (TaskStatus::Failed, "attempts_exhausted", "failed")
@@ -431,12 +485,15 @@ impl TaskActor {
         if exhausted {
             columns.completed_at = Some(Some(now_iso()));
         }
-        let escalate = exhausted.then(|| {
-            format!(
+        let returned_by_holder = stuck.is_some();
+        let escalate = if exhausted {
+            Some(format!(
                 "task {} failed after {} attempts (last: {reason})",
                 self.task.id, self.task.attempts
-            )
-        });
+            ))
+        } else {
+            stuck
+        };
         self.apply(Change {
             columns,
             actor: "hub".into(),
@@ -445,7 +502,7 @@ impl TaskActor {
             detail: json!({ "lost_because": reason, "attempts": self.task.attempts }),
             escalate,
             remember: None,
-            returned_by_holder: false,
+            returned_by_holder,
             fence: None,
         })
     }
@@ -468,6 +525,8 @@ impl Actor for TaskActor {
         if self.task.status == TaskStatus::Running {
             self.arm_running_deadline(ctx);
         }
+        // Restored: waiting and silence count from now, as the time limit does.
+        self.watch(None, ctx);
         if let Some(expires_at) = self.restored_approval_expiry.take() {
             self.resume_approval(&expires_at, ctx);
         }

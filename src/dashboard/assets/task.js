@@ -128,6 +128,22 @@ function Controls({ task, onChanged }) {
   </div>`;
 }
 
+/** The task's own budget and watchdogs (issue 17), as facts; nothing when it has none. */
+function limits(t) {
+  const budget = [
+    t.max_cost_usd != null && `${money(t.max_cost_usd)}`,
+    t.max_tokens != null && `${t.max_tokens} tokens`,
+  ].filter(Boolean);
+  const watch = [
+    t.schedule_timeout_seconds != null &&
+      `escalated after ${t.schedule_timeout_seconds} s unclaimed${t.fail_on_schedule_timeout ? ', then failed' : ''}`,
+    t.progress_timeout_seconds != null && `stuck after ${t.progress_timeout_seconds} s without progress`,
+  ].filter(Boolean);
+  return html`
+    ${budget.length > 0 && html`<dt>Budget</dt><dd data-testid="budget">${budget.join(' · ')}, then cancelled</dd>`}
+    ${watch.length > 0 && html`<dt>Watchdogs</dt><dd data-testid="watchdogs">${watch.join(' · ')}</dd>`}`;
+}
+
 export function TaskPage({ id }) {
   const task = useLoad(() => api(`/api/tasks/${encodeURIComponent(id)}`), [id]);
   const refresh = useThrottled(() => task.reload(), 500);
@@ -157,6 +173,7 @@ export function TaskPage({ id }) {
       ${t.reason && html`<dt>Reason</dt><dd>${t.reason}</dd>`}
       ${t.pipeline_id && html`<dt>Pipeline</dt><dd><a href=${`#/pipelines/${t.pipeline_id}`}>${t.pipeline_id}</a></dd>`}
       ${t.cost_usd != null && html`<dt>Cost</dt><dd>${money(t.cost_usd)} · ${t.tokens_in ?? 0} in / ${t.tokens_out ?? 0} out</dd>`}
+      ${limits(t)}
     </dl>
     <${Controls} task=${t} onChanged=${(changed) => task.update((now) => ({ ...now, ...changed }))} />
     <section><h2>Prompt</h2><pre class="text" data-testid="prompt">${t.prompt}</pre></section>
