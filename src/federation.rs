@@ -11,11 +11,15 @@ use diesel::prelude::*;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use awc::http::Method;
+
+use crate::actors::db_executor::DbExecutor;
 use crate::actors::FinishedTasks;
 use crate::crypto::tokens::{digests_match, token_digest};
 use crate::crypto::Vault;
-use crate::db::schema::{peers, relays};
+use crate::db::schema::{peers, relays, tasks};
 use crate::db::{queries, ReadPool};
+use crate::domain::now_iso;
 use crate::error::HubError;
 use crate::metrics::Metrics;
 
@@ -62,6 +66,29 @@ pub fn peer_with_token<'a>(
     found
 }
 
+/// Why a call to a peer did not succeed: its refusal (with the status), or no answer.
+#[derive(Debug)]
+pub struct PeerError {
+    /// The peer's status when it answered.
+    pub status: Option<u16>,
+    pub message: String,
+}
+
+impl std::fmt::Display for PeerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl PeerError {
+    fn unanswered(why: impl ToString) -> Self {
+        Self {
+            status: None,
+            message: why.to_string(),
+        }
+    }
+}
+
 /// Calls a peer: `path` on its URL with its token; the JSON answer, or why not.
 pub async fn call_peer(
     peer: &PeerRow,
@@ -70,10 +97,10 @@ pub async fn call_peer(
     path: &str,
     body: Option<&Value>,
     idempotency_key: Option<&str>,
-) -> Result<Value, String> {
+) -> Result<Value, PeerError> {
     let token = vault
         .open(&peer.token)
-        .ok_or("the peer's token is unreadable")?
+        .ok_or_else(|| PeerError::unanswered("the peer's token is unreadable"))?
         .plaintext;
     let mut request = awc::Client::builder()
         .timeout(TIMEOUT)
@@ -87,81 +114,194 @@ pub async fn call_peer(
         Some(body) => request.send_body(body.to_string()).await,
         None => request.send().await,
     };
-    let mut response = sent.map_err(|e| e.to_string())?;
-    let bytes = response.body().await.map_err(|e| e.to_string())?;
+    let mut response = sent.map_err(PeerError::unanswered)?;
+    let bytes = response.body().await.map_err(PeerError::unanswered)?;
     let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    if response.status().is_success() {
+    let status = response.status();
+    if status.is_success() {
         Ok(value)
     } else {
-        Err(format!(
-            "{}: {}",
-            response.status(),
-            value["error"].as_str().unwrap_or("")
-        ))
+        Err(PeerError {
+            status: Some(status.as_u16()),
+            message: format!("{status}: {}", value["error"].as_str().unwrap_or("")),
+        })
     }
 }
 
-/// Starts, on the current actix system, the sender that reports the results of finished
-/// tasks a peer relayed here back to that peer; a TaskActor sends the id of each such task
-/// after the commit that finished it. `metrics` counts the ids waiting here.
-pub fn report_results(reads: ReadPool, vault: Arc<Vault>, metrics: Metrics) -> FinishedTasks {
+/// Starts, on the current actix system, the outbox sender: it reports the result of each
+/// finished task a peer relayed here back to that peer. A TaskActor sends the id of each
+/// such task after the commit that finished it; results a previous run left unsent are
+/// queued at start. A result the peer does not take is tried again after a growing wait
+/// (at most `retry_max`), for as long as it takes. `metrics` counts the results waiting.
+pub fn report_results(
+    db: DbExecutor,
+    reads: ReadPool,
+    vault: Arc<Vault>,
+    metrics: Metrics,
+    retry_max: Duration,
+) -> FinishedTasks {
     let (queue, mut finished) = mpsc::unbounded_channel();
+    let again = queue.clone();
     actix_web::rt::spawn(async move {
+        match crate::db::read(&reads, |conn| Ok(unsent_results(conn)?)).await {
+            Ok(unsent) => {
+                for task_id in unsent {
+                    metrics.federation_result_queued();
+                    let _ = again.send(task_id);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot read the unsent federation results"),
+        }
         while let Some(task_id) = finished.recv().await {
-            report_result(&reads, &vault, task_id).await;
-            metrics.federation_result_sent();
+            match report_result(&db, &reads, &vault, task_id).await {
+                Some(attempts) => {
+                    let wait = Duration::from_secs(1 << attempts.clamp(0, 16)).min(retry_max);
+                    let again = again.clone();
+                    actix_web::rt::spawn(async move {
+                        actix_web::rt::time::sleep(wait).await;
+                        let _ = again.send(task_id);
+                    });
+                }
+                None => metrics.federation_result_sent(),
+            }
         }
     });
     queue
 }
 
-/// Reports one finished task's result to the peer that relayed it here, if one did.
-async fn report_result(reads: &ReadPool, vault: &Vault, task_id: i32) {
+/// The tasks whose result is still owed to the peer that relayed them here.
+fn unsent_results(conn: &mut SqliteConnection) -> QueryResult<Vec<i32>> {
+    owed()
+        .select(relays::task_id)
+        .order(relays::task_id)
+        .load(conn)
+}
+
+/// Per peer, how many results are still owed to it.
+pub fn results_waiting(
+    conn: &mut SqliteConnection,
+) -> QueryResult<std::collections::HashMap<String, i64>> {
+    let counts: Vec<(String, i64)> = owed()
+        .group_by(relays::peer)
+        .select((relays::peer, diesel::dsl::count_star()))
+        .load(conn)?;
+    Ok(counts.into_iter().collect())
+}
+
+/// Inbound relays whose task finished and whose result is not delivered yet.
+#[diesel::dsl::auto_type(no_type_alias)]
+fn owed() -> _ {
+    let finished: [&'static str; 3] = ["done", "failed", "cancelled"];
+    let inbound: &'static str = "inbound";
+    relays::table
+        .inner_join(tasks::table.on(tasks::id.eq(relays::task_id)))
+        .filter(relays::direction.eq(inbound))
+        .filter(relays::result_sent_at.is_null())
+        .filter(tasks::status.eq_any(finished))
+}
+
+/// Reports one finished task's result to the peer that relayed it here, if one did and it
+/// is still owed. `None` when nothing more is to be done; the attempts so far when the
+/// peer did not take it and it should be tried again.
+async fn report_result(
+    db: &DbExecutor,
+    reads: &ReadPool,
+    vault: &Vault,
+    task_id: i32,
+) -> Option<i32> {
     let found = crate::db::read(reads, move |conn| {
-        let peer: Option<String> = relays::table
+        let owed: Option<(String, i32)> = relays::table
             .find((task_id, "inbound"))
-            .select(relays::peer)
+            .filter(relays::result_sent_at.is_null())
+            .select((relays::peer, relays::result_attempts))
             .get_result(conn)
             .optional()?;
-        let Some(peer) = peer else { return Ok(None) };
-        let peer = peers::table
+        let Some((peer, attempts)) = owed else {
+            return Ok(None);
+        };
+        let peer_row = peers::table
             .find(&peer)
             .select(PeerRow::as_select())
             .get_result(conn)
             .optional()?;
-        Ok(peer.zip(queries::task(conn, task_id)?))
+        Ok(Some((
+            peer,
+            attempts,
+            peer_row,
+            queries::task(conn, task_id)?,
+        )))
     })
     .await;
-    let (peer, task) = match found {
+    let (peer, attempts, peer_row, task) = match found {
         Ok(Some(found)) => found,
-        Ok(None) => return,
+        Ok(None) => return None,
         Err(error) => {
             tracing::warn!(task.id = task_id, %error, "cannot read a relayed task's result");
-            return;
+            return Some(0);
         }
     };
-    let output = task
-        .output
-        .as_deref()
-        .and_then(|o| vault.open(o))
-        .map(|o| o.plaintext);
-    let body = json!({ "task_id": task_id, "status": task.status, "output": output, "reason": task.reason });
-    for attempt in 1..=3u64 {
-        match call_peer(
-            &peer,
-            vault,
-            awc::http::Method::POST,
-            "/api/federation/results",
-            Some(&body),
-            None,
-        )
-        .await
-        {
-            Ok(_) => break,
-            Err(why) => {
-                tracing::warn!(task.id = task_id, peer = %peer.name, attempt, error = %why, "cannot report a relayed task's result");
-                actix_web::rt::time::sleep(Duration::from_secs(attempt)).await;
+    let delivery = match (peer_row, task) {
+        (Some(peer_row), Some(task)) => {
+            let output = task
+                .output
+                .as_deref()
+                .and_then(|o| vault.open(o))
+                .map(|o| o.plaintext);
+            let body = json!({ "task_id": task_id, "status": task.status, "output": output, "reason": task.reason });
+            let path = "/api/federation/results";
+            call_peer(&peer_row, vault, Method::POST, path, Some(&body), None).await
+        }
+        _ => Err(PeerError {
+            status: Some(404),
+            message: "the peer or the task is gone".into(),
+        }),
+    };
+    // Delivered, or refused for good (the peer no longer knows the task, or already has
+    // its result): settled. Anything else is tried again.
+    let settled = match &delivery {
+        Ok(_) => None,
+        Err(why) if matches!(why.status, Some(404 | 409)) => Some(why.to_string()),
+        Err(why) => {
+            tracing::warn!(task.id = task_id, %peer, attempt = attempts + 1, error = %why, "a relayed task's result is not delivered yet; it will be tried again");
+            let error = why.to_string();
+            let recorded = db
+                .write(move |conn| {
+                    diesel::update(relays::table.find((task_id, "inbound")))
+                        .set((
+                            relays::result_attempts.eq(relays::result_attempts + 1),
+                            relays::result_error.eq(Some(error)),
+                        ))
+                        .execute(conn)?;
+                    Ok(())
+                })
+                .await;
+            if let Err(error) = recorded {
+                tracing::warn!(task.id = task_id, %error, "cannot record a result's attempt");
             }
+            return Some(attempts + 1);
+        }
+    };
+    if let Some(refusal) = &settled {
+        tracing::warn!(task.id = task_id, %peer, error = %refusal, "the peer refused a relayed task's result for good");
+    }
+    let sent = db
+        .write(move |conn| {
+            diesel::update(relays::table.find((task_id, "inbound")))
+                .set((
+                    relays::result_sent_at.eq(Some(now_iso())),
+                    relays::result_attempts.eq(relays::result_attempts + 1),
+                    relays::result_error.eq(settled),
+                ))
+                .execute(conn)?;
+            Ok(())
+        })
+        .await;
+    match sent {
+        Ok(()) => None,
+        Err(error) => {
+            // Not recorded: it is sent again, and the peer refuses the copy as settled.
+            tracing::warn!(task.id = task_id, %error, "cannot record a delivered result");
+            Some(attempts + 1)
         }
     }
 }

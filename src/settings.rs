@@ -63,6 +63,7 @@ pub struct Settings {
     pub federation_relay: bool,
     pub federation_max_hops: i32,
     pub federation_max_priority: i32,
+    pub federation_retry_max_seconds: u64,
     pub demo_enabled: bool,
     pub alerts_enabled: bool,
     pub ntfy_url: String,

@@ -107,15 +107,18 @@ impl Application {
         let keepalive = std::time::Duration::from_secs(settings.sse_keepalive_seconds.max(1));
         let events = EventBus::new(settings.event_ring_size, keepalive, metrics.clone()).start();
         let vault = Arc::new(vault);
+        let outbox_writer = db.clone();
         let core = Core {
             db,
             events,
             decisions: tokio::sync::broadcast::channel(1024).0,
             bell,
             finished_tasks: crate::federation::report_results(
+                outbox_writer,
                 reads.clone(),
                 vault.clone(),
                 metrics.clone(),
+                std::time::Duration::from_secs(settings.federation_retry_max_seconds),
             ),
             metrics,
             vault,

@@ -22,7 +22,9 @@ use crate::domain::agent::valid_agent_id;
 use crate::domain::now_iso;
 use crate::domain::task::TaskStatus;
 use crate::error::HubError;
-use crate::federation::{all_peers, authenticate, call_peer, PeerRow, TOKEN_HEADER};
+use crate::federation::{
+    all_peers, authenticate, call_peer, results_waiting, PeerRow, TOKEN_HEADER,
+};
 use crate::startup::Hub;
 
 fn peer_view(row: &PeerRow) -> Value {
@@ -234,7 +236,7 @@ pub async fn ping_peer(
     }
     Ok(HttpResponse::Ok().json(match answer {
         Ok(status) => json!({ "peer": peer.name, "reachable": true, "latency_ms": latency_ms, "status": status }),
-        Err(why) => json!({ "peer": peer.name, "reachable": false, "latency_ms": latency_ms, "error": why }),
+        Err(why) => json!({ "peer": peer.name, "reachable": false, "latency_ms": latency_ms, "error": why.to_string() }),
     }))
 }
 
@@ -265,7 +267,10 @@ pub async fn federation_status(
             false
         }
     };
-    let rows = crate::db::read(&hub.reads, |conn| Ok(all_peers(conn)?)).await?;
+    let (rows, waiting) = crate::db::read(&hub.reads, |conn| {
+        Ok((all_peers(conn)?, results_waiting(conn)?))
+    })
+    .await?;
     let settings = &hub.core.settings;
     let mut status = json!({
         "status": "ok",
@@ -274,7 +279,13 @@ pub async fn federation_status(
     });
     if admin {
         status["max_hops"] = json!(settings.federation_max_hops);
-        status["peers"] = json!(rows.iter().map(peer_view).collect::<Vec<_>>());
+        let peers = rows.iter().map(|row| {
+            let mut view = peer_view(row);
+            // Results of tasks it relayed here, still in the outbox (it did not take them yet).
+            view["results_waiting"] = json!(waiting.get(&row.name).copied().unwrap_or(0));
+            view
+        });
+        status["peers"] = json!(peers.collect::<Vec<_>>());
     }
     Ok(HttpResponse::Ok().json(status))
 }

@@ -249,6 +249,9 @@ diesel::table! {
         peer -> Text,
         peer_task_id -> Nullable<Integer>,
         created_at -> Text,
+        result_sent_at -> Nullable<Text>,
+        result_attempts -> Integer,
+        result_error -> Nullable<Text>,
     }
 }
 

@@ -81,6 +81,10 @@ pub const RULES: &[(&str, Accepts)] = &[
     ("federation_relay", Accepts::Flag),
     ("federation_max_hops", whole_to(1, I32, "hubs")),
     ("federation_max_priority", whole_to(-I32 - 1, I32, "")),
+    (
+        "federation_retry_max_seconds",
+        whole_to(1, 24 * 3600, "seconds"),
+    ),
     ("demo_enabled", Accepts::Flag),
     ("alerts_enabled", Accepts::Flag),
     ("ntfy_url", Accepts::Url),

@@ -104,6 +104,16 @@ test('a task shows its budget and watchdogs, and is seen cancelled live once it 
   await finish(page, 'task-budget');
 });
 
+test('the overview lists federation peers with the results still owed to them', async () => {
+  await hub.api('/api/admin/peers', { method: 'POST', body: { name: 'hub-far', url: 'http://127.0.0.1:9', token: 'a-shared-secret-for-the-far-hub' } });
+  const page = await open(browser, hub);
+  await signInWithToken(page, MASTER);
+  await page.getByTestId('overview').waitFor();
+  await page.getByTestId('peers').getByText('hub-far').waitFor();
+  await page.getByTestId('peers').getByText('never pinged · 0 results waiting').waitFor();
+  await finish(page, 'overview-peers');
+});
+
 test('engaging the kill switch from the UI shows the banner and the API reports it', async (t) => {
   // Whatever happens here, later tests need a hub that takes work.
   t.after(() => hub.api('/api/admin/kill-switch', { method: 'DELETE' }));

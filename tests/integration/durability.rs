@@ -370,21 +370,26 @@ async fn a_pipeline_killed_half_way_continues_where_it_was() {
 
 /// Polls a task until it has `status` (about two seconds at most).
 async fn wait_for(base: &str, id: i64, status: &str) -> bool {
-    for _ in 0..100 {
+    reached(base, id, status, Duration::from_secs(2)).await["status"] == status
+}
+
+/// Task `id` as it is once it reached `status`, or as it is after `within`.
+async fn reached(base: &str, id: i64, status: &str, within: Duration) -> Value {
+    let deadline = std::time::Instant::now() + within;
+    loop {
         let (_, task) = call(
             base,
             awc::http::Method::GET,
             &format!("/api/tasks/{id}"),
             TOKEN,
-            json!(null),
+            Value::Null,
         )
         .await;
-        if task["status"] == status {
-            return true;
+        if task["status"] == status || std::time::Instant::now() > deadline {
+            return task;
         }
         actix_web::rt::time::sleep(Duration::from_millis(20)).await;
     }
-    false
 }
 
 #[actix_web::test]
@@ -445,22 +450,7 @@ async fn a_worker_keeps_running_through_a_hub_outage_and_reports_when_it_is_back
         ("M3SHDUP_BIND", bind.as_str()),
     ];
     let hub = serve(TOKEN, &db, &log, &env).await;
-    let mut reported = Value::Null;
-    for _ in 0..200 {
-        let (_, task) = call(
-            &hub.base,
-            Method::GET,
-            &format!("/api/tasks/{id}"),
-            TOKEN,
-            Value::Null,
-        )
-        .await;
-        if task["status"] == "done" {
-            reported = task;
-            break;
-        }
-        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
-    }
+    let reported = reached(&hub.base, id, "done", Duration::from_secs(20)).await;
     assert_eq!(
         reported["output"], "kept through the outage\n",
         "{reported}"
@@ -468,4 +458,99 @@ async fn a_worker_keeps_running_through_a_hub_outage_and_reports_when_it_is_back
     assert_eq!(reported["attempts"], 1, "not run twice: {reported}");
     let _ = worker.kill();
     let _ = worker.wait();
+}
+
+#[actix_web::test]
+async fn a_relayed_result_waits_in_the_outbox_through_an_origin_outage_and_a_restart() {
+    use awc::http::Method;
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    let quick = [("M3SHDUP_FEDERATION_RETRY_MAX_SECONDS", "1")];
+    let relaying = [
+        ("M3SHDUP_FEDERATION_RELAY", "true"),
+        ("M3SHDUP_FEDERATION_RETRY_MAX_SECONDS", "1"),
+    ];
+    let mut origin = serve(TOKEN, &path("a.db"), &path("a.log"), &relaying).await;
+    let mut peer = serve(TOKEN, &path("b.db"), &path("b.log"), &quick).await;
+    for (hub, name, other) in [(&origin, "hub-b", &peer), (&peer, "hub-a", &origin)] {
+        let body = json!({ "name": name, "url": other.base, "token": "a-shared-secret-of-32-characters!" });
+        let (status, answer) = call(&hub.base, Method::POST, "/api/admin/peers", TOKEN, body).await;
+        assert_eq!(status, 201, "{answer}");
+    }
+    let (_, token) = call(
+        &peer.base,
+        Method::POST,
+        "/api/admin/tokens",
+        TOKEN,
+        json!({ "agent_id": "gpu", "name": "gpu", "role": "worker" }),
+    )
+    .await;
+    let gpu = token["token"].as_str().unwrap().to_string();
+    let register = json!({ "name": "gpu", "capabilities": ["gpu"], "max_concurrent": 1 });
+    let (status, _) = call(
+        &peer.base,
+        Method::POST,
+        "/api/agents/gpu/register",
+        &gpu,
+        register,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, created) = call(
+        &origin.base,
+        Method::POST,
+        "/api/tasks",
+        TOKEN,
+        json!({ "title": "Render", "prompt": "p", "required_capability": "gpu" }),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["assign_to"], "peer:hub-b");
+    let id = created["id"].as_i64().unwrap();
+    let (_, remote) = call(&peer.base, Method::GET, "/api/tasks", TOKEN, Value::Null).await;
+    let remote_id = remote["tasks"][0]["id"].as_i64().unwrap();
+
+    // The origin goes away; the peer finishes the task meanwhile and cannot report it.
+    let origin_port = origin.port();
+    origin.child.kill().unwrap();
+    origin.child.wait().unwrap();
+    let (status, _) = call(
+        &peer.base,
+        Method::PUT,
+        &format!("/api/tasks/{remote_id}"),
+        &gpu,
+        json!({ "status": "done", "output": "rendered" }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // Longer than the old three tries (1 + 2 + 3 s), with retries every second.
+    actix_web::rt::time::sleep(Duration::from_secs(7)).await;
+    let (_, status) = call(
+        &peer.base,
+        Method::GET,
+        "/api/federation/status",
+        TOKEN,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status["peers"][0]["results_waiting"], 1, "{status}");
+    // The peer is killed too: the owed result is in its database, not only in memory.
+    peer.child.kill().unwrap();
+    peer.child.wait().unwrap();
+
+    let bind = format!("127.0.0.1:{origin_port}");
+    let origin_env = [relaying[0], relaying[1], ("M3SHDUP_BIND", bind.as_str())];
+    let origin = serve(TOKEN, &path("a.db"), &path("a.log"), &origin_env).await;
+    let peer = serve(TOKEN, &path("b.db"), &path("b.log"), &quick).await;
+    let back = reached(&origin.base, id, "done", Duration::from_secs(20)).await;
+    assert_eq!(back["output"], "rendered", "{back}");
+    let (_, status) = call(
+        &peer.base,
+        Method::GET,
+        "/api/federation/status",
+        TOKEN,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status["peers"][0]["results_waiting"], 0, "{status}");
 }

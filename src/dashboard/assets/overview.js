@@ -1,8 +1,9 @@
 // The first screen: the mesh at a glance, from /api/overview, re-read as events arrive.
 
 import { html, useEffect } from './preact-htm.js';
+import { api } from './api.js';
 import { store, can, showOverview } from './live.js';
-import { Sparkline, money, Status } from './parts.js';
+import { Sparkline, money, Status, Ago, useLoad } from './parts.js';
 
 function Card({ title, children, href }) {
   return html`<section class="card" aria-label=${title}>
@@ -13,6 +14,26 @@ function Card({ title, children, href }) {
 
 function Figure({ value, label, className = '' }) {
   return html`<div class=${`figure ${className}`}><strong>${value ?? '—'}</strong><span>${label}</span></div>`;
+}
+
+/** Federation peers (admins only): when each was last seen, and the results of tasks it
+ * relayed here that still wait in the outbox because it has not taken them. */
+function Peers() {
+  const status = useLoad(() => api('/api/federation/status'), []);
+  useEffect(() => {
+    const timer = setInterval(() => status.reload(), 15000);
+    return () => clearInterval(timer);
+  }, []);
+  const peers = status.data?.peers;
+  if (!peers?.length) return null;
+  return html`<${Card} title="Federation peers">
+    <ul class="peers" data-testid="peers">
+      ${peers.map((p) => html`<li key=${p.name}>
+        <strong>${p.name}</strong>${' · '}${p.last_seen_at ? html`seen <${Ago} at=${p.last_seen_at} />` : 'never pinged'}
+        ${' · '}<span class=${p.results_waiting > 0 ? 'error' : ''}>${p.results_waiting} results waiting</span>
+      </li>`)}
+    </ul>
+  </${Card}>`;
 }
 
 export function Overview() {
@@ -69,6 +90,7 @@ export function Overview() {
         ${tasks.pending_approvals != null && html`<${Figure} value=${tasks.pending_approvals} label="pending approvals" />`}
       </div>
     </${Card}>`}
+    <${Peers} />
     <${Card} title="Kill switch">
       <p>${killSwitch?.active
         ? html`<${Status} value="failed" text="engaged" />: no new work is dispatched`
