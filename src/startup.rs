@@ -19,6 +19,7 @@ use crate::actors::dispatcher::{
 };
 use crate::actors::events::EventBus;
 use crate::actors::registry::{Boot, BootPipeline, BootTask, Directory, Registry};
+use crate::actors::scheduler::Scheduler;
 use crate::actors::Core;
 use crate::alerts::Alerts;
 use crate::crypto::blind::BlindIndex;
@@ -44,6 +45,8 @@ pub struct Hub {
     pub credentials: Credentials,
     pub registry: Addr<Registry>,
     pub dispatcher: Addr<Dispatcher>,
+    /// Dispatches templates on their schedules.
+    pub scheduler: Addr<Scheduler>,
     pub directory: Directory,
     /// Inbound webhook calls per name.
     pub webhook_limiter: RateLimiter,
@@ -156,6 +159,8 @@ impl Application {
             .send(boot)
             .await?
             .map_err(|e| anyhow::anyhow!("cannot restore live state: {e}"))?;
+        // After the live state: a missed occurrence it dispatches finds every actor ready.
+        let scheduler = Scheduler::new(core.clone(), dispatcher.clone(), reads.clone()).start();
 
         // Active tokens only: a revoked one authenticates nothing.
         let grants = tokens
@@ -170,6 +175,7 @@ impl Application {
             credentials,
             registry,
             dispatcher,
+            scheduler,
             directory,
             webhook_limiter: RateLimiter::per_minute(settings.webhook_rate_per_minute),
             agent_mutation_limiter: RateLimiter::per_minute(settings.agent_mutations_per_minute),

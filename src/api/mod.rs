@@ -230,6 +230,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 web::post().to(templates::dispatch_template),
             )
             .route(
+                "/templates/{id}/schedule",
+                web::put().to(templates::set_schedule),
+            )
+            .route(
+                "/templates/{id}/schedule",
+                web::delete().to(templates::remove_schedule),
+            )
+            .route(
+                "/templates/{id}/occurrences",
+                web::get().to(templates::list_occurrences),
+            )
+            .route(
                 "/escalations",
                 web::post().to(escalations::create_escalation),
             )

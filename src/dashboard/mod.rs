@@ -56,6 +56,7 @@ const FILES: &[File] = &[
     file!("decisions.js", JS),
     file!("onboarding.js", JS),
     file!("audit.js", JS),
+    file!("schedules.js", JS),
 ];
 
 /// What is worked out once per file: its ETag and its gzip copy (when that is smaller).

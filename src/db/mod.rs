@@ -15,6 +15,7 @@ pub mod overview;
 pub mod provenance;
 pub mod queries;
 pub mod reputation;
+pub mod schedules;
 pub mod schema;
 pub mod usage;
 

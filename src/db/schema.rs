@@ -267,6 +267,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    schedule_occurrences (template_id, occurrence_at) {
+        template_id -> Integer,
+        occurrence_at -> Text,
+        outcome -> Text,
+        task_id -> Nullable<Integer>,
+        detail -> Nullable<Text>,
+        recorded_at -> Text,
+    }
+}
+
+diesel::table! {
     sessions (hash) {
         hash -> Text,
         user_id -> Integer,
@@ -345,6 +356,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    template_schedules (template_id) {
+        template_id -> Integer,
+        cron -> Text,
+        time_zone -> Text,
+        catch_up -> Bool,
+        paused -> Bool,
+        since -> Text,
+        updated_by -> Text,
+        updated_at -> Text,
+    }
+}
+
+diesel::table! {
     templates (id) {
         id -> Integer,
         name -> Text,
@@ -415,10 +439,13 @@ diesel::joinable!(inbox_items -> messages (message_id));
 diesel::joinable!(inbox_items -> tasks (task_id));
 diesel::joinable!(provenance -> tasks (task_id));
 diesel::joinable!(relays -> tasks (task_id));
+diesel::joinable!(schedule_occurrences -> tasks (task_id));
+diesel::joinable!(schedule_occurrences -> templates (template_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(task_stream_chunks -> tasks (task_id));
 diesel::joinable!(tasks -> pipelines (pipeline_id));
 diesel::joinable!(tasks -> templates (template_id));
+diesel::joinable!(template_schedules -> templates (template_id));
 diesel::joinable!(webhook_deliveries -> webhooks (webhook_name));
 diesel::joinable!(webhooks -> templates (template_id));
 
@@ -442,11 +469,13 @@ diesel::allow_tables_to_appear_in_same_query!(
     registration_tokens,
     relays,
     reputation,
+    schedule_occurrences,
     sessions,
     settings,
     task_dependencies,
     task_stream_chunks,
     tasks,
+    template_schedules,
     templates,
     tokens,
     users,

@@ -10,6 +10,7 @@ pub mod graph;
 pub mod onboarding;
 pub mod remember;
 pub mod reputation;
+pub mod schedule;
 pub mod task;
 pub mod webhook;
 

@@ -114,6 +114,27 @@ test('the overview lists federation peers with the results still owed to them', 
   await finish(page, 'overview-peers');
 });
 
+test('a scheduled template shows its next run and is paused and resumed from the Schedules view', async () => {
+  const template = await hub.api('/api/templates', {
+    method: 'POST',
+    body: { name: 'weekly report', title: 'Weekly report', prompt: 'report', required_capability: 'nobody-has-this', schedule: { cron: '0 9 * * 1', time_zone: 'Europe/Paris' } },
+  });
+  const page = await open(browser, hub);
+  await signInWithToken(page, MASTER);
+  await view(page, 'Schedules').click();
+  const row = page.locator(`[data-template="${template.id}"]`);
+  await row.getByText('0 9 * * 1').waitFor();
+  assert.equal(await row.getByTestId('next-run').innerText(), template.schedule.next_runs[0]);
+  await row.getByRole('button', { name: 'Pause' }).click();
+  await row.getByText('paused').waitFor();
+  assert.equal((await hub.api(`/api/templates/${template.id}`)).schedule.paused, true);
+  await row.getByRole('button', { name: 'Resume' }).click();
+  await row.getByTestId('next-run').waitFor();
+  await row.getByRole('button', { name: 'History' }).click();
+  await page.getByTestId(`history-${template.id}`).getByText('No occurrence yet.').waitFor();
+  await finish(page, 'schedules');
+});
+
 test('engaging the kill switch from the UI shows the banner and the API reports it', async (t) => {
   // Whatever happens here, later tests need a hub that takes work.
   t.after(() => hub.api('/api/admin/kill-switch', { method: 'DELETE' }));

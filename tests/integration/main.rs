@@ -31,6 +31,7 @@ mod openapi;
 mod pipelines;
 mod promises;
 mod reputation;
+mod schedules;
 mod security;
 mod shutdown;
 mod sse;

@@ -351,6 +351,10 @@ const TABLE: &[Row] = &[
     row(GET,    "/api/templates/{id}",                     AnyPermission(READS_TEMPLATES), 200).fill(Template),
     row(DELETE, "/api/templates/{id}",                     Perm("admin:templates"),   200).fill(Template).vis(HiddenButAdmin("operator")),
     row(POST,   "/api/templates/{id}/dispatch",            Perm("tasks:create"),      201).fill(Template),
+    row(PUT,    "/api/templates/{id}/schedule",            Perm("admin:templates"),   200).fill(Template).vis(HiddenButAdmin("operator"))
+        .body(r#"{"cron": "30 8 * * 1-5", "time_zone": "Europe/Paris", "paused": true}"#),
+    row(DELETE, "/api/templates/{id}/schedule",            Perm("admin:templates"),   200).fill(Template).vis(HiddenButAdmin("operator")),
+    row(GET,    "/api/templates/{id}/occurrences",         AnyPermission(READS_TEMPLATES), 200).fill(Template),
     row(POST,   "/api/escalations",                        Perm("escalations:create"), 201).fill(Fill::Task(Assigned)).vis(Hidden("worker"))
         .body(r#"{"task_id": {id}, "reason": "stuck on a flaky test"}"#),
     row(GET,    "/api/escalations",                        Perm("escalations:read"),  200).check(Check::EscalationsOfVisibleTasks),
@@ -840,7 +844,9 @@ impl Matrix {
                     .filter(|c| c.can("admin:templates"))
                     .and_then(|c| c.token.clone())
                     .unwrap_or_else(|| MASTER.into());
-                let body = json!({ "name": format!("tpl-fixture-{n}"), "title": "Templated", "prompt": "from a template", "assign_to": BETA });
+                // Scheduled but paused: its schedule can be changed or removed, and never fires.
+                let schedule = json!({ "cron": "0 9 * * *", "paused": true });
+                let body = json!({ "name": format!("tpl-fixture-{n}"), "title": "Templated", "prompt": "from a template", "assign_to": BETA, "schedule": schedule });
                 let made = self
                     .hub
                     .post("/api/templates", &maker, body)

@@ -16,6 +16,7 @@ import { Pipelines, PipelinePage } from './pipelines.js';
 import { Decisions } from './decisions.js';
 import { Audit } from './audit.js';
 import { Onboarding, ApprovalPage } from './onboarding.js';
+import { Schedules } from './schedules.js';
 
 // However many events arrive, components re-render at most once per animation frame.
 options.debounceRendering = (renderNow) => requestAnimationFrame(renderNow);
@@ -25,6 +26,7 @@ const VIEWS = [
   { path: 'agents', title: 'Agents', view: Agents, page: AgentPage, needs: 'agents:read' },
   { path: 'tasks', title: 'Tasks', view: Tasks, page: TaskPage, needs: 'tasks:read' },
   { path: 'pipelines', title: 'Pipelines', view: Pipelines, page: PipelinePage, needs: 'tasks:read' },
+  { path: 'schedules', title: 'Schedules', view: Schedules, needs: 'tasks:read' },
   { path: 'decisions', title: 'Decisions', view: Decisions, needs: 'escalations:read' },
   { path: 'onboarding', title: 'Onboarding', view: Onboarding, page: ApprovalPage, needs: 'admin:agents' },
   { path: 'audit', title: 'Audit', view: Audit, needs: 'admin:audit' },

@@ -1,0 +1,282 @@
+//! Scheduler: dispatches templates that carry a schedule, on time, once per occurrence.
+//!
+//! It keeps each schedule's next occurrence in memory and one timer for the soonest; a
+//! change through the API reloads that schedule. An occurrence becomes a task submitted
+//! to the Dispatcher like any other, and is recorded in that task's own transaction: the
+//! record's primary key means a restart or a second hub process sharing the database can
+//! never dispatch it again. Occurrences missed while the hub was down are recorded as
+//! skipped, or dispatched when the schedule asks for catch-up. A paused schedule fires
+//! nothing; while the kill switch is engaged each occurrence is recorded as skipped.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+
+use super::dispatcher::{Dispatcher, SubmitTask};
+use super::Core;
+use crate::db::models::{NewTaskRow, TaskLimits, TemplateRow};
+use crate::db::schedules::{self, OccurrenceRow, Scheduled};
+use crate::db::ReadPool;
+use crate::domain::schedule::Schedule;
+use crate::domain::task::TaskStatus;
+use crate::domain::{iso, now_iso};
+use crate::error::HubError;
+
+/// The longest the timer sleeps, so a clock change is noticed within a minute.
+const LONGEST_SLEEP: Duration = Duration::from_secs(60);
+
+struct Entry {
+    template: TemplateRow,
+    schedule: Schedule,
+    paused: bool,
+    next: Option<DateTime<Utc>>,
+}
+
+pub struct Scheduler {
+    core: Core,
+    dispatcher: Addr<Dispatcher>,
+    reads: ReadPool,
+    entries: HashMap<i32, Entry>,
+    timer: Option<SpawnHandle>,
+}
+
+impl Scheduler {
+    pub fn new(core: Core, dispatcher: Addr<Dispatcher>, reads: ReadPool) -> Self {
+        Self {
+            core,
+            dispatcher,
+            reads,
+            entries: HashMap::new(),
+            timer: None,
+        }
+    }
+
+    /// Takes a stored schedule in; at start (`missed`), first settles the occurrences that
+    /// fell while the hub was down.
+    fn adopt(&mut self, (row, template, last): Scheduled, missed: bool, ctx: &mut Context<Self>) {
+        let schedule = match Schedule::parse(&row.cron, &row.time_zone) {
+            Ok(schedule) => schedule,
+            Err(error) => {
+                tracing::warn!(template.id = template.id, %error, "a stored schedule no longer parses; it is not run");
+                return;
+            }
+        };
+        let now = Utc::now();
+        if missed && !row.paused {
+            let from = last.max(Some(row.since.clone())).unwrap_or_default();
+            let from = from.parse::<DateTime<Utc>>().unwrap_or(now);
+            let (times, older) = schedule.between(from, now);
+            if row.catch_up {
+                for at in times {
+                    self.dispatch(&template, at, ctx);
+                }
+            } else if !times.is_empty() {
+                self.skip(template.id, times, older, ctx);
+            }
+        }
+        let entry = Entry {
+            next: schedule.next_after(now),
+            template,
+            schedule,
+            paused: row.paused,
+        };
+        self.entries.insert(entry.template.id, entry);
+    }
+
+    /// Records occurrences missed while the hub was down.
+    fn skip(
+        &self,
+        template_id: i32,
+        times: Vec<DateTime<Utc>>,
+        older: u64,
+        ctx: &mut Context<Self>,
+    ) {
+        let mut why = String::from("missed while the hub was down");
+        if older > 0 {
+            why.push_str(&format!(
+                " ({older} earlier ones were not recorded one by one)"
+            ));
+        }
+        let rows: Vec<OccurrenceRow> = times
+            .into_iter()
+            .map(|at| OccurrenceRow::skipped(template_id, iso(at), why.clone()))
+            .collect();
+        let db = self.core.db.clone();
+        ctx.spawn(
+            async move {
+                let count = rows.len();
+                match db.write(move |conn| schedules::record_skipped(conn, &rows)).await {
+                    Ok(()) => tracing::info!(template.id = template_id, count, "skipped the occurrences missed while the hub was down"),
+                    Err(error) => tracing::warn!(template.id = template_id, %error, "cannot record skipped occurrences"),
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    /// Submits the task of one occurrence, recorded in the task's own transaction; a
+    /// refusal (the kill switch, the cost cap) is recorded as a skip.
+    fn dispatch(&self, template: &TemplateRow, at: DateTime<Utc>, ctx: &mut Context<Self>) {
+        let (template_id, occurrence) = (template.id, iso(at));
+        let recorded = occurrence.clone();
+        let message = SubmitTask {
+            task: scheduled_task(template),
+            depends_on: vec![],
+            actor: format!("schedule:{template_id}"),
+            delivery: None,
+            crossings: vec![],
+            by_master: template.created_by == "master",
+            also: Some(Box::new(move |conn, task| {
+                schedules::record(
+                    conn,
+                    &OccurrenceRow::dispatched(template_id, recorded, task.id),
+                )
+            })),
+        };
+        let (dispatcher, db) = (self.dispatcher.clone(), self.core.db.clone());
+        ctx.spawn(
+            async move {
+                let refusal = match dispatcher.send(message).await {
+                    Ok(Ok(task)) => {
+                        tracing::info!(template.id = template_id, task.id = task.id, %occurrence, "dispatched a scheduled occurrence");
+                        return;
+                    }
+                    // Recorded already: another hub process sharing the database took it.
+                    Ok(Err(HubError::Conflict(why))) => {
+                        tracing::info!(template.id = template_id, %occurrence, %why, "the occurrence was dispatched elsewhere");
+                        return;
+                    }
+                    Ok(Err(refusal)) => refusal.to_string(),
+                    Err(error) => format!("the dispatcher did not answer: {error}"),
+                };
+                tracing::warn!(template.id = template_id, %occurrence, %refusal, "a scheduled occurrence was not dispatched");
+                let skipped = [OccurrenceRow::skipped(template_id, occurrence, refusal)];
+                if let Err(error) = db.write(move |conn| schedules::record_skipped(conn, &skipped)).await {
+                    tracing::warn!(template.id = template_id, %error, "cannot record a skipped occurrence");
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    /// Dispatches every occurrence now due, then sleeps until the next one.
+    fn fire(&mut self, ctx: &mut Context<Self>) {
+        let now = Utc::now();
+        let mut due = Vec::new();
+        for entry in self.entries.values_mut().filter(|e| !e.paused) {
+            while let Some(at) = entry.next.filter(|at| *at <= now) {
+                due.push((entry.template.clone(), at));
+                entry.next = entry.schedule.next_after(at);
+            }
+        }
+        for (template, at) in due {
+            self.dispatch(&template, at, ctx);
+        }
+        self.arm(ctx);
+    }
+
+    fn arm(&mut self, ctx: &mut Context<Self>) {
+        if let Some(timer) = self.timer.take() {
+            ctx.cancel_future(timer);
+        }
+        let soonest = self
+            .entries
+            .values()
+            .filter(|e| !e.paused)
+            .filter_map(|e| e.next)
+            .min();
+        let Some(soonest) = soonest else { return };
+        let wait = (soonest - Utc::now())
+            .to_std()
+            .unwrap_or_default()
+            .min(LONGEST_SLEEP);
+        self.timer = Some(ctx.run_later(wait, |this, ctx| {
+            this.timer = None;
+            this.fire(ctx);
+        }));
+    }
+}
+
+/// The task an occurrence of `template` makes, as its creator's.
+fn scheduled_task(template: &TemplateRow) -> NewTaskRow {
+    let now = now_iso();
+    NewTaskRow {
+        title: template.title.clone(),
+        prompt: template.prompt.clone(),
+        required_capability: template.required_capability.clone(),
+        assign_to: template.assign_to.clone(),
+        assigned_to: None,
+        status: TaskStatus::Queued.as_str().into(),
+        reason: None,
+        priority: template.priority,
+        urgency: template.urgency.clone(),
+        deadline: None,
+        model: template.model.clone(),
+        created_by: template.created_by.clone(),
+        pipeline_id: None,
+        pipeline_index: None,
+        template_id: Some(template.id),
+        source: "schedule".into(),
+        hop_count: 0,
+        timeout_seconds: None,
+        attempts: 0,
+        created_at: now.clone(),
+        updated_at: now,
+        assigned_at: None,
+        completed_at: None,
+        limits: TaskLimits::default(),
+    }
+}
+
+impl Actor for Scheduler {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let reads = self.reads.clone();
+        let load =
+            async move { crate::db::read(&reads, |conn| Ok(schedules::every(conn, None)?)).await };
+        ctx.wait(load.into_actor(self).map(|loaded, this, ctx| {
+            match loaded {
+                Ok(all) => {
+                    for scheduled in all {
+                        this.adopt(scheduled, true, ctx);
+                    }
+                }
+                Err(error) => tracing::error!(%error, "cannot read the schedules; none will run"),
+            }
+            this.arm(ctx);
+        }));
+    }
+}
+
+/// Sent by the template handlers after a schedule's change committed: read it again.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reload {
+    pub template_id: i32,
+}
+
+impl Handler<Reload> for Scheduler {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, msg: Reload, _: &mut Context<Self>) -> Self::Result {
+        let reads = self.reads.clone();
+        let id = msg.template_id;
+        let load = async move {
+            crate::db::read(&reads, move |conn| Ok(schedules::scheduled(conn, id)?)).await
+        };
+        Box::pin(load.into_actor(self).map(move |loaded, this, ctx| {
+            this.entries.remove(&id);
+            match loaded {
+                Ok(Some(scheduled)) => this.adopt(scheduled, false, ctx),
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(template.id = id, %error, "cannot read a changed schedule")
+                }
+            }
+            this.arm(ctx);
+        }))
+    }
+}
