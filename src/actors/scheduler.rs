@@ -7,6 +7,9 @@
 //! never dispatch it again. Occurrences missed while the hub was down are recorded as
 //! skipped, or dispatched when the schedule asks for catch-up. A paused schedule fires
 //! nothing; while the kill switch is engaged each occurrence is recorded as skipped.
+//!
+//! Being the hub's clock, it also sweeps expired idempotency keys now and then (a keyed
+//! create only writes its own record, so that it stays cheap).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -16,6 +19,7 @@ use chrono::{DateTime, Utc};
 
 use super::dispatcher::{Dispatcher, SubmitTask};
 use super::Core;
+use crate::db::idempotency;
 use crate::db::models::{NewTaskRow, TaskLimits, TemplateRow};
 use crate::db::schedules::{self, OccurrenceRow, Scheduled};
 use crate::db::ReadPool;
@@ -26,6 +30,9 @@ use crate::error::HubError;
 
 /// The longest the timer sleeps, so a clock change is noticed within a minute.
 const LONGEST_SLEEP: Duration = Duration::from_secs(60);
+/// How often expired idempotency keys are swept, and how many one write forgets.
+const SWEEP_EVERY: Duration = Duration::from_secs(300);
+const SWEEP_BATCH: i64 = 10_000;
 
 struct Entry {
     template: TemplateRow,
@@ -230,10 +237,37 @@ fn scheduled_task(template: &TemplateRow) -> NewTaskRow {
     }
 }
 
+/// Forgets idempotency keys past their retention, a batch per write so that creates are
+/// never held up behind one long delete.
+async fn sweep_idempotency_keys(db: crate::actors::db_executor::DbExecutor, hours: u64) {
+    let since = iso(Utc::now() - chrono::Duration::hours(hours as i64));
+    loop {
+        let since = since.clone();
+        match db
+            .write(move |conn| Ok(idempotency::forget_expired(conn, &since, SWEEP_BATCH)?))
+            .await
+        {
+            Ok(forgot) if (forgot as i64) < SWEEP_BATCH => return,
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, "cannot sweep expired idempotency keys");
+                return;
+            }
+        }
+    }
+}
+
 impl Actor for Scheduler {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(SWEEP_EVERY, |this, ctx| {
+            let (db, hours) = (
+                this.core.db.clone(),
+                this.core.settings.idempotency_retention_hours,
+            );
+            ctx.spawn(sweep_idempotency_keys(db, hours).into_actor(this));
+        });
         let reads = self.reads.clone();
         let load =
             async move { crate::db::read(&reads, |conn| Ok(schedules::every(conn, None)?)).await };

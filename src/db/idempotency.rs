@@ -4,10 +4,12 @@
 //! key: the second one's transaction fails and rolls back, and it answers the first's.
 
 use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error};
 use diesel::sqlite::SqliteConnection;
 
 use super::schema::idempotency_keys;
 use crate::domain::now_iso;
+use crate::error::HubError;
 
 /// A create that carries a key: who sent it where, the key, and its request's SHA-256.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,37 +43,58 @@ pub fn lookup(
         .optional()
 }
 
-/// Records the answer of `claim`'s create, inside its transaction; replaces a record of
-/// the key older than `since`. A live record of the same key is a unique-key error. Each
-/// record also forgets two expired ones, so the table holds about one retention window.
+/// Records the answer of `claim`'s create, inside its transaction: one insert. A record
+/// of the key older than `since` is replaced; a live one is a conflict (the create rolls
+/// back and its caller reads the recorded answer).
 pub fn record(
     conn: &mut SqliteConnection,
     claim: &Claim,
     status: u16,
     sealed_response: String,
     since: &str,
-) -> QueryResult<()> {
-    diesel::delete(
+) -> Result<(), HubError> {
+    let row = (
+        idempotency_keys::scope.eq(&claim.scope),
+        idempotency_keys::key.eq(&claim.key),
+        idempotency_keys::request_hash.eq(&claim.request_hash),
+        idempotency_keys::status.eq(i32::from(status)),
+        idempotency_keys::response.eq(sealed_response),
+        idempotency_keys::created_at.eq(now_iso()),
+    );
+    match diesel::insert_into(idempotency_keys::table)
+        .values(row.clone())
+        .execute(conn)
+    {
+        Ok(_) => return Ok(()),
+        Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {}
+        Err(other) => return Err(other.into()),
+    }
+    // The key was used before: past its retention (and not swept yet) it is free again.
+    let expired = diesel::delete(
         idempotency_keys::table
             .find((&claim.scope, &claim.key))
             .filter(idempotency_keys::created_at.lt(since)),
     )
     .execute(conn)?;
-    diesel::sql_query(
-        "DELETE FROM idempotency_keys WHERE rowid IN \
-         (SELECT rowid FROM idempotency_keys WHERE created_at < ? ORDER BY created_at LIMIT 2)",
-    )
-    .bind::<diesel::sql_types::Text, _>(since)
-    .execute(conn)?;
+    if expired == 0 {
+        return Err(HubError::conflict(format!(
+            "Idempotency-Key {:?} is in use",
+            claim.key
+        )));
+    }
     diesel::insert_into(idempotency_keys::table)
-        .values((
-            idempotency_keys::scope.eq(&claim.scope),
-            idempotency_keys::key.eq(&claim.key),
-            idempotency_keys::request_hash.eq(&claim.request_hash),
-            idempotency_keys::status.eq(i32::from(status)),
-            idempotency_keys::response.eq(sealed_response),
-            idempotency_keys::created_at.eq(now_iso()),
-        ))
+        .values(row)
         .execute(conn)?;
     Ok(())
+}
+
+/// Forgets at most `batch` records older than `since`; how many it forgot.
+pub fn forget_expired(conn: &mut SqliteConnection, since: &str, batch: i64) -> QueryResult<usize> {
+    diesel::sql_query(
+        "DELETE FROM idempotency_keys WHERE rowid IN \
+         (SELECT rowid FROM idempotency_keys WHERE created_at < ? LIMIT ?)",
+    )
+    .bind::<diesel::sql_types::Text, _>(since)
+    .bind::<diesel::sql_types::BigInt, _>(batch)
+    .execute(conn)
 }

@@ -60,9 +60,11 @@ impl Pragmas {
         })
     }
 
+    /// `temp_store = MEMORY`: each write's savepoint keeps the pages it may roll back in
+    /// memory rather than in a temporary file (they are never needed after a crash).
     fn apply(&self, conn: &mut SqliteConnection) -> diesel::QueryResult<()> {
         conn.batch_execute(&format!(
-            "PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON; PRAGMA synchronous = {}; PRAGMA query_only = {};",
+            "PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON; PRAGMA synchronous = {}; PRAGMA query_only = {}; PRAGMA temp_store = MEMORY;",
             self.busy_timeout_ms, self.synchronous, self.read_only
         ))
     }

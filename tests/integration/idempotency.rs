@@ -471,6 +471,33 @@ async fn a_key_older_than_a_day_is_forgotten() {
 }
 
 #[actix_web::test]
+async fn the_sweep_forgets_expired_keys_a_batch_at_a_time_and_keeps_live_ones() {
+    let hub = TestHub::spawn().await;
+    for key in ["old-1", "old-2", "old-3", "live"] {
+        made(create(&hub, TASKS, MASTER, Some(key), &task(key)).await);
+    }
+    for key in ["old-1", "old-2", "old-3"] {
+        record_at(&hub, key, &hours_ago(30));
+    }
+    let since = hours_ago(24);
+    let sweep = |batch: i64| {
+        let since = since.clone();
+        hub.hub
+            .core
+            .db
+            .write(move |conn| Ok(m3shd::db::idempotency::forget_expired(conn, &since, batch)?))
+    };
+    assert_eq!(sweep(2).await.unwrap(), 2);
+    assert_eq!(sweep(2).await.unwrap(), 1);
+    assert_eq!(sweep(2).await.unwrap(), 0);
+    let left = hub.execute_sql("UPDATE idempotency_keys SET status = status");
+    assert_eq!(left, 1, "only the live key is kept");
+    // It still answers its create.
+    let again = create(&hub, TASKS, MASTER, Some("live"), &task("live")).await;
+    assert_eq!(titled(&hub, "live"), 1, "{again:?}");
+}
+
+#[actix_web::test]
 async fn the_retention_window_is_a_setting() {
     let hub = TestHub::spawn_with(|s| s.idempotency_retention_hours = 1).await;
     let first = made(create(&hub, TASKS, MASTER, Some("hourly"), &task("hourly")).await);
