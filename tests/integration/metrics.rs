@@ -199,10 +199,10 @@ async fn an_open_stream_counts_until_it_closes() {
 }
 
 #[actix_web::test]
-async fn a_result_owed_to_an_unreachable_peer_is_pending_until_given_up() {
-    let hub = TestHub::spawn().await;
-    // Nothing listens on port 9: the report is refused at once, three times, a few seconds
-    // apart (federation.rs), then given up.
+async fn a_result_owed_to_an_unreachable_peer_stays_pending_until_it_is_settled() {
+    let hub = TestHub::spawn_with(|s| s.federation_retry_max_seconds = 1).await;
+    // Nothing listens on port 9: the report is refused at once and tried again every
+    // second, never given up, until the peer is removed (which settles what it was owed).
     hub.post(
         "/api/admin/peers",
         MASTER,
@@ -231,6 +231,10 @@ async fn a_result_owed_to_an_unreachable_peer_is_pending_until_given_up() {
     let pending = "m3shd_federation_results_pending";
     let text = settles(&hub, pending, 1.0).await;
     assert_eq!(sample(&text, pending), Some(1.0), "{text}");
+    // Several tries later it is still owed.
+    actix_web::rt::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(sample(&metrics(&hub).await, pending), Some(1.0));
+    hub.delete("/api/admin/peers/gone", MASTER).await.expect(200);
     let text = settles(&hub, pending, 0.0).await;
     assert_eq!(sample(&text, pending), Some(0.0), "{text}");
 }
