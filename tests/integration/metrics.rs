@@ -234,7 +234,9 @@ async fn a_result_owed_to_an_unreachable_peer_stays_pending_until_it_is_settled(
     // Several tries later it is still owed.
     actix_web::rt::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(sample(&metrics(&hub).await, pending), Some(1.0));
-    hub.delete("/api/admin/peers/gone", MASTER).await.expect(200);
+    hub.delete("/api/admin/peers/gone", MASTER)
+        .await
+        .expect(200);
     let text = settles(&hub, pending, 0.0).await;
     assert_eq!(sample(&text, pending), Some(0.0), "{text}");
 }
