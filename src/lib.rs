@@ -11,6 +11,8 @@ pub mod dashboard;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod exchange_log;
+pub mod exchange_notify;
 pub mod federation;
 pub mod metrics;
 pub mod rate_limit;

@@ -64,6 +64,10 @@ pub struct Settings {
     pub federation_max_hops: i32,
     pub federation_max_priority: i32,
     pub federation_retry_max_seconds: u64,
+    pub exchange_log_content: bool,
+    pub exchange_max_image_bytes: usize,
+    pub exchange_notify_allow: Vec<String>,
+    pub data_dir: String,
     pub demo_enabled: bool,
     pub alerts_enabled: bool,
     pub ntfy_url: String,
@@ -159,6 +163,18 @@ impl Settings {
             .map_err(|e| ConfigError::Unusable(format!("cannot write the settings: {e}")))?;
         out.push_str(&body);
         Ok(out)
+    }
+
+    /// Where files other than the database go (the MESS event log): `data_dir`, else the
+    /// database file's folder.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        if !self.data_dir.is_empty() {
+            return self.data_dir.clone().into();
+        }
+        Path::new(&self.database_url)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
     }
 
     /// How long a running task may take: its own limit, else its capability's, else the default.

@@ -50,6 +50,10 @@ pub struct Hub {
     pub directory: Directory,
     /// Inbound webhook calls per name.
     pub webhook_limiter: RateLimiter,
+    /// Wakes the MESS event log's writer after a commit that recorded events.
+    pub exchange_log: Arc<tokio::sync::Notify>,
+    /// Tells MESS executors of requests.
+    pub exchange_notifier: crate::exchange_notify::Notifier,
     /// Seed 004 agent changes per caller.
     pub agent_mutation_limiter: RateLimiter,
     /// Failed sign-ins per (user name, client address).
@@ -169,6 +173,21 @@ impl Application {
             .map(|row| (row.hash.clone(), row.grant()))
             .collect();
         let credentials = Credentials::new(secrets.master_token.clone(), grants, sessions, states);
+        let exchange_log = crate::exchange_log::start(
+            core.db.clone(),
+            reads.clone(),
+            core.vault.clone(),
+            settings.data_dir(),
+        );
+        let allowed = settings
+            .exchange_notify_allow
+            .iter()
+            .filter_map(|a| a.parse().ok());
+        let exchange_notifier = crate::exchange_notify::Notifier::start(
+            reads.clone(),
+            core.vault.clone(),
+            allowed.collect(),
+        );
         let hub = web::Data::new(Hub {
             core,
             reads,
@@ -178,6 +197,8 @@ impl Application {
             scheduler,
             directory,
             webhook_limiter: RateLimiter::per_minute(settings.webhook_rate_per_minute),
+            exchange_log,
+            exchange_notifier,
             agent_mutation_limiter: RateLimiter::per_minute(settings.agent_mutations_per_minute),
             login_throttle: LoginThrottle::new(
                 settings.login_failures_allowed,

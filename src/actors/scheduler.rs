@@ -20,12 +20,11 @@ use chrono::{DateTime, Utc};
 use super::dispatcher::{Dispatcher, SubmitTask};
 use super::Core;
 use crate::db::idempotency;
-use crate::db::models::{NewTaskRow, TaskLimits, TemplateRow};
+use crate::db::models::{NewTaskRow, TemplateRow};
 use crate::db::schedules::{self, OccurrenceRow, Scheduled};
 use crate::db::ReadPool;
+use crate::domain::iso;
 use crate::domain::schedule::Schedule;
-use crate::domain::task::TaskStatus;
-use crate::domain::{iso, now_iso};
 use crate::error::HubError;
 
 /// The longest the timer sleeps, so a clock change is noticed within a minute.
@@ -208,32 +207,19 @@ impl Scheduler {
 
 /// The task an occurrence of `template` makes, as its creator's.
 fn scheduled_task(template: &TemplateRow) -> NewTaskRow {
-    let now = now_iso();
     NewTaskRow {
-        title: template.title.clone(),
-        prompt: template.prompt.clone(),
-        required_capability: template.required_capability.clone(),
         assign_to: template.assign_to.clone(),
-        assigned_to: None,
-        status: TaskStatus::Queued.as_str().into(),
-        reason: None,
         priority: template.priority,
         urgency: template.urgency.clone(),
-        deadline: None,
         model: template.model.clone(),
-        created_by: template.created_by.clone(),
-        pipeline_id: None,
-        pipeline_index: None,
         template_id: Some(template.id),
-        source: "schedule".into(),
-        hop_count: 0,
-        timeout_seconds: None,
-        attempts: 0,
-        created_at: now.clone(),
-        updated_at: now,
-        assigned_at: None,
-        completed_at: None,
-        limits: TaskLimits::default(),
+        ..NewTaskRow::queued(
+            template.title.clone(),
+            template.prompt.clone(),
+            template.required_capability.clone(),
+            template.created_by.clone(),
+            "schedule",
+        )
     }
 }
 

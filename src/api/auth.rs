@@ -78,6 +78,7 @@ fn authenticate(req: &HttpRequest, allow_query: bool) -> Result<Option<Principal
                 .authenticate(&raw)
                 .ok_or(HubError::Unauthorized)?;
             refuse_by_state(hub, &principal, req.path())?;
+            refuse_outside_exchange(&principal, req.path())?;
             // Any call an agent makes with its own token (one that may heartbeat as it) shows
             // it is alive; a viewer's or commander's key bound to the same name does not.
             let own_agent = principal.own_agent().and_then(|id| hub.directory.agent(id));
@@ -106,6 +107,21 @@ fn refuse_by_state(hub: &Hub, principal: &Principal, path: &str) -> Result<(), H
             )))
         }
         _ => Ok(()),
+    }
+}
+
+/// A MESS key works under its own exchange's paths only (seed 003).
+fn refuse_outside_exchange(principal: &Principal, path: &str) -> Result<(), HubError> {
+    let Some(exchange) = principal.exchange_key() else {
+        return Ok(());
+    };
+    let own = format!("/api/v1/exchanges/{exchange}/");
+    if path.starts_with(&own) {
+        Ok(())
+    } else {
+        Err(HubError::forbidden(format!(
+            "a MESS key of exchange {exchange} works only under {own}"
+        )))
     }
 }
 

@@ -10,6 +10,7 @@ pub mod client;
 mod delivery;
 mod demo;
 mod escalations;
+mod exchange;
 pub mod extract;
 mod federation;
 mod health;
@@ -282,6 +283,47 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(
                 "/admin/registration-tokens/{id}",
                 web::delete().to(onboarding::revoke_registration_token),
+            )
+            .route(
+                "/admin/exchanges",
+                web::post().to(exchange::create_exchange),
+            )
+            .route("/admin/exchanges", web::get().to(exchange::list_exchanges))
+            .route(
+                "/admin/exchanges/{exchange_id}",
+                web::patch().to(exchange::update_exchange),
+            )
+            .route(
+                "/admin/exchanges/{exchange_id}",
+                web::delete().to(exchange::delete_exchange),
+            )
+            .route(
+                "/v1/exchanges/{exchange_id}/register",
+                web::post().to(exchange::register),
+            )
+            .route(
+                "/v1/exchanges/{exchange_id}/requests",
+                web::post().to(exchange::create_request),
+            )
+            .route(
+                "/v1/exchanges/{exchange_id}/requests",
+                web::get().to(exchange::list_requests),
+            )
+            .route(
+                "/v1/exchanges/{exchange_id}/requests/{ref}",
+                web::get().to(exchange::get_request),
+            )
+            .route(
+                "/v1/exchanges/{exchange_id}/requests/{ref}",
+                web::patch().to(exchange::update_request),
+            )
+            .route(
+                "/v1/exchanges/{exchange_id}/executors",
+                web::get().to(exchange::list_executors),
+            )
+            .route(
+                "/v1/exchanges/{exchange_id}/executors/{executor_id}",
+                web::patch().to(exchange::update_executor),
             )
             .route(
                 "/v1/agent-preregistrations",

@@ -17,7 +17,7 @@ use utoipa::openapi::{Content, OpenApi as Document, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::{
-    admin, agents, analytics, approvals, demo, escalations, federation, health, inbox,
+    admin, agents, analytics, approvals, demo, escalations, exchange, federation, health, inbox,
     managed_agents, memory, messages, metrics, onboarding, overview, pipelines, provenance,
     reputation, runtime, stream, tasks, templates, tokens, users, webhooks,
 };
@@ -144,6 +144,17 @@ pub struct ErrorBody {
         admin::list_audit,
         admin::export_audit,
         tasks::list_task_stream,
+        exchange::create_exchange,
+        exchange::list_exchanges,
+        exchange::update_exchange,
+        exchange::delete_exchange,
+        exchange::register,
+        exchange::create_request,
+        exchange::list_requests,
+        exchange::get_request,
+        exchange::update_request,
+        exchange::list_executors,
+        exchange::update_executor,
         onboarding::issue_registration_token,
         onboarding::list_registration_tokens,
         onboarding::revoke_registration_token,

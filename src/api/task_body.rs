@@ -9,9 +9,9 @@ use crate::db::models::{NewTaskRow, TaskLimits};
 use crate::domain::access::Principal;
 use crate::domain::agent::valid_agent_id;
 use crate::domain::graph::parse_depends_on;
-use crate::domain::task::{TaskStatus, Urgency, MODELS};
+use crate::domain::parse_time;
+use crate::domain::task::{Urgency, MODELS};
 use crate::domain::Blank;
-use crate::domain::{now_iso, parse_time};
 use crate::error::HubError;
 use crate::startup::Hub;
 
@@ -152,32 +152,16 @@ impl TaskBody {
                 .unwrap_or_else(|| "master".into()),
             other => other.label(),
         };
-        let now = now_iso();
+        let prompt = hub.core.vault.seal(&prompt);
         Ok(NewTaskRow {
-            title,
-            prompt: hub.core.vault.seal(&prompt),
-            required_capability: capability,
             assign_to: self.assign_to,
-            assigned_to: None,
-            status: TaskStatus::Queued.as_str().into(),
-            reason: None,
             priority: self.priority.unwrap_or(0),
             urgency: urgency.as_str().into(),
             deadline,
             model,
-            created_by,
-            pipeline_id: None,
-            pipeline_index: None,
-            template_id: None,
-            source: source.into(),
-            hop_count: 0,
             timeout_seconds: self.timeout_seconds,
-            attempts: 0,
-            created_at: now.clone(),
-            updated_at: now,
-            assigned_at: None,
-            completed_at: None,
             limits,
+            ..NewTaskRow::queued(title, prompt, capability, created_by, source)
         })
     }
 }

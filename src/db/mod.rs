@@ -5,6 +5,7 @@ pub mod agents;
 pub mod approvals;
 pub mod audit;
 pub mod consumers;
+pub mod exchange;
 pub mod files;
 pub mod idempotency;
 pub mod inbox;

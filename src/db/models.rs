@@ -80,6 +80,46 @@ pub struct NewTaskRow {
     pub limits: TaskLimits,
 }
 
+impl NewTaskRow {
+    /// A queued task made by the hub itself (a schedule's occurrence, a MESS request):
+    /// `prompt` already sealed, normal urgency, no limits; callers set what differs.
+    pub fn queued(
+        title: String,
+        prompt: String,
+        capability: String,
+        created_by: String,
+        source: &str,
+    ) -> Self {
+        let now = crate::domain::now_iso();
+        Self {
+            title,
+            prompt,
+            required_capability: capability,
+            assign_to: None,
+            assigned_to: None,
+            status: "queued".into(),
+            reason: None,
+            priority: 0,
+            urgency: "normal".into(),
+            deadline: None,
+            model: "auto".into(),
+            created_by,
+            pipeline_id: None,
+            pipeline_index: None,
+            template_id: None,
+            source: source.into(),
+            hop_count: 0,
+            timeout_seconds: None,
+            attempts: 0,
+            created_at: now.clone(),
+            updated_at: now,
+            assigned_at: None,
+            completed_at: None,
+            limits: TaskLimits::default(),
+        }
+    }
+}
+
 /// What a task may wait, go without progress, and spend (each off when `None`).
 #[derive(Debug, Clone, Default, Insertable)]
 #[diesel(table_name = tasks)]
@@ -158,6 +198,32 @@ pub struct NewAgentRow {
     pub session_key: Option<String>,
     pub operator_status: Option<String>,
     pub last_activity: Option<String>,
+}
+
+impl NewAgentRow {
+    /// An agent not heard from yet (offline, one slot), as onboarding and exchanges make
+    /// them; callers set what differs.
+    pub fn offline(agent_id: String, name: String, role: Option<String>, config: String) -> Self {
+        let now = crate::domain::now_iso();
+        Self {
+            agent_id,
+            name,
+            machine: None,
+            capabilities: "[]".into(),
+            excluded: "[]".into(),
+            max_concurrent: 1,
+            status: "offline".into(),
+            role,
+            soul_content: None,
+            config,
+            last_heartbeat: None,
+            registered_at: now.clone(),
+            updated_at: now,
+            session_key: None,
+            operator_status: None,
+            last_activity: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

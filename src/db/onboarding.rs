@@ -574,23 +574,15 @@ pub fn prepare_activation(
         created_at: now.clone(),
         updated_at: now.clone(),
     };
+    let config = json!({ "runtimeType": row.requested_runtime_type }).to_string();
     let agent = NewAgentRow {
-        agent_id: agent_id.clone(),
-        name: agent_id,
-        machine: None,
         capabilities: json!(capabilities).to_string(),
-        excluded: "[]".into(),
-        max_concurrent: 1,
-        status: "offline".into(),
-        role: row.requested_category.clone(),
-        soul_content: None,
-        config: json!({ "runtimeType": row.requested_runtime_type }).to_string(),
-        last_heartbeat: None,
-        registered_at: now.clone(),
-        updated_at: now,
-        session_key: None,
-        operator_status: None,
-        last_activity: None,
+        ..NewAgentRow::offline(
+            agent_id.clone(),
+            agent_id,
+            row.requested_category.clone(),
+            config,
+        )
     };
     Prepared {
         agent,

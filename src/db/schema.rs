@@ -138,6 +138,66 @@ diesel::table! {
 }
 
 diesel::table! {
+    exchange_events (id) {
+        id -> Integer,
+        uuid -> Text,
+        exchange_id -> Text,
+        thread_ref -> Nullable<Text>,
+        event_type -> Text,
+        at -> Text,
+        data -> Text,
+        content -> Nullable<Text>,
+        logged_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    exchange_executors (exchange_id, executor_id) {
+        exchange_id -> Text,
+        executor_id -> Text,
+        agent_id -> Text,
+        display_name -> Text,
+        capabilities -> Text,
+        notifications -> Text,
+        preferences -> Text,
+        last_seen -> Nullable<Text>,
+        created_at -> Text,
+        updated_at -> Text,
+    }
+}
+
+diesel::table! {
+    exchange_messages (id) {
+        id -> Integer,
+        task_id -> Integer,
+        from_id -> Text,
+        mess -> Text,
+        created_at -> Text,
+    }
+}
+
+diesel::table! {
+    exchange_requests (task_id) {
+        task_id -> Integer,
+        exchange_id -> Text,
+        #[sql_name = "ref"]
+        ref_ -> Text,
+        requestor_id -> Text,
+        priority -> Text,
+    }
+}
+
+diesel::table! {
+    exchanges (exchange_id) {
+        exchange_id -> Text,
+        open_registration -> Bool,
+        created_by -> Text,
+        created_at -> Text,
+        updated_at -> Text,
+    }
+}
+
+diesel::table! {
     idempotency_keys (scope, key) {
         scope -> Text,
         key -> Text,
@@ -435,6 +495,10 @@ diesel::table! {
 diesel::joinable!(agent_preregistrations -> registration_tokens (registration_token_id));
 diesel::joinable!(approvals -> tasks (task_id));
 diesel::joinable!(escalations -> tasks (task_id));
+diesel::joinable!(exchange_executors -> exchanges (exchange_id));
+diesel::joinable!(exchange_messages -> tasks (task_id));
+diesel::joinable!(exchange_requests -> exchanges (exchange_id));
+diesel::joinable!(exchange_requests -> tasks (task_id));
 diesel::joinable!(inbox_items -> messages (message_id));
 diesel::joinable!(inbox_items -> tasks (task_id));
 diesel::joinable!(provenance -> tasks (task_id));
@@ -459,6 +523,11 @@ diesel::allow_tables_to_appear_in_same_query!(
     consumer_leases,
     cost_usage,
     escalations,
+    exchange_events,
+    exchange_executors,
+    exchange_messages,
+    exchange_requests,
+    exchanges,
     idempotency_keys,
     inbox_items,
     memories,

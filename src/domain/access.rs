@@ -225,6 +225,15 @@ impl Principal {
         }
     }
 
+    /// The exchange a MESS executor's key belongs to (seed 003); `None` for every other
+    /// credential.
+    pub fn exchange_key(&self) -> Option<&str> {
+        match self {
+            Self::Master => None,
+            Self::Token { permissions, .. } => super::exchange::exchange_of_key(permissions.iter()),
+        }
+    }
+
     /// The agent id the caller speaks for; `None` for the master token.
     pub fn agent_id(&self) -> Option<&str> {
         match self {

@@ -6,6 +6,7 @@ pub mod agent;
 pub mod audit;
 pub mod credentials;
 pub mod event;
+pub mod exchange;
 pub mod graph;
 pub mod onboarding;
 pub mod remember;

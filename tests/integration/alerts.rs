@@ -1,48 +1,10 @@
 //! Push alerts reach an ntfy server (a receiver started by the test) and never slow a request.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde_json::json;
 
-use crate::support::{keep_alive, TestHub, MASTER};
-
-type Received = Arc<Mutex<Vec<(String, String, String)>>>;
-
-/// A tiny ntfy stand-in on a free port: records (path, Title header, body).
-fn receiver() -> (String, Received) {
-    let received: Received = Arc::default();
-    let store = received.clone();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let server = HttpServer::new(move || {
-        let store = store.clone();
-        App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
-            let store = store.clone();
-            async move {
-                let title = req
-                    .headers()
-                    .get("Title")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_string();
-                store.lock().unwrap().push((
-                    req.path().to_string(),
-                    title,
-                    String::from_utf8_lossy(&body).into_owned(),
-                ));
-                HttpResponse::Ok().finish()
-            }
-        }))
-    })
-    .workers(1)
-    .listen(listener)
-    .unwrap()
-    .run();
-    actix_web::rt::spawn(server);
-    (url, received)
-}
+use crate::support::{keep_alive, receiver, TestHub, MASTER};
 
 #[actix_web::test]
 async fn agent_down_escalations_and_the_cost_cap_are_pushed_to_ntfy() {

@@ -15,6 +15,7 @@ mod config;
 mod conventions;
 mod dashboard;
 mod durability;
+mod exchange;
 mod federation;
 mod file_modes;
 mod guards;

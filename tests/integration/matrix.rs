@@ -154,6 +154,11 @@ enum Fill {
     Onboarded,
     /// `{item_id}`: an inbox item id nobody has.
     MissingItem,
+    /// `{exchange_id}`: a fresh MESS exchange, open to registration (seed 003).
+    Exchange,
+    /// `{exchange_id}`, `{executor_id}`, `{ref}`: a fresh exchange with one executor and
+    /// one pending request of it.
+    ExchangeRequest,
 }
 
 /// A check of an allowed caller's body beyond its status.
@@ -351,6 +356,23 @@ const TABLE: &[Row] = &[
     row(GET,    "/api/templates/{id}",                     AnyPermission(READS_TEMPLATES), 200).fill(Template),
     row(DELETE, "/api/templates/{id}",                     Perm("admin:templates"),   200).fill(Template).vis(HiddenButAdmin("operator")),
     row(POST,   "/api/templates/{id}/dispatch",            Perm("tasks:create"),      201).fill(Template),
+    row(POST,   "/api/admin/exchanges",                    Perm("admin:agents"),      201)
+        .body(r#"{"exchange_id": "made-{n}", "open_registration": true}"#),
+    row(GET,    "/api/admin/exchanges",                    Perm("admin:agents"),      200),
+    row(PATCH,  "/api/admin/exchanges/{exchange_id}",      Perm("admin:agents"),      200).fill(Fill::Exchange)
+        .body(r#"{"open_registration": false}"#),
+    row(DELETE, "/api/admin/exchanges/{exchange_id}",      Perm("admin:agents"),      200).fill(Fill::Exchange),
+    row(POST,   "/api/v1/exchanges/{exchange_id}/register", Anonymous,                201).fill(Fill::Exchange)
+        .body(r#"{"executor_id": "joined-{n}", "capabilities": ["photo:capture"]}"#),
+    row(GET,    "/api/v1/exchanges/{exchange_id}/requests", Rule::Admin,              200).fill(Fill::Exchange),
+    row(POST,   "/api/v1/exchanges/{exchange_id}/requests", Rule::Admin,              201).fill(Fill::Exchange)
+        .body(r#"{"intent": "check the door {n}"}"#),
+    row(GET,    "/api/v1/exchanges/{exchange_id}/requests/{ref}", Rule::Admin,        200).fill(Fill::ExchangeRequest),
+    row(PATCH,  "/api/v1/exchanges/{exchange_id}/requests/{ref}", Rule::Admin,        200).fill(Fill::ExchangeRequest)
+        .body(r#"{"status": "cancelled"}"#),
+    row(GET,    "/api/v1/exchanges/{exchange_id}/executors", Rule::Admin,             200).fill(Fill::Exchange),
+    row(PATCH,  "/api/v1/exchanges/{exchange_id}/executors/{executor_id}", Rule::Admin, 200).fill(Fill::ExchangeRequest)
+        .body(r#"{"display_name": "renamed {n}"}"#),
     row(PUT,    "/api/templates/{id}/schedule",            Perm("admin:templates"),   200).fill(Template).vis(HiddenButAdmin("operator"))
         .body(r#"{"cron": "30 8 * * 1-5", "time_zone": "Europe/Paris", "paused": true}"#),
     row(DELETE, "/api/templates/{id}/schedule",            Perm("admin:templates"),   200).fill(Template).vis(HiddenButAdmin("operator")),
@@ -882,6 +904,40 @@ impl Matrix {
                     .expect(201);
                 secret = Some(made["secret"].as_str().expect("secret").to_string());
                 params.insert("name", name);
+            }
+            Fill::Exchange | Fill::ExchangeRequest => {
+                let exchange = format!("mx-{n}");
+                let body = json!({ "exchange_id": exchange, "open_registration": true });
+                self.hub
+                    .post("/api/admin/exchanges", MASTER, body)
+                    .await
+                    .expect(201);
+                if matches!(row.fill, Fill::ExchangeRequest) {
+                    let executor = format!("ex-{n}");
+                    let path = format!("/v1/exchanges/{exchange}");
+                    let registered = self
+                        .hub
+                        .post(
+                            &format!("/api{path}/register"),
+                            "",
+                            json!({ "executor_id": executor }),
+                        )
+                        .await
+                        .expect(201);
+                    let key = registered["api_key"].as_str().unwrap().to_string();
+                    let made = self
+                        .hub
+                        .post(
+                            &format!("/api{path}/requests"),
+                            &key,
+                            json!({ "intent": format!("look at {n}") }),
+                        )
+                        .await
+                        .expect(201);
+                    params.insert("ref", made["ref"].as_str().unwrap().to_string());
+                    params.insert("executor_id", executor);
+                }
+                params.insert("exchange_id", exchange);
             }
             Fill::Peer => {
                 let name = format!("peer-{n}");

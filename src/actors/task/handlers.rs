@@ -64,6 +64,7 @@ impl Handler<Assign> for TaskActor {
             remember: None,
             returned_by_holder: false,
             fence: None,
+            also: None,
         };
         AtomicResponse::new(self.apply(change))
     }
@@ -170,6 +171,7 @@ impl Handler<Report> for TaskActor {
             remember,
             returned_by_holder: next == TaskStatus::Queued,
             fence: msg.fence,
+            also: None,
         };
         AtomicResponse::new(self.apply(change))
     }
@@ -228,6 +230,7 @@ impl Handler<Handoff> for TaskActor {
             remember: None,
             returned_by_holder: false,
             fence: msg.fence,
+            also: None,
         };
         AtomicResponse::new(self.apply(change))
     }
@@ -315,6 +318,7 @@ impl Handler<FailDependency> for TaskActor {
             remember: None,
             returned_by_holder: false,
             fence: None,
+            also: None,
         };
         AtomicResponse::new(self.apply(change))
     }
@@ -412,6 +416,7 @@ impl Handler<AppendChunk> for TaskActor {
                     remember: None,
                     returned_by_holder: false,
                     fence,
+                    also: None,
                 };
                 Box::pin(this.apply(change).map(move |row, _, _| row.map(|_| seq)))
             },
@@ -465,6 +470,7 @@ impl Handler<CompleteRemotely> for TaskActor {
             remember: None,
             returned_by_holder: false,
             fence: None,
+            also: None,
         };
         AtomicResponse::new(self.apply(change))
     }

@@ -14,6 +14,7 @@
 //! [`Requeue`], [`Release`], [`FailDependency`].
 
 mod approvals;
+mod exchange;
 mod handlers;
 mod watchdogs;
 
@@ -22,6 +23,7 @@ use diesel::prelude::*;
 use serde_json::{json, Value};
 
 pub use approvals::{DecideApproval, RequestApproval};
+pub use exchange::ExchangeUpdate;
 pub use handlers::{
     AppendChunk, Assign, CompleteRemotely, FailDependency, Handoff, Release, Report, ReportBody,
     Requeue, Usage,
@@ -31,7 +33,7 @@ use super::dispatcher::{
     Dispatcher, Ready, TaskFinished, TaskReady, TaskReleased, UsageAdded, UsageTotals,
 };
 use super::pipeline::MemberFinished;
-use super::registry::{ChildStopped, Directory, Registry};
+use super::registry::{AlsoWrite, ChildStopped, Directory, Registry};
 use super::Core;
 use crate::alerts::Alert;
 use crate::db::approvals as approvals_db;
@@ -176,6 +178,8 @@ struct Change {
     returned_by_holder: bool,
     /// The consumer lease the writing agent must still hold (checked in the transaction).
     fence: Option<ConsumerFence>,
+    /// More to write in the same transaction (a MESS thread message and its event).
+    also: Option<AlsoWrite>,
 }
 
 pub struct TaskActor {
@@ -244,6 +248,7 @@ impl TaskActor {
             remember,
             returned_by_holder,
             fence,
+            also,
         } = change;
         columns.updated_at = Some(now_iso());
         let db = core.db.clone();
@@ -279,6 +284,9 @@ impl TaskActor {
                     }
                     if let Some((holder, extracted)) = remember {
                         remember_output(conn, &core, id, &holder, extracted)?;
+                    }
+                    if let Some(also) = also {
+                        also(conn)?;
                     }
                     let escalation = match escalate {
                         Some(reason) => Some(NewEscalationRow::open(Some(id), agent.clone(), reason, "hub").insert(conn)?),
@@ -504,6 +512,7 @@ impl TaskActor {
             remember: None,
             returned_by_holder,
             fence: None,
+            also: None,
         })
     }
 }

@@ -98,6 +98,7 @@ impl TaskActor {
                         remember: None,
                         returned_by_holder: false,
                         fence: None,
+                        also: None,
                     };
                     Box::pin(this.apply(change).map(|outcome, _, _| log_failure(outcome)))
                 });
@@ -153,6 +154,7 @@ impl TaskActor {
                 remember: None,
                 returned_by_holder: false,
                 fence: None,
+                also: None,
             })
         };
         ctx.wait(escalation.map(|outcome, _, _| log_failure(outcome)));
@@ -192,6 +194,7 @@ impl Handler<Overspent> for TaskActor {
             remember: None,
             returned_by_holder: false,
             fence: None,
+            also: None,
         };
         AtomicResponse::new(Box::pin(
             self.apply(change).map(|outcome, _, _| log_failure(outcome)),

@@ -459,3 +459,45 @@ impl Sse {
 
 /// Two seconds: long enough for anything the hub does on loopback.
 pub const SOON: Duration = Duration::from_secs(2);
+
+/// What a [`receiver`] was sent: (path, `Title` header, body).
+pub type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>;
+
+/// A stand-in for ntfy, Slack or a webhook on a free loopback port: records every call;
+/// a call to `/hang` is answered only after a minute (a receiver that hangs).
+pub fn receiver() -> (String, Received) {
+    use actix_web::{App, HttpRequest, HttpResponse, HttpServer};
+    let received: Received = Default::default();
+    let store = received.clone();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = HttpServer::new(move || {
+        let store = store.clone();
+        App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
+            let store = store.clone();
+            async move {
+                if req.path() == "/hang" {
+                    actix_web::rt::time::sleep(Duration::from_secs(60)).await;
+                }
+                let title = req
+                    .headers()
+                    .get("Title")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                let body = String::from_utf8_lossy(&body).into_owned();
+                store
+                    .lock()
+                    .unwrap()
+                    .push((req.path().to_string(), title, body));
+                HttpResponse::Ok().finish()
+            }
+        }))
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    actix_web::rt::spawn(server);
+    (url, received)
+}
