@@ -200,9 +200,10 @@ fn run(command: HubCommand) -> anyhow::Result<()> {
             tasks,
             held,
         } => match suite {
-            Suite::Hub => {
-                let token =
-                    token.context("--token (or M3SHDUP_TOKEN) is required for the hub suite")?;
+            Suite::Hub | Suite::Exchange => {
+                let token = token.context(
+                    "--token (or M3SHDUP_TOKEN) is required for the hub and exchange suites",
+                )?;
                 let hub = hub.trim_end_matches('/').to_string();
                 let plan = m3shd::bench::hub::BenchPlan {
                     hub,
@@ -212,7 +213,11 @@ fn run(command: HubCommand) -> anyhow::Result<()> {
                     claims,
                     chains,
                 };
-                actix_web::rt::System::new().block_on(m3shd::bench::hub::run(plan))
+                let system = actix_web::rt::System::new();
+                match suite {
+                    Suite::Exchange => system.block_on(m3shd::bench::exchange::run(plan)),
+                    _ => system.block_on(m3shd::bench::hub::run(plan)),
+                }
             }
             Suite::Memory => {
                 let dir = tempfile_dir()?;
@@ -463,6 +468,9 @@ enum Suite {
     /// Seed 002's inbox: delivery to a waiting long-poll, and the hub memory of 1,000
     /// agents long-polling at once (a hub started as a child process).
     Inbox,
+    /// Seed 003's exchange on a running hub: request create → visible to a polling
+    /// executor, and claims per second with `--connections` executors racing.
+    Exchange,
 }
 
 /// A fresh directory for a benchmark's database, under the system's temporary directory.

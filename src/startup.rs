@@ -54,6 +54,8 @@ pub struct Hub {
     pub exchange_log: Arc<tokio::sync::Notify>,
     /// Tells MESS executors of requests.
     pub exchange_notifier: crate::exchange_notify::Notifier,
+    /// When each MESS executor's `last_seen` was last written.
+    pub exchange_seen: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// Seed 004 agent changes per caller.
     pub agent_mutation_limiter: RateLimiter,
     /// Failed sign-ins per (user name, client address).
@@ -199,6 +201,7 @@ impl Application {
             webhook_limiter: RateLimiter::per_minute(settings.webhook_rate_per_minute),
             exchange_log,
             exchange_notifier,
+            exchange_seen: Default::default(),
             agent_mutation_limiter: RateLimiter::per_minute(settings.agent_mutations_per_minute),
             login_throttle: LoginThrottle::new(
                 settings.login_failures_allowed,

@@ -1,3 +1,4 @@
+DROP INDEX tasks_pinned;
 DROP TABLE exchange_events;
 DROP TABLE exchange_messages;
 DROP TABLE exchange_requests;

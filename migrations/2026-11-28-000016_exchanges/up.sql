@@ -38,6 +38,9 @@ CREATE TABLE exchange_messages (
     created_at TEXT NOT NULL
 );
 CREATE INDEX exchange_messages_by_task ON exchange_messages (task_id, id);
+-- An exchange's requests by status, newest first, without a scan: its tasks are the ones
+-- pinned to it (only pinned tasks are in this index).
+CREATE INDEX tasks_pinned ON tasks (assign_to, status) WHERE assign_to IS NOT NULL;
 CREATE TABLE exchange_events (
     id          INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
     uuid        TEXT NOT NULL UNIQUE,     -- the log file's name: a rewrite is the same file

@@ -82,7 +82,11 @@ impl Party {
     }
 }
 
-/// The exchange, or 404; notes the executor's call as its `last_seen`.
+/// How often an executor's `last_seen` is written at most: a busy executor's calls cost
+/// one write a second, not one each.
+const SEEN_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The exchange, or 404; notes the executor's call as its `last_seen` (to the second).
 async fn enter(
     hub: &Hub,
     caller: &Principal,
@@ -93,11 +97,24 @@ async fn enter(
     let found = crate::db::read(&hub.reads, move |conn| Ok(exchange::exchange(conn, &id)?)).await?;
     let row = found.ok_or_else(|| HubError::not_found("Exchange not found"))?;
     if let Some(agent) = party.agent() {
-        let at = now_iso();
-        hub.core
-            .db
-            .write(move |conn| Ok(exchange::seen(conn, &agent, &at)?))
-            .await?;
+        let now = std::time::Instant::now();
+        let due = {
+            let mut seen = hub.exchange_seen.lock().unwrap_or_else(|e| e.into_inner());
+            let due = seen
+                .get(&agent)
+                .is_none_or(|at| now.duration_since(*at) >= SEEN_EVERY);
+            if due {
+                seen.insert(agent.clone(), now);
+            }
+            due
+        };
+        if due {
+            let at = now_iso();
+            hub.core
+                .db
+                .write(move |conn| Ok(exchange::seen(conn, &agent, &at)?))
+                .await?;
+        }
     }
     Ok((row, party))
 }

@@ -1,10 +1,12 @@
 //! `m3shd bench`: measurements. `hub` loads a running hub over HTTP and SSE; `memory` and
 //! `dispatch` time one component in-process on generated data (no hub needed); `agents`
 //! times seed 004's reads against a hub it starts on a generated database; `inbox` times
-//! seed 002's long-poll delivery and weighs its waiting pulls on a hub child process.
+//! seed 002's long-poll delivery and weighs its waiting pulls on a hub child process;
+//! `exchange` times seed 003's request visibility and claim race on a running hub.
 
 pub mod agents;
 pub mod dispatch;
+pub mod exchange;
 pub mod hub;
 pub mod inbox;
 pub mod memory;

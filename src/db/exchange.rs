@@ -154,9 +154,12 @@ pub fn list_threads(
     statuses: Option<Vec<&'static str>>,
     limit: i64,
 ) -> QueryResult<Vec<ThreadRow>> {
+    // Through the task's pin (indexed with its status), newest first, so a page reads only
+    // its own rows however many requests the exchange has.
     let mut query = threads()
+        .filter(tasks::assign_to.eq(crate::domain::exchange::pin(exchange_id)))
         .filter(exchange_requests::exchange_id.eq(exchange_id.to_string()))
-        .order(exchange_requests::task_id.desc())
+        .order(tasks::id.desc())
         .limit(limit)
         .into_boxed();
     if let Some(statuses) = statuses {

@@ -605,3 +605,109 @@ async fn the_event_log_is_partitioned_as_the_seed_shows_without_content_or_keys(
         "{profile}"
     );
 }
+
+/// Runs the seed's DuckDB query in `cwd` (whose `data/` is the hub's data directory): the
+/// rows it finds. The `duckdb` Python package is installed by `.ci/test`.
+fn duckdb_rows(cwd: &std::path::Path) -> i64 {
+    let query = "SELECT * FROM read_json_auto('data/events/**/*.jsonl', hive_partitioning=true) \
+                 WHERE exchange_id = 'home' AND thread_ref IS NOT NULL;";
+    let script = format!("import duckdb; print(len(duckdb.sql(\"{query}\").fetchall()))");
+    let out = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .current_dir(cwd)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "the seed's DuckDB query failed (install duckdb: python3 -m pip install duckdb; .ci/test does): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+#[actix_web::test]
+async fn the_event_log_survives_sigkill_whole_and_duckdb_reads_it_with_the_seeds_query() {
+    use crate::support::process::serve;
+    use crate::support::send_json;
+    use awc::http::Method;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let (db, log) = (data.join("hub.db"), dir.path().join("hub.log"));
+    const TOKEN: &str = "exchange-master";
+    let call = |base: String, method: Method, path: String, key: String, body: Value| async move {
+        let auth = format!("Bearer {key}");
+        let headers = [("Authorization", auth.as_str())];
+        send_json(
+            &base,
+            method,
+            &path,
+            &headers,
+            Some(body),
+            Duration::from_secs(10),
+        )
+        .await
+        .0
+    };
+    let mut hub = serve(TOKEN, &db, &log, &[]).await;
+    let base = hub.base.clone();
+    call(
+        base.clone(),
+        Method::POST,
+        "/api/admin/exchanges".into(),
+        TOKEN.into(),
+        json!({ "exchange_id": "home", "open_registration": true }),
+    )
+    .await
+    .expect(201);
+    let asker = call(
+        base.clone(),
+        Method::POST,
+        format!("{HOME}/register"),
+        String::new(),
+        json!({ "executor_id": "asker" }),
+    )
+    .await
+    .expect(201);
+    let key = asker["api_key"].as_str().unwrap().to_string();
+    let asks = (0..40).map(|n| {
+        call(
+            base.clone(),
+            Method::POST,
+            format!("{HOME}/requests"),
+            key.clone(),
+            json!({ "intent": format!("task {n}") }),
+        )
+    });
+    let made = futures_util::future::join_all(asks).await;
+    assert!(made.iter().all(|m| m.status == 201));
+    // Killed the moment the last create is answered: some events are committed, not logged.
+    hub.child.kill().unwrap();
+    hub.child.wait().unwrap();
+    let hub = serve(TOKEN, &db, &log, &[]).await;
+    let lines = || {
+        let mut names = Vec::new();
+        let lines = log_lines(&data);
+        for (file, _) in &lines {
+            names.push(file.file_name().unwrap().to_string_lossy().into_owned());
+        }
+        (lines, names)
+    };
+    // 1 registration + 40 requests.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while lines().0.len() < 41 && std::time::Instant::now() < deadline {
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (found, mut names) = lines();
+    assert_eq!(found.len(), 41, "nothing doubled");
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 41);
+    let created = found
+        .iter()
+        .filter(|(_, l)| l["type"] == "request_created")
+        .count();
+    assert_eq!(created, 40);
+    assert_eq!(duckdb_rows(dir.path()), 40);
+    drop(hub);
+}
