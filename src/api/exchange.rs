@@ -591,7 +591,7 @@ pub async fn update_executor(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RequestBody {
     /// What is asked, in words.
-    #[schema(required = true, value_type = String, min_length = 1)]
+    #[schema(required = true, value_type = String, min_length = 1, pattern = r"\S")]
     intent: Option<String>,
     /// Anything that helps (strings or objects).
     #[schema(value_type = Option<Object>)]

@@ -57,6 +57,7 @@ const FILES: &[File] = &[
     file!("onboarding.js", JS),
     file!("audit.js", JS),
     file!("schedules.js", JS),
+    file!("exchanges.js", JS),
 ];
 
 /// What is worked out once per file: its ETag and its gzip copy (when that is smaller).

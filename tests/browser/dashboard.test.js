@@ -135,6 +135,25 @@ test('a scheduled template shows its next run and is paused and resumed from the
   await finish(page, 'schedules');
 });
 
+test('an admin sees an exchange with its executors and requests, and closes its registration', async () => {
+  await hub.api('/api/admin/exchanges', { method: 'POST', body: { exchange_id: 'porch', open_registration: true } });
+  const phone = await hub.api('/api/v1/exchanges/porch/register', { method: 'POST', body: { executor_id: 'porch-phone', display_name: 'Porch Phone', capabilities: ['photo:capture'] } });
+  assert.ok(phone.api_key.startsWith('mess_porch_'));
+  const asked = await hub.api('/api/v1/exchanges/porch/requests', { method: 'POST', body: { intent: 'Is a parcel at the door?', priority: 'high' } });
+  const page = await open(browser, hub);
+  await signInWithToken(page, MASTER);
+  await view(page, 'Exchanges').click();
+  const card = page.locator('[data-exchange="porch"]');
+  await card.getByTestId('executors').getByText('Porch Phone').waitFor();
+  await card.getByTestId('requests').getByText(asked.ref).waitFor();
+  await card.getByTestId('requests').getByText('Is a parcel at the door?').waitFor();
+  await card.getByRole('button', { name: 'Close registration' }).click();
+  await card.getByTestId('registration').getByText('closed').waitFor();
+  const exchanges = await hub.api('/api/admin/exchanges');
+  assert.equal(exchanges.exchanges.find((e) => e.exchange_id === 'porch').open_registration, false);
+  await finish(page, 'exchanges');
+});
+
 test('engaging the kill switch from the UI shows the banner and the API reports it', async (t) => {
   // Whatever happens here, later tests need a hub that takes work.
   t.after(() => hub.api('/api/admin/kill-switch', { method: 'DELETE' }));

@@ -17,6 +17,7 @@ import { Decisions } from './decisions.js';
 import { Audit } from './audit.js';
 import { Onboarding, ApprovalPage } from './onboarding.js';
 import { Schedules } from './schedules.js';
+import { Exchanges } from './exchanges.js';
 
 // However many events arrive, components re-render at most once per animation frame.
 options.debounceRendering = (renderNow) => requestAnimationFrame(renderNow);
@@ -29,6 +30,7 @@ const VIEWS = [
   { path: 'schedules', title: 'Schedules', view: Schedules, needs: 'tasks:read' },
   { path: 'decisions', title: 'Decisions', view: Decisions, needs: 'escalations:read' },
   { path: 'onboarding', title: 'Onboarding', view: Onboarding, page: ApprovalPage, needs: 'admin:agents' },
+  { path: 'exchanges', title: 'Exchanges', view: Exchanges, needs: 'admin:agents' },
   { path: 'audit', title: 'Audit', view: Audit, needs: 'admin:audit' },
 ];
 
