@@ -594,12 +594,12 @@ pub struct RequestBody {
     #[schema(required = true, value_type = String, min_length = 1, pattern = r"\S")]
     intent: Option<String>,
     /// Anything that helps (strings or objects).
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = super::openapi::any_json)]
     context: Option<Value>,
     #[schema(value_type = Option<String>, pattern = "^(low|normal|high|urgent)$")]
     priority: Option<String>,
     /// What kind of answer helps (`text`, `image`, …).
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = super::openapi::any_json)]
     response_hint: Option<Value>,
 }
 
@@ -759,8 +759,8 @@ pub async fn create_request(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ThreadQuery {
-    /// `pending`, `claimed`, `completed`, `failed` or `cancelled`.
-    #[param(pattern = "^(pending|claimed|completed|failed|cancelled)$")]
+    /// `pending`, `claimed`, `completed`, `failed` or `cancelled` (empty: all).
+    #[param(pattern = "^(pending|claimed|completed|failed|cancelled)?$")]
     status: Option<String>,
     /// How many, newest first (capped by the hub).
     #[param(minimum = 1)]

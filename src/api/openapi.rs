@@ -475,6 +475,14 @@ pub fn deadline() -> Schema {
         .into()
 }
 
+/// Any JSON value at all (a MESS request's `context` and `response_hint` are free-form).
+pub fn any_json() -> Schema {
+    ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::AnyValue)
+        .build()
+        .into()
+}
+
 /// `depends_on`: one task id or a list of at most 50.
 pub fn depends_on() -> Schema {
     let id = || {

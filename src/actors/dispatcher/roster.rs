@@ -162,6 +162,9 @@ impl Roster {
                 "busy"
             }
         };
+        if let Some(exchange) = pin.and_then(|p| p.strip_prefix("exchange:")) {
+            return format!("it waits for an executor of exchange {exchange} to claim it");
+        }
         if let Some(pin) = pin {
             return match self.slot(pin) {
                 None => format!("it is assigned to {pin}, which is not registered"),
