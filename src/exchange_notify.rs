@@ -7,7 +7,9 @@
 //! The URLs come from executors, so they are checked against server-side request
 //! forgery after DNS resolution: loopback, private, link-local (cloud metadata included),
 //! shared, unspecified and multicast addresses are refused unless the address is in
-//! `exchange_notify_allow`.
+//! `exchange_notify_allow`. The check is the client's own resolver, so the addresses
+//! checked are the ones connected to (a name that changes its answer in between gains
+//! nothing); a URL naming an address outright is checked before the call.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -139,7 +141,12 @@ impl Notifier {
         let (queue, mut waiting) = mpsc::channel::<Notification>(QUEUE);
         let allowed = Arc::new(allowed);
         actix_web::rt::spawn(async move {
-            let client = awc::Client::builder().timeout(TIMEOUT).finish();
+            let resolver = actix_tls::connect::Resolver::custom(Guarded(allowed.clone()));
+            let tcp = actix_tls::connect::Connector::new(resolver).service();
+            let client = awc::Client::builder()
+                .connector(awc::Connector::new().connector(tcp))
+                .timeout(TIMEOUT)
+                .finish();
             while let Some(notification) = waiting.recv().await {
                 // Each on its own: one slow receiver holds up nobody else.
                 let (client, allowed) = (client.clone(), allowed.clone());
@@ -242,6 +249,37 @@ async fn deliver(client: &awc::Client, allowed: &[IpAddr], notification: Notific
     }
 }
 
+/// The notifier's resolver: a name is looked up and refused when any address it gives is
+/// forbidden, at the moment of connecting.
+struct Guarded(Arc<Vec<IpAddr>>);
+
+impl actix_tls::connect::Resolve for Guarded {
+    fn lookup<'a>(
+        &'a self,
+        host: &'a str,
+        port: u16,
+    ) -> futures_util::future::LocalBoxFuture<
+        'a,
+        Result<Vec<std::net::SocketAddr>, Box<dyn std::error::Error>>,
+    > {
+        Box::pin(async move {
+            let addresses: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host, port)).await?.collect();
+            match addresses
+                .iter()
+                .find(|a| forbidden_address(a.ip()) && !self.0.contains(&a.ip()))
+            {
+                Some(bad) => Err(format!(
+                    "{host} resolves to {}, a private or local address",
+                    bad.ip()
+                )
+                .into()),
+                None => Ok(addresses),
+            }
+        })
+    }
+}
+
 /// Resolves the URL's host and refuses it if any address it names is forbidden.
 async fn guard(url: &str, allowed: &[IpAddr]) -> Result<(), String> {
     let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
@@ -292,6 +330,22 @@ mod tests {
         for ip in ["93.184.216.34", "2606:4700::1111"] {
             assert!(!forbidden_address(ip.parse().unwrap()), "{ip}");
         }
+    }
+
+    #[actix_web::test]
+    async fn the_clients_resolver_refuses_a_name_for_a_local_address_unless_allowed() {
+        use actix_tls::connect::Resolve;
+        let refused = Guarded(Arc::new(vec![])).lookup("localhost", 80).await;
+        assert!(refused
+            .unwrap_err()
+            .to_string()
+            .contains("private or local"));
+        let local = vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
+        let allowed = Guarded(Arc::new(local))
+            .lookup("localhost", 80)
+            .await
+            .unwrap();
+        assert!(allowed.iter().all(|a| a.ip().is_loopback()), "{allowed:?}");
     }
 
     #[test]
