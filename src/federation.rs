@@ -258,52 +258,34 @@ async fn report_result(
     };
     // Delivered, or refused for good (the peer no longer knows the task, or already has
     // its result): settled. Anything else is tried again.
-    let settled = match &delivery {
-        Ok(_) => None,
-        Err(why) if matches!(why.status, Some(404 | 409)) => Some(why.to_string()),
+    let (settled, error) = match &delivery {
+        Ok(_) => (true, None),
+        Err(why) if matches!(why.status, Some(404 | 409)) => {
+            tracing::warn!(task.id = task_id, %peer, error = %why, "the peer refused a relayed task's result for good");
+            (true, Some(why.to_string()))
+        }
         Err(why) => {
             tracing::warn!(task.id = task_id, %peer, attempt = attempts + 1, error = %why, "a relayed task's result is not delivered yet; it will be tried again");
-            let error = why.to_string();
-            let recorded = db
-                .write(move |conn| {
-                    diesel::update(relays::table.find((task_id, "inbound")))
-                        .set((
-                            relays::result_attempts.eq(relays::result_attempts + 1),
-                            relays::result_error.eq(Some(error)),
-                        ))
-                        .execute(conn)?;
-                    Ok(())
-                })
-                .await;
-            if let Err(error) = recorded {
-                tracing::warn!(task.id = task_id, %error, "cannot record a result's attempt");
-            }
-            return Some(attempts + 1);
+            (false, Some(why.to_string()))
         }
     };
-    if let Some(refusal) = &settled {
-        tracing::warn!(task.id = task_id, %peer, error = %refusal, "the peer refused a relayed task's result for good");
-    }
-    let sent = db
+    let recorded = db
         .write(move |conn| {
             diesel::update(relays::table.find((task_id, "inbound")))
                 .set((
-                    relays::result_sent_at.eq(Some(now_iso())),
+                    relays::result_sent_at.eq(settled.then(now_iso)),
                     relays::result_attempts.eq(relays::result_attempts + 1),
-                    relays::result_error.eq(settled),
+                    relays::result_error.eq(error),
                 ))
                 .execute(conn)?;
             Ok(())
         })
         .await;
-    match sent {
-        Ok(()) => None,
-        Err(error) => {
-            // Not recorded: it is sent again, and the peer refuses the copy as settled.
-            tracing::warn!(task.id = task_id, %error, "cannot record a delivered result");
-            Some(attempts + 1)
-        }
+    if let Err(error) = &recorded {
+        tracing::warn!(task.id = task_id, %error, "cannot record a result's attempt");
     }
+    // A settled result not recorded as such is sent again; the peer refuses the copy.
+    (!settled || recorded.is_err()).then_some(attempts + 1)
 }
 
 /// 401 unless `given` is a registered peer's token; the peer otherwise.

@@ -27,8 +27,8 @@ use crate::db::models::{NewAgentRow, NewAuditRow, NewTaskRow, TokenRow};
 use crate::db::schema::{exchange_executors, exchanges, tokens};
 use crate::domain::access::Principal;
 use crate::domain::exchange::{
-    agent_id, check_exchange_id, check_executor_id, new_ref, permission, pin, status_of,
-    Preferences, Priority, Update,
+    agent_id, check_exchange_id, check_executor_id, executor_id, new_ref, permission, pin,
+    status_of, Preferences, Priority, Update,
 };
 use crate::domain::task::TaskStatus;
 use crate::domain::{now_iso, Blank};
@@ -49,12 +49,8 @@ impl Party {
         match caller.exchange_key() {
             Some(own) if own == exchange_id => {
                 let agent = caller.label();
-                let executor_id = agent
-                    .strip_prefix(&format!("{exchange_id}."))
-                    .unwrap_or(&agent)
-                    .to_string();
                 Ok(Self::Executor {
-                    executor_id,
+                    executor_id: executor_id(exchange_id, &agent).to_string(),
                     agent_id: agent,
                 })
             }
@@ -150,7 +146,7 @@ fn event(
     }
 }
 
-/// After a commit that wrote events: the log writer and the notifier have work.
+/// After a commit that wrote events: the log writer has work.
 fn after_commit(hub: &Hub) {
     hub.exchange_log.notify_one();
 }
@@ -610,12 +606,10 @@ fn thread_view(hub: &Hub, row: &ThreadRow) -> Value {
         .parse::<TaskStatus>()
         .map(status_of)
         .unwrap_or("pending");
-    let executor = row.assigned_to.as_deref().map(|agent| {
-        agent
-            .strip_prefix(&format!("{}.", row.request.exchange_id))
-            .unwrap_or(agent)
-            .to_string()
-    });
+    let executor = row
+        .assigned_to
+        .as_deref()
+        .map(|agent| executor_id(&row.request.exchange_id, agent));
     json!({
         "ref": row.request.ref_,
         "status": status,

@@ -19,6 +19,15 @@ pub fn agent_id(exchange_id: &str, executor_id: &str) -> String {
     format!("{exchange_id}.{executor_id}")
 }
 
+/// The executor an agent of `exchange_id` is (the inverse of [`agent_id`]); another
+/// agent's id as it is.
+pub fn executor_id<'a>(exchange_id: &str, agent_id: &'a str) -> &'a str {
+    agent_id
+        .strip_prefix(exchange_id)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .unwrap_or(agent_id)
+}
+
 /// The permission a MESS key carries: its own exchange, nothing else.
 pub fn permission(exchange_id: &str) -> String {
     format!("mess:{exchange_id}")
