@@ -9,8 +9,8 @@ WORKDIR /src
 COPY . .
 # The toolchain image already has the C compiler that bundled SQLite and ring need. The
 # cache mounts keep the registry and the build directory between builds, so a change to
-# the source recompiles m3shd, not its dependencies. Symbols are stripped here rather
-# than in Cargo.toml so that local release builds keep their line tables.
+# the source recompiles m3shd, not its dependencies. The release profile already drops
+# debug info; the image drops the symbol table too (a panic still names file and line).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     CARGO_PROFILE_RELEASE_STRIP=symbols cargo build --release --locked --bin m3shd \

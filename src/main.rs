@@ -143,6 +143,9 @@ enum HubCommand {
         /// Of those, tasks one agent holds, assigned (suite agents).
         #[arg(long, default_value_t = 10_000)]
         held: usize,
+        /// Event streams open at once, one run per count (suite sse).
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+        subscribers: Vec<usize>,
     },
     /// Run tasks for a hub: Claude (`--agent-mode` for tools) or any command (`--exec`).
     Worker(WorkerArgs),
@@ -199,6 +202,7 @@ fn run(command: HubCommand) -> anyhow::Result<()> {
             samples,
             tasks,
             held,
+            subscribers,
         } => match suite {
             Suite::Hub | Suite::Exchange => {
                 let token = token.context(
@@ -252,6 +256,16 @@ fn run(command: HubCommand) -> anyhow::Result<()> {
                 let _ = std::fs::remove_dir_all(&dir);
                 outcome
             }
+            Suite::Sse => {
+                let dir = tempfile_dir()?;
+                let plan = m3shd::bench::sse::SsePlan {
+                    subscribers,
+                    events: samples.unwrap_or(200),
+                };
+                let outcome = m3shd::bench::sse::run(&dir, plan);
+                let _ = std::fs::remove_dir_all(&dir);
+                outcome
+            }
         },
         HubCommand::Worker(args) => {
             let config = args.into_config(&settings)?;
@@ -295,6 +309,7 @@ fn command_line_variables() -> Vec<String> {
 #[actix_web::main]
 async fn serve(settings: Settings, secrets: Secrets) -> anyhow::Result<()> {
     let host = bound_host(&settings.bind);
+    m3shd::startup::raise_open_file_limit();
     let app = m3shd::startup::Application::build(settings, secrets).await?;
     // Before the hub says it listens: a SIGTERM sent on seeing that line is a graceful stop.
     let stop = m3shd::startup::stop_signal().context("cannot handle SIGTERM and SIGINT")?;
@@ -471,6 +486,9 @@ enum Suite {
     /// Seed 003's exchange on a running hub: request create → visible to a polling
     /// executor, and claims per second with `--connections` executors racing.
     Exchange,
+    /// The event stream with `--subscribers` connections at once: publish → last
+    /// subscriber, events lost, and hub memory per subscriber (a hub child process).
+    Sse,
 }
 
 /// A fresh directory for a benchmark's database, under the system's temporary directory.

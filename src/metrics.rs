@@ -128,7 +128,9 @@ struct Recorder {
     tasks_queued: IntGaugeVec,
     agents: IntGaugeVec,
     sse_subscribers: IntGauge,
+    sse_limit: IntGauge,
     sse_cut_off: IntCounter,
+    tasks_archived: IntCounter,
     commit_writes: Histogram,
     commit_seconds: Histogram,
     alerts_queued: IntGauge,
@@ -203,6 +205,20 @@ impl Metrics {
     pub fn sse_cut_off(&self) {
         if let Some(r) = &self.0 {
             r.sse_cut_off.inc();
+        }
+    }
+
+    /// Retention archived and deleted `tasks` finished tasks.
+    pub fn tasks_archived(&self, tasks: usize) {
+        if let Some(r) = &self.0 {
+            r.tasks_archived.inc_by(tasks as u64);
+        }
+    }
+
+    /// The most event streams the hub holds at once (set at start).
+    pub fn sse_subscriber_limit(&self, limit: usize) {
+        if let Some(r) = &self.0 {
+            r.sse_limit.set(i64::try_from(limit).unwrap_or(i64::MAX));
         }
     }
 
@@ -301,11 +317,11 @@ impl Recorder {
             &["route", "method"],
         )?;
         registry.register(Box::new(http_seconds.clone()))?;
-        let sse_cut_off = IntCounter::new(
-            "sse_subscribers_cut_off_total",
-            "SSE subscribers disconnected because they fell sse_queue_capacity events behind.",
-        )?;
-        registry.register(Box::new(sse_cut_off.clone()))?;
+        let plain_counter = |name: &str, help: &str| {
+            let metric = IntCounter::new(name, help)?;
+            registry.register(Box::new(metric.clone()))?;
+            Ok::<_, prometheus::Error>(metric)
+        };
         Ok(Self {
             capabilities: LabelFold::new(max_label_values),
             http_requests: counter(
@@ -340,7 +356,18 @@ impl Recorder {
                 &["status"],
             )?,
             sse_subscribers: gauge("sse_subscribers", "Open SSE event streams.")?,
-            sse_cut_off,
+            sse_limit: gauge(
+                "sse_subscribers_limit",
+                "The most SSE event streams the hub holds at once (sse_max_subscribers, else what the open-file limit leaves).",
+            )?,
+            sse_cut_off: plain_counter(
+                "sse_subscribers_cut_off_total",
+                "SSE subscribers disconnected because they fell sse_queue_capacity events behind.",
+            )?,
+            tasks_archived: plain_counter(
+                "tasks_archived_total",
+                "Finished tasks archived and deleted by retention (retention_days).",
+            )?,
             commit_writes: histogram(
                 "db_commit_writes",
                 "Writes committed together in one group commit.",

@@ -95,9 +95,14 @@ pub struct Settings {
     pub sse_queue_capacity: usize,
     pub sse_keepalive_seconds: u64,
     pub sse_comment_seconds: u64,
+    pub sse_max_subscribers: usize,
     pub approval_timeout_seconds: u64,
     pub public_url: String,
     pub idempotency_retention_hours: u64,
+    pub retention_days: u64,
+    pub retention_archive_dir: String,
+    pub retention_batch: i64,
+    pub retention_interval_seconds: u64,
     pub registration_token_minutes: u64,
     pub preregistration_minutes: u64,
     pub device_poll_seconds: u64,
@@ -177,6 +182,15 @@ impl Settings {
             .unwrap_or_default()
     }
 
+    /// Where retention writes its archives: `retention_archive_dir`, else `archive` in
+    /// the data directory.
+    pub fn archive_dir(&self) -> std::path::PathBuf {
+        match self.retention_archive_dir.as_str() {
+            "" => self.data_dir().join("archive"),
+            set => set.into(),
+        }
+    }
+
     /// How long a running task may take: its own limit, else its capability's, else the default.
     pub fn task_timeout(&self, capability: &str, own: Option<i32>) -> std::time::Duration {
         let seconds = own
@@ -203,6 +217,18 @@ impl Settings {
             .or(per_capability.get(capability).copied())
             .unwrap_or(default);
         (seconds > 0).then(|| std::time::Duration::from_secs(seconds))
+    }
+
+    /// Event streams the hub holds at once when the process may open `open_files` files:
+    /// `sse_max_subscribers`, else what is left after a reserve for the database, the
+    /// listener and every other request.
+    pub fn sse_subscriber_limit(&self, open_files: u64) -> usize {
+        const RESERVED_FILES: u64 = 256;
+        match self.sse_max_subscribers {
+            0 => usize::try_from(open_files.saturating_sub(RESERVED_FILES).max(1))
+                .unwrap_or(usize::MAX),
+            set => set,
+        }
     }
 
     fn table(&self) -> Result<toml::Table, ConfigError> {

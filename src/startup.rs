@@ -143,10 +143,19 @@ impl Application {
         let registry_context = Context::<Registry>::new();
         let dispatcher =
             Dispatcher::new(core.clone(), registry_context.address(), directory.clone()).start();
+        let open_files = open_file_limit();
+        let max_subscribers = settings.sse_subscriber_limit(open_files);
+        tracing::info!(
+            open_files,
+            max_subscribers,
+            "event streams: the hub holds at most {max_subscribers} at once"
+        );
+        core.metrics.sse_subscriber_limit(max_subscribers);
         let registry = registry_context.run(Registry::new(
             core.clone(),
             dispatcher.clone(),
             directory.clone(),
+            max_subscribers,
         ));
 
         let LiveState {
@@ -289,6 +298,41 @@ impl Application {
         tracing::info!("m3shd stopped; every queued write is committed");
         Ok(())
     }
+}
+
+/// Raises this process's soft limit on open files to its hard limit, where the system
+/// allows it: each event stream and each connection holds a descriptor, and the usual
+/// soft limit of 1,024 would cap a hub far below what it can serve.
+pub fn raise_open_file_limit() {
+    let Some(limit) = open_file_limits().filter(|l| l.rlim_cur < l.rlim_max) else {
+        return;
+    };
+    let raised = libc::rlimit {
+        rlim_cur: limit.rlim_max,
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: setrlimit only reads the struct passed to it.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+        tracing::warn!(
+            soft = limit.rlim_cur,
+            hard = limit.rlim_max,
+            "cannot raise the open-file limit; event streams are capped by the soft limit"
+        );
+    }
+}
+
+/// This process's soft limit on open files (1,024, the usual one, if unknown).
+fn open_file_limit() -> u64 {
+    open_file_limits().map_or(1024, |l| l.rlim_cur)
+}
+
+fn open_file_limits() -> Option<libc::rlimit> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct passed to it.
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0).then_some(limit)
 }
 
 /// Minimum master token length that resists guessing.

@@ -4,10 +4,12 @@
 //! Handles: [`Publish`], [`Attach`], [`Detach`], [`CloseStreams`].
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix::prelude::*;
+use actix_web_lab::sse;
+use bytestring::ByteString;
 use serde_json::json;
 
 use super::sse::{Deliver, Disconnect, Replay, SseSubscriber};
@@ -20,6 +22,31 @@ use crate::metrics::Metrics;
 pub struct Envelope {
     pub id: u64,
     pub event: HubEvent,
+    /// The data as written on the wire: serialised by the first subscriber that sends the
+    /// event, then shared by the rest (10,000 dashboards, one serialisation).
+    wire_data: OnceLock<ByteString>,
+}
+
+impl Envelope {
+    pub fn new(id: u64, event: HubEvent) -> Self {
+        Self {
+            id,
+            event,
+            wire_data: OnceLock::new(),
+        }
+    }
+
+    /// The wire form of the event.
+    pub fn to_sse(&self) -> sse::Event {
+        let data = self
+            .wire_data
+            .get_or_init(|| self.event.data.to_string().into())
+            .clone();
+        sse::Data::new(data)
+            .event(self.event.name)
+            .id(self.id.to_string())
+            .into()
+    }
 }
 
 pub struct EventBus {
@@ -54,10 +81,7 @@ impl EventBus {
 
     /// Numbers `event` and sends it to every subscriber; `replayable` keeps it in the ring.
     fn broadcast(&mut self, event: HubEvent, replayable: bool) {
-        let envelope = Arc::new(Envelope {
-            id: self.next_id,
-            event,
-        });
+        let envelope = Arc::new(Envelope::new(self.next_id, event));
         self.next_id += 1;
         if replayable {
             if self.ring.len() == self.ring_size {
@@ -67,42 +91,39 @@ impl EventBus {
             }
             self.ring.push_back(envelope.clone());
         }
-        let ids: Vec<u64> = self.subscribers.keys().copied().collect();
-        for id in ids {
-            self.deliver(id, envelope.clone());
-        }
+        let metrics = &self.metrics;
+        self.subscribers
+            .retain(|_, addr| deliver(metrics, addr, envelope.clone()));
     }
 
     /// The numbered `resync` event for a client that last saw `after`; not kept for replay.
     fn resync(&mut self, after: u64) -> Arc<Envelope> {
-        let envelope = Arc::new(Envelope {
-            id: self.next_id,
-            event: HubEvent::new(
+        let envelope = Arc::new(Envelope::new(
+            self.next_id,
+            HubEvent::new(
                 "resync",
                 json!({ "last_event_id": after, "oldest_replayable": self.ring.front().map(|e| e.id) }),
                 Audience::Everyone,
             ),
-        });
+        ));
         self.next_id += 1;
         envelope
     }
+}
 
-    fn deliver(&mut self, subscriber_id: u64, envelope: Arc<Envelope>) {
-        let Some(addr) = self.subscribers.get(&subscriber_id) else {
-            return;
-        };
-        // try_send: a subscriber whose mailbox is full is too slow; it is cut off rather
-        // than allowed to hold up everyone else.
-        if let Err(refused) = addr.try_send(Deliver(envelope)) {
-            // A closed mailbox is a subscriber already gone, not one cut off.
-            if matches!(refused, SendError::Full(_)) {
-                self.metrics.sse_cut_off();
-            }
-            if let Some(addr) = self.subscribers.remove(&subscriber_id) {
-                addr.do_send(Disconnect);
-            }
-        }
+/// Hands `envelope` to one subscriber; false when the subscriber is to be dropped.
+/// try_send: a subscriber whose mailbox is full is too slow; it is cut off rather than
+/// allowed to hold up everyone else.
+fn deliver(metrics: &Metrics, addr: &Addr<SseSubscriber>, envelope: Arc<Envelope>) -> bool {
+    let Err(refused) = addr.try_send(Deliver(envelope)) else {
+        return true;
+    };
+    // A closed mailbox is a subscriber already gone, not one cut off.
+    if matches!(refused, SendError::Full(_)) {
+        metrics.sse_cut_off();
     }
+    addr.do_send(Disconnect);
+    false
 }
 
 impl Actor for EventBus {

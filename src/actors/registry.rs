@@ -102,16 +102,25 @@ pub struct Registry {
     directory: Directory,
     subscribers: HashMap<u64, Addr<SseSubscriber>>,
     next_subscriber: u64,
+    /// Event streams open at once; one more is refused rather than let the hub run out
+    /// of file descriptors for everything else.
+    max_subscribers: usize,
 }
 
 impl Registry {
-    pub fn new(core: Core, dispatcher: Addr<Dispatcher>, directory: Directory) -> Self {
+    pub fn new(
+        core: Core,
+        dispatcher: Addr<Dispatcher>,
+        directory: Directory,
+        max_subscribers: usize,
+    ) -> Self {
         Self {
             core,
             dispatcher,
             directory,
             subscribers: HashMap::new(),
             next_subscriber: 1,
+            max_subscribers,
         }
     }
 
@@ -417,17 +426,24 @@ impl Handler<CreateAgent> for Registry {
 }
 
 /// Sent by the stream handler: start a subscriber; the receiver feeds the HTTP response.
+/// Refused while `max_subscribers` streams are open.
 #[derive(Message)]
-#[rtype(result = "mpsc::Receiver<sse::Event>")]
+#[rtype(result = "Result<mpsc::Receiver<sse::Event>, HubError>")]
 pub struct StartSubscriber {
     pub principal: Principal,
     pub last_event_id: Option<u64>,
 }
 
 impl Handler<StartSubscriber> for Registry {
-    type Result = MessageResult<StartSubscriber>;
+    type Result = Result<mpsc::Receiver<sse::Event>, HubError>;
 
     fn handle(&mut self, msg: StartSubscriber, ctx: &mut Context<Self>) -> Self::Result {
+        if self.subscribers.len() >= self.max_subscribers {
+            return Err(HubError::Unavailable(format!(
+                "the hub holds at most {} event streams and all are open; retry shortly",
+                self.max_subscribers
+            )));
+        }
         let settings = &self.core.settings;
         let (queue, receiver) = mpsc::channel(settings.sse_queue_capacity.max(1));
         let id = self.next_subscriber;
@@ -448,7 +464,7 @@ impl Handler<StartSubscriber> for Registry {
             addr,
             last_event_id: msg.last_event_id,
         });
-        MessageResult(receiver)
+        Ok(receiver)
     }
 }
 

@@ -89,7 +89,7 @@ impl SseSubscriber {
             }
             return;
         }
-        match self.queue.try_send(to_sse(&envelope)) {
+        match self.queue.try_send(envelope.to_sse()) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => self.cut_off(ctx),
             Err(mpsc::error::TrySendError::Closed(_)) => ctx.stop(),
@@ -109,7 +109,7 @@ impl SseSubscriber {
         while let Some(front) = self.pending.front() {
             // Reserve first: an event is serialised only once there is room for it.
             match self.queue.try_reserve() {
-                Ok(permit) => permit.send(to_sse(front)),
+                Ok(permit) => permit.send(front.to_sse()),
                 Err(mpsc::error::TrySendError::Full(())) => break,
                 Err(mpsc::error::TrySendError::Closed(())) => {
                     ctx.stop();
@@ -134,21 +134,13 @@ impl SseSubscriber {
                         return;
                     };
                     if let Some(envelope) = this.pending.pop_front() {
-                        permit.send(to_sse(&envelope));
+                        permit.send(envelope.to_sse());
                         this.took_front();
                     }
                     this.pump(ctx);
                 }),
         );
     }
-}
-
-/// The wire form of an event.
-fn to_sse(envelope: &Envelope) -> sse::Event {
-    sse::Data::new(envelope.event.data.to_string())
-        .event(envelope.event.name)
-        .id(envelope.id.to_string())
-        .into()
 }
 
 impl Actor for SseSubscriber {

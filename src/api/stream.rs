@@ -21,7 +21,10 @@ use crate::startup::Hub;
     path = "/api/stream",
     tag = "events",
     security(("bearer" = []), ("api_key" = []), ("cookie" = []), ("query_token" = [])),
-    responses((status = 200, description = "The live event stream (Server-Sent Events)", content_type = "text/event-stream"))
+    responses(
+        (status = 200, description = "The live event stream (Server-Sent Events)", content_type = "text/event-stream"),
+        (status = 503, description = "Every event stream the hub holds is open (`sse_max_subscribers`); retry shortly", body = super::openapi::ErrorBody),
+    )
 )]
 pub async fn get_stream(
     hub: web::Data<Hub>,
@@ -47,7 +50,7 @@ pub async fn get_stream(
             principal,
             last_event_id,
         })
-        .await?;
+        .await??;
     Ok(Sse::from_infallible_receiver(receiver)
         .with_retry_duration(Duration::from_secs(3))
         .respond_to(&req)

@@ -8,19 +8,17 @@
 //! * memory: `pollers` agents, each with a long-poll waiting at once; the hub's resident
 //!   memory with them waiting, less before, per poller.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use awc::Client;
 use serde_json::{json, Value};
 
-use super::report;
+use super::{report, HubChild, CHILD_TOKEN as TOKEN};
 
 const POST: awc::http::Method = awc::http::Method::POST;
 const PUT: awc::http::Method = awc::http::Method::PUT;
 
-const TOKEN: &str = "bench-master-token-of-at-least-32-characters";
 const AGENT: &str = "bench-puller";
 
 pub struct InboxPlan {
@@ -28,58 +26,25 @@ pub struct InboxPlan {
     pub pollers: usize,
 }
 
-/// The hub child, killed when dropped.
-struct HubChild(Child);
-
-impl Drop for HubChild {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl HubChild {
-    /// Resident memory of the hub process, in KiB.
-    fn rss_kib(&self) -> anyhow::Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id()))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .context("no VmRSS in /proc/<hub>/status")
-    }
-}
-
 pub fn run(dir: &std::path::Path, plan: InboxPlan) -> anyhow::Result<()> {
     ensure!(
         plan.samples > 0 && plan.pollers > 0,
         "--samples and --agents must be positive"
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let hub = HubChild(
-        Command::new(std::env::current_exe()?)
-            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-            .arg("--database-url")
-            .arg(dir.join("bench-inbox.db"))
-            .env("M3SHDUP_TOKEN", TOKEN)
-            .env("M3SHDUP_ENCRYPT_KEY", "bench-key")
-            .env("M3SHDUP_INBOX_WAIT_MAX_SECONDS", "300")
-            .env("M3SHDUP_HEARTBEAT_TIMEOUT", "3600")
-            .env("M3SHDUP_LOG_FILTER", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .context("starting the hub")?,
-    );
-    let base = format!("http://127.0.0.1:{port}");
+    let hub = HubChild::start(
+        &dir.join("bench-inbox.db"),
+        &[
+            ("M3SHDUP_INBOX_WAIT_MAX_SECONDS", "300"),
+            ("M3SHDUP_HEARTBEAT_TIMEOUT", "3600"),
+        ],
+    )?;
+    let base = hub.base.clone();
     actix_web::rt::System::new().block_on(async move {
         let client = Client::builder()
             .timeout(Duration::from_secs(600))
             .connector(awc::Connector::new().limit(plan.pollers + 16))
             .finish();
         let bench = Bench { client, base };
-        bench.wait_until_up().await?;
         bench.latency(plan.samples).await?;
         bench.memory(&hub, plan.pollers).await
     })
@@ -111,22 +76,6 @@ impl Bench {
 
     async fn post(&self, path: &str, token: &str, body: Value) -> anyhow::Result<Value> {
         self.call(POST, path, token, None, body).await
-    }
-
-    async fn wait_until_up(&self) -> anyhow::Result<()> {
-        for _ in 0..200 {
-            if self
-                .client
-                .get(format!("{}/api/health", self.base))
-                .send()
-                .await
-                .is_ok()
-            {
-                return Ok(());
-            }
-            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-        }
-        anyhow::bail!("the hub did not start")
     }
 
     async fn agent_token(&self, agent: &str) -> anyhow::Result<String> {

@@ -10,6 +10,79 @@ pub mod exchange;
 pub mod hub;
 pub mod inbox;
 pub mod memory;
+pub mod sse;
+
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+
+use anyhow::Context;
+
+/// The master token of every hub a suite starts itself.
+pub const CHILD_TOKEN: &str = "bench-master-token-of-at-least-32-characters";
+
+/// A hub child process (`m3shd serve`) on its own database, killed when dropped, so that
+/// its memory is read apart from the load generator's.
+pub struct HubChild {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+}
+
+impl HubChild {
+    /// Starts the hub on `database` with `settings` (`M3SHDUP_…` variables) and returns
+    /// once it listens: the line it prints then names the port it got.
+    pub fn start(database: &std::path::Path, settings: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .arg("--database-url")
+            .arg(database)
+            .env("M3SHDUP_TOKEN", CHILD_TOKEN)
+            .env("M3SHDUP_ENCRYPT_KEY", "bench-key")
+            .env("M3SHDUP_LOG_FILTER", "warn")
+            .envs(settings.iter().copied())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting the hub")?;
+        let stdout = child.stdout.take().context("the hub's output")?;
+        // The rest of its output is read to the end, so its later lines never meet a
+        // closed pipe.
+        let (listening, base) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if let Some(url) = line.strip_prefix("m3shd listening on ") {
+                    let _ = listening.send(url.trim().to_string());
+                }
+            }
+        });
+        // Killed on the way out if it never listens.
+        let mut hub = Self {
+            child,
+            base: String::new(),
+        };
+        hub.base = base
+            .recv()
+            .map_err(|_| anyhow::anyhow!("the hub stopped before it listened"))?;
+        Ok(hub)
+    }
+
+    /// Resident memory of the hub process, in KiB.
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("no VmRSS in /proc/<hub>/status")
+    }
+}
+
+impl Drop for HubChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
 
 /// Sends `request` with `body` as JSON and answers the JSON reply, or an error naming
 /// `path` and the status for anything but a success.

@@ -129,6 +129,10 @@ pub const RULES: &[(&str, Accepts)] = &[
     ("sse_keepalive_seconds", whole(1, "seconds")),
     ("sse_comment_seconds", whole(1, "seconds")),
     (
+        "sse_max_subscribers",
+        whole(0, "streams (0: as many as open files allow)"),
+    ),
+    (
         "approval_timeout_seconds",
         whole_to(1, 7 * 24 * 3600, "seconds"),
     ),
@@ -137,6 +141,13 @@ pub const RULES: &[(&str, Accepts)] = &[
         "idempotency_retention_hours",
         whole_to(1, 24 * 365, "hours"),
     ),
+    (
+        "retention_days",
+        whole_to(0, 100 * 365, "days (0: keep every task)"),
+    ),
+    ("retention_archive_dir", Accepts::Text),
+    ("retention_batch", whole_to(1, 10_000, "tasks")),
+    ("retention_interval_seconds", whole(1, "seconds")),
     (
         "registration_token_minutes",
         whole_to(1, 7 * 24 * 60, "minutes"),

@@ -203,3 +203,38 @@ async fn the_stream_requires_credentials() {
         .await;
     assert_eq!(reply.status, 401);
 }
+
+#[actix_web::test]
+async fn a_stream_beyond_the_limit_is_refused_until_one_closes() {
+    let hub = TestHub::spawn_with(|s| s.sse_max_subscribers = 2).await;
+    let first = hub.stream(MASTER).await;
+    let _second = hub.stream(MASTER).await;
+    assert!(
+        hub.eventually(SOON, || async { hub.subscribers().await == 2 })
+            .await
+    );
+    let refused = hub.get("/api/stream", MASTER).await.expect(503);
+    assert_eq!(refused["code"], "unavailable");
+    assert!(
+        refused["error"].as_str().unwrap().contains("at most 2"),
+        "{refused}"
+    );
+    let text = crate::metrics::metrics(&hub).await;
+    assert_eq!(
+        crate::metrics::sample(&text, "m3shd_sse_subscribers_limit"),
+        Some(2.0),
+        "the hub says how many streams it holds"
+    );
+
+    drop(first);
+    assert!(
+        hub.eventually(SOON, || async { hub.subscribers().await == 1 })
+            .await
+    );
+    let mut third = hub.stream(MASTER).await;
+    hub.task(json!({ "title": "after", "prompt": "p" })).await;
+    assert!(
+        third.next_named("task_queued", SOON).await.is_some(),
+        "a stream opened once another closed carries events"
+    );
+}
