@@ -9,6 +9,7 @@ pub mod dispatcher;
 pub mod events;
 pub mod pipeline;
 pub mod registry;
+pub mod retention;
 pub mod scheduler;
 pub mod sse;
 pub mod task;

@@ -9,7 +9,8 @@
 //! nothing; while the kill switch is engaged each occurrence is recorded as skipped.
 //!
 //! Being the hub's clock, it also sweeps expired idempotency keys now and then (a keyed
-//! create only writes its own record, so that it stays cheap).
+//! create only writes its own record, so that it stays cheap), and runs retention
+//! every `retention_interval_seconds` when `retention_days` is set.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 
 use super::dispatcher::{Dispatcher, SubmitTask};
+use super::retention::{archive_old_tasks, Archived};
 use super::Core;
 use crate::db::idempotency;
 use crate::db::models::{NewTaskRow, TemplateRow};
@@ -46,6 +48,8 @@ pub struct Scheduler {
     reads: ReadPool,
     entries: HashMap<i32, Entry>,
     timer: Option<SpawnHandle>,
+    /// Whether a retention run is under way (a slow one is not started twice).
+    archiving: bool,
 }
 
 impl Scheduler {
@@ -56,6 +60,7 @@ impl Scheduler {
             reads,
             entries: HashMap::new(),
             timer: None,
+            archiving: false,
         }
     }
 
@@ -254,6 +259,30 @@ impl Actor for Scheduler {
             );
             ctx.spawn(sweep_idempotency_keys(db, hours).into_actor(this));
         });
+        if self.core.settings.retention_days > 0 {
+            let every = Duration::from_secs(self.core.settings.retention_interval_seconds);
+            ctx.run_interval(every, |this, ctx| {
+                if this.archiving {
+                    return;
+                }
+                this.archiving = true;
+                let (core, reads) = (this.core.clone(), this.reads.clone());
+                let run = async move {
+                    let (db, settings, metrics) = (core.db, core.settings, core.metrics);
+                    archive_old_tasks(db, reads, &settings, &metrics).await
+                };
+                ctx.spawn(run.into_actor(this).map(|outcome, this, _| {
+                    this.archiving = false;
+                    match outcome {
+                        Ok(Archived { tasks: 0, .. }) => {}
+                        Ok(Archived { tasks, file }) => {
+                            tracing::info!(tasks, file = ?file, "archived and deleted finished tasks")
+                        }
+                        Err(error) => tracing::warn!(%error, "retention stopped"),
+                    }
+                }));
+            });
+        }
         let reads = self.reads.clone();
         let load =
             async move { crate::db::read(&reads, |conn| Ok(schedules::every(conn, None)?)).await };

@@ -16,6 +16,7 @@ pub mod overview;
 pub mod provenance;
 pub mod queries;
 pub mod reputation;
+pub mod retention;
 pub mod schedules;
 pub mod schema;
 pub mod usage;

@@ -32,6 +32,7 @@ mod openapi;
 mod pipelines;
 mod promises;
 mod reputation;
+mod retention;
 mod schedules;
 mod security;
 mod shutdown;
