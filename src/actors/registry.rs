@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use actix::prelude::*;
-use actix_web_lab::sse;
 use futures_util::future::join_all;
 use tokio::sync::mpsc;
 
@@ -22,7 +21,7 @@ use super::dispatcher::{
 };
 use super::events::{Attach, Detach};
 use super::pipeline::PipelineActor;
-use super::sse::SseSubscriber;
+use super::sse::{Frame, SseSubscriber};
 use super::task::{LiveTask, TaskActor};
 use super::Core;
 use crate::db::models::{AgentRow, NewAgentRow, NewAuditRow, PipelineRow, TaskRow};
@@ -428,14 +427,18 @@ impl Handler<CreateAgent> for Registry {
 /// Sent by the stream handler: start a subscriber; the receiver feeds the HTTP response.
 /// Refused while `max_subscribers` streams are open.
 #[derive(Message)]
-#[rtype(result = "Result<mpsc::Receiver<sse::Event>, HubError>")]
+#[rtype(result = "Result<mpsc::Receiver<Frame>, HubError>")]
 pub struct StartSubscriber {
     pub principal: Principal,
     pub last_event_id: Option<u64>,
+    /// Where the connection is served: the subscriber runs there too, so that fanning an
+    /// event out to many streams is spread over every HTTP worker's thread, and each
+    /// event crosses threads once, on its way into the subscriber's mailbox.
+    pub arbiter: Option<ArbiterHandle>,
 }
 
 impl Handler<StartSubscriber> for Registry {
-    type Result = Result<mpsc::Receiver<sse::Event>, HubError>;
+    type Result = Result<mpsc::Receiver<Frame>, HubError>;
 
     fn handle(&mut self, msg: StartSubscriber, ctx: &mut Context<Self>) -> Self::Result {
         if self.subscribers.len() >= self.max_subscribers {
@@ -457,7 +460,10 @@ impl Handler<StartSubscriber> for Registry {
             self.core.metrics.clone(),
             std::time::Duration::from_secs(settings.sse_comment_seconds.max(1)),
         );
-        let addr = subscriber.start();
+        let addr = match msg.arbiter {
+            Some(arbiter) => SseSubscriber::start_in_arbiter(&arbiter, |_| subscriber),
+            None => subscriber.start(),
+        };
         self.subscribers.insert(id, addr.clone());
         self.core.events.do_send(Attach {
             subscriber_id: id,

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use actix_web_lab::sse;
+use bytestring::ByteString;
 use tokio::sync::mpsc;
 
 use super::events::Envelope;
@@ -27,7 +28,7 @@ use crate::metrics::Metrics;
 pub struct SseSubscriber {
     pub id: u64,
     principal: Principal,
-    queue: mpsc::Sender<sse::Event>,
+    queue: mpsc::Sender<Frame>,
     capacity: usize,
     registry: Addr<Registry>,
     /// Events not yet in the queue, oldest first: the rest of a replay, then live events
@@ -46,7 +47,7 @@ impl SseSubscriber {
     pub fn new(
         id: u64,
         principal: Principal,
-        queue: mpsc::Sender<sse::Event>,
+        queue: mpsc::Sender<Frame>,
         capacity: usize,
         registry: Addr<Registry>,
         metrics: Metrics,
@@ -89,7 +90,7 @@ impl SseSubscriber {
             }
             return;
         }
-        match self.queue.try_send(envelope.to_sse()) {
+        match self.queue.try_send(Frame::Event(envelope)) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => self.cut_off(ctx),
             Err(mpsc::error::TrySendError::Closed(_)) => ctx.stop(),
@@ -109,7 +110,7 @@ impl SseSubscriber {
         while let Some(front) = self.pending.front() {
             // Reserve first: an event is serialised only once there is room for it.
             match self.queue.try_reserve() {
-                Ok(permit) => permit.send(front.to_sse()),
+                Ok(permit) => permit.send(Frame::Event(front.clone())),
                 Err(mpsc::error::TrySendError::Full(())) => break,
                 Err(mpsc::error::TrySendError::Closed(())) => {
                     ctx.stop();
@@ -134,7 +135,7 @@ impl SseSubscriber {
                         return;
                     };
                     if let Some(envelope) = this.pending.pop_front() {
-                        permit.send(envelope.to_sse());
+                        permit.send(Frame::Event(envelope));
                         this.took_front();
                     }
                     this.pump(ctx);
@@ -150,9 +151,9 @@ impl Actor for SseSubscriber {
         ctx.set_mailbox_capacity(self.capacity);
         // Comments (seed 001): one when the stream opens, then one every `comment_every`.
         // A comment is never worth cutting a reader off: a full queue simply skips it.
-        let _ = self.queue.try_send(sse::Event::Comment("connected".into()));
+        let _ = self.queue.try_send(Frame::Comment("connected"));
         ctx.run_interval(self.comment_every, |this, _| {
-            let _ = this.queue.try_send(sse::Event::Comment("keepalive".into()));
+            let _ = this.queue.try_send(Frame::Comment("keepalive"));
         });
         // Stop the moment the HTTP response is dropped (client disconnected).
         let queue = self.queue.clone();
@@ -166,6 +167,36 @@ impl Actor for SseSubscriber {
     fn stopping(&mut self, _: &mut Context<Self>) -> Running {
         self.registry.do_send(ChildStopped::Subscriber(self.id));
         Running::Stop
+    }
+}
+
+/// What a subscriber's queue holds: an event shared with every other subscriber, written
+/// out only when the connection takes it, or a comment.
+pub enum Frame {
+    Event(Arc<Envelope>),
+    Comment(&'static str),
+}
+
+impl Frame {
+    pub fn into_sse(self) -> sse::Event {
+        match self {
+            Self::Event(envelope) => envelope.to_sse(),
+            Self::Comment(text) => sse::Event::Comment(ByteString::from_static(text)),
+        }
+    }
+}
+
+/// The receiving end of a subscriber's queue as the stream of events the response sends.
+pub struct Frames(pub mpsc::Receiver<Frame>);
+
+impl futures_util::Stream for Frames {
+    type Item = sse::Event;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<sse::Event>> {
+        self.0.poll_recv(cx).map(|frame| frame.map(Frame::into_sse))
     }
 }
 

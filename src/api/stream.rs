@@ -13,6 +13,7 @@ use actix_web_lab::sse::Sse;
 
 use super::auth::StreamCaller;
 use crate::actors::registry::StartSubscriber;
+use crate::actors::sse::Frames;
 use crate::error::HubError;
 use crate::startup::Hub;
 
@@ -49,9 +50,10 @@ pub async fn get_stream(
         .send(StartSubscriber {
             principal,
             last_event_id,
+            arbiter: actix::Arbiter::try_current(),
         })
         .await??;
-    Ok(Sse::from_infallible_receiver(receiver)
+    Ok(Sse::from_infallible_stream(Frames(receiver))
         .with_retry_duration(Duration::from_secs(3))
         .respond_to(&req)
         .map_body(|head, events| {

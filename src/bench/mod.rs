@@ -66,6 +66,11 @@ impl HubChild {
         Ok(hub)
     }
 
+    /// CPU time the hub process has used, in seconds.
+    pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        cpu_seconds(&self.child.id().to_string())
+    }
+
     /// Resident memory of the hub process, in KiB.
     pub fn rss_kib(&self) -> anyhow::Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
@@ -75,6 +80,25 @@ impl HubChild {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .context("no VmRSS in /proc/<hub>/status")
     }
+}
+
+/// CPU time (user and system) process `pid` has used, in seconds.
+pub fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) end with ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("an unreadable /proc/<pid>/stat")?
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks = |n: usize| -> anyhow::Result<f64> {
+        Ok(fields.get(n).context("a short /proc/<pid>/stat")?.parse()?)
+    };
+    // utime and stime are the 14th and 15th fields, the 12th and 13th after the name.
+    // SAFETY: sysconf only reads a constant of the system.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok((ticks(11)? + ticks(12)?) / per_second)
 }
 
 impl Drop for HubChild {

@@ -129,6 +129,7 @@ fn measure(
     let during = hub.rss_kib()?;
 
     let (mut latencies, mut creates, mut lost) = (Vec::new(), Vec::new(), 0);
+    let cpu = (hub.cpu_seconds()?, super::cpu_seconds("self")?);
     for event in 0..events {
         let sent = arrivals.now_ns();
         create_task(&addr, event)?;
@@ -143,12 +144,16 @@ fn measure(
             latencies.push((arrivals.last_ns[event].load(Ordering::Relaxed) - sent) as f64 / 1e3);
         }
     }
+    let per_event = |before: f64, after: f64| (after - before) * 1e3 / events as f64;
+    let hub_cpu = per_event(cpu.0, hub.cpu_seconds()?);
+    let own_cpu = per_event(cpu.1, super::cpu_seconds("self")?);
     latencies.sort_by(f64::total_cmp);
     creates.sort_by(f64::total_cmp);
     println!(
         "{subscribers} subscribers: publish → last subscriber p50 {:.2} ms, p99 {:.2} ms over {} events \
          ({} reached everyone, {lost} deliveries lost); the create's own answer p50 {:.2} ms; \
-         hub RSS {before} KiB before, {during} KiB with them connected: {:.1} KiB per subscriber",
+         hub RSS {before} KiB before, {during} KiB with them connected: {:.1} KiB per subscriber; \
+         CPU per event: hub {hub_cpu:.1} ms, this load generator {own_cpu:.1} ms",
         percentile(&latencies, 50.0) / 1e3,
         percentile(&latencies, 99.0) / 1e3,
         events,
@@ -180,12 +185,20 @@ async fn read_stream(addr: &str, arrivals: &Arrivals) -> anyhow::Result<()> {
         ensure!(read > 0, "the hub ended the stream");
         let at = arrivals.now_ns();
         // Each event is one chunk of the response, so no line is split by chunk framing.
-        for &byte in &buffer[..read] {
-            if byte != b'\n' {
-                line.push(byte);
-                continue;
+        // `line` holds the start of a line the last read cut off.
+        let mut pieces = buffer[..read].split(|&b| b == b'\n').peekable();
+        while let Some(piece) = pieces.next() {
+            if pieces.peek().is_none() {
+                line.extend_from_slice(piece);
+                break;
             }
-            match line.as_slice() {
+            let whole = if line.is_empty() {
+                piece
+            } else {
+                line.extend_from_slice(piece);
+                &line[..]
+            };
+            match whole {
                 b"event: task_queued" => {
                     arrivals.arrived(seen, at);
                     seen += 1;
