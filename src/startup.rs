@@ -156,6 +156,7 @@ impl Application {
             dispatcher.clone(),
             directory.clone(),
             max_subscribers,
+            reads.clone(),
         ));
 
         let LiveState {

@@ -26,6 +26,7 @@ use super::task::{LiveTask, TaskActor};
 use super::Core;
 use crate::db::models::{AgentRow, NewAgentRow, NewAuditRow, PipelineRow, TaskRow};
 use crate::db::reputation::ReputationRow;
+use crate::db::ReadPool;
 use crate::domain::access::Principal;
 use crate::domain::agent::AgentRef;
 use crate::domain::event::{Audience, HubEvent};
@@ -39,6 +40,8 @@ struct Book {
     /// Numeric agent id → agent_id.
     agent_ids: HashMap<i32, String>,
     tasks: HashMap<i32, Addr<TaskActor>>,
+    /// Live tasks asleep in the queue, without an actor.
+    asleep: usize,
     pipelines: HashMap<i32, Addr<PipelineActor>>,
 }
 
@@ -80,9 +83,9 @@ impl Directory {
         self.read(|book| book.pipelines.get(&pipeline_id).cloned())
     }
 
-    /// How many tasks are live (have an actor).
+    /// How many tasks are live: with an actor, or asleep in the queue.
     pub fn live_tasks(&self) -> usize {
-        self.read(|book| book.tasks.len())
+        self.read(|book| book.tasks.len() + book.asleep)
     }
 
     fn read<T>(&self, f: impl FnOnce(&Book) -> T) -> T {
@@ -104,6 +107,8 @@ pub struct Registry {
     /// Event streams open at once; one more is refused rather than let the hub run out
     /// of file descriptors for everything else.
     max_subscribers: usize,
+    /// Reads the row of a sleeping task to wake it.
+    reads: ReadPool,
 }
 
 impl Registry {
@@ -112,8 +117,10 @@ impl Registry {
         dispatcher: Addr<Dispatcher>,
         directory: Directory,
         max_subscribers: usize,
+        reads: ReadPool,
     ) -> Self {
         Self {
+            reads,
             core,
             dispatcher,
             directory,
@@ -123,7 +130,22 @@ impl Registry {
         }
     }
 
+    /// Starts the actor of a live task, unless it may sleep until it is woken.
     fn start_task(
+        &mut self,
+        task: LiveTask,
+        next_chunk_seq: i32,
+        pending_approval: Option<(i32, String)>,
+        ctx: &mut Context<Self>,
+    ) {
+        if task.may_sleep(&self.core.settings) {
+            self.directory.write(|book| book.asleep += 1);
+            return;
+        }
+        self.start_task_actor(task, next_chunk_seq, pending_approval, ctx);
+    }
+
+    fn start_task_actor(
         &mut self,
         task: LiveTask,
         next_chunk_seq: i32,
@@ -306,6 +328,49 @@ impl Handler<StartTask> for Registry {
         task.blocked = msg.blocked;
         self.start_task(task, 0, None, ctx);
         Ok(())
+    }
+}
+
+/// Sent by whoever must talk to a task's actor: its address, the actor started from the
+/// task's row first if the task was asleep in the queue. `None`: the task is not live.
+/// Handled atomically, so a task is never woken twice.
+#[derive(Message)]
+#[rtype(result = "Result<Option<Addr<TaskActor>>, HubError>")]
+pub struct Wake(pub i32);
+
+impl Handler<Wake> for Registry {
+    type Result = AtomicResponse<Self, Result<Option<Addr<TaskActor>>, HubError>>;
+
+    fn handle(&mut self, Wake(id): Wake, _: &mut Context<Self>) -> Self::Result {
+        if let Some(addr) = self.directory.task(id) {
+            return AtomicResponse::new(Box::pin(fut::ready(Ok(Some(addr)))));
+        }
+        let reads = self.reads.clone();
+        let load = async move {
+            crate::db::read(&reads, move |conn| {
+                let Some(row) = crate::db::queries::task(conn, id)? else {
+                    return Ok(None);
+                };
+                let next_chunk_seq = crate::db::queries::next_chunk_seq(conn, id)?;
+                Ok(Some((row, next_chunk_seq)))
+            })
+            .await
+        };
+        AtomicResponse::new(Box::pin(load.into_actor(self).map(
+            move |loaded, this, ctx| {
+                let Some((row, next_chunk_seq)) = loaded? else {
+                    return Ok(None);
+                };
+                let task = LiveTask::from_row(&row)?;
+                if task.status.is_terminal() {
+                    return Ok(None);
+                }
+                this.directory
+                    .write(|book| book.asleep = book.asleep.saturating_sub(1));
+                this.start_task_actor(task, next_chunk_seq, None, ctx);
+                Ok(this.directory.task(id))
+            },
+        )))
     }
 }
 

@@ -255,12 +255,14 @@ pub async fn decide_approval(
             row.id, row.status
         )));
     }
-    let task = hub.directory.task(row.task_id).ok_or_else(|| {
-        HubError::conflict(format!(
-            "task {} no longer waits for approval {}",
-            row.task_id, row.id
-        ))
-    })?;
+    let task = super::tasks::task_actor(&hub, row.task_id)
+        .await?
+        .ok_or_else(|| {
+            HubError::conflict(format!(
+                "task {} no longer waits for approval {}",
+                row.task_id, row.id
+            ))
+        })?;
     let decided = task
         .send(DecideApproval {
             id: row.id,

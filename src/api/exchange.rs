@@ -891,16 +891,18 @@ pub async fn update_request(
         )));
     }
     let thread = find_thread(&hub, &exchange_id, &ref_).await?;
-    let task = hub.directory.task(thread.request.task_id).ok_or_else(|| {
-        HubError::conflict(format!(
-            "Request is already {}",
-            thread
-                .status
-                .parse::<TaskStatus>()
-                .map(status_of)
-                .unwrap_or("finished")
-        ))
-    })?;
+    let task = super::tasks::task_actor(&hub, thread.request.task_id)
+        .await?
+        .ok_or_else(|| {
+            HubError::conflict(format!(
+                "Request is already {}",
+                thread
+                    .status
+                    .parse::<TaskStatus>()
+                    .map(status_of)
+                    .unwrap_or("finished")
+            ))
+        })?;
     let mut mess = vec![json!({ "status": { "re": ref_, "code": update.code() } })];
     mess.extend(response.iter().cloned());
     let output = (update == Update::Complete || update == Update::Fail) && !response.is_empty();

@@ -411,9 +411,8 @@ pub async fn accept_result(
             peer.name
         ))
     })?;
-    let task = hub
-        .directory
-        .task(local)
+    let task = super::tasks::task_actor(&hub, local)
+        .await?
         .ok_or_else(|| HubError::conflict(format!("task {local} is already finished")))?;
     let output = body
         .output

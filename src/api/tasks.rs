@@ -14,6 +14,7 @@ use super::idempotency::{settle, Idempotent};
 use super::task_body::TaskBody;
 use super::{page_limit, page_offset};
 use crate::actors::dispatcher::SubmitTask;
+use crate::actors::registry::Wake;
 use crate::actors::task::{AppendChunk, Handoff, Report, ReportBody, TaskActor, Usage};
 use crate::crypto::provenance::fingerprint;
 use crate::crypto::Vault;
@@ -421,12 +422,23 @@ pub(super) async fn live_task(
     id: i32,
 ) -> Result<actix::Addr<TaskActor>, HubError> {
     let (row, _) = visible_task(hub, principal, id).await?;
-    hub.directory.task(id).ok_or_else(|| {
+    task_actor(hub, id).await?.ok_or_else(|| {
         HubError::conflict(format!(
             "task {id} is {}; it can no longer change",
             row.status
         ))
     })
+}
+
+/// The actor of a live task (woken if it sleeps in the queue); `None` once it finished.
+pub(super) async fn task_actor(
+    hub: &Hub,
+    id: i32,
+) -> Result<Option<actix::Addr<TaskActor>>, HubError> {
+    match hub.directory.task(id) {
+        Some(awake) => Ok(Some(awake)),
+        None => hub.registry.send(Wake(id)).await?,
+    }
 }
 
 /// The task's cost and tokens so far, as a report or a stream chunk carries them.

@@ -158,6 +158,12 @@ async fn old_finished_tasks_are_archived_then_deleted_and_nothing_live_is_touche
         .await
         .expect(201);
     let first_step = pipeline["tasks"][0]["id"].as_i64().unwrap();
+    let assigned = hub
+        .eventually(Duration::from_secs(5), || async {
+            hub.task_status(first_step).await["status"] == "assigned"
+        })
+        .await;
+    assert!(assigned, "the pipeline's first step reaches rex");
     let path = format!("/api/tasks/{first_step}");
     hub.put(&path, &rex, json!({ "status": "running" }))
         .await

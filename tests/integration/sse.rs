@@ -206,7 +206,12 @@ async fn the_stream_requires_credentials() {
 
 #[actix_web::test]
 async fn a_stream_beyond_the_limit_is_refused_until_one_closes() {
-    let hub = TestHub::spawn_with(|s| s.sse_max_subscribers = 2).await;
+    let hub = TestHub::spawn_with(|s| {
+        s.sse_max_subscribers = 2;
+        // A closed connection is noticed when the hub next writes to it: a comment a second.
+        s.sse_comment_seconds = 1;
+    })
+    .await;
     let first = hub.stream(MASTER).await;
     let _second = hub.stream(MASTER).await;
     assert!(
@@ -227,10 +232,12 @@ async fn a_stream_beyond_the_limit_is_refused_until_one_closes() {
     );
 
     drop(first);
-    assert!(
-        hub.eventually(SOON, || async { hub.subscribers().await == 1 })
-            .await
-    );
+    let one_left = hub
+        .eventually(Duration::from_secs(5), || async {
+            hub.subscribers().await == 1
+        })
+        .await;
+    assert!(one_left, "{} streams open", hub.subscribers().await);
     let mut third = hub.stream(MASTER).await;
     hub.task(json!({ "title": "after", "prompt": "p" })).await;
     assert!(

@@ -279,3 +279,64 @@ async fn lists_filter_limit_and_compact() {
         .expect(200);
     assert_eq!(deps["count"], 0);
 }
+
+// A queued task with nothing to watch waits without an actor (issue 15): it is still
+// counted, changed, handed out in order, and restored after a restart.
+#[actix_web::test]
+async fn a_backlog_sleeps_in_the_queue_yet_every_task_is_counted_changed_and_dispatched() {
+    let first_run = TestHub::spawn().await;
+    let hub = &first_run;
+    let ids: Vec<i64> = futures_util::future::join_all((0..20).map(|n| {
+        hub.task(json!({ "title": format!("t{n}"), "prompt": "p", "required_capability": "gpu" }))
+    }))
+    .await
+    .iter()
+    .map(|t| t["id"].as_i64().unwrap())
+    .collect();
+    async fn live(hub: &TestHub) -> serde_json::Value {
+        hub.get("/api/health", MASTER).await.expect(200)["live_tasks"].clone()
+    }
+    assert_eq!(live(hub).await, 20, "sleeping tasks are live tasks");
+    // A change wakes the task it names.
+    let cancelled = hub
+        .put(
+            &format!("/api/tasks/{}", ids[3]),
+            MASTER,
+            json!({ "status": "cancelled" }),
+        )
+        .await
+        .expect(200);
+    assert_eq!(cancelled["status"], "cancelled");
+    assert_eq!(live(hub).await, 19);
+
+    // A restart, as a process restart would find the database.
+    let dir = tempfile::tempdir().unwrap();
+    first_run.snapshot_db(&dir.path().join("hub.db"));
+    let settings = crate::support::test_settings(dir.path());
+    let hub = &TestHub::start(dir, settings, "test-encryption-key", None).await;
+    assert_eq!(live(hub).await, 19, "the backlog is restored asleep");
+    let rex = hub.agent("rex", &["gpu"], 1).await;
+    let first = ids[0];
+    assert!(
+        hub.eventually(SOON, || async {
+            hub.task_status(first).await["assigned_to"] == "rex"
+        })
+        .await,
+        "the oldest sleeping task is woken and assigned"
+    );
+    let path = format!("/api/tasks/{first}");
+    hub.put(&path, &rex, json!({ "status": "running" }))
+        .await
+        .expect(200);
+    hub.put(&path, &rex, json!({ "status": "done", "output": "ok" }))
+        .await
+        .expect(200);
+    let second = ids[1];
+    assert!(
+        hub.eventually(SOON, || async {
+            hub.task_status(second).await["assigned_to"] == "rex"
+        })
+        .await,
+        "the next one follows in queue order"
+    );
+}

@@ -32,7 +32,7 @@ pub use queue::Ready;
 use queue::ReadyQueue;
 use roster::Roster;
 
-use super::registry::{Directory, Registry};
+use super::registry::{Directory, Registry, Wake};
 use super::task::{Assign, FailDependency, LiveTask, Release, Requeue};
 use super::Core;
 use crate::alerts::Alert;
@@ -213,17 +213,26 @@ impl Dispatcher {
 
     /// Hands a queued task to an agent: reserve the slot, then ask the TaskActor to
     /// commit the assignment; if that fails the slot is freed again.
+    /// A task asleep in the queue is woken first (its actor started from its row).
     fn assign(&mut self, task_id: i32, agent_id: String, ctx: &mut Context<Self>) {
-        let Some(task) = self.directory.task(task_id) else {
-            return;
-        };
         self.hold(task_id, &agent_id);
         self.roster.note_assignment(&agent_id);
-        let request = task.send(Assign {
+        let (awake, registry) = (self.directory.task(task_id), self.registry.clone());
+        let assign = Assign {
             agent_id: agent_id.clone(),
-        });
+        };
+        let request = async move {
+            let task = match awake {
+                Some(task) => task,
+                None => registry
+                    .send(Wake(task_id))
+                    .await??
+                    .ok_or_else(|| HubError::conflict("the task is no longer live"))?,
+            };
+            task.send(assign).await?
+        };
         ctx.spawn(request.into_actor(self).map(move |outcome, this, ctx| {
-            if !matches!(outcome, Ok(Ok(_))) {
+            if outcome.is_err() {
                 this.release(task_id);
                 this.fill(&agent_id, ctx);
             }

@@ -1,4 +1,5 @@
-//! TaskActor: one per live task (queued, assigned or running). Owns the task's state
+//! TaskActor: one per live task (assigned or running, and queued unless it sleeps: see
+//! [`LiveTask::may_sleep`]). Owns the task's state
 //! machine. Every change is checked here, written as a conditional update (the row must
 //! still be in the state this actor believes) together with its audit row and its
 //! provenance link, and only after the commit does the actor update itself, publish the
@@ -49,6 +50,7 @@ use crate::domain::remember::Extracted;
 use crate::domain::reputation::Outcome;
 use crate::domain::task::{QueueKey, TaskStatus, Urgency};
 use crate::error::HubError;
+use crate::settings::{Settings, Watchdog};
 use crate::views::task_event;
 
 /// What the actor keeps of its task between messages.
@@ -119,6 +121,23 @@ impl LiveTask {
     }
 
     /// The Dispatcher's view of this task while it waits in the queue.
+    /// Whether the task can wait without an actor: queued and ready, outside a pipeline,
+    /// with no unclaimed-task watchdog. The Dispatcher's queue entry stands for it until
+    /// it is assigned or changed (then the Registry wakes it from its row), so a backlog
+    /// of a million costs a million small entries, not a million actors.
+    pub fn may_sleep(&self, settings: &Settings) -> bool {
+        self.status == TaskStatus::Queued
+            && !self.blocked
+            && self.pipeline_id.is_none()
+            && settings
+                .watchdog_timeout(
+                    Watchdog::Unclaimed,
+                    &self.required_capability,
+                    self.schedule_timeout_seconds,
+                )
+                .is_none()
+    }
+
     pub fn ready(&self) -> Ready {
         Ready {
             task_id: self.id,
