@@ -2,6 +2,7 @@
 //! long-lived actor, restores live state, then binds the HTTP server. Tests use the same
 //! entry point on port 0. Also stops it gracefully ([`Application::run_until`]).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use crate::actors::dispatcher::{
 use crate::actors::events::EventBus;
 use crate::actors::registry::{Boot, BootPipeline, BootTask, Directory, Registry};
 use crate::actors::scheduler::Scheduler;
+use crate::actors::task::LiveTask;
 use crate::actors::Core;
 use crate::alerts::Alerts;
 use crate::crypto::blind::BlindIndex;
@@ -30,6 +32,7 @@ use crate::db::models::TokenRow;
 use crate::db::{self, queries, ReadPool};
 use crate::domain::credentials::{Credentials, Session};
 use crate::domain::onboarding::AgentState;
+use crate::domain::task::TaskStatus;
 use crate::error::HubError;
 use crate::metrics::Metrics;
 use crate::rate_limit::{LoginThrottle, RateLimiter};
@@ -163,9 +166,12 @@ impl Application {
             boot,
             tokens,
             sessions,
-        } = db::read(&reads, load_live_state)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot read live state: {e}"))?;
+        } = db::read(&reads, {
+            let settings = settings.clone();
+            move |conn| load_live_state(conn, &settings)
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read live state: {e}"))?;
         let states = boot
             .agents
             .iter()
@@ -400,23 +406,51 @@ struct LiveState {
     sessions: Vec<(String, Session)>,
 }
 
-fn load_live_state(conn: &mut diesel::SqliteConnection) -> Result<LiveState, HubError> {
+/// Live tasks are read this many at a time.
+const BOOT_PAGE: i64 = 5_000;
+
+/// A task that may sleep (queued, ready, nothing to watch: [`LiveTask::may_sleep`]) is
+/// kept only as its queue entry and costs no further query; live rows are read a page at
+/// a time, so a backlog of a million never sits in memory as rows.
+fn load_live_state(
+    conn: &mut diesel::SqliteConnection,
+    settings: &Settings,
+) -> Result<LiveState, HubError> {
     let agents = queries::all_agents(conn)?;
-    let mut tasks = Vec::new();
-    for row in queries::live_tasks(conn)? {
-        let next_chunk_seq = queries::next_chunk_seq(conn, row.id)?;
-        let dependencies = queries::dependency_statuses(conn, row.id)?
-            .into_iter()
-            .map(|(id, status)| Ok((id, status.parse()?)))
-            .collect::<Result<_, HubError>>()?;
-        let pending_approval =
-            db::approvals::pending_of(conn, row.id)?.map(|a| (a.id, a.expires_at));
-        tasks.push(BootTask {
-            row,
-            next_chunk_seq,
-            pending_approval,
-            dependencies,
-        });
+    let mut dependencies: HashMap<i32, Vec<(i32, TaskStatus)>> = HashMap::new();
+    for (task, dependency, status) in queries::live_dependency_statuses(conn)? {
+        dependencies
+            .entry(task)
+            .or_default()
+            .push((dependency, status.parse()?));
+    }
+    let (mut tasks, mut asleep) = (Vec::new(), Vec::new());
+    let mut after = 0;
+    loop {
+        let page = queries::live_tasks_after(conn, after, BOOT_PAGE)?;
+        let Some(last) = page.last() else {
+            break;
+        };
+        after = last.id;
+        for row in page {
+            let dependencies = dependencies.remove(&row.id).unwrap_or_default();
+            if dependencies.is_empty() {
+                let task = LiveTask::from_row(&row)?;
+                if task.may_sleep(settings) {
+                    asleep.push(task.ready());
+                    continue;
+                }
+            }
+            let next_chunk_seq = queries::next_chunk_seq(conn, row.id)?;
+            let pending_approval =
+                db::approvals::pending_of(conn, row.id)?.map(|a| (a.id, a.expires_at));
+            tasks.push(BootTask {
+                row,
+                next_chunk_seq,
+                pending_approval,
+                dependencies,
+            });
+        }
     }
     let mut pipelines = Vec::new();
     for row in queries::running_pipelines(conn)? {
@@ -455,6 +489,7 @@ fn load_live_state(conn: &mut diesel::SqliteConnection) -> Result<LiveState, Hub
         boot: Boot {
             agents,
             tasks,
+            asleep,
             pipelines,
             reputation,
             usage,

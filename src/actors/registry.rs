@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use super::agent::{AgentActor, AgentSnapshot, GetAgent, Register, Registration};
 use super::dispatcher::{
-    AgentAvailable, Dispatcher, Forgiven, GetLoads, KillSwitch, PlainWait, Restore,
+    AgentAvailable, Dispatcher, Forgiven, GetLoads, KillSwitch, PlainWait, Ready, Restore,
 };
 use super::events::{Attach, Detach};
 use super::pipeline::PipelineActor;
@@ -216,6 +216,8 @@ pub struct BootPipeline {
 pub struct Boot {
     pub agents: Vec<AgentRow>,
     pub tasks: Vec<BootTask>,
+    /// Queued tasks that sleep: only their entries for the Dispatcher's queue.
+    pub asleep: Vec<Ready>,
     pub pipelines: Vec<BootPipeline>,
     pub reputation: Vec<ReputationRow>,
     /// Today's usage: (agent, cost, tokens).
@@ -264,9 +266,11 @@ impl Handler<Boot> for Registry {
         for pipeline in msg.pipelines {
             self.start_pipeline(pipeline, ctx);
         }
+        self.directory.write(|book| book.asleep += msg.asleep.len());
         tracing::info!(
             agents = agents.len(),
-            tasks = tasks.len(),
+            tasks = tasks.len() + msg.asleep.len(),
+            asleep = msg.asleep.len(),
             pipelines,
             "live state restored from the database"
         );
@@ -281,6 +285,7 @@ impl Handler<Boot> for Registry {
             forgiven: msg.forgiven,
             agents,
             tasks,
+            asleep: msg.asleep,
             waits,
             kill_switch: msg.kill_switch,
         });

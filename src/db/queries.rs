@@ -68,12 +68,44 @@ pub fn list_tasks(
         .load(conn)
 }
 
-/// Tasks that still need an actor: queued, assigned or running.
-pub fn live_tasks(conn: &mut SqliteConnection) -> QueryResult<Vec<TaskRow>> {
+/// Up to `limit` live tasks (queued, assigned or running) after `after`, in id order.
+pub fn live_tasks_after(
+    conn: &mut SqliteConnection,
+    after: i32,
+    limit: i64,
+) -> QueryResult<Vec<TaskRow>> {
     tasks::table
+        .filter(tasks::id.gt(after))
         .filter(tasks::status.eq_any(["queued", "assigned", "running"]))
         .select(TaskRow::as_select())
         .order(tasks::id)
+        .limit(limit)
+        .load(conn)
+}
+
+/// Every (live task, task it depends on, that task's status), in one read.
+pub fn live_dependency_statuses(
+    conn: &mut SqliteConnection,
+) -> QueryResult<Vec<(i32, i32, String)>> {
+    let (dependent, dependency) = diesel::alias!(tasks as dependent, tasks as dependency);
+    task_dependencies::table
+        .inner_join(dependent.on(dependent.field(tasks::id).eq(task_dependencies::task_id)))
+        .inner_join(
+            dependency.on(dependency
+                .field(tasks::id)
+                .eq(task_dependencies::depends_on_id)),
+        )
+        .filter(
+            dependent
+                .field(tasks::status)
+                .eq_any(["queued", "assigned", "running"]),
+        )
+        .select((
+            task_dependencies::task_id,
+            task_dependencies::depends_on_id,
+            dependency.field(tasks::status),
+        ))
+        .order((task_dependencies::task_id, task_dependencies::depends_on_id))
         .load(conn)
 }
 
@@ -224,19 +256,6 @@ pub fn audit_after(
         query = query.filter(audit_log::at.lt(until.clone()));
     }
     query.order(audit_log::id).limit(filter.limit).load(conn)
-}
-
-/// The tasks `task_id` depends on, with their statuses.
-pub fn dependency_statuses(
-    conn: &mut SqliteConnection,
-    task_id: i32,
-) -> QueryResult<Vec<(i32, String)>> {
-    let ids = dependencies(conn, task_id)?;
-    tasks::table
-        .filter(tasks::id.eq_any(ids))
-        .select((tasks::id, tasks::status))
-        .order(tasks::id)
-        .load(conn)
 }
 
 pub fn pipeline(conn: &mut SqliteConnection, id: i32) -> QueryResult<Option<PipelineRow>> {

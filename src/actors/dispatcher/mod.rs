@@ -617,7 +617,10 @@ impl Handler<QueueDepths> for Dispatcher {
 pub struct Restore {
     /// Every stored agent, and whether it is presumed online.
     pub agents: Vec<(AgentAvailable, bool)>,
+    /// Tasks with an actor.
     pub tasks: Vec<LiveTask>,
+    /// Queued tasks that sleep (no actor): their queue entries.
+    pub asleep: Vec<Ready>,
     /// Plain tasks still waiting for dependencies.
     pub waits: Vec<PlainWait>,
     /// (agent, capability, counters).
@@ -668,6 +671,9 @@ impl Handler<Restore> for Dispatcher {
                 _ if task.blocked => {}
                 _ => self.queue.push(task.ready()),
             }
+        }
+        for ready in msg.asleep {
+            self.queue.push(ready);
         }
         for wait in msg.waits {
             self.wait(wait);
