@@ -137,7 +137,7 @@ enum HubCommand {
         /// kind (suite agents, default 2,000).
         #[arg(long)]
         samples: Option<usize>,
-        /// Tasks to generate (suite agents).
+        /// Tasks to generate (suites agents and backlog).
         #[arg(long, default_value_t = 1_000_000)]
         tasks: usize,
         /// Of those, tasks one agent holds, assigned (suite agents).
@@ -253,6 +253,20 @@ fn run(command: HubCommand) -> anyhow::Result<()> {
                     pollers: agents.unwrap_or(1000),
                 };
                 let outcome = m3shd::bench::inbox::run(&dir, plan);
+                let _ = std::fs::remove_dir_all(&dir);
+                outcome
+            }
+            Suite::Backlog => {
+                let dir = tempfile_dir()?;
+                let plan = m3shd::bench::hub::BenchPlan {
+                    hub: String::new(),
+                    token: String::new(),
+                    connections,
+                    seconds,
+                    claims,
+                    chains,
+                };
+                let outcome = m3shd::bench::backlog::run(&dir, tasks, plan);
                 let _ = std::fs::remove_dir_all(&dir);
                 outcome
             }
@@ -489,6 +503,9 @@ enum Suite {
     /// The event stream with `--subscribers` connections at once: publish → last
     /// subscriber, events lost, and hub memory per subscriber (a hub child process).
     Sse,
+    /// A fresh hub, then one restarted on `--tasks` queued tasks pinned to one agent:
+    /// restart time, memory, that agent's heartbeats and the hub suite, side by side.
+    Backlog,
 }
 
 /// A fresh directory for a benchmark's database, under the system's temporary directory.

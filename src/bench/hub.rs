@@ -60,7 +60,7 @@ pub async fn run(plan: BenchPlan) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn request(
+pub(super) fn request(
     client: &Client,
     plan: &BenchPlan,
     method: awc::http::Method,
@@ -71,7 +71,7 @@ fn request(
         .insert_header(("Authorization", format!("Bearer {}", plan.token)))
 }
 
-async fn call(
+pub(super) async fn call(
     client: &Client,
     plan: &BenchPlan,
     method: awc::http::Method,
@@ -82,7 +82,7 @@ async fn call(
 }
 
 /// Runs `connections` loops of `request` for `seconds`; returns completed requests per second.
-async fn saturate<F, Fut>(plan: &BenchPlan, request: F) -> anyhow::Result<f64>
+pub(super) async fn saturate<F, Fut>(plan: &BenchPlan, request: F) -> anyhow::Result<f64>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,

@@ -2,9 +2,11 @@
 //! `dispatch` time one component in-process on generated data (no hub needed); `agents`
 //! times seed 004's reads against a hub it starts on a generated database; `inbox` times
 //! seed 002's long-poll delivery and weighs its waiting pulls on a hub child process;
-//! `exchange` times seed 003's request visibility and claim race on a running hub.
+//! `exchange` times seed 003's request visibility and claim race on a running hub; `sse`
+//! fans events out to thousands of streams; `backlog` weighs a million queued tasks.
 
 pub mod agents;
+pub mod backlog;
 pub mod dispatch;
 pub mod exchange;
 pub mod hub;

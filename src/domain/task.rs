@@ -136,19 +136,21 @@ pub const MODELS: &[&str] = &["auto", "haiku", "sonnet", "opus"];
 pub struct QueueKey {
     priority: Reverse<i32>,
     urgency: Reverse<Urgency>,
-    deadline: (bool, String),
+    /// Milliseconds since the epoch; no deadline is the largest, so it sorts last.
+    deadline_ms: i64,
     task_id: i32,
 }
 
 impl QueueKey {
+    /// `deadline` as stored: an ISO 8601 timestamp (one that does not read as one counts
+    /// as no deadline).
     pub fn new(task_id: i32, priority: i32, urgency: Urgency, deadline: Option<&str>) -> Self {
         Self {
             priority: Reverse(priority),
             urgency: Reverse(urgency),
-            deadline: match deadline {
-                Some(at) => (false, at.to_string()),
-                None => (true, String::new()),
-            },
+            deadline_ms: deadline
+                .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+                .map_or(i64::MAX, |at| at.timestamp_millis()),
             task_id,
         }
     }

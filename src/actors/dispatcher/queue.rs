@@ -1,8 +1,13 @@
 //! The ready queue and the agents' slots: pure bookkeeping for the Dispatcher.
 //! Tasks wait per capability (or per pinned agent) in [`QueueKey`] order, so finding
 //! the best task for a freed agent looks only at the heads of its queues.
+//!
+//! A waiting task costs a few dozen bytes: its key in its lane, and an entry naming its
+//! capability and pin with the lane's own shared copy of the name (a million tasks for
+//! one agent hold one copy of its name, not a million).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::domain::agent::Profile;
 use crate::domain::task::QueueKey;
@@ -20,11 +25,23 @@ pub struct Ready {
     pub key: QueueKey,
 }
 
+/// What the queue keeps of a waiting task besides its key in its lane.
+#[derive(Debug)]
+struct Waiting {
+    capability: Arc<str>,
+    pin: Option<Arc<str>>,
+    key: QueueKey,
+}
+
+type Lanes = HashMap<Arc<str>, BTreeSet<QueueKey>>;
+
 #[derive(Debug, Default)]
 pub struct ReadyQueue {
-    by_capability: HashMap<String, BTreeSet<QueueKey>>,
-    by_pin: HashMap<String, BTreeSet<QueueKey>>,
-    entries: HashMap<i32, Ready>,
+    by_capability: Lanes,
+    by_pin: Lanes,
+    entries: HashMap<i32, Waiting>,
+    /// Handed-back tasks and the agent each avoids (few, so kept apart).
+    avoid: HashMap<i32, String>,
 }
 
 impl ReadyQueue {
@@ -37,24 +54,44 @@ impl ReadyQueue {
     }
 
     pub fn push(&mut self, ready: Ready) {
-        self.lane(&ready).insert(ready.key.clone());
-        self.entries.insert(ready.task_id, ready);
-    }
-
-    pub fn remove(&mut self, task_id: i32) -> Option<Ready> {
-        let ready = self.entries.remove(&task_id)?;
-        self.lane(&ready).remove(&ready.key);
-        Some(ready)
-    }
-
-    fn lane(&mut self, ready: &Ready) -> &mut BTreeSet<QueueKey> {
-        match &ready.pin {
-            Some(agent) => self.by_pin.entry(agent.clone()).or_default(),
-            None => self
-                .by_capability
-                .entry(ready.capability.clone())
-                .or_default(),
+        let capability = shared_name(&mut self.by_capability, &ready.capability);
+        let pin = ready
+            .pin
+            .as_deref()
+            .map(|agent| shared_name(&mut self.by_pin, agent));
+        let lane = match &pin {
+            Some(agent) => self.by_pin.get_mut(agent),
+            None => self.by_capability.get_mut(&capability),
+        };
+        lane.expect("shared_name made the lane")
+            .insert(ready.key.clone());
+        if let Some(agent) = ready.avoid {
+            self.avoid.insert(ready.task_id, agent);
         }
+        self.entries.insert(
+            ready.task_id,
+            Waiting {
+                capability,
+                pin,
+                key: ready.key,
+            },
+        );
+    }
+
+    /// Takes a task out of the queue; whether it was there.
+    pub fn remove(&mut self, task_id: i32) -> bool {
+        let Some(waiting) = self.entries.remove(&task_id) else {
+            return false;
+        };
+        self.avoid.remove(&task_id);
+        let lane = match &waiting.pin {
+            Some(agent) => self.by_pin.get_mut(agent),
+            None => self.by_capability.get_mut(&waiting.capability),
+        };
+        if let Some(lane) = lane {
+            lane.remove(&waiting.key);
+        }
+        true
     }
 
     /// The first task in queue order that `agent_id` with `profile` may take.
@@ -62,9 +99,9 @@ impl ReadyQueue {
         let first_for = |lane: &BTreeSet<QueueKey>| -> Option<QueueKey> {
             lane.iter()
                 .find(|key| {
-                    self.entries
+                    self.avoid
                         .get(&key.task_id())
-                        .is_none_or(|r| r.avoid.as_deref() != Some(agent_id))
+                        .is_none_or(|avoid| avoid != agent_id)
                 })
                 .cloned()
         };
@@ -73,7 +110,7 @@ impl ReadyQueue {
             .capabilities
             .iter()
             .filter(|c| !profile.refuses(c))
-            .filter_map(|c| self.by_capability.get(c).and_then(first_for));
+            .filter_map(|c| self.by_capability.get(c.as_str()).and_then(first_for));
         pinned
             .into_iter()
             .chain(offered)
@@ -88,11 +125,11 @@ impl ReadyQueue {
         let mut depths: HashMap<&str, usize> = self
             .by_capability
             .iter()
-            .map(|(capability, lane)| (capability.as_str(), lane.len()))
+            .map(|(capability, lane)| (&**capability, lane.len()))
             .collect();
         for key in self.by_pin.values().flatten() {
-            if let Some(ready) = self.entries.get(&key.task_id()) {
-                *depths.entry(ready.capability.as_str()).or_default() += 1;
+            if let Some(waiting) = self.entries.get(&key.task_id()) {
+                *depths.entry(&*waiting.capability).or_default() += 1;
             }
         }
         depths
@@ -103,14 +140,19 @@ impl ReadyQueue {
 
     /// `agent_id` is back: tasks it handed back may go to it again.
     pub fn forgive(&mut self, agent_id: &str) {
-        for ready in self
-            .entries
-            .values_mut()
-            .filter(|r| r.avoid.as_deref() == Some(agent_id))
-        {
-            ready.avoid = None;
-        }
+        self.avoid.retain(|_, avoid| avoid != agent_id);
     }
+}
+
+/// The name of the lane `name` in `lanes`, as the map holds it (created if missing), so
+/// that every entry in the lane shares one copy of it.
+fn shared_name(lanes: &mut Lanes, name: &str) -> Arc<str> {
+    if let Some((shared, _)) = lanes.get_key_value(name) {
+        return shared.clone();
+    }
+    let shared: Arc<str> = Arc::from(name);
+    lanes.insert(shared.clone(), BTreeSet::new());
+    shared
 }
 
 /// An agent as the Dispatcher sees it: what it serves and what it holds.
@@ -197,7 +239,8 @@ mod tests {
         );
         assert_eq!(q.best_for("ada", &profile(&["research"], &[])), Some(4));
         assert_eq!(q.best_for("rex", &profile(&["docker"], &[])), None);
-        assert_eq!(q.remove(2).map(|r| r.task_id), Some(2));
+        assert!(q.remove(2));
+        assert!(!q.remove(2), "a task leaves the queue once");
         assert_eq!(
             q.best_for("rex", &profile(&["research", "git"], &[])),
             Some(1)
