@@ -203,84 +203,74 @@ fn run(command: HubCommand) -> anyhow::Result<()> {
             tasks,
             held,
             subscribers,
-        } => match suite {
-            Suite::Hub | Suite::Exchange => {
-                let token = token.context(
-                    "--token (or M3SHDUP_TOKEN) is required for the hub and exchange suites",
-                )?;
-                let hub = hub.trim_end_matches('/').to_string();
-                let plan = m3shd::bench::hub::BenchPlan {
-                    hub,
-                    token,
-                    connections,
-                    seconds,
-                    claims,
-                    chains,
-                };
-                let system = actix_web::rt::System::new();
-                match suite {
-                    Suite::Exchange => system.block_on(m3shd::bench::exchange::run(plan)),
-                    _ => system.block_on(m3shd::bench::hub::run(plan)),
+        } => {
+            // The load the hub suite makes; suites that start their own hub fill in its
+            // address and token.
+            let load = |hub: String, token: String| m3shd::bench::hub::BenchPlan {
+                hub,
+                token,
+                connections,
+                seconds,
+                claims,
+                chains,
+            };
+            match suite {
+                Suite::Hub | Suite::Exchange => {
+                    let token = token.context(
+                        "--token (or M3SHDUP_TOKEN) is required for the hub and exchange suites",
+                    )?;
+                    let plan = load(hub.trim_end_matches('/').to_string(), token);
+                    let system = actix_web::rt::System::new();
+                    match suite {
+                        Suite::Exchange => system.block_on(m3shd::bench::exchange::run(plan)),
+                        _ => system.block_on(m3shd::bench::hub::run(plan)),
+                    }
                 }
+                Suite::Memory => in_temp_dir(|dir| {
+                    let samples = samples.unwrap_or(10_000);
+                    m3shd::bench::memory::run(dir, entries, agents.unwrap_or(1000), samples)
+                }),
+                Suite::Dispatch => {
+                    m3shd::bench::dispatch::run(agents.unwrap_or(10_000), samples.unwrap_or(10_000))
+                }
+                Suite::Agents => in_temp_dir(|dir| {
+                    let plan = m3shd::bench::agents::AgentsPlan {
+                        agents: agents.unwrap_or(1000),
+                        tasks,
+                        held,
+                        samples: samples.unwrap_or(2000),
+                    };
+                    m3shd::bench::agents::run(dir, plan)
+                }),
+                Suite::Inbox => in_temp_dir(|dir| {
+                    let plan = m3shd::bench::inbox::InboxPlan {
+                        samples: samples.unwrap_or(1000),
+                        pollers: agents.unwrap_or(1000),
+                    };
+                    m3shd::bench::inbox::run(dir, plan)
+                }),
+                Suite::Backlog => in_temp_dir(|dir| {
+                    let plan = load(String::new(), String::new());
+                    m3shd::bench::backlog::run(dir, tasks, plan)
+                }),
+                Suite::Scale => in_temp_dir(|dir| {
+                    let plan = m3shd::bench::scale::ScalePlan {
+                        tasks,
+                        agents: agents.unwrap_or(10_000),
+                        samples: samples.unwrap_or(500),
+                        hub: load(String::new(), String::new()),
+                    };
+                    m3shd::bench::scale::run(dir, plan)
+                }),
+                Suite::Sse => in_temp_dir(|dir| {
+                    let plan = m3shd::bench::sse::SsePlan {
+                        subscribers,
+                        events: samples.unwrap_or(200),
+                    };
+                    m3shd::bench::sse::run(dir, plan)
+                }),
             }
-            Suite::Memory => {
-                let dir = tempfile_dir()?;
-                let samples = samples.unwrap_or(10_000);
-                let outcome =
-                    m3shd::bench::memory::run(&dir, entries, agents.unwrap_or(1000), samples);
-                let _ = std::fs::remove_dir_all(&dir);
-                outcome
-            }
-            Suite::Dispatch => {
-                m3shd::bench::dispatch::run(agents.unwrap_or(10_000), samples.unwrap_or(10_000))
-            }
-            Suite::Agents => {
-                let dir = tempfile_dir()?;
-                let plan = m3shd::bench::agents::AgentsPlan {
-                    agents: agents.unwrap_or(1000),
-                    tasks,
-                    held,
-                    samples: samples.unwrap_or(2000),
-                };
-                let outcome = m3shd::bench::agents::run(&dir, plan);
-                let _ = std::fs::remove_dir_all(&dir);
-                outcome
-            }
-            Suite::Inbox => {
-                let dir = tempfile_dir()?;
-                let plan = m3shd::bench::inbox::InboxPlan {
-                    samples: samples.unwrap_or(1000),
-                    pollers: agents.unwrap_or(1000),
-                };
-                let outcome = m3shd::bench::inbox::run(&dir, plan);
-                let _ = std::fs::remove_dir_all(&dir);
-                outcome
-            }
-            Suite::Backlog => {
-                let dir = tempfile_dir()?;
-                let plan = m3shd::bench::hub::BenchPlan {
-                    hub: String::new(),
-                    token: String::new(),
-                    connections,
-                    seconds,
-                    claims,
-                    chains,
-                };
-                let outcome = m3shd::bench::backlog::run(&dir, tasks, plan);
-                let _ = std::fs::remove_dir_all(&dir);
-                outcome
-            }
-            Suite::Sse => {
-                let dir = tempfile_dir()?;
-                let plan = m3shd::bench::sse::SsePlan {
-                    subscribers,
-                    events: samples.unwrap_or(200),
-                };
-                let outcome = m3shd::bench::sse::run(&dir, plan);
-                let _ = std::fs::remove_dir_all(&dir);
-                outcome
-            }
-        },
+        }
         HubCommand::Worker(args) => {
             let config = args.into_config(&settings)?;
             actix_web::rt::System::new().block_on(m3shd::worker::run(config))
@@ -506,11 +496,17 @@ enum Suite {
     /// A fresh hub, then one restarted on `--tasks` queued tasks pinned to one agent:
     /// restart time, memory, that agent's heartbeats and the hub suite, side by side.
     Backlog,
+    /// A fresh hub, then one restarted on `--tasks` tasks (nine in ten finished) and
+    /// `--agents` agents: restart, reads, analytics, the hub suite, memory, bytes per task.
+    Scale,
 }
 
-/// A fresh directory for a benchmark's database, under the system's temporary directory.
-fn tempfile_dir() -> anyhow::Result<PathBuf> {
+/// Runs `bench` with a fresh directory for its databases under the system's temporary
+/// directory, removed afterwards.
+fn in_temp_dir(bench: impl FnOnce(&Path) -> anyhow::Result<()>) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("m3shd-bench-{}", random_hex(4)));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    Ok(dir)
+    let outcome = bench(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    outcome
 }

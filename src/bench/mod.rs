@@ -3,7 +3,8 @@
 //! times seed 004's reads against a hub it starts on a generated database; `inbox` times
 //! seed 002's long-poll delivery and weighs its waiting pulls on a hub child process;
 //! `exchange` times seed 003's request visibility and claim race on a running hub; `sse`
-//! fans events out to thousands of streams; `backlog` weighs a million queued tasks.
+//! fans events out to thousands of streams; `backlog` weighs a million queued tasks;
+//! `scale` compares a fresh hub with one holding a million tasks.
 
 pub mod agents;
 pub mod backlog;
@@ -12,6 +13,7 @@ pub mod exchange;
 pub mod hub;
 pub mod inbox;
 pub mod memory;
+pub mod scale;
 pub mod sse;
 
 use std::io::BufRead;
