@@ -164,7 +164,22 @@ fn measure(
         );
         actix_web::rt::time::sleep(Duration::from_secs(1)).await;
         println!("hub RSS once serving: {} KiB", hub.rss_kib()?);
-        let some_task = (tasks / 2).max(1);
+        // A task in the middle of the generated ones; on the fresh hub, one made now.
+        let some_task = match tasks {
+            0 => {
+                let body = json!({ "title": "one task", "prompt": PROMPT });
+                let made = hub::call(
+                    &client,
+                    &bench,
+                    awc::http::Method::POST,
+                    "/api/tasks",
+                    &body,
+                )
+                .await?;
+                made["id"].as_i64().context("the created task's id")?
+            }
+            _ => (tasks / 2) as i64,
+        };
         let reads = [
             "/api/tasks?status=done&limit=50".to_string(),
             "/api/tasks?status=done&limit=50&offset=1000".to_string(),
