@@ -1,11 +1,11 @@
 //! Analytics (seed 000 section 08), for the master token or `admin:analytics`: task volume
 //! and completion per day, cost per day and model, per-agent outcomes, the distribution of
-//! reported confidence, and a summary. Aggregated from the database on each call.
+//! reported confidence, and a summary. Read from counts the database keeps as tasks
+//! change (`db::analytics`), so no call scans the task table.
 
 use std::collections::BTreeMap;
 
 use actix_web::{web, HttpResponse};
-use diesel::prelude::*;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::IntoParams;
@@ -14,8 +14,7 @@ use super::auth::Caller;
 use super::extract::Query;
 use crate::actors::dispatcher::GetKillSwitch;
 use crate::actors::registry::ListAgents;
-use crate::db::schema::tasks;
-use crate::db::{overview, usage};
+use crate::db::{analytics, overview, usage};
 use crate::error::HubError;
 use crate::startup::Hub;
 
@@ -57,26 +56,16 @@ pub async fn task_analytics(
 ) -> Result<HttpResponse, HubError> {
     caller.0.require("admin:analytics")?;
     let since = first_day(&window.0)?;
-    let rows: Vec<(String, String)> = crate::db::read(&hub.reads, move |conn| {
-        Ok(tasks::table
-            .filter(tasks::created_at.ge(since))
-            .select((tasks::created_at, tasks::status))
-            .load(conn)?)
+    let days = crate::db::read(&hub.reads, move |conn| {
+        Ok(analytics::days_since(conn, &since)?)
     })
     .await?;
-    let mut days: BTreeMap<String, [i64; 3]> = BTreeMap::new();
-    for (created, status) in rows {
-        let day = days.entry(created.chars().take(10).collect()).or_default();
-        day[0] += 1;
-        match status.as_str() {
-            "done" => day[1] += 1,
-            "failed" => day[2] += 1,
-            _ => {}
-        }
-    }
     let per_day: Vec<Value> = days
         .into_iter()
-        .map(|(day, [created, done, failed])| json!({ "day": day, "created": created, "done": done, "failed": failed, "completion_rate": ratio(done, created) }))
+        .map(|day| {
+            let (created, done) = (i64::from(day.created), i64::from(day.done));
+            json!({ "day": day.day, "created": created, "done": done, "failed": day.failed, "completion_rate": ratio(done, created) })
+        })
         .collect();
     Ok(HttpResponse::Ok().json(json!({ "days": per_day })))
 }
@@ -124,25 +113,12 @@ pub async fn agent_analytics(
     caller: Caller,
 ) -> Result<HttpResponse, HubError> {
     caller.0.require("admin:analytics")?;
-    let rows: Vec<(Option<String>, String, Option<f64>)> = crate::db::read(&hub.reads, |conn| {
-        Ok(tasks::table
-            .filter(tasks::assigned_to.is_not_null())
-            .select((tasks::assigned_to, tasks::status, tasks::cost_usd))
-            .load(conn)?)
-    })
-    .await?;
-    let mut per: BTreeMap<String, (i64, i64, i64, f64)> = BTreeMap::new();
-    for (agent, status, cost) in rows {
-        let entry = per.entry(agent.unwrap_or_default()).or_default();
-        entry.0 += 1;
-        entry.1 += i64::from(status == "done");
-        entry.2 += i64::from(status == "failed");
-        entry.3 += cost.unwrap_or(0.0);
-    }
-    let list: Vec<Value> = per
+    let rows = crate::db::read(&hub.reads, |conn| Ok(analytics::agents(conn)?)).await?;
+    let list: Vec<Value> = rows
         .into_iter()
-        .map(|(agent, (tasks, done, failed, cost))| {
-            json!({ "agent_id": agent, "tasks": tasks, "done": done, "failed": failed, "success_rate": ratio(done, done + failed), "cost_usd": cost })
+        .map(|agent| {
+            let (done, failed) = (i64::from(agent.done), i64::from(agent.failed));
+            json!({ "agent_id": agent.agent_id, "tasks": agent.total, "done": done, "failed": failed, "success_rate": ratio(done, done + failed), "cost_usd": agent.cost_usd })
         })
         .collect();
     Ok(HttpResponse::Ok().json(json!({ "agents": list })))
@@ -157,40 +133,34 @@ pub async fn agent_analytics(
 )]
 pub async fn metacognition(hub: web::Data<Hub>, caller: Caller) -> Result<HttpResponse, HubError> {
     caller.0.require("admin:analytics")?;
-    let rows: Vec<(f64, String)> = crate::db::read(&hub.reads, |conn| {
-        Ok(tasks::table
-            .filter(tasks::confidence.is_not_null())
-            .select((tasks::confidence.assume_not_null(), tasks::status))
-            .load(conn)?)
-    })
-    .await?;
+    let rows = crate::db::read(&hub.reads, |conn| Ok(analytics::confidence(conn)?)).await?;
     let mut buckets = [0i64; 10];
-    for (confidence, _) in &rows {
-        buckets[((confidence * 10.0).floor() as usize).min(9)] += 1;
+    // (tasks, sum of confidence): all, done, failed.
+    let (mut all, mut done, mut failed) = ((0i64, 0.0), (0i64, 0.0), (0i64, 0.0));
+    for row in &rows {
+        buckets[usize::try_from(row.bucket).unwrap_or(0).min(9)] += i64::from(row.tasks);
+        let add = |into: &mut (i64, f64)| {
+            into.0 += i64::from(row.tasks);
+            into.1 += row.total;
+        };
+        add(&mut all);
+        match row.status.as_str() {
+            "done" => add(&mut done),
+            "failed" => add(&mut failed),
+            _ => {}
+        }
     }
-    let mean =
-        (!rows.is_empty()).then(|| rows.iter().map(|(c, _)| c).sum::<f64>() / rows.len() as f64);
-    let done: Vec<f64> = rows
-        .iter()
-        .filter(|(_, s)| s == "done")
-        .map(|(c, _)| *c)
-        .collect();
-    let failed: Vec<f64> = rows
-        .iter()
-        .filter(|(_, s)| s == "failed")
-        .map(|(c, _)| *c)
-        .collect();
-    let average = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+    let average = |(tasks, total): (i64, f64)| (tasks > 0).then(|| total / tasks as f64);
     let distribution: Vec<Value> = buckets
         .iter()
         .enumerate()
         .map(|(i, n)| json!({ "from": i as f64 / 10.0, "to": (i + 1) as f64 / 10.0, "count": n }))
         .collect();
     Ok(HttpResponse::Ok().json(json!({
-        "count": rows.len(),
-        "mean": mean,
-        "mean_when_done": average(&done),
-        "mean_when_failed": average(&failed),
+        "count": all.0,
+        "mean": average(all),
+        "mean_when_done": average(done),
+        "mean_when_failed": average(failed),
         "distribution": distribution,
     })))
 }

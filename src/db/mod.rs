@@ -2,6 +2,7 @@
 //! models and read queries. Writes go through [`crate::actors::db_executor::DbExecutor`].
 
 pub mod agents;
+pub mod analytics;
 pub mod approvals;
 pub mod audit;
 pub mod consumers;

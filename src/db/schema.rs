@@ -45,6 +45,17 @@ diesel::table! {
         assigned -> Integer,
         running -> Integer,
         done -> Integer,
+        failed -> Integer,
+        cost_usd -> Double,
+    }
+}
+
+diesel::table! {
+    confidence_counts (bucket, status) {
+        bucket -> Integer,
+        status -> Text,
+        tasks -> Integer,
+        total -> Double,
     }
 }
 
@@ -513,12 +524,29 @@ diesel::joinable!(template_schedules -> templates (template_id));
 diesel::joinable!(webhook_deliveries -> webhooks (webhook_name));
 diesel::joinable!(webhooks -> templates (template_id));
 
+diesel::table! {
+    task_day_counts (day) {
+        day -> Text,
+        created -> Integer,
+        done -> Integer,
+        failed -> Integer,
+    }
+}
+
+diesel::table! {
+    task_status_counts (status) {
+        status -> Text,
+        tasks -> Integer,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     agent_credentials,
     agent_preregistrations,
     agent_task_counts,
     agents,
     approvals,
+    confidence_counts,
     audit_log,
     consumer_leases,
     cost_usage,
@@ -541,7 +569,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     schedule_occurrences,
     sessions,
     settings,
+    task_day_counts,
     task_dependencies,
+    task_status_counts,
     task_stream_chunks,
     tasks,
     template_schedules,

@@ -252,3 +252,164 @@ async fn demo_endpoints_exist_only_in_demo_mode_and_touch_nothing() {
         .await;
     assert_eq!(demo_write.status, 405, "read-only: GET is the only method");
 }
+
+#[derive(diesel::QueryableByName)]
+struct Scan {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    json: String,
+}
+
+/// What a scan of the task table says, as one JSON value from `select`.
+fn scan(hub: &TestHub, select: &str) -> serde_json::Value {
+    use diesel::RunQueryDsl;
+    let rows: Vec<Scan> = diesel::sql_query(select)
+        .load(&mut hub.open_db())
+        .expect("the scan runs");
+    serde_json::from_str(&rows[0].json).unwrap()
+}
+
+// The analytics read counts kept by triggers; after reassignments, reports with cost and
+// confidence, failures, hand-backs, cancels and deletes they still say what a scan of the
+// task table says.
+#[actix_web::test]
+async fn analytics_counts_agree_with_a_scan_of_the_tasks_after_every_kind_of_change() {
+    let hub = TestHub::spawn().await;
+    let rex = hub.agent("rex", &["research"], 3).await;
+    let ada = hub.agent("ada", &["research"], 3).await;
+    run(
+        &hub,
+        "rex",
+        &rex,
+        "done",
+        json!({ "cost_usd": 0.25, "confidence": 0.92 }),
+    )
+    .await;
+    run(
+        &hub,
+        "ada",
+        &ada,
+        "failed",
+        json!({ "cost_usd": 0.05, "confidence": 0.31 }),
+    )
+    .await;
+    let changed = run(
+        &hub,
+        "rex",
+        &rex,
+        "running",
+        json!({ "cost_usd": 0.1, "confidence": 0.5 }),
+    )
+    .await;
+    // The same task reports a new cost and confidence, then finishes.
+    hub.put(
+        &format!("/api/tasks/{changed}"),
+        &rex,
+        json!({ "status": "done", "cost_usd": 0.4, "confidence": 0.99 }),
+    )
+    .await
+    .expect(200);
+    // Handed back by rex: pinned to rex, it waits again, held by nobody.
+    let moved = run(&hub, "rex", &rex, "running", json!({ "cost_usd": 0.2 })).await;
+    hub.put(
+        &format!("/api/tasks/{moved}"),
+        &rex,
+        json!({ "status": "queued" }),
+    )
+    .await
+    .expect(200);
+    let queued = hub
+        .task(json!({ "title": "t", "prompt": "p", "required_capability": "none" }))
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    hub.put(
+        &format!("/api/tasks/{queued}"),
+        MASTER,
+        json!({ "status": "cancelled" }),
+    )
+    .await
+    .expect(200);
+    hub.task(json!({ "title": "t", "prompt": "p", "required_capability": "none" }))
+        .await;
+    // One more, then deleted straight from the table (as retention does).
+    let old = run(
+        &hub,
+        "ada",
+        &ada,
+        "done",
+        json!({ "cost_usd": 1.0, "confidence": 0.7 }),
+    )
+    .await;
+    hub.execute_sql(&format!("DELETE FROM inbox_items WHERE task_id = {old}"));
+    hub.execute_sql(&format!("DELETE FROM tasks WHERE id = {old}"));
+
+    let days = hub
+        .get("/api/admin/analytics/tasks", MASTER)
+        .await
+        .expect(200);
+    let scanned = scan(
+        &hub,
+        "SELECT json_group_array(json_object('day', day, 'created', n, 'done', d, 'failed', f)) AS json \
+         FROM (SELECT substr(created_at, 1, 10) AS day, COUNT(*) AS n, SUM(status = 'done') AS d, \
+               SUM(status = 'failed') AS f FROM tasks GROUP BY 1 ORDER BY 1)",
+    );
+    let served: Vec<serde_json::Value> = days["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| json!({ "day": d["day"], "created": d["created"], "done": d["done"], "failed": d["failed"] }))
+        .collect();
+    assert_eq!(json!(served), scanned);
+
+    let agents = hub
+        .get("/api/admin/analytics/agents", MASTER)
+        .await
+        .expect(200);
+    let scanned = scan(
+        &hub,
+        "SELECT json_group_array(json_object('agent_id', a, 'tasks', n, 'done', d, 'failed', f, 'cost', c)) AS json \
+         FROM (SELECT assigned_to AS a, COUNT(*) AS n, SUM(status = 'done') AS d, \
+               SUM(status = 'failed') AS f, COALESCE(SUM(cost_usd), 0) AS c \
+               FROM tasks WHERE assigned_to IS NOT NULL GROUP BY 1 ORDER BY 1)",
+    );
+    let served = agents["agents"].as_array().unwrap();
+    assert_eq!(
+        served.len(),
+        scanned.as_array().unwrap().len(),
+        "{agents} vs {scanned}"
+    );
+    for (served, scanned) in served.iter().zip(scanned.as_array().unwrap()) {
+        for key in ["agent_id", "tasks", "done", "failed"] {
+            assert_eq!(served[key], scanned[key], "{key}: {served} vs {scanned}");
+        }
+        let cost = served["cost_usd"].as_f64().unwrap() - scanned["cost"].as_f64().unwrap();
+        assert!(cost.abs() < 1e-9, "{served} vs {scanned}");
+    }
+
+    let meta = hub
+        .get("/api/admin/analytics/metacognition", MASTER)
+        .await
+        .expect(200);
+    let scanned = scan(
+        &hub,
+        "SELECT json_object('count', COUNT(*), 'mean', AVG(confidence), \
+         'done', (SELECT AVG(confidence) FROM tasks WHERE status = 'done'), \
+         'nines', SUM(confidence >= 0.9)) AS json FROM tasks WHERE confidence IS NOT NULL",
+    );
+    assert_eq!(meta["count"], scanned["count"]);
+    assert_eq!(meta["distribution"][9]["count"], scanned["nines"]);
+    for (served, key) in [("mean", "mean"), ("mean_when_done", "done")] {
+        let gap = meta[served].as_f64().unwrap() - scanned[key].as_f64().unwrap();
+        assert!(gap.abs() < 1e-9, "{served}: {meta} vs {scanned}");
+    }
+
+    let summary = hub
+        .get("/api/admin/analytics/summary", MASTER)
+        .await
+        .expect(200);
+    let scanned = scan(
+        &hub,
+        "SELECT json_group_object(status, n) AS json FROM (SELECT status, COUNT(*) AS n FROM tasks GROUP BY 1)",
+    );
+    assert_eq!(summary["tasks"]["by_status"], scanned);
+}
