@@ -38,13 +38,28 @@ pub struct TaskFilter {
     pub offset: i64,
 }
 
-/// Tasks newest first, only those `principal` may see.
+/// Tasks newest first, only those `principal` may see. The page's ids are found first
+/// from the indexes alone, then only those rows are read: an offset or a sort then costs
+/// index entries, not whole rows with their sealed prompts and outputs.
 pub fn list_tasks(
     conn: &mut SqliteConnection,
     principal: &Principal,
     filter: &TaskFilter,
 ) -> QueryResult<Vec<TaskRow>> {
-    let mut query = tasks::table.select(TaskRow::as_select()).into_boxed();
+    let page = page_ids(conn, principal, filter)?;
+    tasks::table
+        .filter(tasks::id.eq_any(page))
+        .select(TaskRow::as_select())
+        .order(tasks::id.desc())
+        .load(conn)
+}
+
+fn page_ids(
+    conn: &mut SqliteConnection,
+    principal: &Principal,
+    filter: &TaskFilter,
+) -> QueryResult<Vec<i32>> {
+    let mut query = tasks::table.select(tasks::id).into_boxed();
     if let Some(agent) = principal.confined_to() {
         query = query.filter(
             tasks::assigned_to
