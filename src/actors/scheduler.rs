@@ -50,10 +50,38 @@ pub struct Scheduler {
     timer: Option<SpawnHandle>,
     /// Whether a retention run is under way (a slow one is not started twice).
     archiving: bool,
+    retention: RetentionView,
+}
+
+/// What retention has done since the hub started, for the overview.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RetentionView {
+    /// Days a finished task is kept; null when retention is off (every task is kept).
+    pub days: Option<u64>,
+    pub last_run_at: Option<String>,
+    /// Tasks the last run archived and deleted.
+    pub last_archived: usize,
+    pub archived_since_start: usize,
+    /// Why the last run stopped, if it failed.
+    pub last_error: Option<String>,
+}
+
+/// Sent by the overview: what retention has done since the hub started.
+#[derive(Message)]
+#[rtype(result = "RetentionView")]
+pub struct GetRetention;
+
+impl Handler<GetRetention> for Scheduler {
+    type Result = MessageResult<GetRetention>;
+
+    fn handle(&mut self, _: GetRetention, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.retention.clone())
+    }
 }
 
 impl Scheduler {
     pub fn new(core: Core, dispatcher: Addr<Dispatcher>, reads: ReadPool) -> Self {
+        let days = core.settings.retention_days;
         Self {
             core,
             dispatcher,
@@ -61,6 +89,10 @@ impl Scheduler {
             entries: HashMap::new(),
             timer: None,
             archiving: false,
+            retention: RetentionView {
+                days: (days > 0).then_some(days),
+                ..RetentionView::default()
+            },
         }
     }
 
@@ -273,12 +305,20 @@ impl Actor for Scheduler {
                 };
                 ctx.spawn(run.into_actor(this).map(|outcome, this, _| {
                     this.archiving = false;
+                    this.retention.last_run_at = Some(crate::domain::now_iso());
+                    this.retention.last_error = None;
                     match outcome {
-                        Ok(Archived { tasks: 0, .. }) => {}
                         Ok(Archived { tasks, file }) => {
-                            tracing::info!(tasks, file = ?file, "archived and deleted finished tasks")
+                            this.retention.last_archived = tasks;
+                            this.retention.archived_since_start += tasks;
+                            if tasks > 0 {
+                                tracing::info!(tasks, file = ?file, "archived and deleted finished tasks");
+                            }
                         }
-                        Err(error) => tracing::warn!(%error, "retention stopped"),
+                        Err(error) => {
+                            tracing::warn!(%error, "retention stopped");
+                            this.retention.last_error = Some(error.to_string());
+                        }
                     }
                 }));
             });

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use super::auth::{Caller, MaybeCaller};
 use crate::actors::dispatcher::{GetBudget, GetKillSwitch};
 use crate::actors::registry::ListAgents;
+use crate::actors::scheduler::GetRetention;
 use crate::db::overview;
 use crate::domain::access::{role_of, ALL_PERMISSIONS};
 use crate::error::HubError;
@@ -51,6 +52,7 @@ pub async fn get_overview(hub: web::Data<Hub>, caller: Caller) -> Result<HttpRes
             "cap_usd": budget.cap_usd,
             "cap_reached": budget.cap_reached,
         });
+        view["retention"] = json!(hub.scheduler.send(GetRetention).await?);
     }
     if agents {
         let mut by_status: BTreeMap<&str, usize> =

@@ -104,13 +104,15 @@ test('a task shows its budget and watchdogs, and is seen cancelled live once it 
   await finish(page, 'task-budget');
 });
 
-test('the overview lists federation peers with the results still owed to them', async () => {
+test('the overview lists federation peers with the results still owed to them, and retention', async () => {
   await hub.api('/api/admin/peers', { method: 'POST', body: { name: 'hub-far', url: 'http://127.0.0.1:9', token: 'a-shared-secret-for-the-far-hub' } });
   const page = await open(browser, hub);
   await signInWithToken(page, MASTER);
   await page.getByTestId('overview').waitFor();
   await page.getByTestId('peers').getByText('hub-far').waitFor();
   await page.getByTestId('peers').getByText('never pinged · 0 results waiting').waitFor();
+  // Retention is off unless configured: the card says every task is kept.
+  await page.getByTestId('retention').getByText('Off: every task is kept.').waitFor();
   await finish(page, 'overview-peers');
 });
 

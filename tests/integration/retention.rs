@@ -248,4 +248,19 @@ async fn old_finished_tasks_are_archived_then_deleted_and_nothing_live_is_touche
         crate::metrics::sample(&text, "m3shd_tasks_archived_total"),
         Some(3.0)
     );
+    // The overview says it too (the dashboard's Retention card).
+    let overview = hub.get("/api/overview", MASTER).await.expect(200);
+    let retention = &overview["retention"];
+    assert_eq!(retention["days"], 30);
+    assert_eq!(retention["archived_since_start"], 3, "{overview}");
+    assert!(retention["last_run_at"].is_string());
+    assert!(retention["last_error"].is_null());
+}
+
+#[actix_web::test]
+async fn with_retention_off_the_overview_says_every_task_is_kept() {
+    let hub = TestHub::spawn().await;
+    let overview = hub.get("/api/overview", MASTER).await.expect(200);
+    assert!(overview["retention"]["days"].is_null(), "{overview}");
+    assert!(overview["retention"]["last_run_at"].is_null());
 }

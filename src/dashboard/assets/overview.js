@@ -36,6 +36,19 @@ function Peers() {
   </${Card}>`;
 }
 
+/** Retention (admins): how long finished tasks are kept, and what the last run archived. */
+function Retention({ retention }) {
+  const { days, last_run_at: lastRun, last_archived: last, archived_since_start: total, last_error: error } = retention;
+  return html`<${Card} title="Retention">
+    <p data-testid="retention">${days == null
+      ? 'Off: every task is kept.'
+      : html`Finished tasks are archived after ${days} days${' · '}${lastRun
+        ? html`last run <${Ago} at=${lastRun} />: ${last} archived, ${total} since the hub started`
+        : 'no run yet'}`}</p>
+    ${error && html`<p class="error">The last run stopped: ${error}</p>`}
+  </${Card}>`;
+}
+
 export function Overview() {
   useEffect(() => {
     showOverview(true);
@@ -90,6 +103,7 @@ export function Overview() {
         ${tasks.pending_approvals != null && html`<${Figure} value=${tasks.pending_approvals} label="pending approvals" />`}
       </div>
     </${Card}>`}
+    ${overview.retention && html`<${Retention} retention=${overview.retention} />`}
     <${Peers} />
     <${Card} title="Kill switch">
       <p>${killSwitch?.active
