@@ -8,7 +8,7 @@
 //! * heartbeats per second of the agent holding the backlog;
 //! * then the whole `hub` suite (creates, heartbeats, claim and unblock latency).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use diesel::connection::SimpleConnection;
@@ -17,19 +17,10 @@ use diesel::RunQueryDsl;
 use serde_json::json;
 
 use super::hub::{self, BenchPlan};
-use super::{HubChild, CHILD_TOKEN};
-use crate::crypto::Vault;
-use crate::db;
+use super::{aimed_at, client_for, first_answer, generating, HubChild, PROMPT};
 use crate::domain::now_iso;
-use crate::settings::{Secret, Secrets, Settings};
 
 const HOLDER: &str = "backlog-holder";
-
-/// About the size of a real prompt: a paragraph of instructions.
-const PROMPT: &str = "Read the three attached incident reports from last week, group them by \
-    root cause, and write a short summary for the on-call channel: what failed, how it was \
-    noticed, how long it took to recover, and the one change that would have prevented \
-    each. Keep it under two hundred words and link every claim to the report it came from.";
 
 pub fn run(dir: &std::path::Path, tasks: usize, plan: BenchPlan) -> anyhow::Result<()> {
     let child_settings = [("M3SHDUP_HEARTBEAT_TIMEOUT", "3600")];
@@ -50,28 +41,15 @@ pub fn run(dir: &std::path::Path, tasks: usize, plan: BenchPlan) -> anyhow::Resu
         "— {tasks} queued tasks pinned to {HOLDER} (generated in {:.1} s)",
         generating.elapsed().as_secs_f64()
     );
-    let started = Instant::now();
-    let hub = HubChild::start(&backlog, &child_settings)?;
-    println!(
-        "listening {:.2} s after the process started",
-        started.elapsed().as_secs_f64()
-    );
+    let (hub, started) = HubChild::restart(&backlog, &child_settings)?;
     measure(&hub, &plan, started, false)
 }
 
 /// The database with the backlog, written with set-based SQL before any hub opens it.
 fn generate(database: &std::path::Path, tasks: usize) -> anyhow::Result<()> {
-    let mut settings = Settings::defaults()?;
-    settings.database_url = database.to_string_lossy().into_owned();
-    settings.sqlite_synchronous = "NORMAL".into();
-    let secrets = Secrets {
-        master_token: Secret::new(CHILD_TOKEN),
-        encrypt_key: Some(Secret::new("bench-key")),
-        legacy_encrypt_key: None,
-    };
-    let prompt = Vault::from_secrets(&secrets).seal(PROMPT);
+    let (mut conn, vault) = generating(database)?;
+    let prompt = vault.seal(PROMPT);
     let now = now_iso();
-    let mut conn = db::open_writer(&settings)?;
     conn.batch_execute("BEGIN")?;
     diesel::sql_query(
         "INSERT INTO agents (agent_id, name, capabilities, excluded, max_concurrent, status, role, \
@@ -98,36 +76,16 @@ fn generate(database: &std::path::Path, tasks: usize) -> anyhow::Result<()> {
 }
 
 fn measure(hub: &HubChild, plan: &BenchPlan, started: Instant, fresh: bool) -> anyhow::Result<()> {
-    let plan = BenchPlan {
-        hub: hub.base.clone(),
-        token: CHILD_TOKEN.into(),
-        ..plan.clone()
-    };
+    let plan = aimed_at(hub, plan);
     actix_web::rt::System::new().block_on(async {
-        let client = awc::Client::builder()
-            .connector(awc::Connector::new().limit(plan.connections.max(1) * 2))
-            .timeout(Duration::from_secs(60))
-            .finish();
-        let asked = Instant::now();
-        let path = "/api/agents";
-        super::answer(
-            hub::request(&client, &plan, awc::http::Method::GET, path),
-            path,
-            &json!(null),
-        )
-        .await?;
-        println!(
-            "the first GET /api/agents took {:.1} ms, answered {:.2} s after the process started",
-            asked.elapsed().as_secs_f64() * 1e3,
-            started.elapsed().as_secs_f64()
-        );
+        let client = client_for(&plan);
+        first_answer(&client, &plan, started).await?;
         if fresh {
             let body = json!({ "name": HOLDER, "capabilities": ["research"], "max_concurrent": 1 });
             let path = format!("/api/agents/{HOLDER}/register");
             hub::call(&client, &plan, awc::http::Method::POST, &path, &body).await?;
         }
-        actix_web::rt::time::sleep(Duration::from_secs(1)).await;
-        println!("hub RSS once serving: {} KiB", hub.rss_kib()?);
+        hub.print_serving_rss().await?;
         let path = format!("/api/agents/{HOLDER}/heartbeat");
         let rate = hub::saturate(&plan, || async {
             hub::call(&client, &plan, awc::http::Method::POST, &path, &json!({}))

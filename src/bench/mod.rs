@@ -18,11 +18,82 @@ pub mod sse;
 
 use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use diesel::sqlite::SqliteConnection;
+
+use crate::crypto::Vault;
+use crate::settings::{Secret, Secrets, Settings};
+use hub::BenchPlan;
 
 /// The master token of every hub a suite starts itself.
 pub const CHILD_TOKEN: &str = "bench-master-token-of-at-least-32-characters";
+
+/// About the size of a real prompt, for generated tasks: a paragraph of instructions.
+pub const PROMPT: &str = "Read the three attached incident reports from last week, group them by \
+    root cause, and write a short summary for the on-call channel: what failed, how it was \
+    noticed, how long it took to recover, and the one change that would have prevented \
+    each. Keep it under two hundred words and link every claim to the report it came from.";
+
+/// The writer of a database a hub child will open, for generating its data first
+/// (`synchronous = NORMAL`: the data is made, not kept), and the vault of the child's key.
+pub fn generating(database: &std::path::Path) -> anyhow::Result<(SqliteConnection, Vault)> {
+    let mut settings = Settings::defaults()?;
+    settings.database_url = database.to_string_lossy().into_owned();
+    settings.sqlite_synchronous = "NORMAL".into();
+    let secrets = Secrets {
+        master_token: Secret::new(CHILD_TOKEN),
+        encrypt_key: Some(Secret::new("bench-key")),
+        legacy_encrypt_key: None,
+    };
+    Ok((
+        crate::db::open_writer(&settings)?,
+        Vault::from_secrets(&secrets),
+    ))
+}
+
+/// The hub suite's load aimed at a hub child.
+pub fn aimed_at(hub: &HubChild, plan: &BenchPlan) -> BenchPlan {
+    BenchPlan {
+        hub: hub.base.clone(),
+        token: CHILD_TOKEN.into(),
+        ..plan.clone()
+    }
+}
+
+/// A client with room for every load loop of `plan` (call inside an actix system).
+pub fn client_for(plan: &BenchPlan) -> awc::Client {
+    awc::Client::builder()
+        .connector(awc::Connector::new().limit(plan.connections.max(1) * 2))
+        .timeout(Duration::from_secs(60))
+        .finish()
+}
+
+/// `GET path` with the plan's token; an error for anything but a success.
+pub async fn get(client: &awc::Client, plan: &BenchPlan, path: &str) -> anyhow::Result<()> {
+    let request = hub::request(client, plan, awc::http::Method::GET, path);
+    answer(request, path, &serde_json::Value::Null)
+        .await
+        .map(drop)
+}
+
+/// Prints how long the first `GET /api/agents` took and how long after `started` (the
+/// hub process's start) it answered: when the hub really serves after a restart.
+pub async fn first_answer(
+    client: &awc::Client,
+    plan: &BenchPlan,
+    started: Instant,
+) -> anyhow::Result<()> {
+    let asked = Instant::now();
+    get(client, plan, "/api/agents").await?;
+    println!(
+        "the first GET /api/agents took {:.1} ms, answered {:.2} s after the process started",
+        asked.elapsed().as_secs_f64() * 1e3,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
 
 /// A hub child process (`m3shd serve`) on its own database, killed when dropped, so that
 /// its memory is read apart from the load generator's.
@@ -68,6 +139,28 @@ impl HubChild {
             .recv()
             .map_err(|_| anyhow::anyhow!("the hub stopped before it listened"))?;
         Ok(hub)
+    }
+
+    /// Starts the hub on a generated database and says how soon it listened; answers when
+    /// the process started.
+    pub fn restart(
+        database: &std::path::Path,
+        settings: &[(&str, &str)],
+    ) -> anyhow::Result<(Self, Instant)> {
+        let started = Instant::now();
+        let hub = Self::start(database, settings)?;
+        println!(
+            "listening {:.2} s after the process started",
+            started.elapsed().as_secs_f64()
+        );
+        Ok((hub, started))
+    }
+
+    /// Prints the hub's resident memory a second after it began serving.
+    pub async fn print_serving_rss(&self) -> anyhow::Result<()> {
+        actix_web::rt::time::sleep(Duration::from_secs(1)).await;
+        println!("hub RSS once serving: {} KiB", self.rss_kib()?);
+        Ok(())
     }
 
     /// CPU time the hub process has used, in seconds.

@@ -10,7 +10,7 @@
 //! * the whole `hub` suite (durable creates, heartbeats, claim and unblock latency);
 //! * the hub's resident memory and the database's bytes per task.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use diesel::connection::SimpleConnection;
@@ -19,10 +19,8 @@ use diesel::RunQueryDsl;
 use serde_json::json;
 
 use super::hub::{self, BenchPlan};
-use super::{percentile, HubChild, CHILD_TOKEN};
-use crate::crypto::Vault;
+use super::{aimed_at, client_for, first_answer, generating, get, percentile, HubChild, PROMPT};
 use crate::db;
-use crate::settings::{Secret, Secrets, Settings};
 
 pub struct ScalePlan {
     pub tasks: usize,
@@ -31,11 +29,6 @@ pub struct ScalePlan {
     pub samples: usize,
     pub hub: BenchPlan,
 }
-
-const PROMPT: &str = "Read the three attached incident reports from last week, group them by \
-    root cause, and write a short summary for the on-call channel: what failed, how it was \
-    noticed, how long it took to recover, and the one change that would have prevented \
-    each. Keep it under two hundred words and link every claim to the report it came from.";
 
 const OUTPUT: &str = "Two of the three incidents share a root cause: the nightly export job \
     held a write lock on the orders table for 40 minutes while the API retried writes \
@@ -72,29 +65,15 @@ pub fn run(dir: &std::path::Path, plan: ScalePlan) -> anyhow::Result<()> {
         plan.agents,
         generating.elapsed().as_secs_f64()
     );
-    let started = Instant::now();
-    let hub = HubChild::start(&full, &child_settings)?;
-    println!(
-        "listening {:.2} s after the process started",
-        started.elapsed().as_secs_f64()
-    );
+    let (hub, started) = HubChild::restart(&full, &child_settings)?;
     measure(&hub, &full, &plan, started, plan.tasks)
 }
 
 /// The filled database, written with set-based SQL before any hub opens it.
 fn generate(database: &std::path::Path, plan: &ScalePlan) -> anyhow::Result<()> {
-    let mut settings = Settings::defaults()?;
-    settings.database_url = database.to_string_lossy().into_owned();
-    settings.sqlite_synchronous = "NORMAL".into();
-    let secrets = Secrets {
-        master_token: Secret::new(CHILD_TOKEN),
-        encrypt_key: Some(Secret::new("bench-key")),
-        legacy_encrypt_key: None,
-    };
-    let vault = Vault::from_secrets(&secrets);
+    let (mut conn, vault) = generating(database)?;
     let (prompt, output) = (vault.seal(PROMPT), vault.seal(OUTPUT));
     let now = chrono::Utc::now().timestamp();
-    let mut conn = db::open_writer(&settings)?;
     conn.batch_execute("BEGIN")?;
     diesel::sql_query(
         "INSERT INTO agents (agent_id, name, capabilities, excluded, max_concurrent, status, role, \
@@ -145,25 +124,11 @@ fn measure(
     started: Instant,
     tasks: usize,
 ) -> anyhow::Result<()> {
-    let bench = BenchPlan {
-        hub: hub.base.clone(),
-        token: CHILD_TOKEN.into(),
-        ..plan.hub.clone()
-    };
+    let bench = aimed_at(hub, &plan.hub);
     actix_web::rt::System::new().block_on(async {
-        let client = awc::Client::builder()
-            .connector(awc::Connector::new().limit(bench.connections.max(1) * 2))
-            .timeout(Duration::from_secs(60))
-            .finish();
-        let asked = Instant::now();
-        get(&client, &bench, "/api/agents").await?;
-        println!(
-            "the first GET /api/agents took {:.1} ms, answered {:.2} s after the process started",
-            asked.elapsed().as_secs_f64() * 1e3,
-            started.elapsed().as_secs_f64()
-        );
-        actix_web::rt::time::sleep(Duration::from_secs(1)).await;
-        println!("hub RSS once serving: {} KiB", hub.rss_kib()?);
+        let client = client_for(&bench);
+        first_answer(&client, &bench, started).await?;
+        hub.print_serving_rss().await?;
         // A task in the middle of the generated ones; on the fresh hub, one made now.
         let some_task = match tasks {
             0 => {
@@ -211,11 +176,6 @@ fn measure(
         );
     }
     Ok(())
-}
-
-async fn get(client: &awc::Client, bench: &BenchPlan, path: &str) -> anyhow::Result<()> {
-    let request = hub::request(client, bench, awc::http::Method::GET, path);
-    super::answer(request, path, &json!(null)).await.map(drop)
 }
 
 /// `samples` requests one after another (a tenth more first, untimed); prints p50/p99.
