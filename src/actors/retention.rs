@@ -41,19 +41,16 @@ pub async fn archive_old_tasks(
     let (mut after, mut done) = (0, Archived::default());
     loop {
         let (batch_cutoff, limit) = (cutoff.clone(), settings.retention_batch);
-        let ids = db::read(&reads, move |conn| {
-            Ok(retention::next_batch(conn, &batch_cutoff, after, limit)?)
+        let (ids, lines) = db::read(&reads, move |conn| {
+            let ids = retention::next_batch(conn, &batch_cutoff, after, limit)?;
+            let lines = retention::archive_lines(conn, &ids)?;
+            Ok((ids, lines))
         })
         .await?;
         let Some(&last) = ids.last() else {
             return Ok(done);
         };
         after = last;
-        let chosen = ids.clone();
-        let lines = db::read(&reads, move |conn| {
-            Ok(retention::archive_lines(conn, &chosen)?)
-        })
-        .await?;
         let target = file.clone();
         actix_web::web::block(move || append(&target, &lines))
             .await?
