@@ -14,14 +14,14 @@ use diesel::prelude::*;
 use serde_json::{json, Value};
 
 use super::dispatcher::{AgentAvailable, AgentGone, AgentHeartbeat, AgentHold, Dispatcher};
-use super::registry::{ChildStopped, Registry};
+use super::registry::{ChildStopped, Registry, StandingChanged};
 use super::Core;
 use crate::alerts::Alert;
 use crate::crypto::Vault;
 use crate::db::inbox::NewMessage;
 use crate::db::models::{AgentRow, MessageRow, NewAgentRow, NewAuditRow};
 use crate::db::schema::agents;
-use crate::domain::agent::{shown_status, AgentStatus, OperatorStatus, Profile};
+use crate::domain::agent::{OperatorStatus, Profile, Standing};
 use crate::domain::event::{Audience, HubEvent};
 use crate::domain::now_iso;
 use crate::domain::onboarding::AgentState;
@@ -89,6 +89,15 @@ impl AgentSnapshot {
         self.last_heartbeat.is_some()
     }
 
+    pub fn standing(&self) -> Standing {
+        Standing {
+            operator_status: self.operator_status,
+            contacted: self.contacted(),
+            online: self.online,
+            max_concurrent: self.profile.max_concurrent,
+        }
+    }
+
     /// On hold by an operator, or in a state that gets no work: no new work.
     pub fn held(&self) -> bool {
         self.operator_status.is_some_and(OperatorStatus::holds) || !self.state.gets_work()
@@ -97,9 +106,9 @@ impl AgentSnapshot {
     /// The agent as responses show it, with `load` tasks held.
     pub fn view(self, load: usize) -> AgentView {
         let s = self;
-        let presence = AgentStatus::derive(s.online, load, s.profile.max_concurrent);
+        let (status, presence) = s.standing().shown(load);
         AgentView {
-            status: shown_status(s.operator_status, s.contacted(), presence),
+            status,
             presence,
             load,
             id: s.id,
@@ -133,6 +142,8 @@ pub struct AgentActor {
     core: Core,
     dispatcher: Addr<Dispatcher>,
     registry: Addr<Registry>,
+    /// The standing the Registry was last told of (`None` until registered).
+    reported: Option<Standing>,
 }
 
 impl AgentActor {
@@ -189,7 +200,10 @@ impl AgentActor {
         registry: Addr<Registry>,
     ) -> Self {
         let timeout = Duration::from_secs(core.settings.heartbeat_timeout);
+        // The Registry records a stored agent's standing as it starts the actor.
+        let reported = registered.then(|| state.standing());
         Self {
+            reported,
             state,
             registered,
             last_seen: Instant::now(),
@@ -198,6 +212,18 @@ impl AgentActor {
             dispatcher,
             registry,
         }
+    }
+
+    /// Tells the Registry when what the agent's shown status is made of has changed.
+    fn report_standing(&mut self) {
+        let standing = self.registered.then(|| self.state.standing());
+        if let (Some(now), true) = (standing, standing != self.reported) {
+            self.registry.do_send(StandingChanged {
+                agent_id: self.state.agent_id.clone(),
+                standing: now,
+            });
+        }
+        self.reported = standing;
     }
 
     pub fn snapshot(&self) -> AgentSnapshot {
@@ -285,6 +311,7 @@ impl AgentActor {
         }
         tracing::info!(agent.id = %self.state.agent_id, "agent missed its heartbeat deadline; now offline");
         self.state.online = false;
+        self.report_standing();
         self.persist_status(ctx, false);
         self.core.publish(self.status_event("offline"));
         self.core.alerts.raise(Alert {
@@ -402,6 +429,7 @@ impl Handler<Register> for AgentActor {
                 this.registered = true;
                 this.state = AgentSnapshot::from_row(stored, &this.core.vault);
                 this.last_seen = Instant::now();
+                this.report_standing();
                 let event = HubEvent::new(
                     "agent_registered",
                     json!({
@@ -451,6 +479,7 @@ impl Handler<Heartbeat> for AgentActor {
             self.core.publish(self.status_event("online"));
             self.dispatcher.do_send(self.available());
         }
+        self.report_standing();
         Ok(())
     }
 }
@@ -574,6 +603,7 @@ impl Handler<UpdateAgent> for AgentActor {
                 if let Some(capabilities) = change.capabilities {
                     s.profile.capabilities = capabilities;
                 }
+                this.report_standing();
                 if rerouted && this.state.online {
                     // The Dispatcher routes by the new capabilities from now on.
                     this.dispatcher.do_send(this.available());
@@ -670,6 +700,7 @@ impl Handler<Wake> for AgentActor {
                 let was_held = this.state.held();
                 this.state.operator_status = None;
                 this.state.updated_at = updated_at;
+                this.report_standing();
                 this.hold_changed(was_held);
                 if let Some(notice) = notice {
                     let view = message_view(&notice, &this.core.vault);

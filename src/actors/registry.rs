@@ -6,7 +6,8 @@
 //! Dispatcher read it to reach an actor without a round trip through this mailbox.
 //!
 //! Handles: [`Boot`], [`StartTask`], [`StartPipeline`], [`RegisterAgent`], [`StartSubscriber`],
-//! [`CreateAgent`], [`ChildStopped`], [`CountSubscribers`], [`ListAgents`], [`DescribeAgent`].
+//! [`CreateAgent`], [`ChildStopped`], [`CountSubscribers`], [`ListAgents`], [`StandingChanged`],
+//! [`AgentStatuses`], [`DescribeAgent`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -28,7 +29,7 @@ use crate::db::models::{AgentRow, NewAgentRow, NewAuditRow, PipelineRow, TaskRow
 use crate::db::reputation::ReputationRow;
 use crate::db::ReadPool;
 use crate::domain::access::Principal;
-use crate::domain::agent::AgentRef;
+use crate::domain::agent::{AgentRef, AgentStatus, Standing};
 use crate::domain::event::{Audience, HubEvent};
 use crate::domain::task::TaskStatus;
 use crate::error::HubError;
@@ -39,6 +40,8 @@ struct Book {
     agents: HashMap<String, Addr<AgentActor>>,
     /// Numeric agent id → agent_id.
     agent_ids: HashMap<i32, String>,
+    /// What each registered agent's shown status is made of, kept current by its actor.
+    standings: HashMap<String, Standing>,
     tasks: HashMap<i32, Addr<TaskActor>>,
     /// Live tasks asleep in the queue, without an actor.
     asleep: usize,
@@ -72,6 +75,14 @@ impl Directory {
                 book.agent_ids.insert(id, agent_id.to_string());
             }
             book.agents.insert(agent_id.to_string(), addr);
+        });
+    }
+
+    fn set_standing(&self, agent_id: &str, standing: Standing) {
+        self.write(|book| {
+            if book.agents.contains_key(agent_id) {
+                book.standings.insert(agent_id.to_string(), standing);
+            }
         });
     }
 
@@ -242,6 +253,8 @@ impl Handler<Boot> for Registry {
             let addr = agent.start();
             self.directory
                 .add_agent(snapshot.id, &snapshot.agent_id, addr);
+            self.directory
+                .set_standing(&snapshot.agent_id, snapshot.standing());
             let held = snapshot.held();
             let available = AgentAvailable {
                 agent_id: snapshot.agent_id,
@@ -476,6 +489,8 @@ impl Handler<CreateAgent> for Registry {
                 let addr = actor.start();
                 this.directory
                     .add_agent(snapshot.id, &snapshot.agent_id, addr);
+                this.directory
+                    .set_standing(&snapshot.agent_id, snapshot.standing());
                 // Not offered work yet: it is available once it heartbeats (or calls).
                 let created = serde_json::json!({
                     "id": snapshot.id,
@@ -562,6 +577,7 @@ impl Handler<ChildStopped> for Registry {
             ChildStopped::Agent(id) => {
                 self.directory.write(|book| {
                     book.agents.remove(&id);
+                    book.standings.remove(&id);
                     book.agent_ids.retain(|_, agent_id| *agent_id != id);
                 });
             }
@@ -592,8 +608,8 @@ impl Handler<CountSubscribers> for Registry {
     }
 }
 
-/// Sent by the agents list and the health, overview, metrics and analytics handlers:
-/// registered agents with their load, by agent_id, filtered and paged.
+/// Sent by the agents list: registered agents with their load, by agent_id, filtered and
+/// paged.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "Result<AgentList, HubError>")]
 pub struct ListAgents {
@@ -601,18 +617,6 @@ pub struct ListAgents {
     pub role: Option<String>,
     pub offset: usize,
     pub limit: usize,
-}
-
-impl ListAgents {
-    /// Every agent.
-    pub fn all() -> Self {
-        Self {
-            status: None,
-            role: None,
-            offset: 0,
-            limit: usize::MAX,
-        }
-    }
 }
 
 /// One page of agents and how many match in all.
@@ -675,6 +679,67 @@ impl Handler<ListAgents> for Registry {
                     .take(msg.limit)
                     .collect(),
             })
+        })
+    }
+}
+
+/// Sent by an AgentActor when what its shown status is made of changes.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StandingChanged {
+    pub agent_id: String,
+    pub standing: Standing,
+}
+
+impl Handler<StandingChanged> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: StandingChanged, _: &mut Context<Self>) {
+        self.directory.set_standing(&msg.agent_id, msg.standing);
+    }
+}
+
+/// One registered agent's shown status and the presence under it.
+#[derive(Debug)]
+pub struct AgentStanding {
+    pub agent_id: String,
+    pub status: &'static str,
+    pub presence: AgentStatus,
+}
+
+/// Sent by the health, overview, metrics and analytics handlers: every registered agent's
+/// status by agent_id, from the standings kept here and the Dispatcher's loads (no agent
+/// actor is asked, so this stays cheap with thousands of agents).
+#[derive(Message)]
+#[rtype(result = "Result<Vec<AgentStanding>, HubError>")]
+pub struct AgentStatuses;
+
+impl Handler<AgentStatuses> for Registry {
+    type Result = ResponseFuture<Result<Vec<AgentStanding>, HubError>>;
+
+    fn handle(&mut self, _: AgentStatuses, _: &mut Context<Self>) -> Self::Result {
+        let mut standings: Vec<(String, Standing)> = self.directory.read(|book| {
+            book.standings
+                .iter()
+                .map(|(id, standing)| (id.clone(), *standing))
+                .collect()
+        });
+        standings.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let dispatcher = self.dispatcher.clone();
+        Box::pin(async move {
+            let loads = dispatcher.send(GetLoads).await?;
+            Ok(standings
+                .into_iter()
+                .map(|(agent_id, standing)| {
+                    let load = loads.get(&agent_id).copied().unwrap_or(0);
+                    let (status, presence) = standing.shown(load);
+                    AgentStanding {
+                        agent_id,
+                        status,
+                        presence,
+                    }
+                })
+                .collect())
         })
     }
 }

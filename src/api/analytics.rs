@@ -13,7 +13,7 @@ use utoipa::IntoParams;
 use super::auth::Caller;
 use super::extract::Query;
 use crate::actors::dispatcher::GetKillSwitch;
-use crate::actors::registry::ListAgents;
+use crate::actors::registry::AgentStatuses;
 use crate::db::{analytics, overview, usage};
 use crate::error::HubError;
 use crate::startup::Hub;
@@ -182,7 +182,7 @@ pub async fn summary(hub: web::Data<Hub>, caller: Caller) -> Result<HttpResponse
         ))
     })
     .await?;
-    let agents = hub.registry.send(ListAgents::all()).await??.agents;
+    let agents = hub.registry.send(AgentStatuses).await??;
     let mut agent_states: BTreeMap<&str, i64> = BTreeMap::new();
     for agent in &agents {
         *agent_states.entry(agent.status).or_default() += 1;

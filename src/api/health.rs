@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::auth::MaybeCaller;
 use crate::actors::dispatcher::GetKillSwitch;
-use crate::actors::registry::{CountSubscribers, ListAgents};
+use crate::actors::registry::{AgentStatuses, CountSubscribers};
 use crate::error::HubError;
 use crate::startup::Hub;
 
@@ -28,12 +28,12 @@ pub async fn get_health(
     if !caller.0.is_some_and(|p| p.can("agents:read")) {
         return Ok(HttpResponse::Ok().json(json!({ "status": "ok" })));
     }
-    let agents = hub.registry.send(ListAgents::all()).await??.agents;
+    let agents = hub.registry.send(AgentStatuses).await??;
     let subscribers = hub.registry.send(CountSubscribers).await?;
     let kill_switch = hub.dispatcher.send(GetKillSwitch).await?;
-    let agents: BTreeMap<String, &str> = agents
+    let agents: BTreeMap<&str, &str> = agents
         .iter()
-        .map(|a| (a.agent_id.clone(), a.status))
+        .map(|a| (a.agent_id.as_str(), a.status))
         .collect();
     Ok(HttpResponse::Ok().json(json!({
         "status": "ok",

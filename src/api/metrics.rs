@@ -10,7 +10,7 @@ use actix_web::{web, HttpResponse};
 
 use super::auth::Caller;
 use crate::actors::dispatcher::QueueDepths;
-use crate::actors::registry::{CountSubscribers, ListAgents};
+use crate::actors::registry::{AgentStatuses, CountSubscribers};
 use crate::error::HubError;
 use crate::metrics::{Observed, CONTENT_TYPE};
 use crate::startup::Hub;
@@ -27,7 +27,7 @@ pub async fn get_metrics(
 ) -> Result<HttpResponse, HubError> {
     let caller = caller.map(|c| c.0);
     hub.core.settings.metrics_access.admit(caller.as_ref())?;
-    let agents = hub.registry.send(ListAgents::all()).await??.agents;
+    let agents = hub.registry.send(AgentStatuses).await??;
     let observed = Observed {
         queued: hub.dispatcher.send(QueueDepths).await?,
         agents: agents.iter().map(|a| a.presence).collect(),

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::auth::{Caller, MaybeCaller};
 use crate::actors::dispatcher::{GetBudget, GetKillSwitch};
-use crate::actors::registry::ListAgents;
+use crate::actors::registry::AgentStatuses;
 use crate::actors::scheduler::GetRetention;
 use crate::db::overview;
 use crate::domain::access::{role_of, ALL_PERMISSIONS};
@@ -57,7 +57,7 @@ pub async fn get_overview(hub: web::Data<Hub>, caller: Caller) -> Result<HttpRes
     if agents {
         let mut by_status: BTreeMap<&str, usize> =
             ["online", "busy", "offline"].map(|s| (s, 0)).into();
-        let list = hub.registry.send(ListAgents::all()).await??.agents;
+        let list = hub.registry.send(AgentStatuses).await??;
         for agent in &list {
             *by_status.entry(agent.status).or_default() += 1;
         }

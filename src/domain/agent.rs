@@ -110,6 +110,26 @@ pub fn shown_status(
     }
 }
 
+/// What an agent's shown status is made of besides its load. The Registry keeps one per
+/// agent, so counting agents by status asks no agent actor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    pub operator_status: Option<OperatorStatus>,
+    /// The hub has heard from the agent itself.
+    pub contacted: bool,
+    pub online: bool,
+    pub max_concurrent: i32,
+}
+
+impl Standing {
+    /// The status responses show and the presence under it, with `load` tasks held.
+    pub fn shown(self, load: usize) -> (&'static str, AgentStatus) {
+        let presence = AgentStatus::derive(self.online, load, self.max_concurrent);
+        let status = shown_status(self.operator_status, self.contacted, presence);
+        (status, presence)
+    }
+}
+
 /// How a path names an agent: its numeric `id`, or its `agent_id` handle. Handles made only
 /// of digits are refused when created, so the two never collide.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -135,3 +135,114 @@ async fn a_heartbeat_brings_an_offline_agent_back() {
         .await
     );
 }
+
+/// Health, the overview and the analytics summary count agents by status from what the
+/// Registry keeps, not by asking each agent; after every kind of change they agree with
+/// the agents list, which asks each agent.
+#[actix_web::test]
+async fn every_status_count_agrees_with_the_agent_list_after_each_change() {
+    let hub = TestHub::spawn_with(|s| s.heartbeat_timeout = 1).await;
+    let agrees = || async {
+        let listed = hub.get("/api/agents?limit=100", MASTER).await.expect(200);
+        let mut shown = std::collections::BTreeMap::new();
+        let mut counts = std::collections::BTreeMap::<String, i64>::new();
+        for agent in listed["agents"].as_array().expect("agents") {
+            let status = agent["status"].as_str().expect("status").to_string();
+            shown.insert(
+                agent["agent_id"].as_str().unwrap().to_string(),
+                json!(status),
+            );
+            *counts.entry(status).or_default() += 1;
+        }
+        let health = hub.get("/api/health", MASTER).await.expect(200);
+        let summary = hub
+            .get("/api/admin/analytics/summary", MASTER)
+            .await
+            .expect(200);
+        let overview = hub.get("/api/overview", MASTER).await.expect(200);
+        let overview_counts: std::collections::BTreeMap<String, i64> =
+            serde_json::from_value(overview["agents"]["by_status"].clone()).unwrap();
+        health["agents"] == json!(shown)
+            && summary["agents"]["by_status"] == json!(counts)
+            && summary["agents"]["total"] == json!(shown.len())
+            && overview_counts
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .collect::<Vec<_>>()
+                == counts.clone().into_iter().collect::<Vec<_>>()
+    };
+    let settled = || async { hub.eventually(SOON, agrees).await };
+
+    // Registered and alive; one of them busy with the only task it can hold.
+    let rex = hub.agent("rex", &["research"], 1).await;
+    let _rex_alive = keep_alive(&hub, "rex", &rex);
+    let ada = hub.agent("ada", &["writing"], 2).await;
+    let _ada_alive = keep_alive(&hub, "ada", &ada);
+    assert!(settled().await, "two online agents");
+    hub.task(json!({ "title": "t", "prompt": "p", "required_capability": "research" }))
+        .await;
+    let rex_busy = hub
+        .eventually(SOON, || async {
+            hub.get("/api/health", MASTER).await.body["agents"]["rex"] == "busy"
+        })
+        .await;
+    assert!(rex_busy, "rex holds its one task");
+    assert!(settled().await, "a busy agent");
+
+    // Made by an operator, never heard from; then held; then woken.
+    hub.post(
+        "/api/agents",
+        MASTER,
+        json!({ "name": "scribe", "role": "writer" }),
+    )
+    .await
+    .expect(201);
+    assert!(settled().await, "an agent never contacted");
+    hub.put(
+        "/api/agents",
+        MASTER,
+        json!({ "name": "ada", "status": "idle" }),
+    )
+    .await
+    .expect(200);
+    assert_eq!(
+        hub.get("/api/health", MASTER).await.body["agents"]["ada"],
+        "idle"
+    );
+    assert!(settled().await, "an agent on hold");
+    hub.post("/api/agents/ada/wake", MASTER, json!({}))
+        .await
+        .expect(200);
+    assert_eq!(
+        hub.get("/api/health", MASTER).await.body["agents"]["ada"],
+        "online"
+    );
+    assert!(settled().await, "a woken agent");
+
+    // Silent past its timeout, back with a heartbeat, then removed.
+    let bo = hub.agent("bo", &["research"], 1).await;
+    let offline = hub
+        .eventually(Duration::from_secs(4), || async {
+            hub.get("/api/health", MASTER).await.body["agents"]["bo"] == "offline"
+        })
+        .await;
+    assert!(offline, "bo missed its heartbeats");
+    assert!(settled().await, "an agent gone offline");
+    hub.post("/api/agents/bo/heartbeat", &bo, json!({}))
+        .await
+        .expect(200);
+    assert_eq!(
+        hub.get("/api/health", MASTER).await.body["agents"]["bo"],
+        "online"
+    );
+    hub.delete("/api/agents/bo", MASTER).await.expect(200);
+    let gone = hub
+        .eventually(SOON, || async {
+            hub.get("/api/health", MASTER).await.body["agents"]
+                .get("bo")
+                .is_none()
+        })
+        .await;
+    assert!(gone, "a removed agent is no longer counted");
+    assert!(settled().await, "after a removal");
+}
