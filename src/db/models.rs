@@ -50,8 +50,10 @@ pub struct TaskRow {
     pub max_tokens: Option<i32>,
 }
 
+/// `None` is inserted as NULL (each such column defaults to NULL anyway), so the insert's SQL
+/// never varies and Diesel reuses one prepared statement instead of building it per task.
 #[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = tasks)]
+#[diesel(table_name = tasks, treat_none_as_default_value = false)]
 pub struct NewTaskRow {
     pub title: String,
     pub prompt: String,
@@ -122,7 +124,7 @@ impl NewTaskRow {
 
 /// What a task may wait, go without progress, and spend (each off when `None`).
 #[derive(Debug, Clone, Default, Insertable)]
-#[diesel(table_name = tasks)]
+#[diesel(table_name = tasks, treat_none_as_default_value = false)]
 pub struct TaskLimits {
     pub schedule_timeout_seconds: Option<i32>,
     pub fail_on_schedule_timeout: bool,

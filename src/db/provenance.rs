@@ -11,7 +11,9 @@ use crate::crypto::provenance::{LinkBody, Notary, GENESIS};
 use crate::domain::now_iso;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize)]
+// Without defaults the insert's SQL never varies, so its prepared statement is reused.
 #[diesel(table_name = provenance, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(treat_none_as_default_value = false)]
 pub struct Link {
     #[diesel(skip_insertion)]
     #[serde(skip)]
@@ -116,10 +118,13 @@ fn write_links<'a>(
         prev_hash = link.hash.clone();
         links.push(link);
     }
-    diesel::insert_into(provenance::table)
-        .values(&links)
-        .execute(conn)
-        .map(drop)
+    // One row at a time: the single-row insert is one prepared statement, reused.
+    for link in &links {
+        diesel::insert_into(provenance::table)
+            .values(link)
+            .execute(conn)?;
+    }
+    Ok(())
 }
 
 pub fn chain(conn: &mut SqliteConnection, task_id: i32) -> QueryResult<Vec<Link>> {
