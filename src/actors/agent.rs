@@ -217,10 +217,13 @@ impl AgentActor {
     /// Tells the Registry when what the agent's shown status is made of has changed.
     fn report_standing(&mut self) {
         let standing = self.registered.then(|| self.state.standing());
-        if let (Some(now), true) = (standing, standing != self.reported) {
+        if standing == self.reported {
+            return;
+        }
+        if let Some(standing) = standing {
             self.registry.do_send(StandingChanged {
                 agent_id: self.state.agent_id.clone(),
-                standing: now,
+                standing,
             });
         }
         self.reported = standing;

@@ -708,8 +708,8 @@ pub struct AgentStanding {
 }
 
 /// Sent by the health, overview, metrics and analytics handlers: every registered agent's
-/// status by agent_id, from the standings kept here and the Dispatcher's loads (no agent
-/// actor is asked, so this stays cheap with thousands of agents).
+/// status, in no particular order, from the standings kept here and the Dispatcher's loads
+/// (no agent actor is asked, so this stays cheap with thousands of agents).
 #[derive(Message)]
 #[rtype(result = "Result<Vec<AgentStanding>, HubError>")]
 pub struct AgentStatuses;
@@ -718,13 +718,12 @@ impl Handler<AgentStatuses> for Registry {
     type Result = ResponseFuture<Result<Vec<AgentStanding>, HubError>>;
 
     fn handle(&mut self, _: AgentStatuses, _: &mut Context<Self>) -> Self::Result {
-        let mut standings: Vec<(String, Standing)> = self.directory.read(|book| {
+        let standings: Vec<(String, Standing)> = self.directory.read(|book| {
             book.standings
                 .iter()
                 .map(|(id, standing)| (id.clone(), *standing))
                 .collect()
         });
-        standings.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let dispatcher = self.dispatcher.clone();
         Box::pin(async move {
             let loads = dispatcher.send(GetLoads).await?;

@@ -101,7 +101,6 @@ fn write_links<'a>(
     entries: impl IntoIterator<Item = Entry<'a>>,
 ) -> QueryResult<()> {
     let created_at = now_iso();
-    let mut links = Vec::new();
     for (offset, entry) in entries.into_iter().enumerate() {
         let mut link = Link {
             id: 0,
@@ -115,14 +114,11 @@ fn write_links<'a>(
             created_at: created_at.clone(),
         };
         link.hash = notary.sign(&link.body());
-        prev_hash = link.hash.clone();
-        links.push(link);
-    }
-    // One row at a time: the single-row insert is one prepared statement, reused.
-    for link in &links {
+        // One row at a time: the single-row insert is one prepared statement, reused.
         diesel::insert_into(provenance::table)
-            .values(link)
+            .values(&link)
             .execute(conn)?;
+        prev_hash = link.hash;
     }
     Ok(())
 }
