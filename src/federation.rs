@@ -18,7 +18,7 @@ use crate::actors::FinishedTasks;
 use crate::crypto::tokens::{digests_match, token_digest};
 use crate::crypto::Vault;
 use crate::db::schema::{peers, relays, tasks};
-use crate::db::{queries, ReadPool};
+use crate::db::{queries, DbConnection, ReadPool};
 use crate::domain::now_iso;
 use crate::error::HubError;
 use crate::metrics::Metrics;
@@ -28,7 +28,7 @@ pub const TOKEN_HEADER: &str = "X-Federation-Token";
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = peers, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(table_name = peers, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct PeerRow {
     pub name: String,
     pub url: String,
@@ -40,7 +40,7 @@ pub struct PeerRow {
     pub last_latency_ms: Option<i32>,
 }
 
-pub fn all_peers(conn: &mut SqliteConnection) -> QueryResult<Vec<PeerRow>> {
+pub fn all_peers(conn: &mut DbConnection) -> QueryResult<Vec<PeerRow>> {
     peers::table
         .select(PeerRow::as_select())
         .order(peers::name)
@@ -170,7 +170,7 @@ pub fn report_results(
 }
 
 /// The tasks whose result is still owed to the peer that relayed them here.
-fn unsent_results(conn: &mut SqliteConnection) -> QueryResult<Vec<i32>> {
+fn unsent_results(conn: &mut DbConnection) -> QueryResult<Vec<i32>> {
     owed()
         .select(relays::task_id)
         .order(relays::task_id)
@@ -179,7 +179,7 @@ fn unsent_results(conn: &mut SqliteConnection) -> QueryResult<Vec<i32>> {
 
 /// Per peer, how many results are still owed to it.
 pub fn results_waiting(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
 ) -> QueryResult<std::collections::HashMap<String, i64>> {
     let counts: Vec<(String, i64)> = owed()
         .group_by(relays::peer)

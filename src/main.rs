@@ -191,7 +191,7 @@ fn run(command: HubCommand) -> anyhow::Result<()> {
             settings.bind = bind.unwrap_or(settings.bind);
             settings.database_url = database_url.unwrap_or(settings.database_url);
             settings.validate()?;
-            let master = master_token(&settings.database_url)?;
+            let master = master_token(&settings.master_token_dir())?;
             serve(settings, Secrets::from_env(master))
         }
         HubCommand::Bench {
@@ -283,11 +283,11 @@ fn run(command: HubCommand) -> anyhow::Result<()> {
         HubCommand::Migrate { database_url } => {
             settings.database_url = database_url.unwrap_or(settings.database_url);
             settings.validate()?;
-            let mut conn = m3shd::db::open_writer(&settings)?;
+            let mut conn = m3shd::db::open(&settings)?;
             let applied = m3shd::db::run_migrations(&mut conn)?;
             println!(
                 "database {} is up to date ({} migrations applied now)",
-                settings.database_url,
+                m3shd::db::redacted(&settings.database_url),
                 applied.len()
             );
             Ok(())
@@ -355,14 +355,13 @@ fn bound_host(bind: &str) -> String {
 
 /// `M3SHDUP_TOKEN`, else the token this data directory generated on its first start.
 /// A fresh machine gets a new token, printed once, kept (mode 0600) beside the database.
-fn master_token(database_url: &str) -> anyhow::Result<Secret> {
+fn master_token(dir: &Path) -> anyhow::Result<Secret> {
     if let Some(token) = std::env::var("M3SHDUP_TOKEN")
         .ok()
         .filter(|t| !t.is_empty())
     {
         return Ok(Secret::new(token));
     }
-    let dir = files::data_dir(database_url).unwrap_or(Path::new("."));
     let file: PathBuf = dir.join("master.token");
     if let Ok(saved) = std::fs::read_to_string(&file) {
         files::tighten(&file)?;

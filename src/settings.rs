@@ -13,6 +13,32 @@ use serde::{Deserialize, Serialize};
 mod layers;
 mod rules;
 
+/// Where the data lives, read from `database_url`: a `postgres://` (or `postgresql://`)
+/// URL, or a SQLite file given as a path or a `sqlite://` URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Database<'a> {
+    Postgres(&'a str),
+    Sqlite(&'a str),
+}
+
+impl<'a> Database<'a> {
+    pub fn of(url: &'a str) -> Self {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Database::Postgres(url)
+        } else {
+            Database::Sqlite(url.strip_prefix("sqlite://").unwrap_or(url))
+        }
+    }
+
+    /// The SQLite file, if that is the backend.
+    pub fn sqlite_file(self) -> Option<&'a str> {
+        match self {
+            Database::Sqlite(path) => Some(path),
+            Database::Postgres(_) => None,
+        }
+    }
+}
+
 /// The defaults file, embedded so the binary runs from any directory.
 pub const DEFAULTS: &str = include_str!("../config/default.toml");
 const ENV_PREFIX: &str = "M3SHDUP_";
@@ -176,10 +202,25 @@ impl Settings {
         if !self.data_dir.is_empty() {
             return self.data_dir.clone().into();
         }
-        Path::new(&self.database_url)
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default()
+        match Database::of(&self.database_url) {
+            Database::Sqlite(file) => Path::new(file)
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+            Database::Postgres(_) => "data".into(),
+        }
+    }
+
+    /// Where the generated master token is kept: beside the SQLite file, as ever; with
+    /// PostgreSQL, in the data directory.
+    pub fn master_token_dir(&self) -> std::path::PathBuf {
+        match Database::of(&self.database_url) {
+            Database::Sqlite(file) => Path::new(file)
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| ".".into()),
+            Database::Postgres(_) => self.data_dir(),
+        }
     }
 
     /// Where retention writes its archives: `retention_archive_dir`, else `archive` in

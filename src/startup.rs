@@ -88,9 +88,10 @@ impl Application {
         let reads = db::read_pool(&settings)?;
         warn_if_weak(&secrets);
         let secrets = with_fallback_key(&mut writer, secrets)?;
-        let generated_master = db::files::data_dir(&settings.database_url)
-            .and_then(|dir| std::fs::read_to_string(dir.join("master.token")).ok())
-            .is_some_and(|saved| saved.trim() == secrets.master_token.expose());
+        let generated_master =
+            std::fs::read_to_string(settings.master_token_dir().join("master.token"))
+                .ok()
+                .is_some_and(|saved| saved.trim() == secrets.master_token.expose());
         let vault = Vault::from_secrets(&secrets);
         // Audit rows written before the hash chain existed are chained now.
         let chained = db::audit::chain_unhashed(&mut writer)?;
@@ -263,7 +264,7 @@ impl Application {
         if settings.http_workers > 0 {
             server = server.workers(settings.http_workers);
         }
-        tracing::info!(bind = %settings.bind, port, database = %settings.database_url, "m3shd is listening");
+        tracing::info!(bind = %settings.bind, port, database = %db::redacted(&settings.database_url), "m3shd is listening");
         Ok(Self {
             server: server.run(),
             port,
@@ -358,7 +359,7 @@ fn warn_if_weak(secrets: &Secrets) {
 /// Without `M3SHDUP_ENCRYPT_KEY`, the at-rest key is derived from the master token by the
 /// derivation stored in this database (a new one is made and stored on first use).
 fn with_fallback_key(
-    conn: &mut diesel::SqliteConnection,
+    conn: &mut crate::db::DbConnection,
     mut secrets: Secrets,
 ) -> anyhow::Result<Secrets> {
     if secrets.encrypt_key.is_some() {
@@ -413,7 +414,7 @@ const BOOT_PAGE: i64 = 5_000;
 /// kept only as its queue entry and costs no further query; live rows are read a page at
 /// a time, so a backlog of a million never sits in memory as rows.
 fn load_live_state(
-    conn: &mut diesel::SqliteConnection,
+    conn: &mut crate::db::DbConnection,
     settings: &Settings,
 ) -> Result<LiveState, HubError> {
     let agents = queries::all_agents(conn)?;

@@ -396,22 +396,23 @@ impl Handler<Register> for AgentActor {
         let write = async move {
             db.write(move |conn| {
                 // What an operator set (role, config, soul, hold) survives a registration.
-                let stored: AgentRow = diesel::insert_into(agents::table)
-                    .values(&row)
-                    .on_conflict(agents::agent_id)
-                    .do_update()
-                    .set((
-                        agents::name.eq(&row.name),
-                        agents::machine.eq(&row.machine),
-                        agents::capabilities.eq(&row.capabilities),
-                        agents::excluded.eq(&row.excluded),
-                        agents::max_concurrent.eq(row.max_concurrent),
-                        agents::status.eq("online"),
-                        agents::last_heartbeat.eq(&row.last_heartbeat),
-                        agents::updated_at.eq(&row.updated_at),
-                    ))
-                    .returning(AgentRow::as_returning())
-                    .get_result(conn)?;
+                let stored: AgentRow =
+                    crate::on_each_backend!(conn, |inner| diesel::insert_into(agents::table)
+                        .values(&row)
+                        .on_conflict(agents::agent_id)
+                        .do_update()
+                        .set((
+                            agents::name.eq(&row.name),
+                            agents::machine.eq(&row.machine),
+                            agents::capabilities.eq(&row.capabilities),
+                            agents::excluded.eq(&row.excluded),
+                            agents::max_concurrent.eq(row.max_concurrent),
+                            agents::status.eq("online"),
+                            agents::last_heartbeat.eq(&row.last_heartbeat),
+                            agents::updated_at.eq(&row.updated_at),
+                        ))
+                        .returning(crate::db::columns_of::<AgentRow>())
+                        .get_result(inner))?;
                 let target = format!("agent:{}", row.agent_id);
                 NewAuditRow::new(&by, "agent.register", target, None).append(conn)?;
                 Ok(stored)

@@ -17,7 +17,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Instant;
 
-use diesel::sqlite::SqliteConnection;
+use crate::db::DbConnection;
 use diesel::Connection;
 use tokio::sync::oneshot;
 
@@ -26,8 +26,8 @@ use crate::error::HubError;
 use crate::metrics::Metrics;
 
 type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
-type Job = Box<dyn FnOnce(&mut SqliteConnection) -> Reply + Send>;
-type Reconnect = Box<dyn Fn() -> anyhow::Result<SqliteConnection> + Send>;
+type Job = Box<dyn FnOnce(&mut DbConnection) -> Reply + Send>;
+type Reconnect = Box<dyn Fn() -> anyhow::Result<DbConnection> + Send>;
 
 /// Handle to the writer thread; cheap to clone.
 #[derive(Clone)]
@@ -41,7 +41,7 @@ impl DbExecutor {
     /// Starts the writer thread on `conn`. `reconnect` opens a fresh connection if a write
     /// ever panics (the old connection's open transaction is rolled back when it closes).
     pub fn start(
-        conn: SqliteConnection,
+        conn: DbConnection,
         reconnect: Reconnect,
         capacity: usize,
         batch_max: usize,
@@ -66,7 +66,7 @@ impl DbExecutor {
     pub async fn write<T, F>(&self, write: F) -> Result<T, HubError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut SqliteConnection) -> Result<T, HubError> + Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, HubError> + Send + 'static,
     {
         if self.closed.load(Ordering::Acquire) {
             return Err(HubError::Unavailable("the hub is shutting down".into()));
@@ -108,7 +108,7 @@ impl DbExecutor {
 fn job_of<T, F>(write: F) -> (Job, oneshot::Receiver<Result<T, HubError>>)
 where
     T: Send + 'static,
-    F: FnOnce(&mut SqliteConnection) -> Result<T, HubError> + Send + 'static,
+    F: FnOnce(&mut DbConnection) -> Result<T, HubError> + Send + 'static,
 {
     let (answer, answered) = oneshot::channel();
     let job: Job = Box::new(move |conn| {
@@ -131,7 +131,7 @@ where
 }
 
 fn run_writer(
-    mut conn: SqliteConnection,
+    mut conn: DbConnection,
     reconnect: Reconnect,
     jobs: Receiver<Job>,
     batch_max: usize,
@@ -151,7 +151,7 @@ fn run_writer(
         let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
         let started = Instant::now();
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            conn.immediate_transaction::<_, diesel::result::Error, _>(|conn| {
+            conn.write_transaction::<_, diesel::result::Error, _>(|conn| {
                 for job in batch.drain(..) {
                     replies.push(job(conn));
                 }

@@ -450,7 +450,7 @@ pub struct CreateAgent {
 }
 
 /// A write that joins an agent's creation.
-pub type AlsoWrite = Box<dyn FnOnce(&mut diesel::SqliteConnection) -> Result<(), HubError> + Send>;
+pub type AlsoWrite = Box<dyn FnOnce(&mut crate::db::DbConnection) -> Result<(), HubError> + Send>;
 
 impl Handler<CreateAgent> for Registry {
     // Atomic: no registration of the same name may slip in between the check and the

@@ -192,7 +192,7 @@ pub async fn resolve_escalation(
                 escalations::resolved_at.eq(now_iso()),
                 escalations::resolution.eq(&body.resolution),
             ))
-            .returning(EscalationRow::as_returning())
+            .returning(crate::db::columns_of::<EscalationRow>())
             .get_result(conn)
             .optional()?
             .ok_or_else(|| HubError::conflict(format!("escalation {id} is already resolved")))?;

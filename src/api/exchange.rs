@@ -184,10 +184,11 @@ pub async fn create_exchange(
     hub.core
         .db
         .write(move |conn| {
-            let added = diesel::insert_into(exchanges::table)
-                .values(&stored)
-                .on_conflict_do_nothing()
-                .execute(conn)?;
+            let added =
+                crate::on_each_backend!(conn, |inner| diesel::insert_into(exchanges::table)
+                    .values(&stored)
+                    .on_conflict_do_nothing()
+                    .execute(inner))?;
             if added == 0 {
                 return Err(HubError::conflict(format!(
                     "exchange {} already exists",

@@ -86,7 +86,7 @@ impl Idempotent {
         &self,
         vault: Arc<Vault>,
         status: StatusCode,
-    ) -> impl FnOnce(&mut diesel::SqliteConnection, &Value) -> Result<(), HubError> + Send + 'static
+    ) -> impl FnOnce(&mut crate::db::DbConnection, &Value) -> Result<(), HubError> + Send + 'static
     {
         let (claim, since) = (self.claim.clone(), self.since.clone());
         move |conn, answer| {

@@ -405,7 +405,7 @@ pub async fn delete_audited<F>(
     delete: F,
 ) -> Result<(), HubError>
 where
-    F: FnOnce(&mut diesel::SqliteConnection) -> diesel::QueryResult<usize> + Send + 'static,
+    F: FnOnce(&mut crate::db::DbConnection) -> diesel::QueryResult<usize> + Send + 'static,
 {
     hub.core
         .db

@@ -91,7 +91,7 @@ pub async fn create_pipeline(
             let (vault, deps) = (hub.core.vault.clone(), depends_on.clone());
             let record = keyed.recorder(hub.core.vault.clone(), StatusCode::CREATED);
             Box::new(
-                move |conn: &mut diesel::SqliteConnection,
+                move |conn: &mut crate::db::DbConnection,
                       pipeline: &PipelineRow,
                       rows: &[TaskRow]| {
                     record(conn, &created(pipeline, rows, &deps, &vault))

@@ -218,7 +218,7 @@ pub async fn create_template(
             }
             let template: TemplateRow = diesel::insert_into(templates::table)
                 .values(&row)
-                .returning(TemplateRow::as_returning())
+                .returning(crate::db::columns_of::<TemplateRow>())
                 .get_result(conn)?;
             let schedule = schedule.map(|s| ScheduleRow {
                 template_id: template.id,

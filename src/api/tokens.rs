@@ -2,9 +2,9 @@
 //! Raw tokens are returned once, by the issuing call; only SHA-256 hashes are stored,
 //! and listings show a short prefix of the hash that the other calls accept.
 
+use crate::db::DbConnection;
 use actix_web::{web, HttpResponse};
 use diesel::prelude::*;
-use diesel::sqlite::SqliteConnection;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
@@ -86,7 +86,7 @@ fn token_view(row: &TokenRow) -> Value {
 }
 
 /// The one active token whose hash starts with `prefix` (inside the caller's transaction).
-fn find_token(conn: &mut SqliteConnection, prefix: &str) -> Result<TokenRow, HubError> {
+fn find_token(conn: &mut DbConnection, prefix: &str) -> Result<TokenRow, HubError> {
     let prefix = prefix.to_ascii_lowercase();
     if prefix.len() < MIN_HASH_PREFIX || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(HubError::not_found(format!("no token {prefix:?}")));
@@ -201,7 +201,7 @@ async fn change_token(
             let found = find_token(conn, &prefix)?;
             let row: TokenRow = diesel::update(tokens::table.find(&found.hash))
                 .set(&change)
-                .returning(TokenRow::as_returning())
+                .returning(crate::db::columns_of::<TokenRow>())
                 .get_result(conn)?;
             let target = format!("agent:{}", row.agent_id);
             NewAuditRow::new(&actor, action, target, detail).append(conn)?;

@@ -60,7 +60,7 @@ fn check_manages(caller: &Principal, row: &UserRow) -> Result<(), HubError> {
 }
 
 /// The account row of `id`, for a change inside the writer's transaction.
-fn user_row(conn: &mut diesel::SqliteConnection, id: i32) -> Result<UserRow, HubError> {
+fn user_row(conn: &mut crate::db::DbConnection, id: i32) -> Result<UserRow, HubError> {
     users::table
         .find(id)
         .select(UserRow::as_select())
@@ -172,7 +172,7 @@ pub async fn create_user(
                     users::created_at.eq(&now),
                     users::updated_at.eq(&now),
                 ))
-                .returning(UserRow::as_returning())
+                .returning(crate::db::columns_of::<UserRow>())
                 .get_result(conn)
                 .map_err(|e| match HubError::from(e) {
                     HubError::Conflict(_) => {
@@ -271,7 +271,7 @@ pub async fn update_user(
                     body.enabled.map(|e| users::enabled.eq(e)),
                     users::updated_at.eq(now_iso()),
                 ))
-                .returning(UserRow::as_returning())
+                .returning(crate::db::columns_of::<UserRow>())
                 .get_result(conn)?;
             diesel::delete(sessions::table.filter(sessions::user_id.eq(id))).execute(conn)?;
             let detail = json!({ "role": row.role, "enabled": row.enabled });

@@ -25,7 +25,7 @@ use crate::startup::Hub;
 use crate::views::TaskView;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = webhooks, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(table_name = webhooks, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct WebhookRow {
     pub name: String,
     /// Fernet token; open it with the Vault.

@@ -38,7 +38,7 @@ pub fn run(
     let mut known: Vec<String> = vec![String::new(); agents];
     let started = Instant::now();
     for chunk in (0..entries).collect::<Vec<_>>().chunks(5000) {
-        writer.immediate_transaction::<_, anyhow::Error, _>(|conn| {
+        writer.write_transaction::<_, anyhow::Error, _>(|conn| {
             for &i in chunk {
                 let agent = format!("agent-{}", i % agents);
                 let words: Vec<&str> = (0..rng.gen_range(8..20))

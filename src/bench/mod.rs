@@ -20,8 +20,8 @@ use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::db::DbConnection;
 use anyhow::Context;
-use diesel::sqlite::SqliteConnection;
 
 use crate::crypto::Vault;
 use crate::settings::{Secret, Secrets, Settings};
@@ -38,7 +38,7 @@ pub const PROMPT: &str = "Read the three attached incident reports from last wee
 
 /// The writer of a database a hub child will open, for generating its data first
 /// (`synchronous = NORMAL`: the data is made, not kept), and the vault of the child's key.
-pub fn generating(database: &std::path::Path) -> anyhow::Result<(SqliteConnection, Vault)> {
+pub fn generating(database: &std::path::Path) -> anyhow::Result<(DbConnection, Vault)> {
     let mut settings = Settings::defaults()?;
     settings.database_url = database.to_string_lossy().into_owned();
     settings.sqlite_synchronous = "NORMAL".into();

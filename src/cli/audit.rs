@@ -7,8 +7,9 @@ use std::io::BufRead;
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use diesel::Connection;
+use m3shd::db::{connect, redacted};
 use m3shd::domain::audit::{AuditEntry, Break, ChainCheck};
+use m3shd::settings::Database;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -72,12 +73,15 @@ pub async fn run(remote: Remote, action: Action) -> Result<(), CliError> {
 }
 
 fn verify_database(url: &str) -> Result<Result<u64, Break>, CliError> {
+    let database = Database::of(url);
     // Opening a missing file would create an empty database and "verify" it.
-    if !std::path::Path::new(url).exists() {
-        return Err(CliError::Usage(format!("no database at {url}")));
+    if let Some(file) = database.sqlite_file() {
+        if !std::path::Path::new(file).exists() {
+            return Err(CliError::Usage(format!("no database at {file}")));
+        }
     }
-    let mut conn = diesel::SqliteConnection::establish(url)
-        .map_err(|e| CliError::Usage(format!("cannot open {url}: {e}")))?;
+    let mut conn = connect(database)
+        .map_err(|e| CliError::Usage(format!("cannot open {}: {e}", redacted(url))))?;
     m3shd::db::audit::verify(&mut conn)
         .map_err(|e| CliError::Usage(format!("cannot read {url}: {e}")))
 }

@@ -3,30 +3,27 @@
 
 use std::collections::HashMap;
 
+use crate::db::DbConnection;
 use diesel::prelude::*;
-use diesel::sqlite::SqliteConnection;
 
 use super::models::{AgentRow, NewAgentRow, TaskRow};
 use super::schema::{agent_task_counts, agents, tasks};
 use crate::domain::agent::TaskStats;
 
 /// Inserts a new agent; `None` when its agent_id is taken.
-pub fn insert_agent(
-    conn: &mut SqliteConnection,
-    row: &NewAgentRow,
-) -> QueryResult<Option<AgentRow>> {
-    diesel::insert_into(agents::table)
+pub fn insert_agent(conn: &mut DbConnection, row: &NewAgentRow) -> QueryResult<Option<AgentRow>> {
+    crate::on_each_backend!(conn, |inner| diesel::insert_into(agents::table)
         .values(row)
         .on_conflict_do_nothing()
-        .returning(AgentRow::as_returning())
-        .get_result(conn)
-        .optional()
+        .returning(crate::db::columns_of::<AgentRow>())
+        .get_result(inner))
+    .optional()
 }
 
 /// `taskStats` of each agent named, from the counters the task triggers keep; an agent
 /// that never held a task is absent (all zero).
 pub fn task_stats(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     agent_ids: &[String],
 ) -> QueryResult<HashMap<String, TaskStats>> {
     let rows: Vec<(String, i32, i32, i32, i32)> = agent_task_counts::table
@@ -55,7 +52,7 @@ pub fn task_stats(
 
 /// The tasks `agent_id` holds and has not finished (assigned or running), newest first.
 pub fn pending_tasks(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     agent_id: &str,
     limit: i64,
     offset: i64,

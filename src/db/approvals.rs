@@ -1,8 +1,8 @@
 //! Approvals as stored: asked for by a task's holder, decided once (conditional on still
 //! being pending), read with the visibility of their task.
 
+use crate::db::DbConnection;
 use diesel::prelude::*;
-use diesel::sqlite::SqliteConnection;
 
 use super::inbox::{self, InboxKind};
 use super::models::NewAuditRow;
@@ -11,7 +11,7 @@ use crate::domain::access::Principal;
 use crate::domain::now_iso;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = approvals, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(table_name = approvals, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct ApprovalRow {
     pub id: i32,
     pub task_id: i32,
@@ -42,10 +42,10 @@ pub struct NewApproval {
     pub expires_at: String,
 }
 
-pub fn insert(conn: &mut SqliteConnection, new: &NewApproval) -> QueryResult<ApprovalRow> {
+pub fn insert(conn: &mut DbConnection, new: &NewApproval) -> QueryResult<ApprovalRow> {
     diesel::insert_into(approvals::table)
         .values(new)
-        .returning(ApprovalRow::as_returning())
+        .returning(crate::db::columns_of::<ApprovalRow>())
         .get_result(conn)
 }
 
@@ -63,7 +63,7 @@ pub struct Decision<'a> {
 /// Records a decision: the approval (if still pending), its audit row naming who decided,
 /// and an item in the holder's inbox, in the caller's transaction. `None` when it was
 /// decided already.
-pub fn settle(conn: &mut SqliteConnection, d: Decision) -> QueryResult<Option<ApprovalRow>> {
+pub fn settle(conn: &mut DbConnection, d: Decision) -> QueryResult<Option<ApprovalRow>> {
     let Some(row) = decide(conn, d.id, d.allowed, d.by, d.note)? else {
         return Ok(None);
     };
@@ -82,7 +82,7 @@ pub fn settle(conn: &mut SqliteConnection, d: Decision) -> QueryResult<Option<Ap
 
 /// Decides a pending approval; `None` when it was decided already.
 fn decide(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     id: i32,
     allowed: bool,
     by: &str,
@@ -99,12 +99,12 @@ fn decide(
         approvals::note.eq(note),
         approvals::decided_at.eq(now_iso()),
     ))
-    .returning(ApprovalRow::as_returning())
+    .returning(crate::db::columns_of::<ApprovalRow>())
     .get_result(conn)
     .optional()
 }
 
-pub fn get(conn: &mut SqliteConnection, id: i32) -> QueryResult<Option<ApprovalRow>> {
+pub fn get(conn: &mut DbConnection, id: i32) -> QueryResult<Option<ApprovalRow>> {
     approvals::table
         .find(id)
         .select(ApprovalRow::as_select())
@@ -113,7 +113,7 @@ pub fn get(conn: &mut SqliteConnection, id: i32) -> QueryResult<Option<ApprovalR
 }
 
 /// The approval a task waits for, if any.
-pub fn pending_of(conn: &mut SqliteConnection, task_id: i32) -> QueryResult<Option<ApprovalRow>> {
+pub fn pending_of(conn: &mut DbConnection, task_id: i32) -> QueryResult<Option<ApprovalRow>> {
     approvals::table
         .filter(approvals::task_id.eq(task_id))
         .filter(approvals::status.eq("pending"))
@@ -123,7 +123,7 @@ pub fn pending_of(conn: &mut SqliteConnection, task_id: i32) -> QueryResult<Opti
 }
 
 /// How many approvals wait for a decision.
-pub fn count_pending(conn: &mut SqliteConnection) -> QueryResult<i64> {
+pub fn count_pending(conn: &mut DbConnection) -> QueryResult<i64> {
     approvals::table
         .filter(approvals::status.eq("pending"))
         .count()
@@ -132,7 +132,7 @@ pub fn count_pending(conn: &mut SqliteConnection) -> QueryResult<i64> {
 
 /// Approvals `principal` may see (those of tasks it may see), newest first.
 pub fn list(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     principal: &Principal,
     status: Option<String>,
     limit: i64,

@@ -3,8 +3,8 @@
 
 use std::cell::RefCell;
 
+use crate::db::DbConnection;
 use diesel::prelude::*;
-use diesel::sqlite::SqliteConnection;
 
 use super::models::AuditRow;
 use super::schema::audit_log;
@@ -29,7 +29,7 @@ pub fn remember_tips() {
 }
 
 /// The row a new entry follows: the remembered tip, else the last row in the table.
-pub fn tip(conn: &mut SqliteConnection) -> QueryResult<Option<(i32, Option<String>)>> {
+pub fn tip(conn: &mut DbConnection) -> QueryResult<Option<(i32, Option<String>)>> {
     if let Some((id, hash)) = TIP.with(|tip| tip.borrow().clone()) {
         return Ok(Some((id, Some(hash))));
     }
@@ -57,7 +57,7 @@ pub fn forget_tip() {
 /// *before* a chained one is not something the hub wrote, so it is left for `m3shd audit
 /// verify` to report (chaining it would bless an edit). Run at start, before anything
 /// else writes.
-pub fn chain_unhashed(conn: &mut SqliteConnection) -> QueryResult<usize> {
+pub fn chain_unhashed(conn: &mut DbConnection) -> QueryResult<usize> {
     let last_chained: Option<(i32, Option<String>)> = audit_log::table
         .filter(audit_log::hash.is_not_null())
         .order(audit_log::id.desc())
@@ -101,7 +101,7 @@ pub fn chain_unhashed(conn: &mut SqliteConnection) -> QueryResult<usize> {
 }
 
 /// Up to [`STEP`] rows after `after`, in id order.
-pub fn after_id(conn: &mut SqliteConnection, after: i32) -> QueryResult<Vec<AuditRow>> {
+pub fn after_id(conn: &mut DbConnection, after: i32) -> QueryResult<Vec<AuditRow>> {
     audit_log::table
         .filter(audit_log::id.gt(after))
         .order(audit_log::id)
@@ -111,7 +111,7 @@ pub fn after_id(conn: &mut SqliteConnection, after: i32) -> QueryResult<Vec<Audi
 }
 
 /// Checks the whole chain in the database: how many rows hold, or the first break.
-pub fn verify(conn: &mut SqliteConnection) -> QueryResult<Result<u64, Break>> {
+pub fn verify(conn: &mut DbConnection) -> QueryResult<Result<u64, Break>> {
     let mut check = ChainCheck::new();
     let mut after = 0;
     loop {

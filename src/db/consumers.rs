@@ -3,9 +3,9 @@
 //! the agent makes checks the lease inside its own transaction, so on the single writer a
 //! lease change and a write can never interleave.
 
+use crate::db::DbConnection;
 use chrono::Utc;
 use diesel::prelude::*;
-use diesel::sqlite::SqliteConnection;
 
 use super::schema::consumer_leases;
 use crate::crypto::tokens::random_hex;
@@ -14,7 +14,7 @@ use crate::domain::{iso, now_iso};
 use crate::error::HubError;
 
 /// The agent's lease as (consumer id, still live).
-fn lease_of(conn: &mut SqliteConnection, agent_id: &str) -> QueryResult<Option<(String, bool)>> {
+fn lease_of(conn: &mut DbConnection, agent_id: &str) -> QueryResult<Option<(String, bool)>> {
     let now = now_iso();
     let row: Option<(String, String)> = consumer_leases::table
         .find(agent_id)
@@ -27,7 +27,7 @@ fn lease_of(conn: &mut SqliteConnection, agent_id: &str) -> QueryResult<Option<(
 /// The fence of one write: 409 `stale consumer` unless it carries the live lease's id (or
 /// carries none while no lease is live). A write that is not an agent's own (`None`:
 /// people, the master) is not fenced.
-pub fn check(conn: &mut SqliteConnection, write: Option<&ConsumerFence>) -> Result<(), HubError> {
+pub fn check(conn: &mut DbConnection, write: Option<&ConsumerFence>) -> Result<(), HubError> {
     let Some(write) = write else {
         return Ok(());
     };
@@ -36,7 +36,7 @@ pub fn check(conn: &mut SqliteConnection, write: Option<&ConsumerFence>) -> Resu
 
 /// The domain's fence rule against `agent_id`'s lease as stored.
 fn fenced(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     agent_id: &str,
     presented: Option<&str>,
 ) -> Result<(), HubError> {
@@ -51,7 +51,7 @@ fn fenced(
 /// or, without one, opens a new lease that fences every earlier one. It lives `lives` from
 /// now. Answers the consumer id.
 pub fn pull_lease(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     agent_id: &str,
     presented: Option<&str>,
     lives: chrono::Duration,
@@ -71,16 +71,16 @@ pub fn pull_lease(
         consumer_leases::opened_at.eq(iso(now)),
         consumer_leases::expires_at.eq(&expires_at),
     );
-    diesel::insert_into(consumer_leases::table)
+    crate::on_each_backend!(conn, |inner| diesel::insert_into(consumer_leases::table)
         .values((consumer_leases::agent_id.eq(agent_id), lease.clone()))
         .on_conflict(consumer_leases::agent_id)
         .do_update()
         .set(lease)
-        .execute(conn)?;
+        .execute(inner))?;
     Ok(consumer)
 }
 
 /// Forgets an agent's lease (the agent was deleted).
-pub fn clear(conn: &mut SqliteConnection, agent_id: &str) -> QueryResult<usize> {
+pub fn clear(conn: &mut DbConnection, agent_id: &str) -> QueryResult<usize> {
     diesel::delete(consumer_leases::table.find(agent_id)).execute(conn)
 }

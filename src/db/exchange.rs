@@ -1,8 +1,8 @@
 //! The MESS exchange as stored: exchanges, executors, requests (over tasks), their thread
 //! messages, and the events the JSON Lines log is written from.
 
+use crate::db::DbConnection;
 use diesel::prelude::*;
-use diesel::sqlite::SqliteConnection;
 
 use super::schema::{
     exchange_events, exchange_executors, exchange_messages, exchange_requests, exchanges, tasks,
@@ -10,7 +10,7 @@ use super::schema::{
 use crate::error::HubError;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize)]
-#[diesel(table_name = exchanges, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(table_name = exchanges, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct ExchangeRow {
     pub exchange_id: String,
     pub open_registration: bool,
@@ -20,7 +20,7 @@ pub struct ExchangeRow {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = exchange_executors, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(table_name = exchange_executors, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct ExecutorRow {
     pub exchange_id: String,
     pub executor_id: String,
@@ -38,7 +38,7 @@ pub struct ExecutorRow {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = exchange_requests, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(table_name = exchange_requests, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct RequestRow {
     pub task_id: i32,
     pub exchange_id: String,
@@ -60,7 +60,7 @@ pub struct ThreadRow {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = exchange_messages, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(table_name = exchange_messages, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 #[diesel(treat_none_as_default_value = true)]
 pub struct MessageRow {
     #[diesel(skip_insertion)]
@@ -73,7 +73,7 @@ pub struct MessageRow {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = exchange_events, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(table_name = exchange_events, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct EventRow {
     #[diesel(skip_insertion)]
     pub id: i32,
@@ -89,7 +89,7 @@ pub struct EventRow {
     pub logged_at: Option<String>,
 }
 
-pub fn exchange(conn: &mut SqliteConnection, id: &str) -> QueryResult<Option<ExchangeRow>> {
+pub fn exchange(conn: &mut DbConnection, id: &str) -> QueryResult<Option<ExchangeRow>> {
     exchanges::table
         .find(id)
         .select(ExchangeRow::as_select())
@@ -97,7 +97,7 @@ pub fn exchange(conn: &mut SqliteConnection, id: &str) -> QueryResult<Option<Exc
         .optional()
 }
 
-pub fn all_exchanges(conn: &mut SqliteConnection) -> QueryResult<Vec<ExchangeRow>> {
+pub fn all_exchanges(conn: &mut DbConnection) -> QueryResult<Vec<ExchangeRow>> {
     exchanges::table
         .select(ExchangeRow::as_select())
         .order(exchanges::exchange_id)
@@ -105,7 +105,7 @@ pub fn all_exchanges(conn: &mut SqliteConnection) -> QueryResult<Vec<ExchangeRow
 }
 
 pub fn executor(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     exchange_id: &str,
     executor_id: &str,
 ) -> QueryResult<Option<ExecutorRow>> {
@@ -116,7 +116,7 @@ pub fn executor(
         .optional()
 }
 
-pub fn executors(conn: &mut SqliteConnection, exchange_id: &str) -> QueryResult<Vec<ExecutorRow>> {
+pub fn executors(conn: &mut DbConnection, exchange_id: &str) -> QueryResult<Vec<ExecutorRow>> {
     exchange_executors::table
         .filter(exchange_executors::exchange_id.eq(exchange_id))
         .select(ExecutorRow::as_select())
@@ -138,7 +138,7 @@ fn threads() -> _ThreadQuery {
 type _ThreadQuery = diesel::dsl::Select<
     diesel::dsl::InnerJoin<exchange_requests::table, tasks::table>,
     (
-        diesel::dsl::AsSelect<RequestRow, diesel::sqlite::Sqlite>,
+        diesel::dsl::AsSelect<RequestRow, crate::db::MultiBackend>,
         tasks::status,
         tasks::assigned_to,
         tasks::created_at,
@@ -149,7 +149,7 @@ type _ThreadQuery = diesel::dsl::Select<
 
 /// An exchange's requests, newest first; `statuses` filters by task status.
 pub fn list_threads(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     exchange_id: &str,
     statuses: Option<Vec<&'static str>>,
     limit: i64,
@@ -169,7 +169,7 @@ pub fn list_threads(
 }
 
 pub fn thread(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     exchange_id: &str,
     ref_: &str,
 ) -> QueryResult<Option<ThreadRow>> {
@@ -180,7 +180,7 @@ pub fn thread(
         .optional()
 }
 
-pub fn messages(conn: &mut SqliteConnection, task_id: i32) -> QueryResult<Vec<MessageRow>> {
+pub fn messages(conn: &mut DbConnection, task_id: i32) -> QueryResult<Vec<MessageRow>> {
     exchange_messages::table
         .filter(exchange_messages::task_id.eq(task_id))
         .select(MessageRow::as_select())
@@ -190,7 +190,7 @@ pub fn messages(conn: &mut SqliteConnection, task_id: i32) -> QueryResult<Vec<Me
 
 /// Writes a thread message and its event, in the transaction of the change they record.
 pub fn record(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     message: Option<&MessageRow>,
     event: &EventRow,
 ) -> Result<(), HubError> {
@@ -206,7 +206,7 @@ pub fn record(
 }
 
 /// Events not yet in the log, oldest first.
-pub fn unlogged(conn: &mut SqliteConnection, limit: i64) -> QueryResult<Vec<EventRow>> {
+pub fn unlogged(conn: &mut DbConnection, limit: i64) -> QueryResult<Vec<EventRow>> {
     exchange_events::table
         .filter(exchange_events::logged_at.is_null())
         .select(EventRow::as_select())
@@ -215,14 +215,14 @@ pub fn unlogged(conn: &mut SqliteConnection, limit: i64) -> QueryResult<Vec<Even
         .load(conn)
 }
 
-pub fn mark_logged(conn: &mut SqliteConnection, ids: &[i32], at: &str) -> QueryResult<usize> {
+pub fn mark_logged(conn: &mut DbConnection, ids: &[i32], at: &str) -> QueryResult<usize> {
     diesel::update(exchange_events::table.filter(exchange_events::id.eq_any(ids)))
         .set(exchange_events::logged_at.eq(at))
         .execute(conn)
 }
 
 /// Notes an executor's call (its `last_seen`).
-pub fn seen(conn: &mut SqliteConnection, agent_id: &str, at: &str) -> QueryResult<usize> {
+pub fn seen(conn: &mut DbConnection, agent_id: &str, at: &str) -> QueryResult<usize> {
     diesel::update(exchange_executors::table.filter(exchange_executors::agent_id.eq(agent_id)))
         .set(exchange_executors::last_seen.eq(at))
         .execute(conn)

@@ -3,9 +3,9 @@
 //! nor a key without its task. Two concurrent creates with one key meet at the primary
 //! key: the second one's transaction fails and rolls back, and it answers the first's.
 
+use crate::db::DbConnection;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error};
-use diesel::sqlite::SqliteConnection;
 
 use super::schema::idempotency_keys;
 use crate::domain::now_iso;
@@ -21,7 +21,7 @@ pub struct Claim {
 
 /// The answer recorded for a key.
 #[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = idempotency_keys, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(table_name = idempotency_keys, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct Recorded {
     pub request_hash: String,
     pub status: i32,
@@ -31,7 +31,7 @@ pub struct Recorded {
 
 /// The answer recorded for `claim` since `since` (an older one is forgotten).
 pub fn lookup(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     claim: &Claim,
     since: &str,
 ) -> QueryResult<Option<Recorded>> {
@@ -47,7 +47,7 @@ pub fn lookup(
 /// of the key older than `since` is replaced; a live one is a conflict (the create rolls
 /// back and its caller reads the recorded answer).
 pub fn record(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     claim: &Claim,
     status: u16,
     sealed_response: String,
@@ -89,12 +89,18 @@ pub fn record(
 }
 
 /// Forgets at most `batch` records older than `since`; how many it forgot.
-pub fn forget_expired(conn: &mut SqliteConnection, since: &str, batch: i64) -> QueryResult<usize> {
-    diesel::sql_query(
-        "DELETE FROM idempotency_keys WHERE rowid IN \
-         (SELECT rowid FROM idempotency_keys WHERE created_at < ? LIMIT ?)",
+pub fn forget_expired(conn: &mut DbConnection, since: &str, batch: i64) -> QueryResult<usize> {
+    let oldest = idempotency_keys::table
+        .filter(idempotency_keys::created_at.lt(since))
+        .select(idempotency_keys::key)
+        .limit(batch);
+    // (scope, key) is the key; a key names at most a few scopes, so a batch can run over
+    // its size by those few and nothing else.
+    let keys: Vec<String> = oldest.load(conn)?;
+    diesel::delete(
+        idempotency_keys::table
+            .filter(idempotency_keys::created_at.lt(since))
+            .filter(idempotency_keys::key.eq_any(keys)),
     )
-    .bind::<diesel::sql_types::Text, _>(since)
-    .bind::<diesel::sql_types::BigInt, _>(batch)
     .execute(conn)
 }

@@ -5,8 +5,8 @@
 
 use std::cell::{Cell, RefCell};
 
+use crate::db::DbConnection;
 use diesel::prelude::*;
-use diesel::sqlite::SqliteConnection;
 
 use super::models::MessageRow;
 use super::schema::{inbox_items, messages};
@@ -54,7 +54,7 @@ pub struct NewMessage {
 
 impl NewMessage {
     /// Stores the message (and, for a direct one, its inbox item).
-    pub fn insert(self, conn: &mut SqliteConnection, vault: &Vault) -> QueryResult<MessageRow> {
+    pub fn insert(self, conn: &mut DbConnection, vault: &Vault) -> QueryResult<MessageRow> {
         let row: MessageRow = diesel::insert_into(messages::table)
             .values((
                 messages::sender.eq(&self.sender),
@@ -66,7 +66,7 @@ impl NewMessage {
                 messages::message_type.eq(&self.message_type),
                 messages::sealed.eq(true),
             ))
-            .returning(MessageRow::as_returning())
+            .returning(crate::db::columns_of::<MessageRow>())
             .get_result(conn)?;
         if let Some(recipient) = &self.recipient {
             let kind = match self.message_type.as_deref() {
@@ -109,7 +109,7 @@ pub fn take_rung() -> Vec<String> {
 
 /// Puts an item in `agent_id`'s inbox; its pulls wake once the transaction commits.
 pub fn deliver(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     agent_id: &str,
     kind: InboxKind,
     message_id: Option<i32>,
@@ -134,7 +134,7 @@ pub fn deliver(
 
 /// An inbox item as stored.
 #[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = inbox_items, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(table_name = inbox_items, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct InboxItemRow {
     pub id: i32,
     pub agent_id: String,
@@ -152,7 +152,7 @@ pub struct InboxItemRow {
 /// message, for a message or wake notice), counting the delivery. It stays in the inbox
 /// until acknowledged, so a pull after a crash gets it again.
 pub fn next_item(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     agent_id: &str,
 ) -> QueryResult<Option<(InboxItemRow, Option<MessageRow>)>> {
     let found: Option<i32> = inbox_items::table
@@ -170,7 +170,7 @@ pub fn next_item(
             inbox_items::delivered_at.eq(now_iso()),
             inbox_items::deliveries.eq(inbox_items::deliveries + 1),
         ))
-        .returning(InboxItemRow::as_returning())
+        .returning(crate::db::columns_of::<InboxItemRow>())
         .get_result(conn)?;
     let message = match item.message_id {
         Some(message_id) => messages::table
@@ -186,7 +186,7 @@ pub fn next_item(
 /// Acknowledges one item of `agent_id`'s inbox (again, harmlessly, if it already was);
 /// `None` when the agent has no such item.
 pub fn acknowledge_item(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     agent_id: &str,
     item_id: i32,
 ) -> QueryResult<Option<InboxItemRow>> {
@@ -209,7 +209,7 @@ pub fn acknowledge_item(
 /// The messages (direct ones and wake notices) in `agent_id`'s inbox it has not yet
 /// acknowledged, oldest first, with their inbox item ids.
 pub fn unread_messages(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     agent_id: &str,
     limit: i64,
 ) -> QueryResult<Vec<(i32, MessageRow)>> {
@@ -225,11 +225,7 @@ pub fn unread_messages(
 }
 
 /// Marks inbox items as handed over and acknowledged by their agent.
-pub fn acknowledge(
-    conn: &mut SqliteConnection,
-    agent_id: &str,
-    items: &[i32],
-) -> QueryResult<usize> {
+pub fn acknowledge(conn: &mut DbConnection, agent_id: &str, items: &[i32]) -> QueryResult<usize> {
     let now = now_iso();
     diesel::update(
         inbox_items::table
@@ -246,13 +242,13 @@ pub fn acknowledge(
 }
 
 /// Forgets an agent's inbox (it was deleted: a new agent of that name starts empty).
-pub fn clear(conn: &mut SqliteConnection, agent_id: &str) -> QueryResult<usize> {
+pub fn clear(conn: &mut DbConnection, agent_id: &str) -> QueryResult<usize> {
     diesel::delete(inbox_items::table.filter(inbox_items::agent_id.eq(agent_id))).execute(conn)
 }
 
 /// Direct messages to or from `agent` (all of them without one), newest first.
 pub fn direct_messages(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     agent: Option<String>,
     limit: i64,
 ) -> QueryResult<Vec<MessageRow>> {
@@ -271,7 +267,7 @@ pub fn direct_messages(
 }
 
 /// Seals the content of messages stored before messages were sealed. Run at start.
-pub fn seal_plain_messages(conn: &mut SqliteConnection, vault: &Vault) -> QueryResult<usize> {
+pub fn seal_plain_messages(conn: &mut DbConnection, vault: &Vault) -> QueryResult<usize> {
     let plain: Vec<(i32, String)> = messages::table
         .filter(messages::sealed.eq(false))
         .select((messages::id, messages::content))

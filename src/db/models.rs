@@ -1,5 +1,6 @@
 //! Rows as they are stored, and the insert forms the writer uses.
 
+use crate::db::DbConnection;
 use diesel::prelude::*;
 
 use super::schema::{
@@ -7,7 +8,7 @@ use super::schema::{
 };
 
 #[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = tasks, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(table_name = tasks, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct TaskRow {
     pub id: i32,
     pub title: String,
@@ -141,7 +142,7 @@ pub struct DependencyRow {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = task_stream_chunks, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(table_name = task_stream_chunks, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct NewChunkRow {
     pub task_id: i32,
     pub seq: i32,
@@ -153,7 +154,7 @@ pub struct NewChunkRow {
 /// An agent as stored. `soul_content` and `session_key` are sealed; `status` is the
 /// liveness last persisted and `operator_status` what an operator set (seed 004).
 #[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = agents, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(table_name = agents, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct AgentRow {
     pub id: i32,
     pub agent_id: String,
@@ -182,7 +183,7 @@ pub struct AgentRow {
 
 /// A new agent row (the database numbers it).
 #[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = agents, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(table_name = agents, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct NewAgentRow {
     pub agent_id: String,
     pub name: String,
@@ -229,7 +230,7 @@ impl NewAgentRow {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = tokens, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(table_name = tokens, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct TokenRow {
     pub hash: String,
     pub agent_id: String,
@@ -255,7 +256,7 @@ impl TokenRow {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = audit_log, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(table_name = audit_log, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct AuditRow {
     pub id: i32,
     pub at: String,
@@ -315,7 +316,7 @@ impl NewAuditRow {
 
     /// Appends this entry, chained to the last one, inside the caller's transaction (the
     /// single writer makes "the last one" unambiguous).
-    pub fn append(self, conn: &mut SqliteConnection) -> QueryResult<()> {
+    pub fn append(self, conn: &mut DbConnection) -> QueryResult<()> {
         let last = super::audit::tip(conn)?;
         let id = last.as_ref().map_or(1, |(id, _)| id + 1);
         let prev = last
@@ -348,7 +349,7 @@ impl NewAuditRow {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = settings, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(table_name = settings, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct SettingRow {
     pub key: String,
     pub value: String,
@@ -380,7 +381,7 @@ pub struct TaskChange {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, serde::Serialize)]
-#[diesel(table_name = super::schema::escalations, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(table_name = super::schema::escalations, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct EscalationRow {
     pub id: i32,
     pub task_id: Option<i32>,
@@ -423,10 +424,10 @@ impl NewEscalationRow {
     }
 
     /// Inserts the escalation and its audit row inside the caller's transaction.
-    pub fn insert(self, conn: &mut SqliteConnection) -> QueryResult<EscalationRow> {
+    pub fn insert(self, conn: &mut DbConnection) -> QueryResult<EscalationRow> {
         let row: EscalationRow = diesel::insert_into(super::schema::escalations::table)
             .values(&self)
-            .returning(EscalationRow::as_returning())
+            .returning(crate::db::columns_of::<EscalationRow>())
             .get_result(conn)?;
         let detail = serde_json::json!({ "task_id": row.task_id, "agent_id": row.agent_id, "reason": row.reason });
         NewAuditRow::new(
@@ -441,7 +442,7 @@ impl NewEscalationRow {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, serde::Serialize)]
-#[diesel(table_name = super::schema::pipelines, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(table_name = super::schema::pipelines, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct PipelineRow {
     pub id: i32,
     pub name: Option<String>,
@@ -452,7 +453,7 @@ pub struct PipelineRow {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = super::schema::templates, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(table_name = super::schema::templates, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct TemplateRow {
     pub id: i32,
     pub name: String,
@@ -486,7 +487,7 @@ pub struct NewTemplateRow {
 /// A message as stored: `content` is sealed unless `sealed` is false (a row written before
 /// messages were sealed, which the hub seals at start).
 #[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = super::schema::messages, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(table_name = super::schema::messages, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct MessageRow {
     pub id: i32,
     pub sender: String,
@@ -500,7 +501,7 @@ pub struct MessageRow {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = super::schema::users, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(table_name = super::schema::users, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct UserRow {
     pub id: i32,
     pub username: String,

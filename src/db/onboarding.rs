@@ -3,9 +3,9 @@
 //! agents that joined this way, and credential rotation. Every function runs inside the
 //! caller's transaction, so each check and the change it guards are one atomic step.
 
+use crate::db::DbConnection;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sqlite::SqliteConnection;
 use serde_json::json;
 
 use super::models::{NewAgentRow, NewAuditRow, TokenRow};
@@ -19,7 +19,7 @@ use crate::domain::{iso, now_iso};
 use crate::error::HubError;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = registration_tokens, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(table_name = registration_tokens, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct RegistrationTokenRow {
     pub id: i32,
     pub hash: String,
@@ -62,7 +62,7 @@ pub struct NewRegistrationToken {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = agent_preregistrations, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(table_name = agent_preregistrations, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct PreregistrationRow {
     pub id: i32,
     pub verification_hash: String,
@@ -114,7 +114,7 @@ pub struct NewPreregistration {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = agent_credentials, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(table_name = agent_credentials, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct AgentCredentialRow {
     pub agent_id: String,
     pub runtime_hash: String,
@@ -132,12 +132,12 @@ pub struct AgentCredentialRow {
 
 /// Stores a new registration token with its audit row.
 pub fn issue_registration_token(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     new: &NewRegistrationToken,
 ) -> QueryResult<RegistrationTokenRow> {
     let row: RegistrationTokenRow = diesel::insert_into(registration_tokens::table)
         .values(new)
-        .returning(RegistrationTokenRow::as_returning())
+        .returning(crate::db::columns_of::<RegistrationTokenRow>())
         .get_result(conn)?;
     let detail = json!({ "role": row.role, "expires_at": row.expires_at });
     NewAuditRow::new(
@@ -151,7 +151,7 @@ pub fn issue_registration_token(
 }
 
 /// The 200 newest registration tokens.
-pub fn registration_tokens(conn: &mut SqliteConnection) -> QueryResult<Vec<RegistrationTokenRow>> {
+pub fn registration_tokens(conn: &mut DbConnection) -> QueryResult<Vec<RegistrationTokenRow>> {
     registration_tokens::table
         .select(RegistrationTokenRow::as_select())
         .order(registration_tokens::id.desc())
@@ -161,7 +161,7 @@ pub fn registration_tokens(conn: &mut SqliteConnection) -> QueryResult<Vec<Regis
 
 /// Revokes a registration token not yet used or revoked (404 unknown, 409 otherwise).
 pub fn revoke_registration_token(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     id: i32,
     by: &str,
 ) -> Result<(), HubError> {
@@ -188,7 +188,7 @@ pub fn revoke_registration_token(
 }
 
 /// Every pending preregistration (oldest first), then the 100 newest others.
-pub fn preregistrations(conn: &mut SqliteConnection) -> QueryResult<Vec<PreregistrationRow>> {
+pub fn preregistrations(conn: &mut DbConnection) -> QueryResult<Vec<PreregistrationRow>> {
     use agent_preregistrations as p;
     let now = now_iso();
     let mut list: Vec<PreregistrationRow> = p::table
@@ -213,7 +213,7 @@ pub fn preregistrations(conn: &mut SqliteConnection) -> QueryResult<Vec<Preregis
 
 /// The seed 002 identity of an agent, if it joined by onboarding.
 pub fn credentials_of(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     agent_id: &str,
 ) -> QueryResult<Option<AgentCredentialRow>> {
     agent_credentials::table
@@ -237,7 +237,7 @@ pub struct Description {
 /// Applies an agent's change of its own description, with its audit row; `None` for an
 /// agent that did not join by onboarding.
 pub fn describe(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     agent_id: &str,
     change: Description,
 ) -> QueryResult<Option<AgentCredentialRow>> {
@@ -247,7 +247,7 @@ pub fn describe(
     };
     let Some(row) = diesel::update(agent_credentials::table.find(agent_id))
         .set(&change)
-        .returning(AgentCredentialRow::as_returning())
+        .returning(crate::db::columns_of::<AgentCredentialRow>())
         .get_result(conn)
         .optional()?
     else {
@@ -271,7 +271,7 @@ pub enum PreregistrationKey {
 }
 
 pub fn find_preregistration(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     key: &PreregistrationKey,
 ) -> QueryResult<Option<PreregistrationRow>> {
     let query = agent_preregistrations::table
@@ -290,7 +290,7 @@ pub fn find_preregistration(
 /// Uses the registration token whose hash is `token_hash` (401 naming why it cannot be
 /// used) and stores the preregistration it admits, pending until `expires_at`.
 pub fn preregister(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     token_hash: &str,
     new: NewPreregistration,
     expires_at: String,
@@ -328,7 +328,7 @@ pub fn preregister(
     diesel::update(registration_tokens::table.find(token.id))
         .set(registration_tokens::used_at.eq(&now))
         .execute(conn)?;
-    let row = diesel::insert_into(agent_preregistrations::table)
+    let row: PreregistrationRow = diesel::insert_into(agent_preregistrations::table)
         .values((
             &new,
             agent_preregistrations::registration_token_id.eq(token.id),
@@ -336,7 +336,7 @@ pub fn preregister(
             agent_preregistrations::created_at.eq(&now),
             agent_preregistrations::expires_at.eq(expires_at),
         ))
-        .returning(PreregistrationRow::as_returning())
+        .returning(crate::db::columns_of::<PreregistrationRow>())
         .get_result(conn)?;
     let detail =
         json!({ "registration_token": token.id, "runtime_type": row.requested_runtime_type });
@@ -355,7 +355,7 @@ pub fn preregister(
 /// or any decision once it expired or was finalized, is a 409 naming its state. An
 /// approval gives the device `ttl` from now to finalize.
 pub fn decide(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     key: &PreregistrationKey,
     approve: bool,
     by: &str,
@@ -395,14 +395,14 @@ pub fn decide(
     } else {
         row.expires_at.clone()
     };
-    let row = diesel::update(agent_preregistrations::table.find(row.id))
+    let row: PreregistrationRow = diesel::update(agent_preregistrations::table.find(row.id))
         .set((
             agent_preregistrations::status.eq(wanted.as_str()),
             agent_preregistrations::decided_at.eq(&now_text),
             agent_preregistrations::decided_by.eq(by),
             agent_preregistrations::expires_at.eq(expires_at),
         ))
-        .returning(PreregistrationRow::as_returning())
+        .returning(crate::db::columns_of::<PreregistrationRow>())
         .get_result(conn)?;
     let action = if approve {
         "agent.approve"
@@ -422,7 +422,7 @@ pub fn decide(
 
 /// A device's poll: 404 for an unknown device code; else the row as it stands, and
 /// whether the device polled faster than its interval (which then grows by five seconds).
-pub fn poll(conn: &mut SqliteConnection, device_hash: &str) -> Result<Polled, HubError> {
+pub fn poll(conn: &mut DbConnection, device_hash: &str) -> Result<Polled, HubError> {
     let now = Utc::now();
     let row: PreregistrationRow = agent_preregistrations::table
         .filter(agent_preregistrations::device_hash.eq(device_hash))
@@ -441,7 +441,7 @@ pub fn poll(conn: &mut SqliteConnection, device_hash: &str) -> Result<Polled, Hu
             agent_preregistrations::last_polled_at.eq(iso(now)),
             agent_preregistrations::poll_interval.eq(pace.err().unwrap_or(row.poll_interval)),
         ))
-        .returning(PreregistrationRow::as_returning())
+        .returning(crate::db::columns_of::<PreregistrationRow>())
         .get_result(conn)?;
     Ok(Polled {
         row,
@@ -456,7 +456,7 @@ pub struct Polled {
 
 /// The preregistration a finalize names by both its codes (404 when they name none).
 pub fn finalizing(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     verification_hash: &str,
     device_hash: &str,
 ) -> Result<PreregistrationRow, HubError> {
@@ -472,10 +472,7 @@ pub fn finalizing(
 }
 
 /// The registration token a preregistration used.
-pub fn registration_token(
-    conn: &mut SqliteConnection,
-    id: i32,
-) -> QueryResult<RegistrationTokenRow> {
+pub fn registration_token(conn: &mut DbConnection, id: i32) -> QueryResult<RegistrationTokenRow> {
     registration_tokens::table
         .find(id)
         .select(RegistrationTokenRow::as_select())
@@ -620,7 +617,7 @@ fn runtime_token(
 }
 
 /// Revokes the token whose hash is `hash`, if it is still active.
-fn revoke_token(conn: &mut SqliteConnection, hash: &str, by: &str) -> QueryResult<usize> {
+fn revoke_token(conn: &mut DbConnection, hash: &str, by: &str) -> QueryResult<usize> {
     diesel::update(
         tokens::table
             .find(hash)
@@ -633,7 +630,7 @@ fn revoke_token(conn: &mut SqliteConnection, hash: &str, by: &str) -> QueryResul
 /// Finalizes a preregistration inside the transaction that creates its agent: checks it
 /// again (a second finalize racing this one finds it activated), then stores the runtime
 /// credential and the agent's seed 002 identity.
-pub fn activate(conn: &mut SqliteConnection, activation: Activation) -> Result<(), HubError> {
+pub fn activate(conn: &mut DbConnection, activation: Activation) -> Result<(), HubError> {
     let row = find_preregistration(conn, &PreregistrationKey::Id(activation.preregistration_id))?
         .ok_or_else(|| HubError::not_found("no such preregistration"))?;
     check_finalizable(&row, &activation.bind_secret)?;
@@ -663,11 +660,7 @@ pub fn activate(conn: &mut SqliteConnection, activation: Activation) -> Result<(
 
 /// Forgets the seed 002 identity of a deleted agent: its recovery credential and profile,
 /// and its runtime credential, revoked (answered, for the credential index).
-pub fn forget(
-    conn: &mut SqliteConnection,
-    agent_id: &str,
-    by: &str,
-) -> QueryResult<Option<String>> {
+pub fn forget(conn: &mut DbConnection, agent_id: &str, by: &str) -> QueryResult<Option<String>> {
     let runtime: Option<String> = diesel::delete(agent_credentials::table.find(agent_id))
         .returning(agent_credentials::runtime_hash)
         .get_result(conn)
@@ -690,7 +683,7 @@ pub struct Rotated {
 /// the recovery credential (401 on a mismatch, or for an agent that has none, alike);
 /// without, an owner rotates it (404 for an agent that did not join by onboarding).
 pub fn rotate_runtime(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     agent_id: &str,
     by: &str,
     recovery: Option<&str>,

@@ -2,14 +2,14 @@
 
 use std::collections::BTreeMap;
 
+use crate::db::DbConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
-use diesel::sqlite::SqliteConnection;
 
 use super::schema::{escalations, task_status_counts, tasks};
 
 /// How many tasks there are in each status.
-pub fn tasks_by_status(conn: &mut SqliteConnection) -> QueryResult<BTreeMap<String, i64>> {
+pub fn tasks_by_status(conn: &mut DbConnection) -> QueryResult<BTreeMap<String, i64>> {
     // Kept by triggers on every task write (migration 000017): no count over the table.
     let rows: Vec<(String, i32)> = task_status_counts::table
         .filter(task_status_counts::tasks.gt(0))
@@ -23,7 +23,7 @@ pub fn tasks_by_status(conn: &mut SqliteConnection) -> QueryResult<BTreeMap<Stri
 
 /// Queued tasks per required capability, the longest queues first, at most `limit`.
 pub fn queued_by_capability(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     limit: i64,
 ) -> QueryResult<Vec<(String, i64)>> {
     let mut rows: Vec<(String, i64)> = tasks::table
@@ -48,15 +48,18 @@ struct MinuteCount {
 /// (an ISO timestamp), keyed by `YYYY-MM-DDTHH:MM`. Timestamps are stored as ISO strings
 /// of one fixed format, so their first 16 characters name the minute.
 pub fn per_minute(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     since: &str,
 ) -> QueryResult<(BTreeMap<String, i64>, BTreeMap<String, i64>)> {
-    let count = |conn: &mut SqliteConnection, column: &str| -> QueryResult<BTreeMap<String, i64>> {
+    let count = |conn: &mut DbConnection, column: &str| -> QueryResult<BTreeMap<String, i64>> {
         // `column` is one of two fixed names below, never input.
-        let rows: Vec<MinuteCount> = diesel::sql_query(format!(
-            "SELECT substr({column}, 1, 16) AS minute, count(*) AS count FROM tasks \
-             WHERE {column} >= ? GROUP BY minute"
-        ))
+        let rows: Vec<MinuteCount> = crate::db::sql_query(
+            conn,
+            &format!(
+                "SELECT substr({column}, 1, 16) AS minute, count(*) AS count FROM tasks \
+                 WHERE {column} >= ? GROUP BY minute"
+            ),
+        )
         .bind::<Text, _>(since)
         .load(conn)?;
         Ok(rows.into_iter().map(|r| (r.minute, r.count)).collect())
@@ -64,7 +67,7 @@ pub fn per_minute(
     Ok((count(conn, "created_at")?, count(conn, "completed_at")?))
 }
 
-pub fn open_escalations(conn: &mut SqliteConnection) -> QueryResult<i64> {
+pub fn open_escalations(conn: &mut DbConnection) -> QueryResult<i64> {
     escalations::table
         .filter(escalations::status.eq("open"))
         .count()

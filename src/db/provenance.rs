@@ -1,8 +1,8 @@
 //! Provenance links as stored: appended inside the transaction of the change they record,
 //! read back for `GET /api/tasks/{id}/provenance`, and checked link by link.
 
+use crate::db::DbConnection;
 use diesel::prelude::*;
-use diesel::sqlite::SqliteConnection;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -12,7 +12,7 @@ use crate::domain::now_iso;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize)]
 // Without defaults the insert's SQL never varies, so its prepared statement is reused.
-#[diesel(table_name = provenance, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(table_name = provenance, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 #[diesel(treat_none_as_default_value = false)]
 pub struct Link {
     #[diesel(skip_insertion)]
@@ -51,7 +51,7 @@ pub struct Entry<'a> {
 
 /// Appends the next link of `task_id`'s chain (call inside the change's transaction).
 pub fn append(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     notary: &Notary,
     task_id: i32,
     action: &str,
@@ -84,7 +84,7 @@ pub fn append(
 
 /// Writes the first links of a new task's chain (no lookup: there is nothing before them).
 pub fn begin<'a>(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     notary: &Notary,
     task_id: i32,
     entries: impl IntoIterator<Item = Entry<'a>>,
@@ -93,7 +93,7 @@ pub fn begin<'a>(
 }
 
 fn write_links<'a>(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     notary: &Notary,
     task_id: i32,
     first_seq: i32,
@@ -123,7 +123,7 @@ fn write_links<'a>(
     Ok(())
 }
 
-pub fn chain(conn: &mut SqliteConnection, task_id: i32) -> QueryResult<Vec<Link>> {
+pub fn chain(conn: &mut DbConnection, task_id: i32) -> QueryResult<Vec<Link>> {
     provenance::table
         .filter(provenance::task_id.eq(task_id))
         .order(provenance::seq)

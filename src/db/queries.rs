@@ -1,9 +1,9 @@
 //! Read-only queries: plain functions over a connection, used from the read pool (and at
 //! boot). None of them writes.
 
+use crate::db::DbConnection;
 use diesel::dsl::max;
 use diesel::prelude::*;
-use diesel::sqlite::SqliteConnection;
 
 use super::models::{AgentRow, AuditRow, PipelineRow, SettingRow, TaskRow, TokenRow};
 use super::schema::{
@@ -11,7 +11,7 @@ use super::schema::{
 };
 use crate::domain::access::Principal;
 
-pub fn task(conn: &mut SqliteConnection, id: i32) -> QueryResult<Option<TaskRow>> {
+pub fn task(conn: &mut DbConnection, id: i32) -> QueryResult<Option<TaskRow>> {
     tasks::table
         .find(id)
         .select(TaskRow::as_select())
@@ -20,7 +20,7 @@ pub fn task(conn: &mut SqliteConnection, id: i32) -> QueryResult<Option<TaskRow>
 }
 
 /// Ids of the tasks `id` depends on.
-pub fn dependencies(conn: &mut SqliteConnection, id: i32) -> QueryResult<Vec<i32>> {
+pub fn dependencies(conn: &mut DbConnection, id: i32) -> QueryResult<Vec<i32>> {
     task_dependencies::table
         .filter(task_dependencies::task_id.eq(id))
         .select(task_dependencies::depends_on_id)
@@ -42,7 +42,7 @@ pub struct TaskFilter {
 /// from the indexes alone, then only those rows are read: an offset or a sort then costs
 /// index entries, not whole rows with their sealed prompts and outputs.
 pub fn list_tasks(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     principal: &Principal,
     filter: &TaskFilter,
 ) -> QueryResult<Vec<TaskRow>> {
@@ -55,7 +55,7 @@ pub fn list_tasks(
 }
 
 fn page_ids(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     principal: &Principal,
     filter: &TaskFilter,
 ) -> QueryResult<Vec<i32>> {
@@ -85,7 +85,7 @@ fn page_ids(
 
 /// Up to `limit` live tasks (queued, assigned or running) after `after`, in id order.
 pub fn live_tasks_after(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     after: i32,
     limit: i64,
 ) -> QueryResult<Vec<TaskRow>> {
@@ -99,9 +99,7 @@ pub fn live_tasks_after(
 }
 
 /// Every (live task, task it depends on, that task's status), in one read.
-pub fn live_dependency_statuses(
-    conn: &mut SqliteConnection,
-) -> QueryResult<Vec<(i32, i32, String)>> {
+pub fn live_dependency_statuses(conn: &mut DbConnection) -> QueryResult<Vec<(i32, i32, String)>> {
     let (dependent, dependency) = diesel::alias!(tasks as dependent, tasks as dependency);
     task_dependencies::table
         .inner_join(dependent.on(dependent.field(tasks::id).eq(task_dependencies::task_id)))
@@ -125,7 +123,7 @@ pub fn live_dependency_statuses(
 }
 
 /// The next stream chunk sequence number of a task.
-pub fn next_chunk_seq(conn: &mut SqliteConnection, task_id: i32) -> QueryResult<i32> {
+pub fn next_chunk_seq(conn: &mut DbConnection, task_id: i32) -> QueryResult<i32> {
     let last: Option<i32> = task_stream_chunks::table
         .filter(task_stream_chunks::task_id.eq(task_id))
         .select(max(task_stream_chunks::seq))
@@ -136,7 +134,7 @@ pub fn next_chunk_seq(conn: &mut SqliteConnection, task_id: i32) -> QueryResult<
 /// Up to `limit` stream chunks of a task after sequence number `after` (the first ones,
 /// or with `latest` the last ones), in order: `(seq, agent_id, sealed chunk, created_at)`.
 pub fn stream_chunks(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     task_id: i32,
     after: i32,
     limit: i64,
@@ -161,14 +159,14 @@ pub fn stream_chunks(
     }
 }
 
-pub fn all_agents(conn: &mut SqliteConnection) -> QueryResult<Vec<AgentRow>> {
+pub fn all_agents(conn: &mut DbConnection) -> QueryResult<Vec<AgentRow>> {
     agents::table
         .select(AgentRow::as_select())
         .order(agents::agent_id)
         .load(conn)
 }
 
-pub fn active_tokens(conn: &mut SqliteConnection) -> QueryResult<Vec<TokenRow>> {
+pub fn active_tokens(conn: &mut DbConnection) -> QueryResult<Vec<TokenRow>> {
     tokens::table
         .filter(tokens::revoked_at.is_null())
         .select(TokenRow::as_select())
@@ -176,7 +174,7 @@ pub fn active_tokens(conn: &mut SqliteConnection) -> QueryResult<Vec<TokenRow>> 
         .load(conn)
 }
 
-pub fn setting(conn: &mut SqliteConnection, key: &str) -> QueryResult<Option<SettingRow>> {
+pub fn setting(conn: &mut DbConnection, key: &str) -> QueryResult<Option<SettingRow>> {
     settings::table
         .find(key)
         .select(SettingRow::as_select())
@@ -185,7 +183,7 @@ pub fn setting(conn: &mut SqliteConnection, key: &str) -> QueryResult<Option<Set
 }
 
 /// Whether the database already holds anything sealed at rest.
-pub fn holds_sealed_data(conn: &mut SqliteConnection) -> QueryResult<bool> {
+pub fn holds_sealed_data(conn: &mut DbConnection) -> QueryResult<bool> {
     use crate::db::schema::{memories, peers, tasks, templates, webhooks};
     use diesel::dsl::exists;
     Ok(
@@ -199,7 +197,7 @@ pub fn holds_sealed_data(conn: &mut SqliteConnection) -> QueryResult<bool> {
 
 /// Stores a hub setting (JSON), replacing its previous value.
 pub fn put_setting(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     key: &str,
     value: &serde_json::Value,
     by: &str,
@@ -210,12 +208,12 @@ pub fn put_setting(
         updated_by: by.into(),
         updated_at: crate::domain::now_iso(),
     };
-    diesel::insert_into(settings::table)
+    crate::on_each_backend!(conn, |inner| diesel::insert_into(settings::table)
         .values(&row)
         .on_conflict(settings::key)
         .do_update()
         .set(&row)
-        .execute(conn)?;
+        .execute(inner))?;
     Ok(())
 }
 
@@ -233,7 +231,7 @@ pub struct AuditFilter {
 }
 
 /// Audit entries newest first.
-pub fn audit(conn: &mut SqliteConnection, filter: &AuditFilter) -> QueryResult<Vec<AuditRow>> {
+pub fn audit(conn: &mut DbConnection, filter: &AuditFilter) -> QueryResult<Vec<AuditRow>> {
     let mut query = audit_log::table.select(AuditRow::as_select()).into_boxed();
     if let Some(actor) = &filter.actor {
         query = query.filter(audit_log::actor.eq(actor.clone()));
@@ -250,7 +248,7 @@ pub fn audit(conn: &mut SqliteConnection, filter: &AuditFilter) -> QueryResult<V
 
 /// Up to `limit` audit entries after id `after`, oldest first (the export's order).
 pub fn audit_after(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     filter: &AuditFilter,
     after: i32,
 ) -> QueryResult<Vec<AuditRow>> {
@@ -273,7 +271,7 @@ pub fn audit_after(
     query.order(audit_log::id).limit(filter.limit).load(conn)
 }
 
-pub fn pipeline(conn: &mut SqliteConnection, id: i32) -> QueryResult<Option<PipelineRow>> {
+pub fn pipeline(conn: &mut DbConnection, id: i32) -> QueryResult<Option<PipelineRow>> {
     pipelines::table
         .find(id)
         .select(PipelineRow::as_select())
@@ -283,7 +281,7 @@ pub fn pipeline(conn: &mut SqliteConnection, id: i32) -> QueryResult<Option<Pipe
 
 /// Pipelines newest first; a non-master caller sees the ones it created.
 pub fn list_pipelines(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     principal: &Principal,
     limit: i64,
     offset: i64,
@@ -302,10 +300,7 @@ pub fn list_pipelines(
 }
 
 /// A pipeline's members in pipeline order.
-pub fn pipeline_members(
-    conn: &mut SqliteConnection,
-    pipeline_id: i32,
-) -> QueryResult<Vec<TaskRow>> {
+pub fn pipeline_members(conn: &mut DbConnection, pipeline_id: i32) -> QueryResult<Vec<TaskRow>> {
     tasks::table
         .filter(tasks::pipeline_id.eq(pipeline_id))
         .select(TaskRow::as_select())
@@ -314,14 +309,14 @@ pub fn pipeline_members(
 }
 
 /// (task, dependency) pairs among `task_ids`.
-pub fn edges(conn: &mut SqliteConnection, task_ids: &[i32]) -> QueryResult<Vec<(i32, i32)>> {
+pub fn edges(conn: &mut DbConnection, task_ids: &[i32]) -> QueryResult<Vec<(i32, i32)>> {
     task_dependencies::table
         .filter(task_dependencies::task_id.eq_any(task_ids))
         .select((task_dependencies::task_id, task_dependencies::depends_on_id))
         .load(conn)
 }
 
-pub fn running_pipelines(conn: &mut SqliteConnection) -> QueryResult<Vec<PipelineRow>> {
+pub fn running_pipelines(conn: &mut DbConnection) -> QueryResult<Vec<PipelineRow>> {
     pipelines::table
         .filter(pipelines::status.eq("running"))
         .select(PipelineRow::as_select())
@@ -331,7 +326,7 @@ pub fn running_pipelines(conn: &mut SqliteConnection) -> QueryResult<Vec<Pipelin
 
 /// Unexpired sessions of enabled users, keyed by cookie hash.
 pub fn live_sessions(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
 ) -> QueryResult<Vec<(String, crate::domain::credentials::Session)>> {
     use super::models::UserRow;
     use super::schema::{sessions, users};
@@ -360,7 +355,7 @@ pub fn live_sessions(
 }
 
 /// How many enabled accounts hold the admin role.
-pub fn enabled_admins(conn: &mut SqliteConnection) -> QueryResult<i64> {
+pub fn enabled_admins(conn: &mut DbConnection) -> QueryResult<i64> {
     use super::schema::users;
     users::table
         .filter(users::role.eq("admin"))

@@ -1,14 +1,14 @@
 //! Reputation counters as stored, updated in the transaction of the outcome they count.
 
+use crate::db::DbConnection;
 use diesel::prelude::*;
-use diesel::sqlite::SqliteConnection;
 
 use super::schema::reputation;
 use crate::domain::now_iso;
 use crate::domain::reputation::{Outcome, Stats};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = reputation, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(table_name = reputation, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct ReputationRow {
     pub agent_id: String,
     pub capability: String,
@@ -31,7 +31,7 @@ impl ReputationRow {
 
 /// Counts one outcome for `agent_id` on `capability`.
 pub fn record(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     agent_id: &str,
     capability: &str,
     outcome: Outcome,
@@ -42,7 +42,7 @@ pub fn record(
         Outcome::Verified => (0, 0, 1),
     };
     let now = now_iso();
-    diesel::insert_into(reputation::table)
+    crate::on_each_backend!(conn, |inner| diesel::insert_into(reputation::table)
         .values((
             reputation::agent_id.eq(agent_id),
             reputation::capability.eq(capability),
@@ -59,11 +59,11 @@ pub fn record(
             reputation::verifications.eq(reputation::verifications + v),
             reputation::updated_at.eq(&now),
         ))
-        .execute(conn)
-        .map(drop)
+        .execute(inner))
+    .map(drop)
 }
 
-pub fn all(conn: &mut SqliteConnection) -> QueryResult<Vec<ReputationRow>> {
+pub fn all(conn: &mut DbConnection) -> QueryResult<Vec<ReputationRow>> {
     reputation::table
         .select(ReputationRow::as_select())
         .order((reputation::agent_id, reputation::capability))

@@ -4,9 +4,9 @@
 //! federation result still owed for it, and it is no exchange request (an exchange keeps
 //! its requests). Rows are archived as stored: prompts, outputs and chunks stay sealed.
 
+use crate::db::DbConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{Integer, Text};
-use diesel::sqlite::SqliteConnection;
 
 /// The condition a task `t` meets to be archived and deleted; `?` is the cutoff.
 const MAY_GO: &str = "t.status IN ('done', 'failed', 'cancelled')
@@ -47,15 +47,18 @@ struct Column {
 /// Up to `limit` tasks that may go, after `after` in id order. Tasks are numbered as
 /// they are created, so the scan stops at the first created after the cutoff.
 pub fn next_batch(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     cutoff: &str,
     after: i32,
     limit: i64,
 ) -> QueryResult<Vec<i32>> {
-    let ids: Vec<Id> = diesel::sql_query(format!(
-        "SELECT t.id AS id FROM tasks t WHERE t.id > ? AND t.created_at < ? AND {MAY_GO}
-         ORDER BY t.id LIMIT ?"
-    ))
+    let ids: Vec<Id> = crate::db::sql_query(
+        conn,
+        &format!(
+            "SELECT t.id AS id FROM tasks t WHERE t.id > ? AND t.created_at < ? AND {MAY_GO}
+             ORDER BY t.id LIMIT ?"
+        ),
+    )
     .bind::<Integer, _>(after)
     .bind::<Text, _>(cutoff)
     .bind::<Text, _>(cutoff)
@@ -66,10 +69,20 @@ pub fn next_batch(
 
 /// One JSON object per task, in id order: `{"task": {…}, "chunks": […], "provenance": […],
 /// "approvals": […]}`, every column of every row as stored (new columns included).
-pub fn archive_lines(conn: &mut SqliteConnection, ids: &[i32]) -> QueryResult<Vec<String>> {
+pub fn archive_lines(conn: &mut DbConnection, ids: &[i32]) -> QueryResult<Vec<String>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
+    let sql = match conn {
+        DbConnection::Sqlite(_) => sqlite_archive_query(conn, ids)?,
+        DbConnection::Postgres(_) => postgres_archive_query(ids),
+    };
+    let lines: Vec<Line> = diesel::sql_query(sql).load(conn)?;
+    Ok(lines.into_iter().map(|l| l.line).collect())
+}
+
+/// SQLite has no row-to-JSON: each row's object is spelt out from the table's columns.
+fn sqlite_archive_query(conn: &mut DbConnection, ids: &[i32]) -> QueryResult<String> {
     let mut parts = vec![format!(
         "'task', json((SELECT {} FROM tasks r WHERE r.id = t.id))",
         row_object(conn, "tasks")?
@@ -81,25 +94,41 @@ pub fn archive_lines(conn: &mut SqliteConnection, ids: &[i32]) -> QueryResult<Ve
             row_object(conn, table)?
         ));
     }
-    let lines: Vec<Line> = diesel::sql_query(format!(
+    Ok(format!(
         "SELECT json_object({}) AS line FROM tasks t WHERE t.id IN ({}) ORDER BY t.id",
         parts.join(", "),
         id_list(ids)
     ))
-    .load(conn)?;
-    Ok(lines.into_iter().map(|l| l.line).collect())
+}
+
+fn postgres_archive_query(ids: &[i32]) -> String {
+    let mut parts = vec!["'task', row_to_json(t)".to_string()];
+    for (key, table, order) in RELATED {
+        parts.push(format!(
+            "'{key}', COALESCE((SELECT json_agg(r ORDER BY r.{order}) FROM {table} r \
+             WHERE r.task_id = t.id), '[]'::json)"
+        ));
+    }
+    format!(
+        "SELECT json_build_object({})::text AS line FROM tasks t WHERE t.id IN ({}) ORDER BY t.id",
+        parts.join(", "),
+        id_list(ids)
+    )
 }
 
 /// Deletes those of `ids` that still may go, with their chunks, provenance, approvals
 /// and inbox items, in the caller's transaction; answers the ids deleted.
-pub fn delete(conn: &mut SqliteConnection, ids: &[i32], cutoff: &str) -> QueryResult<Vec<i32>> {
+pub fn delete(conn: &mut DbConnection, ids: &[i32], cutoff: &str) -> QueryResult<Vec<i32>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let going: Vec<Id> = diesel::sql_query(format!(
-        "SELECT t.id AS id FROM tasks t WHERE t.id IN ({}) AND {MAY_GO}",
-        id_list(ids)
-    ))
+    let going: Vec<Id> = crate::db::sql_query(
+        conn,
+        &format!(
+            "SELECT t.id AS id FROM tasks t WHERE t.id IN ({}) AND {MAY_GO}",
+            id_list(ids)
+        ),
+    )
     .bind::<Text, _>(cutoff)
     .load(conn)?;
     let going: Vec<i32> = going.into_iter().map(|i| i.id).collect();
@@ -118,7 +147,7 @@ pub fn delete(conn: &mut SqliteConnection, ids: &[i32], cutoff: &str) -> QueryRe
 }
 
 /// `json_object('column', r.column, …)` over every column of `table`.
-fn row_object(conn: &mut SqliteConnection, table: &str) -> QueryResult<String> {
+fn row_object(conn: &mut DbConnection, table: &str) -> QueryResult<String> {
     let columns: Vec<Column> =
         diesel::sql_query(format!("SELECT name FROM pragma_table_info('{table}')")).load(conn)?;
     let pairs: Vec<String> = columns

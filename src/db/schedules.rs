@@ -1,7 +1,7 @@
 //! Template schedules and the occurrences recorded for them.
 
+use crate::db::DbConnection;
 use diesel::prelude::*;
-use diesel::sqlite::SqliteConnection;
 use serde::Serialize;
 
 use super::models::TemplateRow;
@@ -11,7 +11,7 @@ use crate::error::HubError;
 
 /// A template's schedule as stored.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset, Serialize)]
-#[diesel(table_name = template_schedules, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(table_name = template_schedules, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct ScheduleRow {
     pub template_id: i32,
     pub cron: String,
@@ -26,7 +26,7 @@ pub struct ScheduleRow {
 
 /// One occurrence: the task it made, or why it was skipped.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize)]
-#[diesel(table_name = schedule_occurrences, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(table_name = schedule_occurrences, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct OccurrenceRow {
     pub template_id: i32,
     pub occurrence_at: String,
@@ -61,22 +61,22 @@ impl OccurrenceRow {
 }
 
 /// Sets (or replaces) a template's schedule.
-pub fn set(conn: &mut SqliteConnection, row: &ScheduleRow) -> Result<(), HubError> {
-    diesel::insert_into(template_schedules::table)
+pub fn set(conn: &mut DbConnection, row: &ScheduleRow) -> Result<(), HubError> {
+    crate::on_each_backend!(conn, |inner| diesel::insert_into(template_schedules::table)
         .values(row)
         .on_conflict(template_schedules::template_id)
         .do_update()
         .set(row)
-        .execute(conn)?;
+        .execute(inner))?;
     Ok(())
 }
 
 /// Removes a template's schedule; whether it had one.
-pub fn remove(conn: &mut SqliteConnection, template_id: i32) -> Result<bool, HubError> {
+pub fn remove(conn: &mut DbConnection, template_id: i32) -> Result<bool, HubError> {
     Ok(diesel::delete(template_schedules::table.find(template_id)).execute(conn)? > 0)
 }
 
-pub fn of(conn: &mut SqliteConnection, template_id: i32) -> QueryResult<Option<ScheduleRow>> {
+pub fn of(conn: &mut DbConnection, template_id: i32) -> QueryResult<Option<ScheduleRow>> {
     template_schedules::table
         .find(template_id)
         .select(ScheduleRow::as_select())
@@ -88,12 +88,12 @@ pub fn of(conn: &mut SqliteConnection, template_id: i32) -> QueryResult<Option<S
 pub type Scheduled = (ScheduleRow, TemplateRow, Option<String>);
 
 /// One template's schedule, for the scheduler.
-pub fn scheduled(conn: &mut SqliteConnection, template_id: i32) -> QueryResult<Option<Scheduled>> {
+pub fn scheduled(conn: &mut DbConnection, template_id: i32) -> QueryResult<Option<Scheduled>> {
     Ok(every(conn, Some(template_id))?.pop())
 }
 
 /// Every schedule (or `only` one), for the scheduler.
-pub fn every(conn: &mut SqliteConnection, only: Option<i32>) -> QueryResult<Vec<Scheduled>> {
+pub fn every(conn: &mut DbConnection, only: Option<i32>) -> QueryResult<Vec<Scheduled>> {
     let mut query = template_schedules::table
         .inner_join(templates::table)
         .select((ScheduleRow::as_select(), TemplateRow::as_select()))
@@ -110,10 +110,7 @@ pub fn every(conn: &mut SqliteConnection, only: Option<i32>) -> QueryResult<Vec<
         .collect()
 }
 
-pub fn last_occurrence(
-    conn: &mut SqliteConnection,
-    template_id: i32,
-) -> QueryResult<Option<String>> {
+pub fn last_occurrence(conn: &mut DbConnection, template_id: i32) -> QueryResult<Option<String>> {
     schedule_occurrences::table
         .filter(schedule_occurrences::template_id.eq(template_id))
         .select(diesel::dsl::max(schedule_occurrences::occurrence_at))
@@ -122,7 +119,7 @@ pub fn last_occurrence(
 
 /// Records an occurrence; one already recorded (by this hub or another process sharing
 /// the database) is a conflict, so its dispatch rolls back.
-pub fn record(conn: &mut SqliteConnection, row: &OccurrenceRow) -> Result<(), HubError> {
+pub fn record(conn: &mut DbConnection, row: &OccurrenceRow) -> Result<(), HubError> {
     diesel::insert_into(schedule_occurrences::table)
         .values(row)
         .execute(conn)
@@ -140,19 +137,21 @@ pub fn record(conn: &mut SqliteConnection, row: &OccurrenceRow) -> Result<(), Hu
 }
 
 /// Records skipped occurrences, leaving any already recorded as they are.
-pub fn record_skipped(conn: &mut SqliteConnection, rows: &[OccurrenceRow]) -> Result<(), HubError> {
+pub fn record_skipped(conn: &mut DbConnection, rows: &[OccurrenceRow]) -> Result<(), HubError> {
     for row in rows {
-        diesel::insert_into(schedule_occurrences::table)
-            .values(row)
-            .on_conflict_do_nothing()
-            .execute(conn)?;
+        crate::on_each_backend!(conn, |inner| diesel::insert_into(
+            schedule_occurrences::table
+        )
+        .values(row)
+        .on_conflict_do_nothing()
+        .execute(inner))?;
     }
     Ok(())
 }
 
 /// A template's occurrences, newest first.
 pub fn occurrences(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     template_id: i32,
     limit: i64,
 ) -> QueryResult<Vec<OccurrenceRow>> {

@@ -1,8 +1,8 @@
 //! Reported cost and token usage per UTC day, agent and model.
 
+use crate::db::DbConnection;
 use diesel::dsl::sum;
 use diesel::prelude::*;
-use diesel::sqlite::SqliteConnection;
 
 use super::schema::cost_usage;
 
@@ -13,7 +13,7 @@ pub fn today() -> String {
 
 /// Adds usage to (`day`, `agent_id`, `model`).
 pub fn record(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     day: &str,
     agent_id: &str,
     model: &str,
@@ -21,7 +21,7 @@ pub fn record(
     tokens: (i32, i32),
 ) -> QueryResult<()> {
     let (tokens_in, tokens_out) = tokens;
-    diesel::insert_into(cost_usage::table)
+    crate::on_each_backend!(conn, |inner| diesel::insert_into(cost_usage::table)
         .values((
             cost_usage::day.eq(day),
             cost_usage::agent_id.eq(agent_id),
@@ -37,13 +37,13 @@ pub fn record(
             cost_usage::tokens_in.eq(cost_usage::tokens_in + tokens_in),
             cost_usage::tokens_out.eq(cost_usage::tokens_out + tokens_out),
         ))
-        .execute(conn)
-        .map(drop)
+        .execute(inner))
+    .map(drop)
 }
 
 /// Usage of one day, agent and model.
 #[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = cost_usage, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(table_name = cost_usage, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct UsageRow {
     pub day: String,
     pub agent_id: String,
@@ -54,7 +54,7 @@ pub struct UsageRow {
 }
 
 /// Rows of `day` and later.
-pub fn since(conn: &mut SqliteConnection, day: &str) -> QueryResult<Vec<UsageRow>> {
+pub fn since(conn: &mut DbConnection, day: &str) -> QueryResult<Vec<UsageRow>> {
     cost_usage::table
         .filter(cost_usage::day.ge(day))
         .select(UsageRow::as_select())
@@ -63,7 +63,7 @@ pub fn since(conn: &mut SqliteConnection, day: &str) -> QueryResult<Vec<UsageRow
 }
 
 /// Total cost reported on `day`.
-pub fn spent(conn: &mut SqliteConnection, day: &str) -> QueryResult<f64> {
+pub fn spent(conn: &mut DbConnection, day: &str) -> QueryResult<f64> {
     Ok(cost_usage::table
         .filter(cost_usage::day.eq(day))
         .select(sum(cost_usage::cost_usd))

@@ -22,8 +22,8 @@ pub enum Accepts {
     Flag,
     /// Any text, empty included.
     Text,
-    /// A file path (not empty).
-    Path,
+    /// A SQLite file (a path or a `sqlite://` URL), or a `postgres://` URL.
+    Database,
     /// An address to listen on.
     Address,
     /// Empty, or an http(s) URL.
@@ -61,7 +61,7 @@ const fn whole_to(min: i64, max: i64, unit: &'static str) -> Accepts {
 /// limit below 1, a timeout of no time.
 pub const RULES: &[(&str, Accepts)] = &[
     ("bind", Accepts::Address),
-    ("database_url", Accepts::Path),
+    ("database_url", Accepts::Database),
     ("http_workers", whole(0, "threads (0: one per CPU core)")),
     ("log_filter", Accepts::LogFilter),
     ("heartbeat_timeout", whole(1, "seconds")),
@@ -231,7 +231,10 @@ impl Accepts {
             Self::Number { min, unit } => format!("a number of {unit}, at least {min}"),
             Self::Flag => "true or false".into(),
             Self::Text => "text".into(),
-            Self::Path => "a file path".into(),
+            Self::Database => {
+                "a SQLite file path (or sqlite://path), or a postgres://user@host/database URL"
+                    .into()
+            }
             Self::Address => "host:port, like 127.0.0.1:8333, [::1]:8333 or localhost:8333".into(),
             Self::Url => "nothing (\"\") or an http:// or https:// URL".into(),
             Self::LogFilter => "a tracing filter, like info or m3shd=debug,warn".into(),
@@ -257,7 +260,10 @@ impl Accepts {
             (Self::Number { min, .. }, V::Float(n)) => n.is_finite() && n >= min,
             (Self::Number { min, .. }, V::Integer(n)) => *n as f64 >= *min,
             (Self::Flag, V::Boolean(_)) | (Self::Text, V::String(_)) => true,
-            (Self::Path, V::String(s)) => !s.trim().is_empty(),
+            (Self::Database, V::String(s)) => match super::Database::of(s) {
+                super::Database::Sqlite(file) => !file.trim().is_empty(),
+                super::Database::Postgres(url) => url::Url::parse(url).is_ok(),
+            },
             (Self::Address, V::String(s)) => is_address(s),
             (Self::Url, V::String(s)) => {
                 s.is_empty()

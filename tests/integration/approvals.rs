@@ -167,12 +167,8 @@ struct InboxItem {
 
 /// The inbox items of kind `approval`, read from the database file.
 fn approval_inbox(hub: &TestHub) -> Vec<InboxItem> {
-    use diesel::{Connection, RunQueryDsl};
-    let mut conn =
-        diesel::SqliteConnection::establish(hub.db_path().to_str().unwrap()).expect("db opens");
-    diesel::sql_query("PRAGMA busy_timeout = 10000")
-        .execute(&mut conn)
-        .unwrap();
+    use diesel::RunQueryDsl;
+    let mut conn = hub.open_db();
     diesel::sql_query(
         "SELECT agent_id, kind, task_id FROM inbox_items WHERE kind = 'approval' ORDER BY id",
     )

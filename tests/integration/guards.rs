@@ -79,7 +79,7 @@ async fn add_peer_with(hub: &TestHub, name: &str, url: &str, token: &str) {
 fn hops(hub: &TestHub) -> Vec<(i32, i32, Option<String>)> {
     use diesel::prelude::*;
     use m3shd::db::schema::tasks;
-    let mut conn = SqliteConnection::establish(hub.db_path().to_str().unwrap()).unwrap();
+    let mut conn = hub.open_db();
     tasks::table
         .select((tasks::id, tasks::hop_count, tasks::assign_to))
         .order((tasks::hop_count, tasks::id))

@@ -9,7 +9,7 @@ use awc::http::StatusCode;
 use m3shd::metrics::MetricsAccess;
 use serde_json::{json, Value};
 
-use crate::support::{test_settings, TestHub, MASTER, SOON};
+use crate::support::{migrations_dir, open_database, test_settings, TestHub, MASTER, SOON};
 
 const PATIENT: Duration = Duration::from_secs(20);
 
@@ -291,7 +291,7 @@ async fn metrics_that_are_off_are_not_there() {
 
 #[actix_web::test]
 async fn an_admin_token_issued_before_metrics_existed_may_scrape() {
-    use diesel::{Connection, RunQueryDsl};
+    use diesel::RunQueryDsl;
     use diesel_migrations::{FileBasedMigrations, MigrationHarness};
 
     // A database as the release before this one left it: every migration but the one
@@ -299,10 +299,8 @@ async fn an_admin_token_issued_before_metrics_existed_may_scrape() {
     let dir = tempfile::tempdir().unwrap();
     let settings = test_settings(dir.path());
     {
-        let mut conn = diesel::SqliteConnection::establish(&settings.database_url).unwrap();
-        let source =
-            FileBasedMigrations::from_path(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
-                .unwrap();
+        let mut conn = open_database(&settings.database_url);
+        let source = FileBasedMigrations::from_path(migrations_dir()).unwrap();
         for migration in conn.pending_migrations(source).unwrap() {
             if !migration.name().to_string().contains("metrics_read") {
                 conn.run_migration(&migration).unwrap();

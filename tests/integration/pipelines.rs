@@ -77,19 +77,6 @@ fn position(seen: &[Event], name: &str, id: i64, status: &str) -> Option<usize> 
         .position(|e| e.name == name && e.data["task_id"] == id && e.data["status"] == status)
 }
 
-/// The raw SQLite file of the hub, for tampering with stored rows.
-fn open_db(hub: &TestHub) -> diesel::SqliteConnection {
-    use diesel::RunQueryDsl;
-    let mut conn = <diesel::SqliteConnection as diesel::Connection>::establish(
-        hub.db_path().to_str().unwrap(),
-    )
-    .expect("open the hub's database");
-    diesel::sql_query("PRAGMA busy_timeout = 5000")
-        .execute(&mut conn)
-        .unwrap();
-    conn
-}
-
 #[actix_web::test]
 async fn a_diamond_runs_the_join_only_after_both_branches_are_done() {
     let hub = TestHub::spawn().await;
@@ -918,7 +905,7 @@ async fn a_tampered_link_breaks_the_chain_at_that_link() {
     let path = format!("/api/tasks/{id}/provenance");
     assert_eq!(hub.get(&path, MASTER).await.expect(200)["valid"], true);
 
-    let mut conn = open_db(&hub);
+    let mut conn = hub.open_db();
     let changed = diesel::sql_query(format!(
         "UPDATE provenance SET detail = '{{}}' WHERE task_id = {id} AND seq = 1"
     ))
@@ -990,7 +977,7 @@ async fn a_swapped_output_is_detected() {
         .expect("a done link")["seq"]
         .clone();
 
-    let mut conn = open_db(&hub);
+    let mut conn = hub.open_db();
     diesel::sql_query(format!(
         "UPDATE tasks SET output = (SELECT output FROM tasks WHERE id = {}) WHERE id = {}",
         ids[1], ids[0]

@@ -3,9 +3,9 @@
 //! rows, their dependencies, audit rows and the first provenance links), start the live
 //! actors through the Registry, and only then publish and dispatch.
 
+use crate::db::DbConnection;
 use actix::prelude::*;
 use diesel::prelude::*;
-use diesel::sqlite::SqliteConnection;
 use serde_json::json;
 
 use super::{Dispatcher, PlainWait};
@@ -66,7 +66,7 @@ impl Handler<CheckAdmission> for Dispatcher {
 
 /// Inserts one task with its audit row and its first provenance link(s).
 fn insert_task(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     notary: &Notary,
     row: &NewTaskRow,
     actor: &str,
@@ -118,7 +118,7 @@ fn insert_task(
 
 /// Remembers a webhook delivery; the same key again is a 409 naming the first task.
 fn record_delivery(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     webhook: &str,
     key: &str,
     task_id: i32,
@@ -147,7 +147,7 @@ fn record_delivery(
 }
 
 fn record_crossing(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     crossing: &Crossing,
     task_id: i32,
 ) -> Result<(), HubError> {
@@ -169,10 +169,11 @@ fn record_crossing(
 }
 
 /// Stores dependency edges (nothing to do, and no statement, for a task without any).
-fn insert_edges(conn: &mut SqliteConnection, edges: &[DependencyRow]) -> QueryResult<()> {
-    if !edges.is_empty() {
+fn insert_edges(conn: &mut DbConnection, edges: &[DependencyRow]) -> QueryResult<()> {
+    // One row at a time: a multi-row insert is not built for both backends at once.
+    for edge in edges {
         diesel::insert_into(task_dependencies::table)
-            .values(edges)
+            .values(edge)
             .execute(conn)?;
     }
     Ok(())
@@ -180,7 +181,7 @@ fn insert_edges(conn: &mut SqliteConnection, edges: &[DependencyRow]) -> QueryRe
 
 /// The status of each task in `ids`; a missing one is a 404 naming it.
 fn dependency_statuses(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     ids: &[i32],
 ) -> Result<Vec<(i32, TaskStatus)>, HubError> {
     // Most tasks have no dependencies: no query for them on the create path.
@@ -223,12 +224,11 @@ pub struct SubmitTask {
 }
 
 /// A write that joins a task's creation, given the new row.
-pub type AfterTask =
-    Box<dyn FnOnce(&mut SqliteConnection, &TaskRow) -> Result<(), HubError> + Send>;
+pub type AfterTask = Box<dyn FnOnce(&mut DbConnection, &TaskRow) -> Result<(), HubError> + Send>;
 
 /// A write that joins a pipeline's creation, given its row and its members'.
 pub type AfterPipeline =
-    Box<dyn FnOnce(&mut SqliteConnection, &PipelineRow, &[TaskRow]) -> Result<(), HubError> + Send>;
+    Box<dyn FnOnce(&mut DbConnection, &PipelineRow, &[TaskRow]) -> Result<(), HubError> + Send>;
 
 /// A task crossing between hubs.
 #[derive(Debug, Clone)]
@@ -398,7 +398,7 @@ impl Handler<SubmitPipeline> for Dispatcher {
                             pipelines::status.eq("running"),
                             pipelines::created_at.eq(now_iso()),
                         ))
-                        .returning(PipelineRow::as_returning())
+                        .returning(crate::db::columns_of::<PipelineRow>())
                         .get_result(conn)?;
                     let mut rows = Vec::with_capacity(msg.tasks.len());
                     for (index, mut task) in msg.tasks.into_iter().enumerate() {

@@ -602,7 +602,7 @@ pub fn announce_escalation(core: &Core, escalation: &EscalationRow, scope: Escal
 }
 
 /// The cost and tokens a task has reported so far.
-fn usage_of(conn: &mut diesel::SqliteConnection, id: i32) -> Result<UsageTotals, HubError> {
+fn usage_of(conn: &mut crate::db::DbConnection, id: i32) -> Result<UsageTotals, HubError> {
     Ok(tasks::table
         .find(id)
         .select((tasks::cost_usd, tasks::tokens_in, tasks::tokens_out))
@@ -612,7 +612,7 @@ fn usage_of(conn: &mut diesel::SqliteConnection, id: i32) -> Result<UsageTotals,
 /// Stores the `[REMEMBER]` entries of a finished task in its holder's memory, auditing
 /// each one, and each refused key, by name only.
 fn remember_output(
-    conn: &mut diesel::SqliteConnection,
+    conn: &mut crate::db::DbConnection,
     core: &Core,
     task_id: i32,
     holder: &str,

@@ -1,5 +1,6 @@
-//! Test support: a real hub on a free loopback port with its own temporary SQLite file,
-//! an HTTP client with one helper per common call, and an SSE reader.
+//! Test support: a real hub on a free loopback port with its own temporary SQLite file
+//! (or, when the suite runs against PostgreSQL, its own database on that server), an HTTP
+//! client with one helper per common call, and an SSE reader.
 
 #![allow(dead_code)]
 
@@ -16,6 +17,20 @@ pub mod process;
 pub mod routes;
 
 pub const MASTER: &str = "test-master-token";
+
+/// A connection to the database at `url`, waiting up to 10 s for a writer's lock.
+pub fn open_database(url: &str) -> m3shd::db::DbConnection {
+    use diesel::RunQueryDsl;
+    use m3shd::db::DbConnection;
+    let mut conn = m3shd::db::connect(m3shd::settings::Database::of(url))
+        .unwrap_or_else(|e| panic!("the database {url} opens: {e}"));
+    if let DbConnection::Sqlite(sqlite) = &mut conn {
+        diesel::sql_query("PRAGMA busy_timeout = 10000")
+            .execute(sqlite)
+            .unwrap();
+    }
+    conn
+}
 
 /// A running hub for one test.
 pub struct TestHub {
@@ -44,10 +59,50 @@ impl Reply {
     }
 }
 
+/// The PostgreSQL server the suite runs against (`.ci/with-postgres` sets it), if any.
+pub fn postgres_server() -> Option<String> {
+    std::env::var("M3SHD_TEST_POSTGRES")
+        .ok()
+        .filter(|url| !url.is_empty())
+}
+
+/// The database of a test hub kept in `dir`: its own SQLite file there, or, against
+/// PostgreSQL, a database of its own on that server, made on first use and named in
+/// `dir/postgres-url`, so a hub restarted on `dir` finds its data again.
+pub fn database_url(dir: &std::path::Path) -> String {
+    let Some(server) = postgres_server() else {
+        return dir.join("hub.db").to_string_lossy().into_owned();
+    };
+    let named = dir.join("postgres-url");
+    if let Ok(url) = std::fs::read_to_string(&named) {
+        return url;
+    }
+    use diesel::{Connection, RunQueryDsl};
+    let name = format!("m3shd_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = diesel::PgConnection::establish(&format!("{server}/postgres"))
+        .expect("the test PostgreSQL server answers");
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .expect("a database of the test's own");
+    let url = format!("{server}/{name}");
+    std::fs::write(&named, &url).expect("the database's name is kept");
+    url
+}
+
+/// The migrations of the backend a test hub runs on, as files.
+pub fn migrations_dir() -> String {
+    let backend = if postgres_server().is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    format!("{}/migrations/{backend}", env!("CARGO_MANIFEST_DIR"))
+}
+
 pub fn test_settings(dir: &std::path::Path) -> Settings {
     let mut settings = Settings::defaults().expect("defaults parse");
     settings.bind = "127.0.0.1:0".into();
-    settings.database_url = dir.join("hub.db").to_string_lossy().into_owned();
+    settings.database_url = database_url(dir);
     settings.http_workers = 1;
     settings.sqlite_synchronous = "NORMAL".into();
     // Tests that check alerts point them at their own receiver.
@@ -102,14 +157,8 @@ impl TestHub {
 
     /// A connection of the test's own to this (running) hub's database, waiting up to 10 s
     /// for the hub's writer when it holds the lock.
-    pub fn open_db(&self) -> diesel::SqliteConnection {
-        use diesel::{Connection, RunQueryDsl};
-        let mut conn = diesel::SqliteConnection::establish(self.db_path().to_str().unwrap())
-            .expect("the database opens");
-        diesel::sql_query("PRAGMA busy_timeout = 10000")
-            .execute(&mut conn)
-            .unwrap();
-        conn
+    pub fn open_db(&self) -> m3shd::db::DbConnection {
+        open_database(&database_url(self.dir.path()))
     }
 
     /// Runs one SQL statement on this hub's database straight, on a connection closed

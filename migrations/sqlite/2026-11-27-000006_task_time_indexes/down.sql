@@ -1,0 +1,3 @@
+DROP INDEX tasks_status_capability;
+DROP INDEX tasks_completed_at;
+DROP INDEX tasks_created_at;
