@@ -91,6 +91,11 @@ impl From<diesel::result::Error> for HubError {
             Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
                 Self::conflict(format!("already exists ({})", info.message()))
             }
+            // PostgreSQL's text cannot hold U+0000 (SQLite's can): the client's text, not
+            // the hub, is at fault.
+            Error::DatabaseError(_, info) if info.message().contains("0x00") => {
+                Self::Unprocessable("text may not contain the NUL character (\\u0000)".into())
+            }
             other => Self::internal(format!("database: {other}")),
         }
     }

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::db::DbConnection;
+use diesel::r2d2::R2D2Connection;
 use diesel::Connection;
 use tokio::sync::oneshot;
 
@@ -130,6 +131,13 @@ where
     (job, answered)
 }
 
+fn reopen(conn: &mut DbConnection, reconnect: &Reconnect) {
+    match reconnect() {
+        Ok(fresh) => *conn = fresh,
+        Err(error) => tracing::error!(error = %error, "cannot reopen the write connection"),
+    }
+}
+
 fn run_writer(
     mut conn: DbConnection,
     reconnect: Reconnect,
@@ -165,15 +173,16 @@ fn run_writer(
                 tracing::error!(
                     "a write panicked; the batch was rolled back and the connection reopened"
                 );
-                match reconnect() {
-                    Ok(fresh) => conn = fresh,
-                    Err(error) => {
-                        tracing::error!(error = %error, "cannot reopen the write connection")
-                    }
-                }
+                reopen(&mut conn, &reconnect);
                 Err("a write in this batch failed unexpectedly".to_string())
             }
         };
+        // A database server can drop the connection (a restart, a failover): the next
+        // batch gets a fresh one rather than failing for good.
+        if commit.is_err() && conn.ping().is_err() {
+            tracing::error!("the write connection was lost; reopening it");
+            reopen(&mut conn, &reconnect);
+        }
         metrics.group_commit(replies.len(), started.elapsed());
         let rung = crate::db::inbox::take_rung();
         if commit.is_err() {

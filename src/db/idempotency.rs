@@ -5,7 +5,6 @@
 
 use crate::db::DbConnection;
 use diesel::prelude::*;
-use diesel::result::{DatabaseErrorKind, Error};
 
 use super::schema::idempotency_keys;
 use crate::domain::now_iso;
@@ -61,13 +60,15 @@ pub fn record(
         idempotency_keys::response.eq(sealed_response),
         idempotency_keys::created_at.eq(now_iso()),
     );
-    match diesel::insert_into(idempotency_keys::table)
-        .values(row.clone())
-        .execute(conn)
-    {
-        Ok(_) => return Ok(()),
-        Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {}
-        Err(other) => return Err(other.into()),
+    // ON CONFLICT rather than a caught unique violation: on PostgreSQL a failed statement
+    // spoils the rest of its transaction.
+    let recorded =
+        crate::on_each_backend!(conn, |inner| diesel::insert_into(idempotency_keys::table)
+            .values(row.clone())
+            .on_conflict_do_nothing()
+            .execute(inner))?;
+    if recorded == 1 {
+        return Ok(());
     }
     // The key was used before: past its retention (and not swept yet) it is free again.
     let expired = diesel::delete(

@@ -110,7 +110,8 @@ fn postgres_archive_query(ids: &[i32]) -> String {
         ));
     }
     format!(
-        "SELECT json_build_object({})::text AS line FROM tasks t WHERE t.id IN ({}) ORDER BY t.id",
+        // Through jsonb: json_agg's own text breaks lines between elements.
+        "SELECT json_build_object({})::jsonb::text AS line FROM tasks t WHERE t.id IN ({}) ORDER BY t.id",
         parts.join(", "),
         id_list(ids)
     )

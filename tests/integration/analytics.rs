@@ -1,5 +1,7 @@
 //! Budgets (daily cost cap, per-agent token cap) and the analytics endpoints.
 
+use std::collections::BTreeMap;
+
 use awc::http::Method;
 use serde_json::json;
 
@@ -253,19 +255,28 @@ async fn demo_endpoints_exist_only_in_demo_mode_and_touch_nothing() {
     assert_eq!(demo_write.status, 405, "read-only: GET is the only method");
 }
 
-#[derive(diesel::QueryableByName)]
-struct Scan {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    json: String,
+/// The task table as a scan reads it: (created_at, status, assigned_to, cost_usd,
+/// confidence) of every task.
+type ScannedTask = (String, String, Option<String>, Option<f64>, Option<f64>);
+
+fn scan(hub: &TestHub) -> Vec<ScannedTask> {
+    use diesel::prelude::*;
+    use m3shd::db::schema::tasks;
+    tasks::table
+        .select((
+            tasks::created_at,
+            tasks::status,
+            tasks::assigned_to,
+            tasks::cost_usd,
+            tasks::confidence,
+        ))
+        .load(&mut hub.open_db())
+        .expect("the scan runs")
 }
 
-/// What a scan of the task table says, as one JSON value from `select`.
-fn scan(hub: &TestHub, select: &str) -> serde_json::Value {
-    use diesel::RunQueryDsl;
-    let rows: Vec<Scan> = diesel::sql_query(select)
-        .load(&mut hub.open_db())
-        .expect("the scan runs");
-    serde_json::from_str(&rows[0].json).unwrap()
+fn mean(values: impl Iterator<Item = f64>) -> f64 {
+    let all: Vec<f64> = values.collect();
+    all.iter().sum::<f64>() / all.len() as f64
 }
 
 // The analytics read counts kept by triggers; after reassignments, reports with cost and
@@ -347,38 +358,46 @@ async fn analytics_counts_agree_with_a_scan_of_the_tasks_after_every_kind_of_cha
         .get("/api/admin/analytics/tasks", MASTER)
         .await
         .expect(200);
-    let scanned = scan(
-        &hub,
-        "SELECT json_group_array(json_object('day', day, 'created', n, 'done', d, 'failed', f)) AS json \
-         FROM (SELECT substr(created_at, 1, 10) AS day, COUNT(*) AS n, SUM(status = 'done') AS d, \
-               SUM(status = 'failed') AS f FROM tasks GROUP BY 1 ORDER BY 1)",
-    );
+    let table = scan(&hub);
+    let mut by_day: BTreeMap<&str, [i64; 3]> = BTreeMap::new();
+    for (created_at, status, ..) in &table {
+        let day = by_day.entry(&created_at[..10]).or_default();
+        day[0] += 1;
+        day[1] += i64::from(status == "done");
+        day[2] += i64::from(status == "failed");
+    }
+    let scanned: Vec<serde_json::Value> = by_day
+        .iter()
+        .map(|(day, [n, d, f])| json!({ "day": day, "created": n, "done": d, "failed": f }))
+        .collect();
     let served: Vec<serde_json::Value> = days["days"]
         .as_array()
         .unwrap()
         .iter()
         .map(|d| json!({ "day": d["day"], "created": d["created"], "done": d["done"], "failed": d["failed"] }))
         .collect();
-    assert_eq!(json!(served), scanned);
+    assert_eq!(served, scanned);
 
     let agents = hub
         .get("/api/admin/analytics/agents", MASTER)
         .await
         .expect(200);
-    let scanned = scan(
-        &hub,
-        "SELECT json_group_array(json_object('agent_id', a, 'tasks', n, 'done', d, 'failed', f, 'cost', c)) AS json \
-         FROM (SELECT assigned_to AS a, COUNT(*) AS n, SUM(status = 'done') AS d, \
-               SUM(status = 'failed') AS f, COALESCE(SUM(cost_usd), 0) AS c \
-               FROM tasks WHERE assigned_to IS NOT NULL GROUP BY 1 ORDER BY 1)",
-    );
+    let mut by_agent: BTreeMap<&str, (i64, i64, i64, f64)> = BTreeMap::new();
+    for (_, status, assigned_to, cost, _) in &table {
+        let Some(agent) = assigned_to else { continue };
+        let counts = by_agent.entry(agent).or_default();
+        counts.0 += 1;
+        counts.1 += i64::from(status == "done");
+        counts.2 += i64::from(status == "failed");
+        counts.3 += cost.unwrap_or(0.0);
+    }
+    let scanned: Vec<serde_json::Value> = by_agent
+        .iter()
+        .map(|(a, (n, d, f, c))| json!({ "agent_id": a, "tasks": n, "done": d, "failed": f, "cost": c }))
+        .collect();
     let served = agents["agents"].as_array().unwrap();
-    assert_eq!(
-        served.len(),
-        scanned.as_array().unwrap().len(),
-        "{agents} vs {scanned}"
-    );
-    for (served, scanned) in served.iter().zip(scanned.as_array().unwrap()) {
+    assert_eq!(served.len(), scanned.len(), "{agents} vs {scanned:?}");
+    for (served, scanned) in served.iter().zip(&scanned) {
         for key in ["agent_id", "tasks", "done", "failed"] {
             assert_eq!(served[key], scanned[key], "{key}: {served} vs {scanned}");
         }
@@ -390,12 +409,16 @@ async fn analytics_counts_agree_with_a_scan_of_the_tasks_after_every_kind_of_cha
         .get("/api/admin/analytics/metacognition", MASTER)
         .await
         .expect(200);
-    let scanned = scan(
-        &hub,
-        "SELECT json_object('count', COUNT(*), 'mean', AVG(confidence), \
-         'done', (SELECT AVG(confidence) FROM tasks WHERE status = 'done'), \
-         'nines', SUM(confidence >= 0.9)) AS json FROM tasks WHERE confidence IS NOT NULL",
-    );
+    let confident: Vec<(&str, f64)> = table
+        .iter()
+        .filter_map(|(_, status, _, _, confidence)| Some((status.as_str(), (*confidence)?)))
+        .collect();
+    let scanned = json!({
+        "count": confident.len(),
+        "mean": mean(confident.iter().map(|(_, c)| *c)),
+        "done": mean(confident.iter().filter(|(s, _)| *s == "done").map(|(_, c)| *c)),
+        "nines": confident.iter().filter(|(_, c)| *c >= 0.9).count(),
+    });
     assert_eq!(meta["count"], scanned["count"]);
     assert_eq!(meta["distribution"][9]["count"], scanned["nines"]);
     for (served, key) in [("mean", "mean"), ("mean_when_done", "done")] {
@@ -407,9 +430,9 @@ async fn analytics_counts_agree_with_a_scan_of_the_tasks_after_every_kind_of_cha
         .get("/api/admin/analytics/summary", MASTER)
         .await
         .expect(200);
-    let scanned = scan(
-        &hub,
-        "SELECT json_group_object(status, n) AS json FROM (SELECT status, COUNT(*) AS n FROM tasks GROUP BY 1)",
-    );
-    assert_eq!(summary["tasks"]["by_status"], scanned);
+    let mut by_status: BTreeMap<&str, i64> = BTreeMap::new();
+    for (_, status, ..) in &table {
+        *by_status.entry(status).or_default() += 1;
+    }
+    assert_eq!(summary["tasks"]["by_status"], json!(by_status));
 }

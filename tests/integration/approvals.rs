@@ -10,7 +10,7 @@ use awc::http::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::support::process::{m3shd, wait_exit, worker_command, HubProcess};
-use crate::support::{keep_alive, Reply, Sse, TestHub, MASTER, SOON};
+use crate::support::{bytes_at_rest, keep_alive, Reply, Sse, TestHub, MASTER, SOON};
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -174,21 +174,6 @@ fn approval_inbox(hub: &TestHub) -> Vec<InboxItem> {
     )
     .load(&mut conn)
     .expect("the inbox_items table")
-}
-
-/// Everything stored under the hub's directory (database, WAL), as text.
-fn stored_bytes(dir: &std::path::Path) -> String {
-    let mut stored = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            std::fs::File::open(&path)
-                .unwrap()
-                .read_to_end(&mut stored)
-                .unwrap();
-        }
-    }
-    String::from_utf8_lossy(&stored).into_owned()
 }
 
 /// `m3shd approve …` as an `--exec` script would run it for `task` as `token`.
@@ -398,7 +383,7 @@ async fn the_holder_asks_and_its_running_task_shows_the_pending_approval() {
     );
 
     // The input is sealed at rest.
-    let stored = stored_bytes(hub.dir.path());
+    let stored = bytes_at_rest(hub.dir.path()).await;
     assert!(
         stored.contains("approval.request"),
         "the scan did read the database"

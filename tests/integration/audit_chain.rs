@@ -3,7 +3,7 @@
 //! and action, `?token=` for a download link), and `m3shd audit verify` catching an edit, a
 //! deletion and a reordering, in the database and in an export.
 
-use diesel::{Connection, RunQueryDsl};
+use diesel::RunQueryDsl;
 use serde_json::{json, Value};
 
 use crate::support::process::{audit_verify as verify, m3shd};
@@ -24,13 +24,11 @@ async fn busy_hub() -> TestHub {
 
 /// A copy of the hub's database to tamper with (the running hub keeps writing its own).
 fn copy_of(hub: &TestHub, name: &str) -> String {
-    let path = hub.dir.path().join(name);
-    hub.snapshot_db(&path);
-    path.to_string_lossy().into_owned()
+    hub.copy_database(&hub.dir.path().join(name))
 }
 
 fn tamper(db: &str, sql: &str) {
-    let mut conn = diesel::SqliteConnection::establish(db).expect("the copy opens");
+    let mut conn = crate::support::open_database(db);
     diesel::sql_query(sql)
         .execute(&mut conn)
         .expect("the tampering runs");
@@ -184,10 +182,10 @@ async fn the_export_filters_by_action_and_time_and_refuses_a_bad_time() {
 async fn verified_around_a_restart(sql: &str) -> ((bool, String), (bool, String)) {
     let hub = busy_hub().await;
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("hub.db");
-    hub.snapshot_db(&db);
-    tamper(db.to_str().unwrap(), sql);
-    let before = verify(&["--database-url", db.to_str().unwrap()]).await;
+    hub.snapshot_into(dir.path());
+    let db = crate::support::database_url(dir.path());
+    tamper(&db, sql);
+    let before = verify(&["--database-url", &db]).await;
     let settings = crate::support::test_settings(dir.path());
     let again = TestHub::start(dir, settings, "test-encryption-key", None).await;
     again.token("after-restart", "worker").await;

@@ -822,13 +822,27 @@ async fn odd_input_never_causes_a_500() {
             reply.body
         );
     }
-    // Unusual but valid values are accepted and read back intact.
-    let odd = json!({ "title": "nul\u{0}byte ☃", "prompt": "p\u{0}", "priority": i32::MIN, "required_capability": "paint" });
+    // Unusual but valid values are accepted and read back intact…
+    let odd = json!({ "title": "odd ☃", "prompt": "p\u{0}", "priority": i32::MIN, "required_capability": "paint" });
     let created = hub.post("/api/tasks", MASTER, odd).await.expect(201);
     let read = hub.task_status(created["id"].as_i64().unwrap()).await;
-    assert_eq!(read["title"], "nul\u{0}byte ☃");
-    assert_eq!(read["prompt"], "p\u{0}");
+    assert_eq!(read["title"], "odd ☃");
+    assert_eq!(read["prompt"], "p\u{0}", "a sealed prompt holds any text");
     assert_eq!(read["priority"], i32::MIN);
+    // …but a NUL in stored plain text only where the database can hold it: PostgreSQL's
+    // text cannot, and says so with a 422.
+    let nul = json!({ "title": "nul\u{0}byte", "prompt": "p" });
+    if crate::support::postgres_server().is_some() {
+        let refused = hub.post("/api/tasks", MASTER, nul).await.expect(422);
+        assert!(
+            refused["error"].as_str().unwrap().contains("NUL"),
+            "{refused}"
+        );
+    } else {
+        let created = hub.post("/api/tasks", MASTER, nul).await.expect(201);
+        let read = hub.task_status(created["id"].as_i64().unwrap()).await;
+        assert_eq!(read["title"], "nul\u{0}byte");
+    }
 
     // The hub still works, and the task is as it was.
     assert_eq!(

@@ -1,13 +1,12 @@
 //! The real binary: acknowledged writes survive SIGKILL, and nothing secret is stored or
 //! logged in plain text.
 
-use std::io::Read;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use crate::support::process::{serve, worker_command, HubProcess};
-use crate::support::{TestHub, SOON};
+use crate::support::{bytes_at_rest, TestHub, SOON};
 
 const TOKEN: &str = "durability-master";
 
@@ -142,15 +141,7 @@ async fn nothing_acknowledged_is_lost_to_sigkill_and_queued_work_resumes() {
 
     // Neither the database files nor the debug log hold a prompt, an output or a token.
     drop(hub);
-    let mut stored = Vec::new();
-    for entry in std::fs::read_dir(dir.path()).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::File::open(&path)
-            .unwrap()
-            .read_to_end(&mut stored)
-            .unwrap();
-    }
-    let stored = String::from_utf8_lossy(&stored);
+    let stored = bytes_at_rest(dir.path()).await;
     assert!(
         stored.contains("agent.register"),
         "the scan did read the database"
@@ -168,14 +159,7 @@ async fn prompts_are_encrypted_at_rest_in_process_too() {
     let hub = TestHub::spawn().await;
     hub.task(json!({ "title": "t", "prompt": "the crown jewels" }))
         .await;
-    let mut bytes = Vec::new();
-    for entry in std::fs::read_dir(hub.dir.path()).unwrap() {
-        std::fs::File::open(entry.unwrap().path())
-            .unwrap()
-            .read_to_end(&mut bytes)
-            .unwrap();
-    }
-    assert!(!String::from_utf8_lossy(&bytes).contains("crown jewels"));
+    assert!(!bytes_at_rest(hub.dir.path()).await.contains("crown jewels"));
     let listed = hub
         .get("/api/tasks", crate::support::MASTER)
         .await
@@ -193,10 +177,7 @@ async fn rotating_the_key_reencrypts_old_rows_when_they_are_read() {
         .as_i64()
         .unwrap();
     let raw = |hub: &TestHub| {
-        let mut conn = <diesel::SqliteConnection as diesel::Connection>::establish(
-            hub.db_path().to_str().unwrap(),
-        )
-        .unwrap();
+        let mut conn = hub.open_db();
         use diesel::prelude::*;
         m3shd::db::schema::tasks::table
             .find(id as i32)
@@ -209,7 +190,7 @@ async fn rotating_the_key_reencrypts_old_rows_when_they_are_read() {
     // The same database (a consistent snapshot of it: the old hub still runs), now with
     // a new key and the old one as legacy.
     let dir = tempfile::tempdir().unwrap();
-    old.snapshot_db(&dir.path().join("hub.db"));
+    old.snapshot_into(dir.path());
     let settings = test_settings(dir.path());
     let rotated = TestHub::start(
         dir,

@@ -231,13 +231,16 @@ async fn without_a_key_identical_creates_make_two_tasks() {
     assert_eq!(titled(&hub, "twice"), 2);
 }
 
-/// Holds SQLite's write lock on the hub's database for `span` (from another thread), so
-/// the creates sent meanwhile all pass their key check and queue at the writer together.
+/// Holds off the hub's writes for `span` (from another thread): SQLite's write lock, or on
+/// PostgreSQL a lock on the tasks table. The creates sent meanwhile all pass their key
+/// check and queue at the writer together.
 fn hold_writes(hub: &TestHub, span: Duration) -> std::thread::JoinHandle<()> {
     let mut conn = hub.open_db();
-    diesel::sql_query("BEGIN IMMEDIATE")
-        .execute(&mut conn)
-        .unwrap();
+    let hold = match conn {
+        m3shd::db::DbConnection::Sqlite(_) => "BEGIN IMMEDIATE",
+        m3shd::db::DbConnection::Postgres(_) => "BEGIN; LOCK TABLE tasks IN EXCLUSIVE MODE",
+    };
+    diesel::connection::SimpleConnection::batch_execute(&mut conn, hold).unwrap();
     std::thread::spawn(move || {
         std::thread::sleep(span);
         diesel::sql_query("COMMIT").execute(&mut conn).unwrap();
@@ -246,9 +249,8 @@ fn hold_writes(hub: &TestHub, span: Duration) -> std::thread::JoinHandle<()> {
 
 /// Asserts that the audit chain of the hub's database (a consistent copy of it) verifies.
 async fn assert_audit_chain_holds(hub: &TestHub) {
-    let copy = hub.dir.path().join("audited.db");
-    hub.snapshot_db(&copy);
-    let (ok, said) = audit_verify(&["--database-url", copy.to_str().unwrap()]).await;
+    let copy = hub.copy_database(&hub.dir.path().join("audited.db"));
+    let (ok, said) = audit_verify(&["--database-url", &copy]).await;
     assert!(ok, "the audit chain verifies: {said}");
 }
 
@@ -514,7 +516,7 @@ async fn a_recorded_answer_outlives_a_rotation_of_the_encryption_key() {
     // The same database (a consistent copy: the old hub still runs) under a new key, the
     // old one kept as legacy.
     let dir = tempfile::tempdir().unwrap();
-    old.snapshot_db(&dir.path().join("hub.db"));
+    old.snapshot_into(dir.path());
     let settings = test_settings(dir.path());
     let rotated = TestHub::start(dir, settings, "another-key", Some("test-encryption-key")).await;
     replays(

@@ -4,14 +4,13 @@
 //! its heartbeat poll, direct messages (sealed at rest), the memory object, the per-caller
 //! change budget, the agents file (sync and write_to_gateway) and the `mc-session` cookie.
 
-use std::io::Read;
 use std::time::Duration;
 
 use awc::http::{header::HeaderMap, Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::support::process::{serve, HubProcess};
-use crate::support::{send_json, Reply, TestHub, MASTER, SOON};
+use crate::support::{bytes_at_rest, files_at_rest, send_json, Reply, TestHub, MASTER, SOON};
 
 /// A request with the token in `x-api-key`, as seed 004's curl examples send it; the
 /// response headers too.
@@ -73,34 +72,14 @@ fn ids(list: &Value, field: &str) -> Vec<i64> {
         .collect()
 }
 
-/// Every byte of every file in `dir` (database, WAL, shared memory, logs).
-fn files_in(dir: &std::path::Path) -> String {
-    let mut bytes = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            std::fs::File::open(path)
-                .unwrap()
-                .read_to_end(&mut bytes)
-                .unwrap();
-        }
-    }
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
 /// The files in `dir` that hold `text` in plain text.
-fn files_holding(dir: &std::path::Path, text: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            let bytes = std::fs::read(&path).unwrap();
-            if String::from_utf8_lossy(&bytes).contains(text) {
-                found.push(path.file_name().unwrap().to_string_lossy().into_owned());
-            }
-        }
-    }
-    found
+async fn files_holding(dir: &std::path::Path, text: &str) -> Vec<String> {
+    files_at_rest(dir)
+        .await
+        .into_iter()
+        .filter(|file| String::from_utf8_lossy(&std::fs::read(file).unwrap()).contains(text))
+        .map(|file| file.display().to_string())
+        .collect()
 }
 
 #[derive(diesel::QueryableByName, Debug)]
@@ -112,9 +91,9 @@ struct AuditEntry {
 }
 
 /// The audit entries of the database at `db` whose detail quotes `text`.
-fn audit_quoting(db: &std::path::Path, text: &str) -> Vec<String> {
-    use diesel::{Connection, RunQueryDsl};
-    let mut conn = diesel::SqliteConnection::establish(db.to_str().unwrap()).unwrap();
+fn audit_quoting(db: &str, text: &str) -> Vec<String> {
+    use diesel::RunQueryDsl;
+    let mut conn = crate::support::open_database(db);
     let rows: Vec<AuditEntry> = diesel::sql_query("SELECT action, detail FROM audit_log")
         .load(&mut conn)
         .expect("the audit_log table");
@@ -1596,21 +1575,20 @@ async fn messages_souls_and_session_keys_are_sealed_at_rest() {
         "session-plaintext-marker"
     );
     // …and nowhere in the files.
-    let stored = files_in(hub.dir.path());
+    let stored = bytes_at_rest(hub.dir.path()).await;
     assert!(
         stored.contains("agent.create"),
         "the scan did read the database"
     );
     let copy = tempfile::tempdir().unwrap();
-    let snapshot = copy.path().join("copy.db");
-    hub.snapshot_db(&snapshot);
+    let snapshot = hub.copy_database(&copy.path().join("copy.db"));
     for secret in [
         "message-plaintext-marker",
         "wake-plaintext-marker",
         "soul-plaintext-marker",
         "session-plaintext-marker",
     ] {
-        let files = files_holding(hub.dir.path(), secret);
+        let files = files_holding(hub.dir.path(), secret).await;
         assert!(
             files.is_empty(),
             "{secret:?} is stored in plain text in {files:?}; audit entries quoting it: {:?}",
@@ -2461,17 +2439,17 @@ async fn the_inbox_survives_a_sigkill_and_is_handed_over_once_after_it() {
         assert!(item.acked_at.is_some(), "read by rex: {item:?}");
         assert_eq!(item.deliveries, 1);
     }
-    let stored = files_in(dir.path());
+    let stored = bytes_at_rest(dir.path()).await;
     assert!(
         stored.contains("agent.create"),
         "the scan did read the database"
     );
     for secret in ["crash-proof message", "crash-proof wake"] {
-        let files = files_holding(dir.path(), secret);
+        let files = files_holding(dir.path(), secret).await;
         assert!(
             files.is_empty(),
             "{secret:?} in plain text in {files:?}; audit entries quoting it: {:?}",
-            audit_quoting(&db, secret)
+            audit_quoting(db.to_str().unwrap(), secret)
         );
     }
 }

@@ -1057,8 +1057,8 @@ impl Matrix {
     }
 }
 
-fn agents_file_beside(database: &str) -> String {
-    let path = std::path::Path::new(database).with_file_name("agents.toml");
+fn agents_file_in(dir: &std::path::Path) -> String {
+    let path = dir.join("agents.toml");
     std::fs::write(
         &path,
         "[[agents]]\nname = \"mx-synced\"\nrole = \"qa\"\ncapabilities = [\"research\"]\n",
@@ -1072,7 +1072,7 @@ fn agents_file_beside(database: &str) -> String {
 async fn setup() -> (Matrix, Vec<Caller>, BTreeMap<&'static str, Caller>, Caller) {
     let hub = TestHub::spawn_with(|s| {
         s.demo_enabled = true;
-        s.agents_file = agents_file_beside(&s.database_url);
+        s.agents_file = agents_file_in(&s.data_dir());
         // Nothing goes offline (or loses its tasks) while the matrix runs.
         s.heartbeat_timeout = 3600;
     })

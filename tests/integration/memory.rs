@@ -4,12 +4,11 @@
 //! into the prompt the holder receives.
 
 use std::collections::BTreeSet;
-use std::io::Read;
 
 use awc::http::Method;
 use serde_json::{json, Value};
 
-use crate::support::{TestHub, MASTER, SOON};
+use crate::support::{bytes_at_rest, TestHub, MASTER, SOON};
 
 /// Percent-encodes a query-string value.
 fn enc(text: &str) -> String {
@@ -59,18 +58,6 @@ async fn assigned_to(hub: &TestHub, id: i64, agent: &str) {
         .await,
         "task {id} was not assigned to {agent}"
     );
-}
-
-/// Every byte of every file in the hub's directory (database, WAL, shared memory).
-fn files_at_rest(hub: &TestHub) -> String {
-    let mut bytes = Vec::new();
-    for entry in std::fs::read_dir(hub.dir.path()).unwrap() {
-        std::fs::File::open(entry.unwrap().path())
-            .unwrap()
-            .read_to_end(&mut bytes)
-            .unwrap();
-    }
-    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 #[actix_web::test]
@@ -565,7 +552,7 @@ async fn values_are_not_stored_in_plain_text() {
         ["second_probe"]
     );
     // ...but no file of the hub holds a value or one of its words.
-    let stored = files_at_rest(&hub);
+    let stored = bytes_at_rest(hub.dir.path()).await;
     assert!(
         stored.contains("memory.write"),
         "the scan did read the database"

@@ -308,7 +308,7 @@ async fn event_ids_keep_increasing_across_a_restart() {
     // The hub cannot be stopped in-process: restart on a consistent snapshot of its
     // database, as a process restart would find it.
     let dir = tempfile::tempdir().unwrap();
-    first.snapshot_db(&dir.path().join("hub.db"));
+    first.snapshot_into(dir.path());
     let settings = test_settings(dir.path());
     let second = TestHub::start(dir, settings, "test-encryption-key", None).await;
     let history = second

@@ -315,7 +315,7 @@ async fn counters_and_routing_survive_a_restart() {
 
     // The same database (a consistent snapshot: this hub still runs) in a fresh hub.
     let dir = tempfile::tempdir().unwrap();
-    hub.snapshot_db(&dir.path().join("hub.db"));
+    hub.snapshot_into(dir.path());
     let mut settings = test_settings(dir.path());
     settings.reputation_exploration = 0.1;
     let restarted = TestHub::start(dir, settings, "test-encryption-key", None).await;

@@ -18,8 +18,16 @@ struct Line {
     line: String,
 }
 
-/// Rows read straight from the hub's database, each as the JSON object `select` makes.
+/// Rows read straight from the hub's database, each as the JSON object `select` makes
+/// (written with SQLite's `json_object`, PostgreSQL's `json_build_object`).
 fn rows(hub: &TestHub, select: &str) -> Vec<Value> {
+    let select = match crate::support::postgres_server() {
+        None => select.to_string(),
+        Some(_) => format!(
+            "SELECT line::text AS line FROM ({}) AS q",
+            select.replace("json_object(", "json_build_object(")
+        ),
+    };
     let lines: Vec<Line> = diesel::sql_query(select)
         .load(&mut hub.open_db())
         .expect("the query runs");

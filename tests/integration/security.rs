@@ -491,7 +491,7 @@ async fn federation_status_shows_peers_only_to_admins() {
 async fn the_fallback_key_is_salted_and_slow_to_guess() {
     let dir = tempfile::tempdir().unwrap();
     let settings = test_settings(dir.path());
-    let db = dir.path().join("hub.db");
+    let database_url = settings.database_url.clone();
     let secrets = Secrets {
         master_token: Secret::new(MASTER),
         encrypt_key: None,
@@ -513,7 +513,7 @@ async fn the_fallback_key_is_salted_and_slow_to_guess() {
         .unwrap();
 
     use diesel::prelude::*;
-    let mut conn = diesel::SqliteConnection::establish(db.to_str().unwrap()).unwrap();
+    let mut conn = crate::support::open_database(&database_url);
     let stored: String = m3shd::db::schema::settings::table
         .find(KEY_DERIVATION)
         .select(m3shd::db::schema::settings::value)

@@ -94,7 +94,7 @@ async fn closing_the_writer_commits_and_answers_every_write_queued_before() {
     // Polled in this order: every write joins the queue before the close is asked for.
     let (answers, stored_when_closed) = join(join_all(writes), async {
         db.close().await.expect("the writer closes");
-        stored_drain_settings(&hub.db_path())
+        stored_drain_settings(&mut hub.open_db())
     })
     .await;
     assert_eq!(
@@ -306,14 +306,14 @@ fn stored_task_ids(db: &Path) -> std::collections::HashSet<i32> {
         .collect()
 }
 
-/// How many settings the writer test stored, in the database at `db`.
-fn stored_drain_settings(db: &Path) -> usize {
+/// How many settings the writer test stored, in the database `conn` opens.
+fn stored_drain_settings(conn: &mut m3shd::db::DbConnection) -> usize {
     use diesel::prelude::*;
     use m3shd::db::schema::settings;
     let count: i64 = settings::table
         .filter(settings::key.like("drain.%"))
         .count()
-        .get_result(&mut open(db))
+        .get_result(conn)
         .expect("the settings read");
     count as usize
 }

@@ -311,7 +311,7 @@ async fn a_backlog_sleeps_in_the_queue_yet_every_task_is_counted_changed_and_dis
 
     // A restart, as a process restart would find the database.
     let dir = tempfile::tempdir().unwrap();
-    first_run.snapshot_db(&dir.path().join("hub.db"));
+    first_run.snapshot_into(dir.path());
     let settings = crate::support::test_settings(dir.path());
     let hub = &TestHub::start(dir, settings, "test-encryption-key", None).await;
     assert_eq!(live(hub).await, 19, "the backlog is restored asleep");

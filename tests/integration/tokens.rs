@@ -8,7 +8,7 @@ use awc::http::Method;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::support::{TestHub, MASTER};
+use crate::support::{bytes_at_rest, TestHub, MASTER};
 
 const WORKER: &[&str] = &[
     "tasks:read",
@@ -62,25 +62,6 @@ async fn status_with_header(hub: &TestHub, path: &str, header: Option<(&str, &st
     }
     let response = request.send().await.expect("request reaches the hub");
     response.status().as_u16()
-}
-
-/// Bytes of the hub's SQLite files (main file and write-ahead log).
-fn database_bytes(hub: &TestHub) -> Vec<u8> {
-    let mut all = Vec::new();
-    for entry in std::fs::read_dir(hub.dir.path()).expect("temp dir lists") {
-        let path = entry.expect("dir entry").path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if name.starts_with("hub.db") {
-            all.extend(std::fs::read(&path).expect("database file reads"));
-        }
-    }
-    all
-}
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
 }
 
 #[actix_web::test]
@@ -138,10 +119,10 @@ async fn an_issued_token_is_shown_once_and_stored_only_as_its_hash() {
     assert!(!listed.contains(raw) && !listed.contains(&hash), "{listed}");
 
     // The database holds the hash, never the raw token.
-    let stored = database_bytes(&hub);
-    assert!(contains(&stored, &hash), "the hash is stored");
+    let stored = bytes_at_rest(hub.dir.path()).await;
+    assert!(stored.contains(&hash), "the hash is stored");
     assert!(
-        !contains(&stored, hex_part),
+        !stored.contains(hex_part),
         "the raw token must not be stored"
     );
 

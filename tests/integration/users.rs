@@ -1,12 +1,11 @@
 //! People: accounts, password login into a session cookie, logout, throttling.
 
-use std::io::Read;
 use std::time::{Duration, Instant};
 
 use awc::http::Method;
 use serde_json::{json, Value};
 
-use crate::support::{TestHub, MASTER};
+use crate::support::{bytes_at_rest, TestHub, MASTER};
 
 /// Logs in; returns the status, the `Set-Cookie` header and the body.
 async fn login(hub: &TestHub, username: &str, password: &str) -> (u16, Option<String>, Value) {
@@ -251,14 +250,7 @@ async fn accounts_need_admin_users_and_valid_input_and_hashes_stay_secret() {
     hub.put("/api/admin/users/999", &admin, json!({ "role": "viewer" }))
         .await
         .expect(404);
-    let mut raw = Vec::new();
-    for entry in std::fs::read_dir(hub.dir.path()).unwrap() {
-        std::fs::File::open(entry.unwrap().path())
-            .unwrap()
-            .read_to_end(&mut raw)
-            .unwrap();
-    }
-    let raw = String::from_utf8_lossy(&raw);
+    let raw = bytes_at_rest(hub.dir.path()).await;
     assert!(
         raw.contains("$argon2id$"),
         "the password is stored as an Argon2id hash"

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::support::process::{terminate, wait_exit, worker_command};
-use crate::support::{TestHub, MASTER};
+use crate::support::{TestHub, MASTER, SOON};
 
 /// A worker process, killed when dropped.
 struct Worker {
@@ -168,20 +168,30 @@ async fn a_command_that_always_fails_ends_failed_after_three_tries_with_an_escal
         3,
         "the command ran exactly three times"
     );
-    let escalations = hub.get("/api/escalations", MASTER).await.expect(200);
-    assert!(escalations["escalations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|e| e["task_id"] == id && e["agent_id"] == "w1"));
-    let messages = hub
-        .get("/api/messages?channel=general", MASTER)
-        .await
-        .expect(200);
-    assert!(messages["messages"][0]["content"]
-        .as_str()
-        .unwrap()
-        .contains(&format!("Task {id}")));
+    // The worker escalates and posts to the channel after it has reported the failure.
+    let escalated = hub
+        .eventually(SOON, || async {
+            let escalations = hub.get("/api/escalations", MASTER).await.expect(200);
+            escalations["escalations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["task_id"] == id && e["agent_id"] == "w1")
+        })
+        .await;
+    assert!(escalated, "the failure was escalated");
+    let posted = hub
+        .eventually(SOON, || async {
+            let messages = hub
+                .get("/api/messages?channel=general", MASTER)
+                .await
+                .expect(200);
+            messages["messages"][0]["content"]
+                .as_str()
+                .is_some_and(|c| c.contains(&format!("Task {id}")))
+        })
+        .await;
+    assert!(posted, "the failure was posted to the general channel");
 }
 
 #[actix_web::test]

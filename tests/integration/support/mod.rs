@@ -32,6 +32,59 @@ pub fn open_database(url: &str) -> m3shd::db::DbConnection {
     conn
 }
 
+/// Every file the hub keeps at rest for a test in `dir`: each file in `dir` (SQLite's
+/// database, WAL and shared memory, logs) and, against PostgreSQL, the files of the hub's
+/// database in the server's data directory, after a checkpoint has written every
+/// committed change there.
+/// Runs off the test's thread: a checkpoint can take a while on a busy server, and the
+/// hub serves from this thread meanwhile.
+pub async fn files_at_rest(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut folders = vec![dir.to_path_buf()];
+    if let Ok(url) = std::fs::read_to_string(dir.join("postgres-url")) {
+        let database = actix_web::rt::task::spawn_blocking(move || postgres_database_files(&url));
+        folders.push(database.await.expect("the checkpoint ran"));
+    }
+    folders
+        .iter()
+        .flat_map(|folder| std::fs::read_dir(folder).unwrap())
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.is_file())
+        .collect()
+}
+
+/// The bytes of [`files_at_rest`], as text.
+pub async fn bytes_at_rest(dir: &std::path::Path) -> String {
+    let mut bytes = Vec::new();
+    for file in files_at_rest(dir).await {
+        bytes.extend(std::fs::read(file).unwrap());
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// The folder of the database at `url` in the test server's data directory, once a
+/// checkpoint has flushed every committed change to it.
+fn postgres_database_files(url: &str) -> std::path::PathBuf {
+    use diesel::sql_types::Integer;
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Oid {
+        #[diesel(sql_type = Integer)]
+        oid: i32,
+    }
+    let data = std::env::var("M3SHD_TEST_POSTGRES_DATA")
+        .expect("M3SHD_TEST_POSTGRES_DATA names the server's data directory (.ci/with-postgres)");
+    let mut conn = open_database(url);
+    diesel::sql_query("CHECKPOINT").execute(&mut conn).unwrap();
+    let oid: Oid = diesel::sql_query(
+        "SELECT oid::integer AS oid FROM pg_database WHERE datname = current_database()",
+    )
+    .get_result(&mut conn)
+    .unwrap();
+    std::path::Path::new(&data)
+        .join("base")
+        .join(oid.oid.to_string())
+}
+
 /// A running hub for one test.
 pub struct TestHub {
     pub base: String,
@@ -89,6 +142,28 @@ pub fn database_url(dir: &std::path::Path) -> String {
     url
 }
 
+/// A new database on the test server with the one at `url` as its template. A template
+/// must have no other sessions, so the running hub's are cut (it reconnects afterwards)
+/// and held off while the copy is made.
+fn copy_postgres_database(url: &str) -> String {
+    use diesel::{Connection, RunQueryDsl};
+    let (server, name) = url.rsplit_once('/').expect("a database URL");
+    let copy = format!("m3shd_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = diesel::PgConnection::establish(&format!("{server}/postgres"))
+        .expect("the test PostgreSQL server answers");
+    for statement in [
+        format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"),
+        format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"),
+        format!("CREATE DATABASE {copy} TEMPLATE {name}"),
+        format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"),
+    ] {
+        diesel::sql_query(&statement)
+            .execute(&mut admin)
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+    format!("{server}/{copy}")
+}
+
 /// The migrations of the backend a test hub runs on, as files.
 pub fn migrations_dir() -> String {
     let backend = if postgres_server().is_some() {
@@ -103,6 +178,9 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     let mut settings = Settings::defaults().expect("defaults parse");
     settings.bind = "127.0.0.1:0".into();
     settings.database_url = database_url(dir);
+    // The hub's other files (event log, archives, agents file) stay in the test's folder
+    // whatever the database.
+    settings.data_dir = dir.to_string_lossy().into_owned();
     settings.http_workers = 1;
     settings.sqlite_synchronous = "NORMAL".into();
     // Tests that check alerts point them at their own receiver.
@@ -129,6 +207,10 @@ impl TestHub {
         key: &str,
         legacy: Option<&str>,
     ) -> Self {
+        // `RUST_LOG=m3shd=debug cargo test … -- --nocapture` shows what the hub logs.
+        if std::env::var_os("RUST_LOG").is_some() {
+            m3shd::telemetry::init("warn");
+        }
         let secrets = Secrets {
             master_token: Secret::new(MASTER),
             encrypt_key: Some(Secret::new(key)),
@@ -171,11 +253,25 @@ impl TestHub {
             .unwrap_or_else(|e| panic!("{statement}: {e}"))
     }
 
-    /// A consistent copy of this (running) hub's database at `to`, taken by SQLite itself
-    /// (`VACUUM INTO`), never by copying files a live writer may be changing.
-    pub fn snapshot_db(&self, to: &std::path::Path) {
+    /// A consistent copy of this (running) hub's database, never made by copying files a
+    /// live writer may be changing; its URL. On SQLite the file `to`, written by SQLite
+    /// itself (`VACUUM INTO`); on PostgreSQL a new database with this one as template.
+    pub fn copy_database(&self, to: &std::path::Path) -> String {
+        let url = database_url(self.dir.path());
+        if postgres_server().is_some() {
+            return copy_postgres_database(&url);
+        }
         let target = to.to_str().unwrap().replace('\'', "''");
         let _ = self.execute_sql(&format!("VACUUM INTO '{target}'"));
+        to.to_string_lossy().into_owned()
+    }
+
+    /// A copy of this (running) hub's database as the database of a hub started in `dir`.
+    pub fn snapshot_into(&self, dir: &std::path::Path) {
+        let url = self.copy_database(&dir.join("hub.db"));
+        if postgres_server().is_some() {
+            std::fs::write(dir.join("postgres-url"), url).expect("the copy's name is kept");
+        }
     }
 
     /// Sends a request with an optional bearer token and an optional raw body.
