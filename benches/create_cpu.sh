@@ -2,6 +2,7 @@
 # Durable creates against a fresh hub, with the CPU each create costs per hub thread.
 #
 #   benches/create_cpu.sh target/release/m3shd [seconds]
+#   DATABASE_URL=postgres://… benches/create_cpu.sh target/release/m3shd [seconds]
 #
 # Starts `m3shd serve` on a temporary database (default settings: synchronous = FULL,
 # group commit), warms up for 2 s, then runs wrk (64 connections, benches/create.lua) and
@@ -15,7 +16,7 @@ dir=$(mktemp -d)
 port=${PORT:-18445}
 export M3SHDUP_TOKEN=master-token-for-benchmarks-0123456789 M3SHDUP_ENCRYPT_KEY=bench-key
 export M3SHDUP_ALERTS_ENABLED=false
-"$bin" serve --bind "127.0.0.1:$port" --database-url "$dir/hub.db" >"$dir/log" 2>&1 &
+"$bin" serve --bind "127.0.0.1:$port" --database-url "${DATABASE_URL:-$dir/hub.db}" >"$dir/log" 2>&1 &
 hub=$!
 trap 'kill $hub 2>/dev/null; wait $hub 2>/dev/null; rm -rf "$dir"' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/api/health" >/dev/null && break; sleep 0.05; done

@@ -400,6 +400,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_database_url_names_the_backend() {
+        assert_eq!(
+            Database::of("data/m3shd.db"),
+            Database::Sqlite("data/m3shd.db")
+        );
+        assert_eq!(
+            Database::of("sqlite:///var/lib/m3shd/hub.db"),
+            Database::Sqlite("/var/lib/m3shd/hub.db")
+        );
+        for url in ["postgres://u@h/db", "postgresql://u@h/db"] {
+            assert_eq!(Database::of(url), Database::Postgres(url));
+        }
+    }
+
+    #[test]
     fn defaults_parse_and_match_the_documented_values() {
         let s = Settings::defaults().unwrap();
         assert_eq!(s.bind, "127.0.0.1:8333");

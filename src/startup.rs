@@ -78,12 +78,16 @@ pub struct Application {
     port: u16,
     hub: web::Data<Hub>,
     drain: stop::Drain,
+    /// On PostgreSQL, the connection holding the database's owner lock (see
+    /// [`db::claim_database`]), kept until the hub has stopped.
+    owner: Option<diesel::PgConnection>,
 }
 
 impl Application {
     /// Must run inside an actix system: the actors start on its arbiter.
     pub async fn build(settings: Settings, secrets: Secrets) -> anyhow::Result<Self> {
         let settings = Arc::new(settings);
+        let owner = db::claim_database(&settings)?;
         let mut writer = db::open_writer(&settings)?;
         let reads = db::read_pool(&settings)?;
         warn_if_weak(&secrets);
@@ -270,6 +274,7 @@ impl Application {
             port,
             hub,
             drain,
+            owner,
         })
     }
 
@@ -293,7 +298,11 @@ impl Application {
     /// before this returns.
     pub async fn run_until(self, stop: impl Future<Output = ()> + 'static) -> std::io::Result<()> {
         let Self {
-            server, hub, drain, ..
+            server,
+            hub,
+            drain,
+            owner,
+            ..
         } = self;
         let handle = server.handle();
         let events = hub.core.events.clone();
@@ -303,6 +312,7 @@ impl Application {
         });
         server.await?;
         hub.core.db.close().await.map_err(std::io::Error::other)?;
+        drop(owner);
         tracing::info!("m3shd stopped; every queued write is committed");
         Ok(())
     }

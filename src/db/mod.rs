@@ -27,7 +27,7 @@ use std::time::Duration;
 use anyhow::Context;
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{CustomizeConnection, ManageConnection, Pool, R2D2Connection};
-use diesel::{Connection, PgConnection, SqliteConnection};
+use diesel::{Connection, PgConnection, RunQueryDsl, SqliteConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::error::HubError;
@@ -85,6 +85,44 @@ impl DbConnection {
             }
         }
     }
+}
+
+/// The key of the advisory lock a hub holds on its PostgreSQL database ("m3shd" in ASCII).
+const OWNER_LOCK: i64 = 0x006d_3373_6864;
+
+/// On PostgreSQL, a connection holding the database's owner lock, to keep for as long as
+/// the hub runs: a second hub on the same database refuses to start rather than hand out
+/// the same work twice (until followers exist, issue 16). `None` on SQLite, where several
+/// processes may share a file as before.
+pub fn claim_database(settings: &Settings) -> anyhow::Result<Option<PgConnection>> {
+    let Database::Postgres(url) = Database::of(&settings.database_url) else {
+        return Ok(None);
+    };
+    #[derive(diesel::QueryableByName)]
+    struct Claim {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        claimed: bool,
+    }
+    let mut conn = PgConnection::establish(url)
+        .with_context(|| format!("cannot open the database {}", redacted(url)))?;
+    let claim: Claim = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS claimed")
+        .bind::<diesel::sql_types::BigInt, _>(OWNER_LOCK)
+        .get_result(&mut conn)?;
+    anyhow::ensure!(
+        claim.claimed,
+        "another m3shd process serves the database {}; stop it first (one hub per PostgreSQL database)",
+        redacted(url)
+    );
+    Ok(Some(conn))
+}
+
+/// The SQLite file at `path`, made (with its directory) for the hub's user alone if it
+/// is not there yet, before SQLite opens it.
+fn create_sqlite_file(path: &str) -> anyhow::Result<()> {
+    if let Some(dir) = files::data_dir(path) {
+        files::create_private_dir(dir)?;
+    }
+    files::create_private_file(std::path::Path::new(path))
 }
 
 /// The columns of row type `T`, for `RETURNING` (Diesel 2.3 cannot pass `T::as_returning()`
@@ -189,10 +227,7 @@ pub fn open(settings: &Settings) -> anyhow::Result<DbConnection> {
     let database = Database::of(url);
     let sqlite_files = database.sqlite_file().map(files::database_files);
     if let Some(path) = database.sqlite_file() {
-        if let Some(dir) = files::data_dir(path) {
-            files::create_private_dir(dir)?;
-        }
-        files::create_private_file(std::path::Path::new(path))?;
+        create_sqlite_file(path)?;
     }
     let mut conn =
         connect(database).with_context(|| format!("cannot open the database {}", redacted(url)))?;
@@ -281,4 +316,22 @@ where
         query(&mut conn)
     })
     .await?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn a_url_is_shown_without_its_password() {
+        assert_eq!(
+            redacted("postgres://hub:s3cret@db.example:5432/m3shd"),
+            "postgres://hub:***@db.example:5432/m3shd"
+        );
+        assert_eq!(
+            redacted("postgres://hub@db/m3shd"),
+            "postgres://hub@db/m3shd"
+        );
+        assert_eq!(redacted("data/m3shd.db"), "data/m3shd.db");
+    }
 }

@@ -331,18 +331,20 @@ impl NewAuditRow {
             self.target.as_deref(),
             self.detail.as_ref(),
         );
-        diesel::insert_into(audit_log::table)
-            .values((
-                audit_log::id.eq(id),
-                audit_log::at.eq(self.at),
-                audit_log::actor.eq(self.actor),
-                audit_log::action.eq(self.action),
-                audit_log::target.eq(self.target),
-                audit_log::detail.eq(self.detail.map(|d| d.to_string())),
-                audit_log::prev_hash.eq(prev),
-                audit_log::hash.eq(&hash),
-            ))
-            .execute(conn)?;
+        let row = (
+            audit_log::id.eq(id),
+            audit_log::at.eq(self.at),
+            audit_log::actor.eq(self.actor),
+            audit_log::action.eq(self.action),
+            audit_log::target.eq(self.target),
+            audit_log::detail.eq(self.detail.map(|d| d.to_string())),
+            audit_log::prev_hash.eq(prev),
+            audit_log::hash.eq(&hash),
+        );
+        // On the backend's own connection, where the prepared statement is reused.
+        crate::on_each_backend!(conn, |inner| diesel::insert_into(audit_log::table)
+            .values(row)
+            .execute(inner))?;
         super::audit::advance_tip(id, hash);
         Ok(())
     }

@@ -115,9 +115,9 @@ fn write_links<'a>(
         };
         link.hash = notary.sign(&link.body());
         // One row at a time: the single-row insert is one prepared statement, reused.
-        diesel::insert_into(provenance::table)
+        crate::on_each_backend!(conn, |inner| diesel::insert_into(provenance::table)
             .values(&link)
-            .execute(conn)?;
+            .execute(inner))?;
         prev_hash = link.hash;
     }
     Ok(())

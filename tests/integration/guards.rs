@@ -14,7 +14,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::support::process::{m3shd, terminate, wait_exit, worker_command, HubProcess};
+use crate::support::process::{m3shd, serve, terminate, wait_exit, worker_command, HubProcess};
 use crate::support::{TestHub, MASTER, SOON};
 
 const SHARED: &str = "shared-secret";
@@ -295,6 +295,76 @@ impl Drop for Worker {
 // ---------------------------------------------------------------------------------------
 // 1. The generated master token
 // ---------------------------------------------------------------------------------------
+
+/// A second `m3shd serve` on `database`: how it ended and what it said, or `None` when it
+/// started serving (it is then stopped).
+async fn second_hub(database: &str) -> Option<String> {
+    let mut command = m3shd();
+    command
+        .arg("serve")
+        .env("M3SHDUP_TOKEN", MASTER)
+        .env("M3SHDUP_DATABASE_URL", database)
+        .env("M3SHDUP_BIND", "127.0.0.1:0")
+        .env("M3SHDUP_ALERTS_ENABLED", "false")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("m3shd runs");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while Instant::now() < deadline {
+        line.clear();
+        if std::io::BufRead::read_line(&mut stdout, &mut line).unwrap_or(0) == 0 {
+            let output = child.wait_with_output().unwrap();
+            return Some(format!(
+                "{}: {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        if line.contains("listening on") {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the second hub neither served nor ended");
+}
+
+#[actix_web::test]
+async fn a_second_hub_on_one_postgresql_database_refuses_to_start_until_the_first_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = crate::support::database_url(dir.path());
+    let log = dir.path().join("hub.log");
+    let first = serve(MASTER, std::path::Path::new(&database), &log, &[]).await;
+    let second = second_hub(&database).await;
+    if crate::support::postgres_server().is_none() {
+        // Several processes may share a SQLite file (schedules fire once all the same:
+        // schedules::two_hub_processes_on_one_database_dispatch_each_occurrence_once).
+        assert_eq!(second, None, "a second hub on a SQLite file serves");
+        return;
+    }
+    let said = second.expect("a second hub on the same PostgreSQL database must not serve");
+    assert!(
+        said.contains("another m3shd process serves the database"),
+        "{said}"
+    );
+    // The first goes on serving; once it is gone (even killed), the database is free.
+    let health = awc::Client::new()
+        .get(format!("{}/api/health", first.base))
+        .send()
+        .await
+        .expect("the first hub answers");
+    assert_eq!(health.status(), 200);
+    drop(first);
+    assert_eq!(
+        second_hub(&database).await,
+        None,
+        "the lock died with the first hub"
+    );
+}
 
 #[actix_web::test]
 async fn a_first_start_without_a_token_keeps_the_generated_one_in_a_0600_file() {

@@ -71,9 +71,11 @@ fn insert_task(
     row: &NewTaskRow,
     actor: &str,
 ) -> Result<TaskRow, HubError> {
-    let task = diesel::insert_into(tasks::table)
+    // The three inserts of every create run on the backend's own connection: there Diesel
+    // reuses one prepared statement each rather than writing its SQL anew every time.
+    let task = crate::on_each_backend!(conn, |inner| diesel::insert_into(tasks::table)
         .values(row)
-        .get_result::<TaskRow>(conn)?;
+        .get_result::<TaskRow>(inner))?;
     let detail = json!({
         "title": task.title,
         "required_capability": task.required_capability,
