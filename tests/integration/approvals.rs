@@ -1242,7 +1242,7 @@ async fn serve(db: &std::path::Path) -> HubProcess {
     command
         .arg("serve")
         .env("M3SHDUP_TOKEN", TOKEN)
-        .env("M3SHDUP_DATABASE_URL", db)
+        .envs(crate::support::database_env(db))
         .env("M3SHDUP_HEARTBEAT_TIMEOUT", "30")
         .env("M3SHDUP_ALERTS_ENABLED", "false")
         .env("RUST_LOG", "warn")

@@ -338,7 +338,7 @@ async fn a_second_hub_on_one_postgresql_database_refuses_to_start_until_the_firs
     let dir = tempfile::tempdir().unwrap();
     let database = crate::support::database_url(dir.path());
     let log = dir.path().join("hub.log");
-    let first = serve(MASTER, std::path::Path::new(&database), &log, &[]).await;
+    let first = serve(MASTER, &dir.path().join("hub.db"), &log, &[]).await;
     let second = second_hub(&database).await;
     if crate::support::postgres_server().is_none() {
         // Several processes may share a SQLite file (schedules fire once all the same:

@@ -534,7 +534,7 @@ fn killed_body(i: usize) -> Value {
 
 /// Every task of the database at `db` as (id, title).
 fn tasks_in(db: &std::path::Path) -> HashMap<i64, String> {
-    let mut conn = SqliteConnection::establish(db.to_str().unwrap()).unwrap();
+    let mut conn = crate::support::open_database(&crate::support::database_url_at(db));
     tasks::table
         .select((tasks::id, tasks::title))
         .load::<(i32, String)>(&mut conn)
@@ -626,7 +626,7 @@ async fn keyed_creates_cut_by_sigkill_are_made_exactly_once_when_retried() {
             "k{i} answers task {id}, which must exist with its title"
         );
     }
-    let mut conn = SqliteConnection::establish(db.to_str().unwrap()).unwrap();
+    let mut conn = crate::support::open_database(&crate::support::database_url_at(&db));
     let keys: i64 = idempotency_keys::table
         .count()
         .get_result(&mut conn)

@@ -2206,8 +2206,8 @@ struct InboxItem {
 }
 
 fn inbox_items(db: &std::path::Path) -> Vec<InboxItem> {
-    use diesel::{Connection, RunQueryDsl};
-    let mut conn = diesel::SqliteConnection::establish(db.to_str().unwrap()).unwrap();
+    use diesel::RunQueryDsl;
+    let mut conn = crate::support::open_database(&crate::support::database_url_at(db));
     diesel::sql_query(
         "SELECT agent_id, kind, message_id, task_id, acked_at, deliveries FROM inbox_items ORDER BY id",
     )
@@ -2449,7 +2449,7 @@ async fn the_inbox_survives_a_sigkill_and_is_handed_over_once_after_it() {
         assert!(
             files.is_empty(),
             "{secret:?} in plain text in {files:?}; audit entries quoting it: {:?}",
-            audit_quoting(db.to_str().unwrap(), secret)
+            audit_quoting(&crate::support::database_url_at(&db), secret)
         );
     }
 }

@@ -27,11 +27,11 @@ fn outcomes(list: &[Value], outcome: &str) -> usize {
     list.iter().filter(|o| o["outcome"] == outcome).count()
 }
 
-/// (occurrences, tasks made from `template`) straight from a hub's database file: every
+/// (occurrences, tasks made from `template`) straight from a hub's database: every
 /// dispatched occurrence names its own task, and no task is made twice.
-fn recorded(db: &std::path::Path, template: i64) -> (Vec<(String, String, Option<i32>)>, i64) {
+fn recorded(database: &str, template: i64) -> (Vec<(String, String, Option<i32>)>, i64) {
     use m3shd::db::schema::{schedule_occurrences as o, tasks};
-    let mut conn = SqliteConnection::establish(db.to_str().unwrap()).unwrap();
+    let mut conn = crate::support::open_database(database);
     let template = template as i32;
     let list = o::table
         .filter(o::template_id.eq(template))
@@ -225,7 +225,7 @@ async fn occurrences_missed_by_a_killed_hub_are_skipped_or_caught_up_never_run_t
     actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
     drop(hub);
     for (id, catch_up) in ids.into_iter().zip([false, true]) {
-        let (list, made) = recorded(&db, id);
+        let (list, made) = recorded(&crate::support::database_url_at(&db), id);
         let dispatched = list
             .iter()
             .filter(|(_, outcome, _)| outcome == "dispatched")
@@ -268,16 +268,19 @@ async fn two_hub_processes_on_one_database_dispatch_each_occurrence_once() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("hub.db");
     let log = dir.path().join("hub.log");
-    let first = serve(TOKEN, &db, &log, &[]).await;
+    // On a SQLite file, in both runs of the suite: on PostgreSQL a second process does not
+    // start (guards::a_second_hub_on_one_postgresql_database_refuses_to_start…).
+    let file = [("M3SHDUP_DATABASE_URL", db.to_str().unwrap())];
+    let first = serve(TOKEN, &db, &log, &file).await;
     let schedule = json!({ "cron": EVERY_SECOND });
     let made = call(&first, Method::POST, "/api/templates", json!({ "title": "t", "prompt": "p", "required_capability": "nobody_has", "schedule": schedule })).await;
     let id = made["id"].as_i64().unwrap();
     // The second process reads the schedule at its start.
-    let second = serve(TOKEN, &db, &log, &[]).await;
+    let second = serve(TOKEN, &db, &log, &file).await;
     actix_web::rt::time::sleep(Duration::from_secs(4)).await;
     drop(second);
     drop(first);
-    let (list, made) = recorded(&db, id);
+    let (list, made) = recorded(file[0].1, id);
     let dispatched = list
         .iter()
         .filter(|(_, outcome, _)| outcome == "dispatched")

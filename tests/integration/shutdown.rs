@@ -118,7 +118,7 @@ async fn start(db: &Path, log: &Path) -> HubProcess {
     command
         .arg("serve")
         .env("M3SHDUP_TOKEN", TOKEN)
-        .env("M3SHDUP_DATABASE_URL", db)
+        .envs(crate::support::database_env(db))
         .env(
             "M3SHDUP_SHUTDOWN_GRACE_SECONDS",
             GRACE.as_secs().to_string(),
@@ -318,8 +318,7 @@ fn stored_drain_settings(conn: &mut m3shd::db::DbConnection) -> usize {
     count as usize
 }
 
-/// A connection of our own to the database file at `db`.
-fn open(db: &Path) -> diesel::SqliteConnection {
-    use diesel::Connection;
-    diesel::SqliteConnection::establish(db.to_str().unwrap()).expect("the database opens")
+/// A connection of our own to the database at `db` (see `support::database_url_at`).
+fn open(db: &Path) -> m3shd::db::DbConnection {
+    crate::support::open_database(&crate::support::database_url_at(db))
 }

@@ -36,11 +36,17 @@ pub fn open_database(url: &str) -> m3shd::db::DbConnection {
 /// database, WAL and shared memory, logs) and, against PostgreSQL, the files of the hub's
 /// database in the server's data directory, after a checkpoint has written every
 /// committed change there.
+///
 /// Runs off the test's thread: a checkpoint can take a while on a busy server, and the
 /// hub serves from this thread meanwhile.
 pub async fn files_at_rest(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut folders = vec![dir.to_path_buf()];
-    if let Ok(url) = std::fs::read_to_string(dir.join("postgres-url")) {
+    let named = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.to_string_lossy().ends_with(POSTGRES_URL));
+    for name in named.collect::<Vec<_>>() {
+        let url = std::fs::read_to_string(name).unwrap();
         let database = actix_web::rt::task::spawn_blocking(move || postgres_database_files(&url));
         folders.push(database.await.expect("the checkpoint ran"));
     }
@@ -119,14 +125,29 @@ pub fn postgres_server() -> Option<String> {
         .filter(|url| !url.is_empty())
 }
 
-/// The database of a test hub kept in `dir`: its own SQLite file there, or, against
-/// PostgreSQL, a database of its own on that server, made on first use and named in
-/// `dir/postgres-url`, so a hub restarted on `dir` finds its data again.
+/// What a test's database file is called on PostgreSQL: `<file>.postgres-url` holds the
+/// URL of the database that stands for it.
+const POSTGRES_URL: &str = ".postgres-url";
+
+fn postgres_url_file(file: &std::path::Path) -> std::path::PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(POSTGRES_URL);
+    name.into()
+}
+
+/// The database of a test hub kept in `dir` (its `hub.db`).
 pub fn database_url(dir: &std::path::Path) -> String {
+    database_url_at(&dir.join("hub.db"))
+}
+
+/// The database a test keeps at `file`: that SQLite file, or, against PostgreSQL, a
+/// database of its own on that server, made on first use and named in
+/// `<file>.postgres-url`, so a hub restarted on `file` finds its data again.
+pub fn database_url_at(file: &std::path::Path) -> String {
     let Some(server) = postgres_server() else {
-        return dir.join("hub.db").to_string_lossy().into_owned();
+        return file.to_string_lossy().into_owned();
     };
-    let named = dir.join("postgres-url");
+    let named = postgres_url_file(file);
     if let Ok(url) = std::fs::read_to_string(&named) {
         return url;
     }
@@ -140,6 +161,16 @@ pub fn database_url(dir: &std::path::Path) -> String {
     let url = format!("{server}/{name}");
     std::fs::write(&named, &url).expect("the database's name is kept");
     url
+}
+
+/// The variables that put a hub process on the database a test keeps at `file` (see
+/// [`database_url_at`]), with its other files (event log, archives) beside it.
+pub fn database_env(file: &std::path::Path) -> [(&'static str, String); 2] {
+    let folder = file.parent().expect("a file in a folder");
+    [
+        ("M3SHDUP_DATABASE_URL", database_url_at(file)),
+        ("M3SHDUP_DATA_DIR", folder.to_string_lossy().into_owned()),
+    ]
 }
 
 /// A new database on the test server with the one at `url` as its template. A template
@@ -270,7 +301,8 @@ impl TestHub {
     pub fn snapshot_into(&self, dir: &std::path::Path) {
         let url = self.copy_database(&dir.join("hub.db"));
         if postgres_server().is_some() {
-            std::fs::write(dir.join("postgres-url"), url).expect("the copy's name is kept");
+            let named = postgres_url_file(&dir.join("hub.db"));
+            std::fs::write(named, url).expect("the copy's name is kept");
         }
     }
 

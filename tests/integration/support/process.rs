@@ -21,7 +21,8 @@ pub fn m3shd() -> Command {
     command
 }
 
-/// Starts `m3shd serve` with master token `token` on the database `db` (alerts off, on a
+/// Starts `m3shd serve` with master token `token` on the database `db` (the file, or the
+/// PostgreSQL database standing for it when the suite runs there) (alerts off, on a
 /// port it picks itself, `RUST_LOG=info` appended to `log`), `env` set over these, and
 /// waits until it answers. Dropping it is a SIGKILL.
 pub async fn serve(
@@ -34,7 +35,7 @@ pub async fn serve(
     command
         .arg("serve")
         .env("M3SHDUP_TOKEN", token)
-        .env("M3SHDUP_DATABASE_URL", db)
+        .envs(super::database_env(db))
         .env("M3SHDUP_ALERTS_ENABLED", "false")
         .env("RUST_LOG", "info")
         .envs(env.iter().copied())
