@@ -87,8 +87,9 @@ impl Application {
     /// Must run inside an actix system: the actors start on its arbiter.
     pub async fn build(settings: Settings, secrets: Secrets) -> anyhow::Result<Self> {
         let settings = Arc::new(settings);
-        let owner = db::claim_database(&settings)?;
+        let mut owner = db::claim_database(&settings)?;
         let mut writer = db::open_writer(&settings)?;
+        let epoch = owner.as_mut().map(db::lead).transpose()?;
         let reads = db::read_pool(&settings)?;
         warn_if_weak(&secrets);
         let secrets = with_fallback_key(&mut writer, secrets)?;
@@ -115,6 +116,7 @@ impl Application {
         let bell = Arc::new(InboxBell::default());
         let db = DbExecutor::start(
             writer,
+            epoch,
             Box::new(move || db::open_writer(&reconnect_settings)),
             settings.write_queue_capacity,
             settings.write_batch_max,

@@ -26,9 +26,31 @@ use super::bell::InboxBell;
 use crate::error::HubError;
 use crate::metrics::Metrics;
 
-type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Reply = Box<dyn FnOnce(Result<(), CommitFailed>) + Send>;
 type Job = Box<dyn FnOnce(&mut DbConnection) -> Reply + Send>;
 type Reconnect = Box<dyn Fn() -> anyhow::Result<DbConnection> + Send>;
+
+/// Why a group commit did not happen.
+#[derive(Debug, Clone)]
+enum CommitFailed {
+    /// Another hub process has taken the leadership of the database since this one did.
+    Deposed(String),
+    Failed(String),
+}
+
+impl From<diesel::result::Error> for CommitFailed {
+    fn from(error: diesel::result::Error) -> Self {
+        Self::Failed(error.to_string())
+    }
+}
+
+impl std::fmt::Display for CommitFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Deposed(why) | Self::Failed(why) => f.write_str(why),
+        }
+    }
+}
 
 /// Handle to the writer thread; cheap to clone.
 #[derive(Clone)]
@@ -41,8 +63,11 @@ pub struct DbExecutor {
 impl DbExecutor {
     /// Starts the writer thread on `conn`. `reconnect` opens a fresh connection if a write
     /// ever panics (the old connection's open transaction is rolled back when it closes).
+    /// With an `epoch` (PostgreSQL), every group commit first checks the database is still
+    /// led by it.
     pub fn start(
         conn: DbConnection,
+        epoch: Option<i64>,
         reconnect: Reconnect,
         capacity: usize,
         batch_max: usize,
@@ -53,7 +78,16 @@ impl DbExecutor {
         // The thread ends by itself when the last handle (and so the queue) is dropped.
         std::thread::Builder::new()
             .name("m3shd-writer".into())
-            .spawn(move || run_writer(conn, reconnect, jobs, batch_max.max(1), metrics, bell))
+            .spawn(move || {
+                let writer = Writer {
+                    epoch,
+                    reconnect,
+                    batch_max: batch_max.max(1),
+                    metrics,
+                    bell,
+                };
+                writer.run(conn, jobs)
+            })
             .expect("the OS refused to start the writer thread");
         Self {
             queue,
@@ -120,10 +154,13 @@ where
             crate::db::audit::forget_tip();
             crate::db::inbox::unring_since(rung);
         }
-        Box::new(move |commit: Result<(), String>| {
+        Box::new(move |commit: Result<(), CommitFailed>| {
             let outcome = match commit {
                 Ok(()) => result,
-                Err(cause) => Err(HubError::internal(format!("commit failed: {cause}"))),
+                Err(CommitFailed::Deposed(why)) => Err(HubError::Unavailable(why)),
+                Err(CommitFailed::Failed(cause)) => {
+                    Err(HubError::internal(format!("commit failed: {cause}")))
+                }
             };
             let _ = answer.send(outcome);
         })
@@ -131,70 +168,93 @@ where
     (job, answered)
 }
 
-fn reopen(conn: &mut DbConnection, reconnect: &Reconnect) {
-    match reconnect() {
-        Ok(fresh) => *conn = fresh,
-        Err(error) => tracing::error!(error = %error, "cannot reopen the write connection"),
-    }
-}
-
-fn run_writer(
-    mut conn: DbConnection,
+/// The writer thread's settings.
+struct Writer {
+    epoch: Option<i64>,
     reconnect: Reconnect,
-    jobs: Receiver<Job>,
     batch_max: usize,
     metrics: Metrics,
     bell: Arc<InboxBell>,
-) {
-    crate::db::audit::remember_tips();
-    crate::db::inbox::collect_rings();
-    while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        while batch.len() < batch_max {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
+}
+
+impl Writer {
+    fn reopen(&self, conn: &mut DbConnection) {
+        match (self.reconnect)() {
+            Ok(fresh) => *conn = fresh,
+            Err(error) => tracing::error!(error = %error, "cannot reopen the write connection"),
         }
+    }
+
+    /// Commits `batch` as one transaction; the reply of each write in it.
+    fn commit(
+        &self,
+        conn: &mut DbConnection,
+        batch: Vec<Job>,
+    ) -> (Vec<Reply>, Result<(), CommitFailed>) {
         let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
-        let started = Instant::now();
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            conn.write_transaction::<_, diesel::result::Error, _>(|conn| {
-                for job in batch.drain(..) {
+            conn.write_transaction::<_, CommitFailed, _>(|conn| {
+                for job in batch {
                     replies.push(job(conn));
                 }
-                Ok(())
+                // Checked last, under a share lock held to the commit: a new leader's
+                // epoch either came first (and this batch rolls back) or waits for it.
+                match self.epoch {
+                    Some(ours) => {
+                        crate::db::still_leading(conn, ours)?.map_err(CommitFailed::Deposed)
+                    }
+                    None => Ok(()),
+                }
             })
         }));
         let commit = match outcome {
-            Ok(result) => result.map_err(|e| e.to_string()),
+            Ok(result) => result,
             Err(_) => {
                 // The connection's transaction state is unknown after a panic: replace it.
                 tracing::error!(
                     "a write panicked; the batch was rolled back and the connection reopened"
                 );
-                reopen(&mut conn, &reconnect);
-                Err("a write in this batch failed unexpectedly".to_string())
+                self.reopen(conn);
+                Err(CommitFailed::Failed(
+                    "a write in this batch failed unexpectedly".into(),
+                ))
             }
         };
         // A database server can drop the connection (a restart, a failover): the next
         // batch gets a fresh one rather than failing for good.
         if commit.is_err() && conn.ping().is_err() {
             tracing::error!("the write connection was lost; reopening it");
-            reopen(&mut conn, &reconnect);
+            self.reopen(conn);
         }
-        metrics.group_commit(replies.len(), started.elapsed());
-        let rung = crate::db::inbox::take_rung();
-        if commit.is_err() {
-            crate::db::audit::forget_tip();
-        } else {
-            bell.ring(&rung);
-        }
-        if let Err(cause) = &commit {
-            tracing::error!(error = %cause, writes = replies.len(), "group commit failed");
-        }
-        for reply in replies {
-            reply(commit.clone());
+        (replies, commit)
+    }
+
+    fn run(self, mut conn: DbConnection, jobs: Receiver<Job>) {
+        crate::db::audit::remember_tips();
+        crate::db::inbox::collect_rings();
+        while let Ok(first) = jobs.recv() {
+            let mut batch = vec![first];
+            while batch.len() < self.batch_max {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            let started = Instant::now();
+            let (replies, commit) = self.commit(&mut conn, batch);
+            self.metrics.group_commit(replies.len(), started.elapsed());
+            let rung = crate::db::inbox::take_rung();
+            if commit.is_err() {
+                crate::db::audit::forget_tip();
+            } else {
+                self.bell.ring(&rung);
+            }
+            if let Err(cause) = &commit {
+                tracing::error!(error = %cause, writes = replies.len(), "group commit failed");
+            }
+            for reply in replies {
+                reply(commit.clone());
+            }
         }
     }
 }

@@ -26,8 +26,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
 use diesel::r2d2::{CustomizeConnection, ManageConnection, Pool, R2D2Connection};
-use diesel::{Connection, PgConnection, RunQueryDsl, SqliteConnection};
+use diesel::{PgConnection, SqliteConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::error::HubError;
@@ -114,6 +115,49 @@ pub fn claim_database(settings: &Settings) -> anyhow::Result<Option<PgConnection
         redacted(url)
     );
     Ok(Some(conn))
+}
+
+/// Moves the database's leadership on to a new epoch, on the connection holding the owner
+/// lock, once the migrations have made its table: the epoch this hub writes under.
+pub fn lead(owner: &mut PgConnection) -> anyhow::Result<i64> {
+    use schema::leadership;
+    diesel::update(leadership::table.find(1))
+        .set((
+            leadership::epoch.eq(leadership::epoch + 1),
+            leadership::since.eq(crate::domain::now_iso()),
+        ))
+        .returning(leadership::epoch)
+        .get_result(owner)
+        .context("cannot take the leadership of the database")
+}
+
+/// Whether the database is still led by `epoch`, read under a share lock that holds until
+/// the caller's transaction ends; `Err` says who leads now. PostgreSQL only.
+pub fn still_leading(
+    conn: &mut DbConnection,
+    epoch: i64,
+) -> diesel::QueryResult<Result<(), String>> {
+    use schema::leadership;
+    let DbConnection::Postgres(pg) = conn else {
+        return Ok(Ok(()));
+    };
+    let now: i64 = leadership::table
+        .find(1)
+        .select(leadership::epoch)
+        .for_share()
+        .get_result(pg)?;
+    Ok(if now == epoch {
+        Ok(())
+    } else {
+        tracing::error!(
+            ours = epoch,
+            now,
+            "another hub process leads this database now; this one writes nothing more"
+        );
+        Err(format!(
+            "this hub process no longer leads the database (epoch {epoch}, now {now}); use the current leader"
+        ))
+    })
 }
 
 /// The SQLite file at `path`, made (with its directory) for the hub's user alone if it

@@ -235,6 +235,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    leadership (id) {
+        id -> Integer,
+        epoch -> BigInt,
+        since -> Text,
+    }
+}
+
+diesel::table! {
     memories (id) {
         id -> Integer,
         agent_id -> Text,
@@ -558,6 +566,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     exchanges,
     idempotency_keys,
     inbox_items,
+    leadership,
     memories,
     messages,
     peers,

@@ -367,6 +367,49 @@ async fn a_second_hub_on_one_postgresql_database_refuses_to_start_until_the_firs
 }
 
 #[actix_web::test]
+async fn a_hub_whose_leadership_was_taken_commits_nothing_more() {
+    use diesel::prelude::*;
+    use m3shd::db::schema::tasks;
+    let hub = TestHub::spawn().await;
+    hub.task(json!({ "title": "before", "prompt": "p" })).await;
+    // What a hub process taking the database over does first: move the epoch on.
+    hub.execute_sql("UPDATE leadership SET epoch = epoch + 1");
+    let after = hub
+        .post(
+            "/api/tasks",
+            MASTER,
+            json!({ "title": "after", "prompt": "p" }),
+        )
+        .await;
+    let titles = || -> Vec<String> {
+        tasks::table
+            .select(tasks::title)
+            .order(tasks::id)
+            .load(&mut hub.open_db())
+            .unwrap()
+    };
+    if crate::support::postgres_server().is_none() {
+        // SQLite has no leaders: the table is there only to keep both schemas one.
+        after.expect(201);
+        assert_eq!(titles(), ["before", "after"]);
+        return;
+    }
+    let refused = after.expect(503);
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("no longer leads"),
+        "{refused}"
+    );
+    assert_eq!(
+        titles(),
+        ["before"],
+        "nothing of the refused create was committed"
+    );
+}
+
+#[actix_web::test]
 async fn a_first_start_without_a_token_keeps_the_generated_one_in_a_0600_file() {
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
