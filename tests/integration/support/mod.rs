@@ -253,7 +253,10 @@ impl TestHub {
         let base = format!("http://127.0.0.1:{}", app.port());
         let hub = app.hub();
         actix_web::rt::spawn(app.run_until_stopped());
+        // An idle connection is reused for 2 s only: the hub closes one idle for its
+        // keep-alive of 5 s, and a test may pause that long (a PostgreSQL checkpoint).
         let client = awc::Client::builder()
+            .connector(awc::Connector::new().conn_keep_alive(Duration::from_secs(2)))
             .timeout(Duration::from_secs(10))
             .finish();
         Self {
