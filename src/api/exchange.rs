@@ -314,10 +314,18 @@ pub async fn delete_exchange(
 
 // ---- executors -------------------------------------------------------------------------
 
+/// A registration: the executor's id and its profile.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct ExecutorBody {
     #[schema(required = true, value_type = String, pattern = "^[A-Za-z0-9_-]{1,31}$")]
     executor_id: Option<String>,
+    #[serde(flatten)]
+    profile: ExecutorProfile,
+}
+
+/// What an executor says of itself; a change of it names the executor in its path.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct ExecutorProfile {
     display_name: Option<String>,
     #[schema(value_type = Option<Vec<String>>)]
     capabilities: Option<Vec<String>>,
@@ -397,9 +405,9 @@ pub async fn register(
             "Registration on exchange {exchange_id} is closed; an admin opens it with PATCH /api/admin/exchanges/{exchange_id}"
         )));
     }
-    let capabilities = checked_capabilities(&body.capabilities.unwrap_or_default())?;
-    let notifications = checked_notifications(&body.notifications.unwrap_or_default())?;
-    let preferences = body.preferences.unwrap_or(json!({}));
+    let capabilities = checked_capabilities(&body.profile.capabilities.unwrap_or_default())?;
+    let notifications = checked_notifications(&body.profile.notifications.unwrap_or_default())?;
+    let preferences = body.profile.preferences.unwrap_or(json!({}));
     Preferences::parse(&preferences)?;
     let agent = agent_id(&exchange_id, &executor_id);
     let key = format!("mess_{exchange_id}_{}", random_hex(24));
@@ -409,6 +417,7 @@ pub async fn register(
         executor_id: executor_id.clone(),
         agent_id: agent.clone(),
         display_name: body
+            .profile
             .display_name
             .filter(|n| !n.trim_blank().is_empty())
             .unwrap_or_else(|| executor_id.clone()),
@@ -499,7 +508,7 @@ pub async fn list_executors(
 
 #[utoipa::path(patch, path = "/api/v1/exchanges/{exchange_id}/executors/{executor_id}", tag = "exchange",
     params(("exchange_id" = String, Path, description = "The exchange"), ("executor_id" = String, Path, description = "The executor")),
-    request_body = ExecutorBody,
+    request_body = ExecutorProfile,
     responses((status = 200, description = "Change one's own executor profile", body = Object),
         (status = 403, description = "Another executor's profile", body = super::openapi::ErrorBody),
         (status = 404, description = "No such exchange or executor", body = super::openapi::ErrorBody)))]
@@ -507,7 +516,7 @@ pub async fn update_executor(
     hub: web::Data<Hub>,
     caller: Caller,
     path: web::Path<(String, String)>,
-    body: Json<ExecutorBody>,
+    body: Json<ExecutorProfile>,
 ) -> Result<HttpResponse, HubError> {
     let (exchange_id, executor_id) = path.into_inner();
     let (_, party) = enter(&hub, &caller.0, &exchange_id).await?;
