@@ -21,6 +21,14 @@ pub enum Database<'a> {
     Sqlite(&'a str),
 }
 
+/// The folder of the file at `path`: `.` for a bare file name.
+fn folder_of(path: &str) -> &Path {
+    Path::new(path)
+        .parent()
+        .filter(|folder| !folder.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
 impl<'a> Database<'a> {
     pub fn of(url: &'a str) -> Self {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -203,10 +211,7 @@ impl Settings {
             return self.data_dir.clone().into();
         }
         match Database::of(&self.database_url) {
-            Database::Sqlite(file) => Path::new(file)
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_default(),
+            Database::Sqlite(file) => folder_of(file).into(),
             Database::Postgres(_) => "data".into(),
         }
     }
@@ -215,10 +220,7 @@ impl Settings {
     /// PostgreSQL, in the data directory.
     pub fn master_token_dir(&self) -> std::path::PathBuf {
         match Database::of(&self.database_url) {
-            Database::Sqlite(file) => Path::new(file)
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| ".".into()),
+            Database::Sqlite(file) => folder_of(file).into(),
             Database::Postgres(_) => self.data_dir(),
         }
     }
@@ -398,6 +400,16 @@ impl Secrets {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_beside_a_bare_database_file_go_to_the_working_directory() {
+        let mut s = Settings::defaults().unwrap();
+        s.database_url = "hub.db".into();
+        assert_eq!(s.master_token_dir(), Path::new("."));
+        assert_eq!(s.data_dir(), Path::new("."));
+        s.database_url = "data/hub.db".into();
+        assert_eq!(s.master_token_dir(), Path::new("data"));
+    }
 
     #[test]
     fn the_database_url_names_the_backend() {

@@ -151,10 +151,9 @@ pub fn database_url_at(file: &std::path::Path) -> String {
     if let Ok(url) = std::fs::read_to_string(&named) {
         return url;
     }
-    use diesel::{Connection, RunQueryDsl};
+    use diesel::RunQueryDsl;
     let name = format!("m3shd_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = diesel::PgConnection::establish(&format!("{server}/postgres"))
-        .expect("the test PostgreSQL server answers");
+    let mut admin = server_admin(&server);
     diesel::sql_query(format!("CREATE DATABASE {name}"))
         .execute(&mut admin)
         .expect("a database of the test's own");
@@ -173,15 +172,21 @@ pub fn database_env(file: &std::path::Path) -> [(&'static str, String); 2] {
     ]
 }
 
+/// A connection to the test server's maintenance database, to make databases on it.
+fn server_admin(server: &str) -> diesel::PgConnection {
+    use diesel::Connection;
+    diesel::PgConnection::establish(&format!("{server}/postgres"))
+        .expect("the test PostgreSQL server answers")
+}
+
 /// A new database on the test server with the one at `url` as its template. A template
 /// must have no other sessions, so the running hub's are cut (it reconnects afterwards)
 /// and held off while the copy is made.
 fn copy_postgres_database(url: &str) -> String {
-    use diesel::{Connection, RunQueryDsl};
+    use diesel::RunQueryDsl;
     let (server, name) = url.rsplit_once('/').expect("a database URL");
     let copy = format!("m3shd_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = diesel::PgConnection::establish(&format!("{server}/postgres"))
-        .expect("the test PostgreSQL server answers");
+    let mut admin = server_admin(server);
     for statement in [
         format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"),
         format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"),
