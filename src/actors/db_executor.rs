@@ -63,8 +63,8 @@ pub struct DbExecutor {
 impl DbExecutor {
     /// Starts the writer thread on `conn`. `reconnect` opens a fresh connection if a write
     /// ever panics (the old connection's open transaction is rolled back when it closes).
-    /// With an `epoch` (PostgreSQL), every group commit first checks the database is still
-    /// led by it.
+    /// With an `epoch` (PostgreSQL), every group commit checks, before it commits, that
+    /// the database is still led by it.
     pub fn start(
         conn: DbConnection,
         epoch: Option<i64>,
