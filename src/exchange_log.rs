@@ -27,10 +27,9 @@ const BATCH: i64 = 500;
 /// Looks for unlogged events this often even when not woken (a missed wake-up costs this).
 const IDLE: Duration = Duration::from_secs(5);
 
-/// Starts the writer on the current actix system; wake it after each commit with events.
-pub fn start(db: DbExecutor, reads: ReadPool, vault: Arc<Vault>, dir: PathBuf) -> Arc<Notify> {
-    let wake = Arc::new(Notify::new());
-    let woken = wake.clone();
+/// Starts the writer on the current actix system; `woken` wakes it after each commit with
+/// events.
+pub fn start(woken: Arc<Notify>, db: DbExecutor, reads: ReadPool, vault: Arc<Vault>, dir: PathBuf) {
     actix_web::rt::spawn(async move {
         loop {
             while let Some(written) = write_batch(&db, &reads, &vault, &dir).await {
@@ -41,7 +40,6 @@ pub fn start(db: DbExecutor, reads: ReadPool, vault: Arc<Vault>, dir: PathBuf) -
             let _ = tokio::time::timeout(IDLE, woken.notified()).await;
         }
     });
-    wake
 }
 
 /// Copies one batch of unlogged events to files; how many, or `None` on a failure (logged;

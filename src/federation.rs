@@ -133,15 +133,17 @@ pub async fn call_peer(
 /// such task after the commit that finished it; results a previous run left unsent are
 /// queued at start. A result the peer does not take is tried again after a growing wait
 /// (at most `retry_max`), for as long as it takes. `metrics` counts the results waiting.
+/// `finished` is the receiving end of [`crate::actors::Core::finished_tasks`], `queue` its
+/// sending end (for the retries).
 pub fn report_results(
+    (queue, mut finished): (FinishedTasks, mpsc::UnboundedReceiver<i32>),
     db: DbExecutor,
     reads: ReadPool,
     vault: Arc<Vault>,
     metrics: Metrics,
     retry_max: Duration,
-) -> FinishedTasks {
-    let (queue, mut finished) = mpsc::unbounded_channel();
-    let again = queue.clone();
+) {
+    let again = queue;
     actix_web::rt::spawn(async move {
         match crate::db::read(&reads, |conn| Ok(unsent_results(conn)?)).await {
             Ok(unsent) => {
@@ -166,7 +168,6 @@ pub fn report_results(
             }
         }
     });
-    queue
 }
 
 /// The tasks whose result is still owed to the peer that relayed them here.

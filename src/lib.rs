@@ -6,6 +6,7 @@ pub mod agents_file;
 pub mod alerts;
 pub mod api;
 pub mod bench;
+pub mod cluster;
 pub mod crypto;
 pub mod dashboard;
 pub mod db;

@@ -81,6 +81,7 @@ pub struct AgentTemplate {
 pub struct Settings {
     pub bind: String,
     pub database_url: String,
+    pub advertise_url: String,
     pub http_workers: usize,
     pub log_filter: String,
     pub heartbeat_timeout: u64,

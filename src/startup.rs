@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::TcpListener;
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -14,21 +15,23 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 
 use crate::actors::bell::InboxBell;
-use crate::actors::db_executor::DbExecutor;
+use crate::actors::db_executor::{DbExecutor, Epoch, FOLLOWING};
 use crate::actors::dispatcher::{
     Dispatcher, Forgiven, KillSwitch, BUDGET_RESET_KEY, KILL_SWITCH_KEY,
 };
-use crate::actors::events::EventBus;
+use crate::actors::events::{Envelope, EventBus, Lead, Relay};
 use crate::actors::registry::{Boot, BootPipeline, BootTask, Directory, Registry};
 use crate::actors::scheduler::Scheduler;
 use crate::actors::task::LiveTask;
 use crate::actors::Core;
 use crate::alerts::Alerts;
+use crate::cluster::{Cluster, Relayer};
 use crate::crypto::blind::BlindIndex;
 use crate::crypto::fallback::{KeyDerivation, KEY_DERIVATION};
 use crate::crypto::provenance::Notary;
 use crate::crypto::Vault;
-use crate::db::models::TokenRow;
+use crate::db::leadership::Owner;
+use crate::db::models::{AgentRow, TokenRow};
 use crate::db::{self, queries, ReadPool};
 use crate::domain::credentials::{Credentials, Session};
 use crate::domain::onboarding::AgentState;
@@ -70,6 +73,8 @@ pub struct Hub {
     /// The master token is the one the hub generated on its first start (`serve` writes it
     /// next to the database): setup is not finished.
     pub generated_master: bool,
+    /// Whether this process leads the others on its database, and where the leader is.
+    pub cluster: Cluster,
 }
 
 /// A built hub, bound to its port, not yet serving.
@@ -78,45 +83,33 @@ pub struct Application {
     port: u16,
     hub: web::Data<Hub>,
     drain: stop::Drain,
-    /// On PostgreSQL, the connection holding the database's owner lock (see
-    /// [`db::claim_database`]), kept until the hub has stopped.
-    owner: Option<diesel::PgConnection>,
 }
 
 impl Application {
-    /// Must run inside an actix system: the actors start on its arbiter.
+    /// Must run inside an actix system: the actors start on its arbiter. A process that
+    /// leads (always, on SQLite) has taken over everything when this returns; one that
+    /// follows serves at once and takes over when the leader goes ([`crate::cluster`]).
     pub async fn build(settings: Settings, secrets: Secrets) -> anyhow::Result<Self> {
         let settings = Arc::new(settings);
-        let mut owner = db::claim_database(&settings)?;
+        let owner = Owner::claim(&settings)?;
         let mut writer = db::open_writer(&settings)?;
-        let epoch = owner.as_mut().map(db::lead).transpose()?;
         let reads = db::read_pool(&settings)?;
         warn_if_weak(&secrets);
-        let secrets = with_fallback_key(&mut writer, secrets)?;
+        let shares_database = owner.is_some();
+        let follows = owner.as_ref().is_some_and(|owner| !owner.holds);
+        let secrets = with_fallback_key(&mut writer, secrets, follows)?;
         let generated_master =
             std::fs::read_to_string(settings.master_token_dir().join("master.token"))
                 .ok()
                 .is_some_and(|saved| saved.trim() == secrets.master_token.expose());
-        let vault = Vault::from_secrets(&secrets);
-        // Audit rows written before the hash chain existed are chained now.
-        let chained = db::audit::chain_unhashed(&mut writer)?;
-        if chained > 0 {
-            tracing::info!(
-                rows = chained,
-                "chained audit rows written before the hash chain"
-            );
-        }
-        // Messages stored before they were sealed at rest are sealed now, before any read.
-        let sealed = db::inbox::seal_plain_messages(&mut writer, &vault)?;
-        if sealed > 0 {
-            tracing::info!(messages = sealed, "sealed messages stored in plain text");
-        }
+        let vault = Arc::new(Vault::from_secrets(&secrets));
         let metrics = Metrics::new(&settings);
         let reconnect_settings = settings.clone();
         let bell = Arc::new(InboxBell::default());
+        let epoch: Epoch = owner.is_some().then(|| Arc::new(AtomicI64::new(FOLLOWING)));
         let db = DbExecutor::start(
             writer,
-            epoch,
+            epoch.clone(),
             Box::new(move || db::open_writer(&reconnect_settings)),
             settings.write_queue_capacity,
             settings.write_batch_max,
@@ -124,21 +117,27 @@ impl Application {
             bell.clone(),
         );
         let keepalive = std::time::Duration::from_secs(settings.sse_keepalive_seconds.max(1));
-        let events = EventBus::new(settings.event_ring_size, keepalive, metrics.clone()).start();
-        let vault = Arc::new(vault);
-        let outbox_writer = db.clone();
+        let (ring_size, bus_metrics) = (settings.event_ring_size, metrics.clone());
+        let events = match owner {
+            None => EventBus::new(ring_size, keepalive, bus_metrics),
+            Some(_) => {
+                let vault = vault.clone();
+                let stored = db::read(&reads, move |conn| {
+                    crate::cluster::stored_events(conn, &vault, ring_size)
+                })
+                .await?;
+                EventBus::following(ring_size, keepalive, bus_metrics, stored)
+            }
+        };
+        let last_stored = events.last_id();
+        let events = events.start();
+        let finished_tasks = tokio::sync::mpsc::unbounded_channel();
         let core = Core {
             db,
             events,
             decisions: tokio::sync::broadcast::channel(1024).0,
             bell,
-            finished_tasks: crate::federation::report_results(
-                outbox_writer,
-                reads.clone(),
-                vault.clone(),
-                metrics.clone(),
-                std::time::Duration::from_secs(settings.federation_retry_max_seconds),
-            ),
+            finished_tasks: finished_tasks.0.clone(),
             metrics,
             vault,
             notary: Arc::new(Notary::from_secrets(&secrets)),
@@ -168,42 +167,11 @@ impl Application {
             max_subscribers,
             reads.clone(),
         ));
-
-        let LiveState {
-            boot,
-            tokens,
-            sessions,
-        } = db::read(&reads, {
-            let settings = settings.clone();
-            move |conn| load_live_state(conn, &settings)
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot read live state: {e}"))?;
-        let states = boot
-            .agents
-            .iter()
-            .filter_map(|row| Some((row.agent_id.clone(), AgentState::parse(&row.state)?)))
-            .collect();
-        registry
-            .send(boot)
-            .await?
-            .map_err(|e| anyhow::anyhow!("cannot restore live state: {e}"))?;
-        // After the live state: a missed occurrence it dispatches finds every actor ready.
-        let scheduler = Scheduler::new(core.clone(), dispatcher.clone(), reads.clone()).start();
-
-        // Active tokens only: a revoked one authenticates nothing.
-        let grants = tokens
-            .iter()
-            .filter(|row| row.revoked_at.is_none())
-            .map(|row| (row.hash.clone(), row.grant()))
-            .collect();
-        let credentials = Credentials::new(secrets.master_token.clone(), grants, sessions, states);
-        let exchange_log = crate::exchange_log::start(
-            core.db.clone(),
-            reads.clone(),
-            core.vault.clone(),
-            settings.data_dir(),
-        );
+        // Runs once this process leads, after the live state: a missed occurrence it
+        // dispatches finds every actor ready.
+        let scheduler_context = Context::<Scheduler>::new();
+        let scheduler = scheduler_context.address();
+        let credentials = Credentials::new(secrets.master_token.clone(), vec![], vec![], vec![]);
         let allowed = settings
             .exchange_notify_allow
             .iter()
@@ -213,6 +181,9 @@ impl Application {
             core.vault.clone(),
             allowed.collect(),
         );
+        let listener = TcpListener::bind(&settings.bind)
+            .with_context(|| format!("cannot listen on {}", settings.bind))?;
+        let port = listener.local_addr()?.port();
         let hub = web::Data::new(Hub {
             core,
             reads,
@@ -221,8 +192,9 @@ impl Application {
             dispatcher,
             scheduler,
             directory,
+            cluster: Cluster::new(epoch, crate::cluster::address(&settings, port)),
             webhook_limiter: RateLimiter::per_minute(settings.webhook_rate_per_minute),
-            exchange_log,
+            exchange_log: Default::default(),
             exchange_notifier,
             exchange_seen: Default::default(),
             agent_mutation_limiter: RateLimiter::per_minute(settings.agent_mutations_per_minute),
@@ -238,9 +210,25 @@ impl Application {
             started: std::time::Instant::now(),
             generated_master,
         });
-        let listener = TcpListener::bind(&settings.bind)
-            .with_context(|| format!("cannot listen on {}", settings.bind))?;
-        let port = listener.local_addr()?.port();
+        let standby = Standby {
+            scheduler: scheduler_context,
+            finished_tasks,
+        };
+        match owner {
+            Some(owner) if !owner.holds => {
+                let relayer = Relayer::start(
+                    settings.database_url.clone(),
+                    hub.reads.clone(),
+                    hub.core.vault.clone(),
+                    hub.core.events.clone(),
+                    last_stored,
+                );
+                keep_credentials_current(hub.clone());
+                actix_web::rt::spawn(follow(hub.clone(), standby, owner, relayer));
+                tracing::info!(leader = ?hub.cluster.leader(&hub.reads, true).await, "another process leads this database; this one follows");
+            }
+            owner => take_over(&hub, standby, owner).await?,
+        }
         let drain = stop::Drain {
             listener: listener.try_clone()?,
             connections: Arc::default(),
@@ -254,6 +242,10 @@ impl Application {
                 .app_data(app_hub.clone())
                 .app_data(app_connections.clone())
                 .configure(crate::api::routes)
+                .wrap(Condition::new(
+                    shares_database,
+                    from_fn(crate::api::forward::forward_to_leader),
+                ))
                 .wrap(Condition::new(
                     record_requests,
                     from_fn(crate::api::metrics::record_request),
@@ -276,7 +268,6 @@ impl Application {
             port,
             hub,
             drain,
-            owner,
         })
     }
 
@@ -300,11 +291,7 @@ impl Application {
     /// before this returns.
     pub async fn run_until(self, stop: impl Future<Output = ()> + 'static) -> std::io::Result<()> {
         let Self {
-            server,
-            hub,
-            drain,
-            owner,
-            ..
+            server, hub, drain, ..
         } = self;
         let handle = server.handle();
         let events = hub.core.events.clone();
@@ -314,10 +301,182 @@ impl Application {
         });
         server.await?;
         hub.core.db.close().await.map_err(std::io::Error::other)?;
-        drop(owner);
+        hub.cluster.release();
         tracing::info!("m3shd stopped; every queued write is committed");
         Ok(())
     }
+}
+
+/// What a process starts only once it leads.
+struct Standby {
+    scheduler: Context<Scheduler>,
+    /// Both ends of `Core::finished_tasks`, for the federation's reports.
+    finished_tasks: (
+        crate::actors::FinishedTasks,
+        tokio::sync::mpsc::UnboundedReceiver<i32>,
+    ),
+}
+
+/// Makes this process the one that runs everything, as a start on one process always
+/// did: on PostgreSQL it moves the epoch on and numbers and stores events from now on;
+/// then it finishes what earlier versions left undone, restores the live state into the
+/// actors, and starts the schedules and the background writers.
+async fn take_over(
+    hub: &web::Data<Hub>,
+    standby: Standby,
+    owner: Option<Owner>,
+) -> anyhow::Result<()> {
+    let core = &hub.core;
+    let owner = match owner {
+        Some(mut owner) => {
+            let address = hub.cluster.address.clone();
+            let (epoch, owner) = tokio::task::spawn_blocking(move || {
+                owner.lead(&address).map(|epoch| (epoch, owner))
+            })
+            .await??;
+            hub.cluster.fence(epoch);
+            core.events
+                .send(Lead {
+                    db: core.db.clone(),
+                    vault: core.vault.clone(),
+                    epoch,
+                })
+                .await?;
+            tracing::info!(epoch, address = %hub.cluster.address, "this process leads the database");
+            Some(owner.conn)
+        }
+        None => None,
+    };
+    let vault = core.vault.clone();
+    let (chained, sealed) = core
+        .db
+        .write(move |conn| {
+            // Audit rows written before the hash chain existed are chained, and messages
+            // stored before they were sealed at rest are sealed, before any read.
+            Ok((
+                db::audit::chain_unhashed(conn)?,
+                db::inbox::seal_plain_messages(conn, &vault)?,
+            ))
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot prepare the database: {e}"))?;
+    if chained > 0 {
+        tracing::info!(
+            rows = chained,
+            "chained audit rows written before the hash chain"
+        );
+    }
+    if sealed > 0 {
+        tracing::info!(messages = sealed, "sealed messages stored in plain text");
+    }
+    let settings = core.settings.clone();
+    let LiveState { boot, credentials } =
+        db::read(&hub.reads, move |conn| load_live_state(conn, &settings))
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot read live state: {e}"))?;
+    credentials.install(&hub.credentials);
+    hub.registry
+        .send(boot)
+        .await?
+        .map_err(|e| anyhow::anyhow!("cannot restore live state: {e}"))?;
+    standby.scheduler.run(Scheduler::new(
+        core.clone(),
+        hub.dispatcher.clone(),
+        hub.reads.clone(),
+    ));
+    crate::exchange_log::start(
+        hub.exchange_log.clone(),
+        core.db.clone(),
+        hub.reads.clone(),
+        core.vault.clone(),
+        core.settings.data_dir(),
+    );
+    crate::federation::report_results(
+        standby.finished_tasks,
+        core.db.clone(),
+        hub.reads.clone(),
+        core.vault.clone(),
+        core.metrics.clone(),
+        std::time::Duration::from_secs(core.settings.federation_retry_max_seconds),
+    );
+    hub.cluster.took_over(owner);
+    Ok(())
+}
+
+/// A follower's life: relays the leader's events until it gets the owner lock, then
+/// relays the last of them and takes over. A follower that cannot take over ends the
+/// process: it holds the lock, and no other could lead while it lived.
+async fn follow(hub: web::Data<Hub>, standby: Standby, owner: Owner, relayer: Relayer) {
+    let owner = wait_for_lock(&hub, owner).await;
+    let last = relayer.stop().await;
+    // The old leader has gone: everything it stored is committed, and read now.
+    let vault = hub.core.vault.clone();
+    let rest = db::read(&hub.reads, move |conn| {
+        let stored = db::leadership::after(conn, last, i64::MAX)?;
+        Ok(stored
+            .into_iter()
+            .filter_map(|event| Envelope::restored(event, &vault))
+            .collect())
+    })
+    .await;
+    match rest {
+        Ok(events) => hub.core.events.do_send(Relay(events)),
+        Err(error) => tracing::warn!(%error, "cannot read the old leader's last events"),
+    }
+    if let Err(error) = take_over(&hub, standby, Some(owner)).await {
+        tracing::error!(%error, "this process got the leadership but cannot take over; it stops so another can");
+        std::process::exit(1);
+    }
+}
+
+/// Waits until `owner` holds the owner lock, reconnecting when its connection drops.
+async fn wait_for_lock(hub: &web::Data<Hub>, mut owner: Owner) -> Owner {
+    loop {
+        let waited = tokio::task::spawn_blocking(move || owner.wait().map(|()| owner)).await;
+        match waited {
+            Ok(Ok(owner)) => return owner,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "lost the connection waiting for the leadership")
+            }
+            Err(error) => tracing::warn!(%error, "the wait for the leadership failed"),
+        }
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            match Owner::claim(&hub.core.settings) {
+                Ok(Some(claimed)) => {
+                    owner = claimed;
+                    break;
+                }
+                Ok(None) => unreachable!("only a process on PostgreSQL follows"),
+                Err(error) => tracing::warn!(%error, "cannot reconnect to wait for the leadership"),
+            }
+        }
+    }
+}
+
+/// How often a follower reads the credential index again (a token revoked on the leader
+/// opens no new stream here after this).
+const CREDENTIALS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Keeps a follower's credential index as the database has it, until it leads.
+fn keep_credentials_current(hub: web::Data<Hub>) {
+    actix_web::rt::spawn(async move {
+        while !hub.cluster.leads() {
+            let rows = db::read(&hub.reads, |conn| {
+                let agents = queries::all_agents(conn)?;
+                CredentialRows::read(conn, &agents)
+            })
+            .await;
+            if hub.cluster.leads() {
+                return;
+            }
+            match rows {
+                Ok(rows) => rows.install(&hub.credentials),
+                Err(error) => tracing::warn!(%error, "cannot read the credentials"),
+            }
+            tokio::time::sleep(CREDENTIALS_EVERY).await;
+        }
+    });
 }
 
 /// Raises this process's soft limit on open files to its hard limit, where the system
@@ -370,17 +529,27 @@ fn warn_if_weak(secrets: &Secrets) {
 
 /// Without `M3SHDUP_ENCRYPT_KEY`, the at-rest key is derived from the master token by the
 /// derivation stored in this database (a new one is made and stored on first use).
+/// A process that `follows` writes nothing: it waits for the leader to store the
+/// derivation.
 fn with_fallback_key(
     conn: &mut crate::db::DbConnection,
     mut secrets: Secrets,
+    follows: bool,
 ) -> anyhow::Result<Secrets> {
     if secrets.encrypt_key.is_some() {
         return Ok(secrets);
     }
-    let stored = queries::setting(conn, KEY_DERIVATION)?
-        .map(|row| serde_json::from_str::<KeyDerivation>(&row.value))
-        .transpose()
-        .context("the stored key derivation is unreadable")?;
+    let stored = loop {
+        let stored = queries::setting(conn, KEY_DERIVATION)?
+            .map(|row| serde_json::from_str::<KeyDerivation>(&row.value))
+            .transpose()
+            .context("the stored key derivation is unreadable")?;
+        if stored.is_some() || !follows {
+            break stored;
+        }
+        tracing::info!("waiting for the leading process to store the key derivation");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
     let derivation = match stored {
         Some(derivation) => derivation,
         None => {
@@ -409,14 +578,45 @@ fn with_fallback_key(
     Ok(secrets)
 }
 
-/// Everything live, read once before the HTTP server starts.
+/// Everything live, read once when a process takes over.
 struct LiveState {
     /// Agents, unfinished tasks (with their dependencies' statuses), running pipelines,
     /// reputation, today's usage and the kill switch, for the actors.
     boot: Boot,
-    /// Active tokens and unexpired sessions, for the credential index.
+    credentials: CredentialRows,
+}
+
+/// What the credential index holds: active tokens, unexpired sessions, agents' states.
+struct CredentialRows {
     tokens: Vec<TokenRow>,
     sessions: Vec<(String, Session)>,
+    states: Vec<(String, AgentState)>,
+}
+
+impl CredentialRows {
+    fn read(conn: &mut crate::db::DbConnection, agents: &[AgentRow]) -> Result<Self, HubError> {
+        let states = agents
+            .iter()
+            .filter_map(|row| Some((row.agent_id.clone(), AgentState::parse(&row.state)?)))
+            .collect();
+        Ok(Self {
+            tokens: queries::active_tokens(conn)?,
+            sessions: queries::live_sessions(conn)?,
+            states,
+        })
+    }
+
+    /// Puts these rows in `credentials`; active tokens only: a revoked one authenticates
+    /// nothing.
+    fn install(self, credentials: &Credentials) {
+        let grants = self
+            .tokens
+            .iter()
+            .filter(|row| row.revoked_at.is_none())
+            .map(|row| (row.hash.clone(), row.grant()))
+            .collect();
+        credentials.replace(grants, self.sessions, self.states);
+    }
 }
 
 /// Live tasks are read this many at a time.
@@ -486,7 +686,7 @@ fn load_live_state(
     let forgiven = queries::setting(conn, BUDGET_RESET_KEY)?
         .and_then(|row| serde_json::from_str::<Forgiven>(&row.value).ok())
         .unwrap_or_default();
-    let tokens = queries::active_tokens(conn)?;
+    let credentials = CredentialRows::read(conn, &agents)?;
     let reputation = crate::db::reputation::all(conn)?;
     let usage = crate::db::usage::since(conn, &crate::db::usage::today())?
         .into_iter()
@@ -509,7 +709,6 @@ fn load_live_state(
             forgiven,
             kill_switch,
         },
-        tokens,
-        sessions: queries::live_sessions(conn)?,
+        credentials,
     })
 }

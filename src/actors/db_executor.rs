@@ -12,7 +12,7 @@
 //! already queued is committed and answered, so nothing acknowledged dies with the process.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Instant;
@@ -52,22 +52,31 @@ impl std::fmt::Display for CommitFailed {
     }
 }
 
+/// The leadership epoch a hub process on PostgreSQL writes under, shared with whoever
+/// promotes it: 0 while the process follows another (it writes nothing). `None` on
+/// SQLite, where one process owns the file and there is nothing to fence.
+pub type Epoch = Option<Arc<AtomicI64>>;
+
+/// The epoch of a process that follows: it has none yet.
+pub const FOLLOWING: i64 = 0;
+
 /// Handle to the writer thread; cheap to clone.
 #[derive(Clone)]
 pub struct DbExecutor {
     queue: SyncSender<Job>,
     /// Set by [`DbExecutor::close`]: new writes are refused.
     closed: Arc<AtomicBool>,
+    epoch: Epoch,
 }
 
 impl DbExecutor {
     /// Starts the writer thread on `conn`. `reconnect` opens a fresh connection if a write
     /// ever panics (the old connection's open transaction is rolled back when it closes).
-    /// With an `epoch` (PostgreSQL), every group commit checks, before it commits, that
-    /// the database is still led by it.
+    /// With an `epoch` (PostgreSQL), writes are refused while it is [`FOLLOWING`], and
+    /// every group commit checks, before it commits, that the database is still led by it.
     pub fn start(
         conn: DbConnection,
-        epoch: Option<i64>,
+        epoch: Epoch,
         reconnect: Reconnect,
         capacity: usize,
         batch_max: usize,
@@ -75,12 +84,13 @@ impl DbExecutor {
         bell: Arc<InboxBell>,
     ) -> Self {
         let (queue, jobs) = mpsc::sync_channel(capacity.max(1));
+        let fence = epoch.clone();
         // The thread ends by itself when the last handle (and so the queue) is dropped.
         std::thread::Builder::new()
             .name("m3shd-writer".into())
             .spawn(move || {
                 let writer = Writer {
-                    epoch,
+                    epoch: fence,
                     reconnect,
                     batch_max: batch_max.max(1),
                     metrics,
@@ -92,6 +102,7 @@ impl DbExecutor {
         Self {
             queue,
             closed: Arc::new(AtomicBool::new(false)),
+            epoch,
         }
     }
 
@@ -105,6 +116,16 @@ impl DbExecutor {
     {
         if self.closed.load(Ordering::Acquire) {
             return Err(HubError::Unavailable("the hub is shutting down".into()));
+        }
+        if self
+            .epoch
+            .as_ref()
+            .is_some_and(|e| e.load(Ordering::Acquire) == FOLLOWING)
+        {
+            return Err(HubError::Unavailable(
+                "this hub process follows the leader and writes nothing itself; retry shortly"
+                    .into(),
+            ));
         }
         let (job, answered) = job_of(write);
         self.queue.try_send(job).map_err(|error| match error {
@@ -170,7 +191,7 @@ where
 
 /// The writer thread's settings.
 struct Writer {
-    epoch: Option<i64>,
+    epoch: Epoch,
     reconnect: Reconnect,
     batch_max: usize,
     metrics: Metrics,
@@ -199,9 +220,11 @@ impl Writer {
                 }
                 // Checked last, under a share lock held to the commit: a new leader's
                 // epoch either came first (and this batch rolls back) or waits for it.
-                match self.epoch {
+                match &self.epoch {
                     Some(ours) => {
-                        crate::db::still_leading(conn, ours)?.map_err(CommitFailed::Deposed)
+                        let ours = ours.load(Ordering::Acquire);
+                        crate::db::leadership::still_leading(conn, ours)?
+                            .map_err(CommitFailed::Deposed)
                     }
                     None => Ok(()),
                 }

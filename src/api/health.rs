@@ -1,6 +1,6 @@
-//! `GET /api/health`: minimal for anonymous callers (container health checks) and tokens
-//! without `agents:read`; the agent status map, live task and subscriber counts for those
-//! with it.
+//! `GET /api/health`: minimal for anonymous callers (container health checks); the
+//! answering process's role (leader or follower) and epoch for any caller signed in; the
+//! agent status map, live task and subscriber counts for those with `agents:read`.
 
 use std::collections::BTreeMap;
 
@@ -18,31 +18,44 @@ use crate::startup::Hub;
     path = "/api/health",
     tag = "operations",
     security(()),
-    responses((status = 200, description = "Liveness; the agent map and counts with agents:read", body = Object))
+    responses((status = 200, description = "Liveness. Signed in: also `role` (`leader`, or `follower` for a process that forwards to the leader of its PostgreSQL database, named in `leader`) and `epoch` (the leadership's number; null on SQLite). With agents:read: the live-event `subscribers` of this process, and on the leader the agent map, `live_tasks` and `kill_switch`", body = Object))
 )]
 pub async fn get_health(
     hub: web::Data<Hub>,
     caller: MaybeCaller,
 ) -> Result<HttpResponse, HubError> {
-    // The agent map and live work are for callers who may read agents.
-    if !caller.0.is_some_and(|p| p.can("agents:read")) {
+    let Some(caller) = caller.0 else {
         return Ok(HttpResponse::Ok().json(json!({ "status": "ok" })));
+    };
+    let cluster = &hub.cluster;
+    let mut health = json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "role": cluster.role(),
+        "epoch": cluster.epoch(),
+    });
+    if !cluster.leads() {
+        health["leader"] = json!(cluster.leader(&hub.reads, false).await);
+    }
+    // The agent map and live work are for callers who may read agents.
+    if !caller.can("agents:read") {
+        return Ok(HttpResponse::Ok().json(health));
+    }
+    health["subscribers"] = json!(hub.registry.send(CountSubscribers).await?);
+    if !cluster.leads() {
+        // A follower holds no agents or tasks: the leader answers for those.
+        return Ok(HttpResponse::Ok().json(health));
     }
     let agents = hub.registry.send(AgentStatuses).await??;
-    let subscribers = hub.registry.send(CountSubscribers).await?;
     let kill_switch = hub.dispatcher.send(GetKillSwitch).await?;
     let agents: BTreeMap<&str, &str> = agents
         .iter()
         .map(|a| (a.agent_id.as_str(), a.status))
         .collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "status": "ok",
-        "version": env!("CARGO_PKG_VERSION"),
-        "subscribers": subscribers,
-        "agents": agents,
-        "live_tasks": hub.directory.live_tasks(),
-        "kill_switch": kill_switch.active,
-    })))
+    health["agents"] = json!(agents);
+    health["live_tasks"] = json!(hub.directory.live_tasks());
+    health["kill_switch"] = json!(kill_switch.active);
+    Ok(HttpResponse::Ok().json(health))
 }
 
 #[utoipa::path(

@@ -13,6 +13,7 @@ mod escalations;
 mod exchange;
 pub mod extract;
 mod federation;
+pub mod forward;
 mod health;
 mod idempotency;
 mod inbox;

@@ -10,6 +10,7 @@ pub mod exchange;
 pub mod files;
 pub mod idempotency;
 pub mod inbox;
+pub mod leadership;
 pub mod memory;
 pub mod models;
 pub mod onboarding;
@@ -86,78 +87,6 @@ impl DbConnection {
             }
         }
     }
-}
-
-/// The key of the advisory lock a hub holds on its PostgreSQL database ("m3shd" in ASCII).
-const OWNER_LOCK: i64 = 0x006d_3373_6864;
-
-/// On PostgreSQL, a connection holding the database's owner lock, to keep for as long as
-/// the hub runs: a second hub on the same database refuses to start rather than hand out
-/// the same work twice (until followers exist, issue 16). `None` on SQLite, where several
-/// processes may share a file as before.
-pub fn claim_database(settings: &Settings) -> anyhow::Result<Option<PgConnection>> {
-    let Database::Postgres(url) = Database::of(&settings.database_url) else {
-        return Ok(None);
-    };
-    #[derive(diesel::QueryableByName)]
-    struct Claim {
-        #[diesel(sql_type = diesel::sql_types::Bool)]
-        claimed: bool,
-    }
-    let mut conn = PgConnection::establish(url)
-        .with_context(|| format!("cannot open the database {}", redacted(url)))?;
-    let claim: Claim = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS claimed")
-        .bind::<diesel::sql_types::BigInt, _>(OWNER_LOCK)
-        .get_result(&mut conn)?;
-    anyhow::ensure!(
-        claim.claimed,
-        "another m3shd process serves the database {}; stop it first (one hub per PostgreSQL database)",
-        redacted(url)
-    );
-    Ok(Some(conn))
-}
-
-/// Moves the database's leadership on to a new epoch, on the connection holding the owner
-/// lock, once the migrations have made its table: the epoch this hub writes under.
-pub fn lead(owner: &mut PgConnection) -> anyhow::Result<i64> {
-    use schema::leadership;
-    diesel::update(leadership::table.find(1))
-        .set((
-            leadership::epoch.eq(leadership::epoch + 1),
-            leadership::since.eq(crate::domain::now_iso()),
-        ))
-        .returning(leadership::epoch)
-        .get_result(owner)
-        .context("cannot take the leadership of the database")
-}
-
-/// Whether the database is still led by `epoch`, read under a share lock that holds until
-/// the caller's transaction ends; `Err` says who leads now. PostgreSQL only.
-pub fn still_leading(
-    conn: &mut DbConnection,
-    epoch: i64,
-) -> diesel::QueryResult<Result<(), String>> {
-    use schema::leadership;
-    let DbConnection::Postgres(pg) = conn else {
-        return Ok(Ok(()));
-    };
-    let now: i64 = leadership::table
-        .find(1)
-        .select(leadership::epoch)
-        .for_share()
-        .get_result(pg)?;
-    Ok(if now == epoch {
-        Ok(())
-    } else {
-        tracing::error!(
-            ours = epoch,
-            now,
-            "another hub process leads this database now; this one writes nothing more"
-        );
-        Err(format!(
-            "this hub process no longer leads the database (epoch {epoch}, now {now}); use the current leader"
-        ))
-    })
 }
 
 /// The SQLite file at `path`, made (with its directory) for the hub's user alone if it
@@ -329,10 +258,12 @@ pub fn run_migrations(conn: &mut DbConnection) -> anyhow::Result<Vec<String>> {
         DbConnection::Sqlite(_) => SQLITE_MIGRATIONS,
         DbConnection::Postgres(_) => POSTGRES_MIGRATIONS,
     };
-    let applied = conn
-        .run_pending_migrations(migrations)
-        .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
-    Ok(applied.iter().map(|m| m.to_string()).collect())
+    leadership::one_migrator_at_a_time(conn, |conn| {
+        let applied = conn
+            .run_pending_migrations(migrations)
+            .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+        Ok(applied.iter().map(|m| m.to_string()).collect())
+    })
 }
 
 /// The pool of read-only connections used from blocking tasks.

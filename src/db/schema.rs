@@ -209,6 +209,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    hub_events (id) {
+        id -> BigInt,
+        name -> Text,
+        audience -> Text,
+        data -> Text,
+    }
+}
+
+diesel::table! {
     idempotency_keys (scope, key) {
         scope -> Text,
         key -> Text,
@@ -239,6 +248,7 @@ diesel::table! {
         id -> Integer,
         epoch -> BigInt,
         since -> Text,
+        address -> Text,
     }
 }
 
@@ -564,6 +574,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     exchange_messages,
     exchange_requests,
     exchanges,
+    hub_events,
     idempotency_keys,
     inbox_items,
     leadership,

@@ -328,7 +328,7 @@ impl Principal {
 
 /// Who an escalation concerns: its task's holder and creator, or, for an escalation
 /// without a task, the agent it names and whoever opened it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EscalationScope {
     /// (assigned_to, created_by) of the task, if the escalation has one.
     pub task: Option<(Option<String>, String)>,

@@ -59,6 +59,25 @@ impl Credentials {
         credentials
     }
 
+    /// Replaces the whole index with what the database holds now (a follower's, kept
+    /// current this way, and a process that takes over the leadership).
+    pub fn replace(
+        &self,
+        tokens: Vec<(String, Grant)>,
+        sessions: Vec<(String, Session)>,
+        states: Vec<(String, AgentState)>,
+    ) {
+        *self.tokens.write().unwrap_or_else(|e| e.into_inner()) = tokens.into_iter().collect();
+        *self.sessions.write().unwrap_or_else(|e| e.into_inner()) = sessions.into_iter().collect();
+        self.refusing
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        for (agent_id, state) in states {
+            self.set_state(&agent_id, state);
+        }
+    }
+
     /// Records an agent's committed state.
     pub fn set_state(&self, agent_id: &str, state: AgentState) {
         let mut refusing = self.refusing.write().unwrap_or_else(|e| e.into_inner());

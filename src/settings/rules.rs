@@ -62,6 +62,7 @@ const fn whole_to(min: i64, max: i64, unit: &'static str) -> Accepts {
 pub const RULES: &[(&str, Accepts)] = &[
     ("bind", Accepts::Address),
     ("database_url", Accepts::Database),
+    ("advertise_url", Accepts::Url),
     ("http_workers", whole(0, "threads (0: one per CPU core)")),
     ("log_filter", Accepts::LogFilter),
     ("heartbeat_timeout", whole(1, "seconds")),

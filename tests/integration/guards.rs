@@ -296,74 +296,71 @@ impl Drop for Worker {
 // 1. The generated master token
 // ---------------------------------------------------------------------------------------
 
-/// A second `m3shd serve` on `database`: how it ended and what it said, or `None` when it
-/// started serving (it is then stopped).
-async fn second_hub(database: &str) -> Option<String> {
-    let mut command = m3shd();
-    command
-        .arg("serve")
-        .env("M3SHDUP_TOKEN", MASTER)
-        .env("M3SHDUP_DATABASE_URL", database)
-        .env("M3SHDUP_BIND", "127.0.0.1:0")
-        .env("M3SHDUP_ALERTS_ENABLED", "false")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = command.spawn().expect("m3shd runs");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    while Instant::now() < deadline {
-        line.clear();
-        if std::io::BufRead::read_line(&mut stdout, &mut line).unwrap_or(0) == 0 {
-            let output = child.wait_with_output().unwrap();
-            return Some(format!(
-                "{}: {}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            ));
-        }
-        if line.contains("listening on") {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("the second hub neither served nor ended");
-}
-
 #[actix_web::test]
-async fn a_second_hub_on_one_postgresql_database_refuses_to_start_until_the_first_is_gone() {
+async fn a_second_hub_on_one_postgresql_database_follows_the_first_and_forwards_to_it() {
     let dir = tempfile::tempdir().unwrap();
-    let database = crate::support::database_url(dir.path());
-    let log = dir.path().join("hub.log");
-    let first = serve(MASTER, &dir.path().join("hub.db"), &log, &[]).await;
-    let second = second_hub(&database).await;
+    let (file, log) = (dir.path().join("hub.db"), dir.path().join("hub.log"));
+    let first = serve(MASTER, &file, &log, &[]).await;
+    let second = serve(MASTER, &file, &log, &[]).await;
+    let client = awc::Client::new();
+    let health = |base: String| {
+        let client = client.clone();
+        async move {
+            let mut answer = client
+                .get(format!("{base}/api/health"))
+                .bearer_auth(MASTER)
+                .send()
+                .await
+                .expect("the hub answers");
+            answer.json::<Value>().await.unwrap()
+        }
+    };
+    let (one, two) = (
+        health(first.base.clone()).await,
+        health(second.base.clone()).await,
+    );
     if crate::support::postgres_server().is_none() {
-        // Several processes may share a SQLite file (schedules fire once all the same:
-        // schedules::two_hub_processes_on_one_database_dispatch_each_occurrence_once).
-        assert_eq!(second, None, "a second hub on a SQLite file serves");
+        // Several processes may share a SQLite file, each on its own (schedules fire once
+        // all the same: schedules::two_hub_processes_on_one_database_dispatch_each_occurrence_once).
+        assert_eq!(
+            (&one["role"], &two["role"]),
+            (&json!("leader"), &json!("leader"))
+        );
+        assert_eq!((&one["epoch"], &two["epoch"]), (&Value::Null, &Value::Null));
         return;
     }
-    let said = second.expect("a second hub on the same PostgreSQL database must not serve");
-    assert!(
-        said.contains("another m3shd process serves the database"),
-        "{said}"
-    );
-    // The first goes on serving; once it is gone (even killed), the database is free.
-    let health = awc::Client::new()
-        .get(format!("{}/api/health", first.base))
+    assert_eq!(one["role"], "leader", "{one}");
+    assert!(one["epoch"].as_i64().unwrap() >= 1, "{one}");
+    assert_eq!(two["role"], "follower", "{two}");
+    assert_eq!(two["epoch"], Value::Null, "{two}");
+    assert_eq!(two["leader"], first.base.as_str(), "{two}");
+    // A write through the follower is the leader's, answered as the leader answered it.
+    let mut made = client
+        .post(format!("{}/api/tasks", second.base))
+        .bearer_auth(MASTER)
+        .send_json(&json!({ "title": "via the follower", "prompt": "p" }))
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201);
+    let id = made.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let mut read = client
+        .get(format!("{}/api/tasks/{id}", first.base))
+        .bearer_auth(MASTER)
         .send()
         .await
-        .expect("the first hub answers");
-    assert_eq!(health.status(), 200);
-    drop(first);
+        .unwrap();
     assert_eq!(
-        second_hub(&database).await,
-        None,
-        "the lock died with the first hub"
+        read.json::<Value>().await.unwrap()["title"],
+        "via the follower"
     );
+    // So are its refusals.
+    let refused = client
+        .post(format!("{}/api/tasks", second.base))
+        .bearer_auth("not a token")
+        .send_json(&json!({ "title": "t", "prompt": "p" }))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
 }
 
 #[actix_web::test]

@@ -16,6 +16,7 @@ mod conventions;
 mod dashboard;
 mod durability;
 mod exchange;
+mod failover;
 mod federation;
 mod file_modes;
 mod guards;

@@ -548,7 +548,12 @@ async fn health_details_and_stream_chunks_need_their_permissions() {
     let hub = TestHub::spawn().await;
     let nobody = custom_token(&hub, "nobody", &[]).await;
     let health = hub.get("/api/health", &nobody).await.expect(200);
-    assert_eq!(health, json!({ "status": "ok" }));
+    // Signed in: which process answers, and nothing about agents or work.
+    assert_eq!(health["role"], "leader");
+    assert!(
+        health.get("agents").is_none() && health.get("live_tasks").is_none(),
+        "{health}"
+    );
     let viewer = hub.token("vic", "viewer").await;
     assert!(hub.get("/api/health", &viewer).await.expect(200)["agents"].is_object());
 

@@ -106,6 +106,24 @@ function KillSwitchControl({ killSwitch }) {
     </dialog>`;
 }
 
+/** Which process of several on one PostgreSQL database answers this page: the leader (and
+ *  its epoch), or a follower that forwards to it. Nothing for a hub that runs alone. */
+function ProcessRole() {
+  const [health, setHealth] = useState(null);
+  useEffect(() => {
+    const load = () => api('/api/health').then(setHealth, () => {});
+    load();
+    const every = setInterval(load, 15000);
+    return () => clearInterval(every);
+  }, []);
+  if (!health?.role || (health.role === 'leader' && health.epoch == null)) return null;
+  const leads = health.role === 'leader';
+  const title = leads
+    ? `This process leads the database (leadership epoch ${health.epoch}).`
+    : `This process forwards every change to the leader (${health.leader ?? 'none at the moment'}).`;
+  return html`<span class="process" data-role=${health.role} title=${title}>${leads ? `leader · epoch ${health.epoch}` : 'follower'}</span>`;
+}
+
 function Frame({ me, children, current }) {
   const signOut = async () => {
     if (me.kind === 'session') await api('/api/logout', { method: 'POST' }).catch(() => {});
@@ -122,6 +140,7 @@ function Frame({ me, children, current }) {
       </nav>
       <span class="spacer" />
       <${Connection} state=${store.connection} />
+      <${ProcessRole} />
       <${KillSwitchControl} killSwitch=${store.killSwitch} />
       <span class="who" title=${me.permissions.join(', ')}>${me.kind === 'master' ? 'master token' : `${me.name} · ${me.role ?? 'custom permissions'}`}</span>
       <button type="button" onClick=${signOut}>Sign out</button>

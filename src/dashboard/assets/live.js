@@ -18,7 +18,7 @@ export const EVENT_NAMES = [
   'agent_message', 'agent_wake', 'approval_requested', 'approval_decided',
   'pipeline_finished', 'escalation_opened', 'escalation_resolved',
   'preregistration_pending', 'preregistration_decided',
-  'kill_switch', 'message', 'resync',
+  'kill_switch', 'message', 'resync', 'leader',
 ];
 
 export const store = {
@@ -101,7 +101,8 @@ function deliver(name, raw, lastEventId) {
   let data = null;
   try { data = raw ? JSON.parse(raw) : null; } catch { return; }
   if (lastEventId) store.lastEventId = lastEventId;
-  if (name === 'resync') {
+  // A new leader may have committed changes whose events the old one never sent.
+  if (name === 'resync' || name === 'leader') {
     reload();
     return;
   }

@@ -432,19 +432,7 @@ impl TestHub {
     /// Opens an event stream sending these extra headers (`Last-Event-ID`, a session
     /// `Cookie`, …).
     pub async fn stream_with_headers(&self, path: &str, headers: &[(&str, String)]) -> Sse {
-        let mut request = self
-            .client
-            .get(format!("{}{}", self.base, path))
-            .timeout(Duration::from_secs(3600));
-        for (name, value) in headers {
-            request = request.insert_header((*name, value.as_str()));
-        }
-        let response = request.send().await.expect("stream opens");
-        assert_eq!(response.status(), 200, "stream refused");
-        Sse {
-            response: Box::new(response),
-            buffer: String::new(),
-        }
+        Sse::open(&self.client, &format!("{}{}", self.base, path), headers).await
     }
 
     /// Polls `check` every 20 ms until it holds or `within` passes.
@@ -586,6 +574,20 @@ pub struct Sse {
 }
 
 impl Sse {
+    /// Opens the event stream at `url` with these extra headers.
+    pub async fn open(client: &awc::Client, url: &str, headers: &[(&str, String)]) -> Self {
+        let mut request = client.get(url).timeout(Duration::from_secs(3600));
+        for (name, value) in headers {
+            request = request.insert_header((*name, value.as_str()));
+        }
+        let response = request.send().await.expect("stream opens");
+        assert_eq!(response.status(), 200, "stream refused");
+        Sse {
+            response: Box::new(response),
+            buffer: String::new(),
+        }
+    }
+
     /// The next event, or `None` if none arrives within `within`.
     pub async fn next(&mut self, within: Duration) -> Option<Event> {
         let deadline = std::time::Instant::now() + within;

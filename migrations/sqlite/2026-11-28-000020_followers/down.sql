@@ -1,0 +1,2 @@
+DROP TABLE hub_events;
+ALTER TABLE leadership DROP COLUMN address;

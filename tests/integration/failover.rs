@@ -1,0 +1,350 @@
+//! Several hub processes on one PostgreSQL database (issue 16): one leads, the others
+//! forward every request to it and relay its events, and when the leader is killed one
+//! of them takes over.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use actix_web::http::Method;
+use serde_json::{json, Value};
+
+use crate::support::process::{serve, HubProcess};
+use crate::support::{Sse, MASTER};
+
+/// One HTTP exchange with a hub process: the status and the JSON body, or `None` when
+/// the process does not answer.
+async fn call(
+    base: &str,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> Option<(u16, Value)> {
+    let request = awc::Client::new()
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(token)
+        .timeout(Duration::from_secs(30));
+    let mut response = match body {
+        Some(body) => request.send_json(&body).await,
+        None => request.send().await,
+    }
+    .ok()?;
+    let body = response.body().limit(1 << 24).await.ok()?;
+    Some((
+        response.status().as_u16(),
+        serde_json::from_slice(&body).unwrap_or(Value::Null),
+    ))
+}
+
+async fn health(base: &str) -> Value {
+    match call(base, Method::GET, "/api/health", MASTER, None).await {
+        Some((200, health)) => health,
+        other => panic!("{base} gave no health: {other:?}"),
+    }
+}
+
+/// Every event a stream delivers, collected in the background.
+type Seen = Rc<RefCell<Vec<(u64, String, Value)>>>;
+
+async fn watch(base: &str) -> Seen {
+    let url = format!("{base}/api/stream?token={MASTER}");
+    let mut stream = Sse::open(&awc::Client::new(), &url, &[]).await;
+    let seen: Seen = Rc::default();
+    let into = seen.clone();
+    actix_web::rt::spawn(async move {
+        while let Some(event) = stream.next(Duration::from_secs(3600)).await {
+            into.borrow_mut()
+                .push((event.id.unwrap_or(0), event.name, event.data));
+        }
+    });
+    seen
+}
+
+/// What the load of one round recorded.
+#[derive(Default)]
+struct Load {
+    /// Tasks whose create was answered 201.
+    acknowledged: BTreeSet<i64>,
+    /// (agent, task) for every task an agent found assigned to it.
+    handed: BTreeSet<(String, i64)>,
+}
+
+/// Creates tasks through the processes in turn until `until`.
+async fn write(bases: Rc<Vec<String>>, load: Rc<RefCell<Load>>, until: Instant, writer: usize) {
+    let mut turn = writer;
+    while Instant::now() < until {
+        turn += 1;
+        let base = &bases[turn % bases.len()];
+        let body = json!({ "title": format!("w{writer}-{turn}"), "prompt": "p" });
+        match call(base, Method::POST, "/api/tasks", MASTER, Some(body)).await {
+            Some((201, task)) => {
+                load.borrow_mut()
+                    .acknowledged
+                    .insert(task["id"].as_i64().unwrap());
+            }
+            _ => actix_web::rt::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// Works as agent `agent` through the processes in turn until `until`: takes what is
+/// assigned to it and finishes it.
+async fn work(
+    bases: Rc<Vec<String>>,
+    load: Rc<RefCell<Load>>,
+    until: Instant,
+    agent: String,
+    token: String,
+) {
+    let mut turn = 0;
+    while Instant::now() < until {
+        turn += 1;
+        let base = &bases[turn % bases.len()];
+        let assigned = call(
+            base,
+            Method::GET,
+            "/api/tasks?status=assigned&limit=50",
+            &token,
+            None,
+        )
+        .await;
+        let Some((200, assigned)) = assigned else {
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        for task in assigned["tasks"].as_array().cloned().unwrap_or_default() {
+            let id = task["id"].as_i64().unwrap();
+            load.borrow_mut().handed.insert((agent.clone(), id));
+            let path = format!("/api/tasks/{id}");
+            call(
+                base,
+                Method::PUT,
+                &path,
+                &token,
+                Some(json!({ "status": "running" })),
+            )
+            .await;
+            call(
+                base,
+                Method::PUT,
+                &path,
+                &token,
+                Some(json!({ "status": "done", "output": "ok" })),
+            )
+            .await;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[actix_web::test]
+async fn processes_on_one_database_follow_the_leader_and_the_next_takes_over_when_it_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, log) = (dir.path().join("hub.db"), dir.path().join("hub.log"));
+    // Every event stays in the table, so that what the streams saw can be checked in full.
+    let env = [("M3SHDUP_EVENT_RING_SIZE", "1000000")];
+    if crate::support::postgres_server().is_none() {
+        // One process on a SQLite file leads it, with no epoch to fence.
+        let alone = serve(MASTER, &file, &log, &env).await;
+        let health = health(&alone.base).await;
+        assert_eq!(
+            (health["role"].clone(), health["epoch"].clone()),
+            (json!("leader"), Value::Null)
+        );
+        return;
+    }
+    let mut processes: Vec<HubProcess> = Vec::new();
+    for _ in 0..3 {
+        processes.push(serve(MASTER, &file, &log, &env).await);
+    }
+    let first = health(&processes[0].base).await;
+    assert_eq!(first["role"], "leader", "{first}");
+    for follower in &processes[1..] {
+        let health = health(&follower.base).await;
+        assert_eq!(health["role"], "follower", "{health}");
+        assert_eq!(health["leader"], processes[0].base.as_str(), "{health}");
+    }
+    // Agents made and registered through followers, as through the leader.
+    let mut agents = Vec::new();
+    for (name, via) in [("ada", 1), ("rex", 2)] {
+        let body = json!({ "agent_id": name, "name": name, "role": "worker" });
+        let (status, made) = call(
+            &processes[via].base,
+            Method::POST,
+            "/api/admin/tokens",
+            MASTER,
+            Some(body),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 201, "{made}");
+        let token = made["token"].as_str().unwrap().to_string();
+        let body = json!({ "name": name, "capabilities": ["research"], "max_concurrent": 4 });
+        let register = format!("/api/agents/{name}/register");
+        let (status, _) = call(
+            &processes[via].base,
+            Method::POST,
+            &register,
+            &token,
+            Some(body),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200);
+        agents.push((name.to_string(), token));
+    }
+    // A stream on each process; those on processes never killed must see every event.
+    // Processes are told apart by their address (a restarted one gets a new port).
+    // Each with the number of takeovers before it opened.
+    let mut streams: Vec<(Seen, String, usize)> = Vec::new();
+    for process in &processes {
+        streams.push((watch(&process.base).await, process.base.clone(), 0));
+    }
+    let mut killed: BTreeSet<String> = BTreeSet::new();
+    let load = Rc::new(RefCell::new(Load::default()));
+    let mut failovers = Vec::new();
+    for _ in 0..3 {
+        let bases = Rc::new(processes.iter().map(|p| p.base.clone()).collect::<Vec<_>>());
+        let until = Instant::now() + Duration::from_secs(3);
+        let mut running = Vec::new();
+        for writer in 0..3 {
+            running.push(actix_web::rt::spawn(write(
+                bases.clone(),
+                load.clone(),
+                until,
+                writer,
+            )));
+        }
+        for (agent, token) in &agents {
+            running.push(actix_web::rt::spawn(work(
+                bases.clone(),
+                load.clone(),
+                until,
+                agent.clone(),
+                token.clone(),
+            )));
+        }
+        actix_web::rt::time::sleep(Duration::from_secs(1)).await;
+        let mut leader = None;
+        for (index, process) in processes.iter().enumerate() {
+            if health(&process.base).await["role"] == "leader" {
+                leader = Some(index);
+            }
+        }
+        let leader = leader.expect("one process leads");
+        processes[leader].child.kill().unwrap();
+        processes[leader].child.wait().unwrap();
+        killed.insert(processes[leader].base.clone());
+        let killed_at = Instant::now();
+        // Served again when a create through a surviving process succeeds.
+        let survivor = processes[(leader + 1) % processes.len()].base.clone();
+        loop {
+            let body = json!({ "title": "after the kill", "prompt": "p" });
+            if let Some((201, task)) =
+                call(&survivor, Method::POST, "/api/tasks", MASTER, Some(body)).await
+            {
+                load.borrow_mut()
+                    .acknowledged
+                    .insert(task["id"].as_i64().unwrap());
+                break;
+            }
+            assert!(
+                killed_at.elapsed() < Duration::from_secs(30),
+                "nobody took over"
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        failovers.push(killed_at.elapsed());
+        for task in running {
+            task.await.unwrap();
+        }
+        // The killed process comes back, as a follower.
+        processes[leader] = serve(MASTER, &file, &log, &env).await;
+        assert_eq!(health(&processes[leader].base).await["role"], "follower");
+        let base = processes[leader].base.clone();
+        streams.push((watch(&base).await, base, failovers.len()));
+    }
+    for failover in &failovers {
+        assert!(
+            *failover < Duration::from_secs(5),
+            "failovers took {failovers:?}"
+        );
+    }
+
+    let any = processes[0].base.clone();
+    // Every writer and worker has ended: the load is whole.
+    let load = Rc::try_unwrap(load).ok().expect("no task holds the load").into_inner();
+    assert!(
+        load.acknowledged.len() > 30,
+        "only {} creates went through",
+        load.acknowledged.len()
+    );
+    for id in &load.acknowledged {
+        let (status, _) = call(&any, Method::GET, &format!("/api/tasks/{id}"), MASTER, None)
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "acknowledged task {id} is gone");
+    }
+    let ada: BTreeSet<i64> = load
+        .handed
+        .iter()
+        .filter(|(a, _)| a == "ada")
+        .map(|(_, id)| *id)
+        .collect();
+    let rex: BTreeSet<i64> = load
+        .handed
+        .iter()
+        .filter(|(a, _)| a == "rex")
+        .map(|(_, id)| *id)
+        .collect();
+    assert!(!ada.is_empty() && !rex.is_empty(), "both agents worked");
+    assert!(
+        ada.is_disjoint(&rex),
+        "tasks handed to both agents: {:?}",
+        ada.intersection(&rex).collect::<Vec<_>>()
+    );
+
+    // Every stream on a surviving process saw every stored event since it opened, in
+    // order (the last, opened after the last takeover, sees this one).
+    let body = json!({ "title": "last", "prompt": "p" });
+    let (status, _) = call(&any, Method::POST, "/api/tasks", MASTER, Some(body))
+        .await
+        .unwrap();
+    assert_eq!(status, 201);
+    actix_web::rt::time::sleep(Duration::from_secs(1)).await;
+    let stored: Vec<u64> = {
+        let mut conn = crate::support::open_database(&crate::support::database_url_at(&file));
+        m3shd::db::leadership::after(&mut conn, 0, i64::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|event| event.id as u64)
+            .collect()
+    };
+    let survivors: Vec<_> = streams
+        .iter()
+        .filter(|(_, base, _)| !killed.contains(base))
+        .collect();
+    assert_eq!(survivors.len(), 3, "a stream on every live process");
+    for (seen, _, takeovers_before) in survivors {
+        let seen = seen.borrow();
+        let ids: Vec<u64> = seen
+            .iter()
+            .filter(|(_, name, _)| name != "keepalive" && name != "resync")
+            .map(|(id, _, _)| *id)
+            .collect();
+        let since = ids.first().copied().expect("the stream saw events");
+        let expected: Vec<u64> = stored.iter().copied().filter(|id| *id >= since).collect();
+        assert_eq!(
+            ids, expected,
+            "a surviving stream missed or reordered events"
+        );
+        let announced = seen.iter().filter(|(_, name, _)| name == "leader").count();
+        assert_eq!(
+            announced,
+            3 - takeovers_before,
+            "each takeover is announced"
+        );
+    }
+}
