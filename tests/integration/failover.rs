@@ -275,7 +275,10 @@ async fn processes_on_one_database_follow_the_leader_and_the_next_takes_over_whe
 
     let any = processes[0].base.clone();
     // Every writer and worker has ended: the load is whole.
-    let load = Rc::try_unwrap(load).ok().expect("no task holds the load").into_inner();
+    let load = Rc::try_unwrap(load)
+        .ok()
+        .expect("no task holds the load")
+        .into_inner();
     assert!(
         load.acknowledged.len() > 30,
         "only {} creates went through",
