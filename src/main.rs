@@ -384,7 +384,8 @@ fn master_token(dir: &Path) -> anyhow::Result<Secret> {
 /// The flags and environment variables of seed 000's mesh-worker, plus `--exec`.
 #[derive(clap::Args)]
 struct WorkerArgs {
-    /// Hub base URL.
+    /// Hub base URL; several, separated by commas, for hub processes sharing one
+    /// PostgreSQL database (the next is tried when one cannot be reached).
     #[arg(long, env = "M3SHDUP_HUB", default_value = "http://localhost:8333")]
     hub: String,
     /// Agent token (M3SHDUP_AGENT_TOKEN, else M3SHDUP_TOKEN).

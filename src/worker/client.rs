@@ -1,7 +1,13 @@
 //! The worker's view of the hub: one method per call it makes, each answering whether the
 //! hub accepted, refused (a 4xx: retrying cannot help), or could not be reached. The
 //! operator commands (`src/cli/`) use the same client through [`HubClient::send`].
+//!
+//! The hub may be several processes on one PostgreSQL database, any of which answers: the
+//! client is given all their addresses and, when one cannot be connected to, sends the
+//! same request to the next (a request that never connected was never received).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use awc::http::{Method, StatusCode};
@@ -36,7 +42,10 @@ pub struct Answer {
 
 #[derive(Clone)]
 pub struct HubClient {
-    base: String,
+    /// The hub's addresses, never empty.
+    bases: Arc<Vec<String>>,
+    /// The address that answered last: tried first.
+    current: Arc<AtomicUsize>,
     token: String,
     client: Client,
     /// The consumer lease this worker pulls its inbox under (seed 002): every request
@@ -45,14 +54,28 @@ pub struct HubClient {
 }
 
 impl HubClient {
-    pub fn new(base: &str, token: &str) -> Self {
+    /// `hubs`: one address, or several separated by commas or spaces.
+    pub fn new(hubs: &str, token: &str) -> Self {
         let client = Client::builder().timeout(Duration::from_secs(30)).finish();
+        let mut bases: Vec<String> = super::split_list(hubs)
+            .iter()
+            .map(|base| base.trim_end_matches('/').to_string())
+            .collect();
+        if bases.is_empty() {
+            bases.push(String::new());
+        }
         Self {
-            base: base.trim_end_matches('/').to_string(),
+            bases: Arc::new(bases),
+            current: Arc::default(),
             token: token.to_string(),
             client,
             consumer: Default::default(),
         }
+    }
+
+    /// The address that answered last.
+    fn base(&self) -> &str {
+        &self.bases[self.current.load(Ordering::Relaxed) % self.bases.len()]
     }
 
     /// Sends one request and returns whatever the hub answered, or why nothing came back.
@@ -64,18 +87,33 @@ impl HubClient {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Answer, String> {
-        let mut request = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .insert_header(("Authorization", format!("Bearer {}", self.token)));
-        if let Some(consumer) = self.consumer() {
-            request = request.insert_header(("X-Consumer-Id", consumer));
-        }
-        let sent = match body {
-            Some(body) => request.send_body(body.to_string()).await,
-            None => request.send().await,
+        let first = self.current.load(Ordering::Relaxed);
+        let mut tried = 0;
+        let mut response = loop {
+            let index = (first + tried) % self.bases.len();
+            let mut request = self
+                .client
+                .request(method.clone(), format!("{}{path}", self.bases[index]))
+                .insert_header(("Authorization", format!("Bearer {}", self.token)));
+            if let Some(consumer) = self.consumer() {
+                request = request.insert_header(("X-Consumer-Id", consumer));
+            }
+            let sent = match body {
+                Some(body) => request.send_body(body.to_string()).await,
+                None => request.send().await,
+            };
+            tried += 1;
+            match sent {
+                Ok(response) => {
+                    self.current.store(index, Ordering::Relaxed);
+                    break response;
+                }
+                Err(awc::error::SendRequestError::Connect(error)) if tried < self.bases.len() => {
+                    tracing::warn!(hub = %self.bases[index], %error, "cannot connect; trying the hub's next address");
+                }
+                Err(error) => return Err(error.to_string()),
+            }
         };
-        let mut response = sent.map_err(|e| e.to_string())?;
         let bytes = response
             .body()
             .limit(64 * 1024 * 1024)
@@ -141,8 +179,13 @@ impl HubClient {
         *self.consumer.lock().unwrap_or_else(|e| e.into_inner()) = Some(consumer.to_string());
     }
 
+    /// Tries the hub's next address first from now on (the last one could not be reached).
+    pub fn move_on(&self) {
+        self.current.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn stream_url(&self) -> String {
-        format!("{}/api/stream?token={}", self.base, self.token)
+        format!("{}/api/stream?token={}", self.base(), self.token)
     }
 
     pub fn raw(&self) -> &Client {

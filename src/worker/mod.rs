@@ -211,7 +211,10 @@ impl Worker {
                 Ok(response) => {
                     tracing::warn!(status = %response.status(), "the event stream was refused")
                 }
-                Err(error) => tracing::warn!(%error, "cannot open the event stream"),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot open the event stream");
+                    self.hub.move_on();
+                }
             }
             actix_web::rt::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_secs(30));

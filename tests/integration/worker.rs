@@ -574,3 +574,25 @@ async fn the_worker_reports_usage_as_it_goes_and_a_run_past_its_budget_is_stoppe
         "the usage came with the first chunk"
     );
 }
+
+#[actix_web::test]
+async fn a_worker_given_several_hub_addresses_works_through_the_one_that_answers() {
+    let hub = TestHub::spawn().await;
+    // An address nothing listens on, first: as a hub process that was just killed.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone_at = format!("http://{}", gone.local_addr().unwrap());
+    drop(gone);
+    let token = hub.token("w1", "worker").await;
+    let hubs = format!("{gone_at},{}", hub.base);
+    let _worker = Worker {
+        child: worker_command(&hubs, &token, "w1", "echo done by w1")
+            .spawn()
+            .expect("the worker starts"),
+    };
+    let id = hub.task(json!({ "title": "t", "prompt": "p" })).await["id"]
+        .as_i64()
+        .unwrap();
+    let task = finished(&hub, id, Duration::from_secs(20)).await;
+    assert_eq!(task["status"], "done", "{task}");
+    assert_eq!(task["output"].as_str().map(str::trim), Some("done by w1"));
+}
