@@ -59,9 +59,14 @@ impl Cluster {
         }
     }
 
-    /// Whether this process answers every request itself.
+    /// Whether this process answers every request itself: it took over, and no other
+    /// process has since (a deposed leader forwards like a follower).
     pub fn leads(&self) -> bool {
-        self.leading.load(Ordering::Acquire)
+        let fenced_out = self
+            .epoch
+            .as_ref()
+            .is_some_and(|e| e.load(Ordering::Acquire) == FOLLOWING);
+        self.leading.load(Ordering::Acquire) && !fenced_out
     }
 
     pub fn role(&self) -> Role {

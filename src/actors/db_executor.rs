@@ -220,14 +220,17 @@ impl Writer {
                 }
                 // Checked last, under a share lock held to the commit: a new leader's
                 // epoch either came first (and this batch rolls back) or waits for it.
-                match &self.epoch {
-                    Some(ours) => {
-                        let ours = ours.load(Ordering::Acquire);
-                        crate::db::leadership::still_leading(conn, ours)?
-                            .map_err(CommitFailed::Deposed)
-                    }
-                    None => Ok(()),
+                let Some(shared) = &self.epoch else {
+                    return Ok(());
+                };
+                let ours = shared.load(Ordering::Acquire);
+                let deposed = crate::db::leadership::still_leading(conn, ours)?;
+                if deposed.is_err() {
+                    // This process follows from now on: it refuses writes at once and
+                    // forwards requests to the new leader.
+                    shared.store(FOLLOWING, Ordering::Release);
                 }
+                deposed.map_err(CommitFailed::Deposed)
             })
         }));
         let commit = match outcome {
