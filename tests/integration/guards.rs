@@ -406,12 +406,26 @@ async fn a_hub_whose_leadership_was_taken_commits_nothing_more() {
     );
     // It steps down: a follower now, forwarding to whoever leads (nobody, here).
     let health = hub.get("/api/health", MASTER).await.expect(200);
-    assert_eq!((&health["role"], &health["epoch"]), (&json!("follower"), &Value::Null), "{health}");
+    assert_eq!(
+        (&health["role"], &health["epoch"]),
+        (&json!("follower"), &Value::Null),
+        "{health}"
+    );
     let forwarded = hub
-        .post("/api/tasks", MASTER, json!({ "title": "later", "prompt": "p" }))
+        .post(
+            "/api/tasks",
+            MASTER,
+            json!({ "title": "later", "prompt": "p" }),
+        )
         .await
         .expect(503);
-    assert!(forwarded["error"].as_str().unwrap().contains("no hub process leads"), "{forwarded}");
+    assert!(
+        forwarded["error"]
+            .as_str()
+            .unwrap()
+            .contains("no hub process leads"),
+        "{forwarded}"
+    );
 }
 
 #[actix_web::test]
