@@ -429,10 +429,14 @@ async fn follow(hub: web::Data<Hub>, standby: Standby, owner: Owner, relayer: Re
     }
 }
 
+/// How often a follower asks for the owner lock: at most this is added to a failover.
+const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Waits until `owner` holds the owner lock, reconnecting when its connection drops.
 async fn wait_for_lock(hub: &web::Data<Hub>, mut owner: Owner) -> Owner {
     loop {
-        let waited = tokio::task::spawn_blocking(move || owner.wait().map(|()| owner)).await;
+        let waited =
+            tokio::task::spawn_blocking(move || owner.wait(LOCK_POLL).map(|()| owner)).await;
         match waited {
             Ok(Ok(owner)) => return owner,
             Ok(Err(error)) => {

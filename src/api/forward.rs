@@ -19,6 +19,15 @@ const FORWARDED_BY: &str = "x-m3shd-forwarded-by";
 /// How long a forwarded request may take: as long as the longest long-poll and more.
 const FORWARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
+thread_local! {
+    /// One client per HTTP worker thread (awc's is not `Send`), so that forwarded requests
+    /// reuse their connections to the leader rather than open one each.
+    static LEADER_CLIENT: awc::Client = awc::Client::builder()
+        .disable_redirects()
+        .timeout(FORWARD_TIMEOUT)
+        .finish();
+}
+
 /// What a follower answers itself: its own health and version, and event streams (the
 /// leader's events, relayed).
 fn answered_here(path: &str) -> bool {
@@ -119,11 +128,8 @@ async fn send(
         .uri()
         .path_and_query()
         .map_or(req.path(), |p| p.as_str());
-    let client = awc::Client::builder()
-        .disable_redirects()
-        .timeout(FORWARD_TIMEOUT)
-        .finish();
-    let mut outgoing = client
+    let mut outgoing = LEADER_CLIENT
+        .with(awc::Client::clone)
         .request_from(format!("{leader}{path}"), req.head())
         .no_decompress()
         .insert_header((FORWARDED_BY, hub.cluster.address.as_str()));

@@ -41,9 +41,14 @@ impl Owner {
     }
 
     /// Blocks until this connection holds the owner lock: the leader has gone (its
-    /// process ended or its connection dropped).
-    pub fn wait(&mut self) -> QueryResult<()> {
-        advisory(&mut self.conn, "pg_advisory_lock", OWNER_LOCK)?;
+    /// process ended or its connection dropped). Asks every `poll` rather than queue for
+    /// the lock: a session waiting in `pg_advisory_lock` made every commit of the leader
+    /// cost PostgreSQL several times the CPU (measured: creates/s halved with two such
+    /// waiters; BENCHMARKS.md).
+    pub fn wait(&mut self, poll: std::time::Duration) -> QueryResult<()> {
+        while !advisory(&mut self.conn, "pg_try_advisory_lock", OWNER_LOCK)? {
+            std::thread::sleep(poll);
+        }
         self.holds = true;
         Ok(())
     }
