@@ -11,19 +11,11 @@ set -euo pipefail
 bin=$1
 kills=${2:-5}
 : "${DATABASE_URL:?set DATABASE_URL to an empty PostgreSQL database}"
-dir=$(mktemp -d)
-export M3SHDUP_TOKEN=master-token-for-benchmarks-0123456789 M3SHDUP_ENCRYPT_KEY=bench-key
-export M3SHDUP_ALERTS_ENABLED=false
+source "$(dirname "$0")/hubs.sh"
 auth="Authorization: Bearer $M3SHDUP_TOKEN"
 ports=(18461 18462 18463)
 declare -A pids
-start() {
-    "$bin" serve --bind "127.0.0.1:$1" --database-url "$DATABASE_URL" >>"$dir/log" 2>&1 &
-    pids[$1]=$!
-    for _ in $(seq 200); do curl -sf "http://127.0.0.1:$1/api/health" >/dev/null && return; sleep 0.05; done
-    echo "the hub on port $1 did not start" >&2; exit 1
-}
-trap 'kill ${pids[*]} 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"' EXIT
+start() { serve "$1" "$DATABASE_URL"; pids[$1]=$served; }
 for port in "${ports[@]}"; do start "$port"; done
 times=()
 for _ in $(seq "$kills"); do

@@ -11,21 +11,11 @@ set -euo pipefail
 bin=$1
 seconds=${2:-10}
 : "${POSTGRES:?set POSTGRES to a PostgreSQL server URL whose user may create databases}"
-dir=$(mktemp -d)
-export M3SHDUP_TOKEN=master-token-for-benchmarks-0123456789 M3SHDUP_ENCRYPT_KEY=bench-key
-export M3SHDUP_ALERTS_ENABLED=false
-pids=()
-trap 'kill ${pids[*]} 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"' EXIT
+source "$(dirname "$0")/hubs.sh"
 fresh() {
     psql -q "$POSTGRES/postgres" -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1 TEMPLATE template0 LOCALE 'C'"
 }
-serve() { # port database
-    "$bin" serve --bind "127.0.0.1:$1" --database-url "$2" >>"$dir/log" 2>&1 &
-    pids+=($!)
-    for _ in $(seq 200); do curl -sf "http://127.0.0.1:$1/api/health" >/dev/null && return; sleep 0.05; done
-    echo "the hub on port $1 did not start" >&2; exit 1
-}
-stop_all() { kill "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null || true; pids=(); }
+stop_all() { kill "${started[@]}" 2>/dev/null; wait "${started[@]}" 2>/dev/null || true; started=(); }
 bench() { # label port
     echo "== $1"
     "$bin" bench --suite hub --hub "http://127.0.0.1:$2" --seconds "$seconds" --claims 500 --chains 200
