@@ -147,6 +147,7 @@ pub struct Settings {
     pub sqlite_synchronous: String,
     pub sqlite_busy_timeout_ms: u64,
     pub read_pool_size: u32,
+    pub database_timeout_seconds: u64,
     pub write_queue_capacity: usize,
     pub write_batch_max: usize,
     pub shutdown_grace_seconds: u64,

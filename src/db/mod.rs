@@ -273,7 +273,9 @@ pub fn read_pool(settings: &Settings) -> anyhow::Result<ReadPool> {
     };
     Pool::builder()
         .max_size(settings.read_pool_size.max(2))
-        .connection_timeout(Duration::from_secs(5))
+        .connection_timeout(Duration::from_secs(
+            settings.database_timeout_seconds.max(1),
+        ))
         .connection_customizer(Box::new(Pragmas::from_settings(settings, true)?))
         .build(manager)
         .context("cannot open the read pool")

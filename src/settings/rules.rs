@@ -164,6 +164,7 @@ pub const RULES: &[(&str, Accepts)] = &[
     ("sqlite_synchronous", Accepts::OneOf(&SQLITE_SYNCHRONOUS)),
     ("sqlite_busy_timeout_ms", whole(0, "milliseconds")),
     ("read_pool_size", whole_to(1, U32, "connections")),
+    ("database_timeout_seconds", whole(1, "seconds")),
     ("write_queue_capacity", whole(1, "writes")),
     ("write_batch_max", whole(1, "writes")),
     ("shutdown_grace_seconds", whole(0, "seconds")),

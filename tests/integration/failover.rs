@@ -13,8 +13,8 @@ use serde_json::{json, Value};
 use crate::support::process::{serve, HubProcess};
 use crate::support::{Sse, MASTER};
 
-/// One HTTP exchange with a hub process: the status and the JSON body, or `None` when
-/// the process does not answer.
+/// One HTTP exchange with a hub process (as `token`; none if empty): the status and the
+/// JSON body, or `None` when the process does not answer.
 async fn call(
     base: &str,
     method: Method,
@@ -22,10 +22,12 @@ async fn call(
     token: &str,
     body: Option<Value>,
 ) -> Option<(u16, Value)> {
-    let request = awc::Client::new()
+    let mut request = awc::Client::new()
         .request(method, format!("{base}{path}"))
-        .bearer_auth(token)
         .timeout(Duration::from_secs(30));
+    if !token.is_empty() {
+        request = request.bearer_auth(token);
+    }
     let mut response = match body {
         Some(body) => request.send_json(&body).await,
         None => request.send().await,
@@ -349,5 +351,75 @@ async fn processes_on_one_database_follow_the_leader_and_the_next_takes_over_whe
             3 - takeovers_before,
             "each takeover is announced"
         );
+    }
+}
+
+#[actix_web::test]
+async fn sign_in_throttles_count_failures_through_every_process_and_migrate_runs_beside_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, log) = (dir.path().join("hub.db"), dir.path().join("hub.log"));
+    let env = [
+        ("M3SHDUP_LOGIN_FAILURES_ALLOWED", "3"),
+        ("M3SHDUP_LOGIN_FAILURE_DELAY_MS", "0"),
+    ];
+    // On SQLite one process is the whole hub; on PostgreSQL, three share the database.
+    let count = if crate::support::postgres_server().is_some() {
+        3
+    } else {
+        1
+    };
+    let mut processes = Vec::new();
+    for _ in 0..count {
+        processes.push(serve(MASTER, &file, &log, &env).await);
+    }
+    let base = |turn: usize| processes[turn % processes.len()].base.clone();
+    let body = json!({ "username": "vera", "password": "correct horse", "role": "viewer" });
+    let (status, _) = call(
+        &base(1),
+        Method::POST,
+        "/api/admin/users",
+        MASTER,
+        Some(body),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 201);
+    let login = |turn: usize, password: &'static str| {
+        let at = base(turn);
+        async move {
+            let body = json!({ "username": "vera", "password": password });
+            call(&at, Method::POST, "/api/login", "", Some(body))
+                .await
+                .unwrap()
+                .0
+        }
+    };
+    // Three failures, each through another process: the leader counts them all.
+    for turn in 0..3 {
+        assert_eq!(login(turn, "wrong password").await, 401);
+    }
+    assert_eq!(
+        login(1, "correct horse").await,
+        429,
+        "throttled through any process"
+    );
+
+    // `m3shd migrate` beside live processes: nothing left to apply, and they go on.
+    let mut migrate = crate::support::process::m3shd();
+    migrate
+        .arg("migrate")
+        .envs(crate::support::database_env(&file));
+    let output = actix_web::rt::task::spawn_blocking(move || migrate.output().unwrap())
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(said.contains("(0 migrations applied now)"), "{said}");
+    for process in &processes {
+        assert_eq!(health(&process.base).await["status"], "ok");
     }
 }
