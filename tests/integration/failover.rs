@@ -423,3 +423,84 @@ async fn sign_in_throttles_count_failures_through_every_process_and_migrate_runs
         assert_eq!(health(&process.base).await["status"], "ok");
     }
 }
+
+#[actix_web::test]
+async fn a_worker_that_knows_every_process_works_on_when_the_leader_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, log) = (dir.path().join("hub.db"), dir.path().join("hub.log"));
+    let count = if crate::support::postgres_server().is_some() {
+        3
+    } else {
+        1
+    };
+    let mut processes = Vec::new();
+    for _ in 0..count {
+        processes.push(serve(MASTER, &file, &log, &[]).await);
+    }
+    let body = json!({ "agent_id": "w1", "name": "w1", "role": "worker" });
+    let (_, made) = call(
+        &processes[0].base,
+        Method::POST,
+        "/api/admin/tokens",
+        MASTER,
+        Some(body),
+    )
+    .await
+    .unwrap();
+    let hubs: Vec<String> = processes.iter().map(|p| p.base.clone()).collect();
+    let mut worker = crate::support::process::worker_command(
+        &hubs.join(","),
+        made["token"].as_str().unwrap(),
+        "w1",
+        "echo done by w1",
+    )
+    .spawn()
+    .expect("the worker starts");
+    let done = |id: i64| {
+        let hubs = hubs.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                for base in &hubs {
+                    let path = format!("/api/tasks/{id}");
+                    if let Some((200, task)) = call(base, Method::GET, &path, MASTER, None).await {
+                        if task["status"] == "done" {
+                            return true;
+                        }
+                    }
+                }
+                actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+            }
+            false
+        }
+    };
+    let create = |base: String| async move {
+        let body = json!({ "title": "t", "prompt": "p" });
+        match call(&base, Method::POST, "/api/tasks", MASTER, Some(body)).await {
+            Some((201, task)) => task["id"].as_i64(),
+            _ => None,
+        }
+    };
+    let first = create(hubs[0].clone()).await.expect("created");
+    assert!(done(first).await, "the worker finished the first task");
+    if count > 1 {
+        // The leader (the first process) dies; the worker's next address answers.
+        processes[0].child.kill().unwrap();
+        processes[0].child.wait().unwrap();
+        let mut second = None;
+        for _ in 0..100 {
+            second = create(hubs[1].clone()).await;
+            if second.is_some() {
+                break;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
+        let second = second.expect("a process took over");
+        assert!(
+            done(second).await,
+            "the worker finished a task of the new leader"
+        );
+    }
+    let _ = worker.kill();
+    let _ = worker.wait();
+}
