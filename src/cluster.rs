@@ -226,15 +226,25 @@ fn relay(url: &str, source: &Source, mut after: i64, stop: &AtomicBool) -> i64 {
             read_at = Instant::now() - READ_ANYWAY;
             continue;
         };
+        // A broken connection answers every call with an error: stop at the first.
         let mut told = false;
-        let mut broken = false;
+        let mut broken = None;
         for notification in conn.notifications_iter() {
             match notification {
                 Ok(_) => told = true,
-                Err(_) => broken = true,
+                Err(error) => {
+                    broken = Some(error);
+                    break;
+                }
             }
         }
-        if told || broken || read_at.elapsed() >= READ_ANYWAY {
+        if let Some(error) = broken {
+            tracing::warn!(%error, "the connection listening for events broke; reconnecting");
+            listening = None;
+            std::thread::sleep(LISTEN_EVERY);
+            continue;
+        }
+        if told || read_at.elapsed() >= READ_ANYWAY {
             match catch_up(source, after) {
                 Ok(last) => after = last,
                 Err(error) => {

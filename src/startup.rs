@@ -227,7 +227,7 @@ impl Application {
                 actix_web::rt::spawn(follow(hub.clone(), standby, owner, relayer));
                 tracing::info!(leader = ?hub.cluster.leader(&hub.reads, true).await, "another process leads this database; this one follows");
             }
-            owner => take_over(&hub, standby, owner).await?,
+            owner => take_over(&hub, standby, owner.map(|owner| (owner, None))).await?,
         }
         let drain = stop::Drain {
             listener: listener.try_clone()?,
@@ -321,20 +321,24 @@ struct Standby {
 /// did: on PostgreSQL it moves the epoch on and numbers and stores events from now on;
 /// then it finishes what earlier versions left undone, restores the live state into the
 /// actors, and starts the schedules and the background writers.
+/// `owner` on PostgreSQL, with the relay of a follower that takes over.
 async fn take_over(
     hub: &web::Data<Hub>,
     standby: Standby,
-    owner: Option<Owner>,
+    owner: Option<(Owner, Option<Relayer>)>,
 ) -> anyhow::Result<()> {
     let core = &hub.core;
     let owner = match owner {
-        Some(mut owner) => {
+        Some((mut owner, relayer)) => {
             let address = hub.cluster.address.clone();
             let (epoch, owner) = tokio::task::spawn_blocking(move || {
                 owner.lead(&address).map(|epoch| (epoch, owner))
             })
             .await??;
             hub.cluster.fence(epoch);
+            if let Some(relayer) = relayer {
+                relay_the_rest(hub, relayer).await;
+            }
             core.events
                 .send(Lead {
                     db: core.db.clone(),
@@ -408,8 +412,16 @@ async fn take_over(
 /// process: it holds the lock, and no other could lead while it lived.
 async fn follow(hub: web::Data<Hub>, standby: Standby, owner: Owner, relayer: Relayer) {
     let owner = wait_for_lock(&hub, owner).await;
+    if let Err(error) = take_over(&hub, standby, Some((owner, Some(relayer)))).await {
+        tracing::error!(%error, "this process got the leadership but cannot take over; it stops so another can");
+        std::process::exit(1);
+    }
+}
+
+/// Stops a follower's relay and relays what the old leader stored last: read once the
+/// epoch has moved on, so nothing it stores after (it cannot) is missed.
+async fn relay_the_rest(hub: &web::Data<Hub>, relayer: Relayer) {
     let last = relayer.stop().await;
-    // The old leader has gone: everything it stored is committed, and read now.
     let vault = hub.core.vault.clone();
     let rest = db::read(&hub.reads, move |conn| {
         let stored = db::leadership::after(conn, last, i64::MAX)?;
@@ -423,10 +435,6 @@ async fn follow(hub: web::Data<Hub>, standby: Standby, owner: Owner, relayer: Re
         Ok(events) => hub.core.events.do_send(Relay(events)),
         Err(error) => tracing::warn!(%error, "cannot read the old leader's last events"),
     }
-    if let Err(error) = take_over(&hub, standby, Some(owner)).await {
-        tracing::error!(%error, "this process got the leadership but cannot take over; it stops so another can");
-        std::process::exit(1);
-    }
 }
 
 /// How often a follower asks for the owner lock: at most this is added to a failover.
@@ -435,9 +443,16 @@ const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 /// Waits until `owner` holds the owner lock, reconnecting when its connection drops.
 async fn wait_for_lock(hub: &web::Data<Hub>, mut owner: Owner) -> Owner {
     loop {
-        let waited =
-            tokio::task::spawn_blocking(move || owner.wait(LOCK_POLL).map(|()| owner)).await;
-        match waited {
+        // On a thread of its own, not the blocking pool: a stopping process waits for
+        // that pool, and this wait may never end.
+        let (answer, waited) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("m3shd-lock".into())
+            .spawn(move || {
+                let _ = answer.send(owner.wait(LOCK_POLL).map(|()| owner));
+            })
+            .expect("the OS refused to start the leadership wait");
+        match waited.await {
             Ok(Ok(owner)) => return owner,
             Ok(Err(error)) => {
                 tracing::warn!(%error, "lost the connection waiting for the leadership")
@@ -446,12 +461,17 @@ async fn wait_for_lock(hub: &web::Data<Hub>, mut owner: Owner) -> Owner {
         }
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            match Owner::claim(&hub.core.settings) {
+            let settings = hub.core.settings.clone();
+            let claimed = tokio::task::spawn_blocking(move || Owner::claim(&settings)).await;
+            match claimed
+                .map_err(anyhow::Error::from)
+                .and_then(|claimed| claimed)
+            {
                 Ok(Some(claimed)) => {
                     owner = claimed;
                     break;
                 }
-                Ok(None) => unreachable!("only a process on PostgreSQL follows"),
+                Ok(None) => tracing::error!("a follower's database is not PostgreSQL"),
                 Err(error) => tracing::warn!(%error, "cannot reconnect to wait for the leadership"),
             }
         }

@@ -106,6 +106,13 @@ impl DbExecutor {
         }
     }
 
+    /// Whether this process follows another (or was deposed): its writes are refused.
+    pub fn follows(&self) -> bool {
+        self.epoch
+            .as_ref()
+            .is_some_and(|e| e.load(Ordering::Acquire) == FOLLOWING)
+    }
+
     /// Runs `write` in its own savepoint inside the next group commit and returns its
     /// result once the commit is durable. An `Err` from `write` rolls back only its own
     /// changes.
@@ -117,11 +124,7 @@ impl DbExecutor {
         if self.closed.load(Ordering::Acquire) {
             return Err(HubError::Unavailable("the hub is shutting down".into()));
         }
-        if self
-            .epoch
-            .as_ref()
-            .is_some_and(|e| e.load(Ordering::Acquire) == FOLLOWING)
-        {
+        if self.follows() {
             return Err(HubError::Unavailable(
                 "this hub process follows the leader and writes nothing itself; retry shortly"
                     .into(),

@@ -176,10 +176,11 @@ impl EventBus {
         self.ring.back().map_or(0, |e| e.id)
     }
 
-    /// The id for an event not kept for replay (a keepalive, a resync): the next one,
-    /// except on a follower, whose ids are the leader's and which reuses its last.
+    /// The id for an event not kept for replay (a keepalive, a resync): the next one
+    /// alone; with several processes, the last one again, so that a client whose last id
+    /// is a keepalive resumes on any process without a resync.
     fn unreplayable_id(&mut self) -> u64 {
-        if matches!(self.mode, Mode::Following) {
+        if !matches!(self.mode, Mode::Alone) {
             return self.next_id.saturating_sub(1);
         }
         self.next_id += 1;
@@ -271,6 +272,11 @@ impl EventBus {
             store.storing = false;
             match stored {
                 Ok(()) => bus.store(ctx),
+                Err(error) if store.db.follows() => {
+                    // Deposed: the new leader stores its own events from now on.
+                    tracing::warn!(%error, events = batch.len(), "events not stored: this process no longer leads");
+                    bus.mode = Mode::Following;
+                }
                 Err(error) => {
                     // Tried again, in order, a moment later: a follower meanwhile lags.
                     tracing::warn!(%error, events = batch.len(), "cannot store events for the other hub processes");

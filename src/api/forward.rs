@@ -83,6 +83,10 @@ async fn forward(
         }
         Err(error) => return Err(unreachable(&leader, error)),
     };
+    if answer.status() == actix_web::http::StatusCode::SERVICE_UNAVAILABLE {
+        // It may no longer lead: ask the database again before the next request.
+        hub.cluster.leader(&hub.reads, true).await;
+    }
     let mut response = HttpResponse::build(answer.status());
     for (name, value) in answer.headers() {
         if !hop_by_hop(name) {
@@ -133,6 +137,16 @@ async fn send(
         .request_from(format!("{leader}{path}"), req.head())
         .no_decompress()
         .insert_header((FORWARDED_BY, hub.cluster.address.as_str()));
+    // This hop's own: awc sets them for its connection to the leader.
+    let own: Vec<HeaderName> = outgoing
+        .headers()
+        .keys()
+        .filter(|name| hop_by_hop(name))
+        .cloned()
+        .collect();
+    for name in own {
+        outgoing.headers_mut().remove(name);
+    }
     // The leader believes these only from a trusted proxy (`trusted_proxies`).
     let earlier = req
         .headers()

@@ -49,13 +49,11 @@ impl Credentials {
     ) -> Self {
         let credentials = Self {
             master: token_digest(master.expose()),
-            tokens: RwLock::new(tokens.into_iter().collect()),
-            sessions: RwLock::new(sessions.into_iter().collect()),
+            tokens: RwLock::default(),
+            sessions: RwLock::default(),
             refusing: RwLock::default(),
         };
-        for (agent_id, state) in states {
-            credentials.set_state(&agent_id, state);
-        }
+        credentials.replace(tokens, sessions, states);
         credentials
     }
 
@@ -67,15 +65,15 @@ impl Credentials {
         sessions: Vec<(String, Session)>,
         states: Vec<(String, AgentState)>,
     ) {
+        // Built whole first, then swapped: no request sees a half-made index (a suspended
+        // agent briefly accepted).
+        let refusing = states
+            .into_iter()
+            .filter(|(_, state)| !state.accepts_credentials(false))
+            .collect();
+        *self.refusing.write().unwrap_or_else(|e| e.into_inner()) = refusing;
         *self.tokens.write().unwrap_or_else(|e| e.into_inner()) = tokens.into_iter().collect();
         *self.sessions.write().unwrap_or_else(|e| e.into_inner()) = sessions.into_iter().collect();
-        self.refusing
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
-        for (agent_id, state) in states {
-            self.set_state(&agent_id, state);
-        }
     }
 
     /// Records an agent's committed state.

@@ -296,7 +296,8 @@ impl Actor for Dispatcher {
         ctx.set_mailbox_capacity(1 << 20);
         // At UTC midnight the budgets reset and resting agents get work again.
         ctx.run_interval(std::time::Duration::from_secs(30), |this, ctx| {
-            if this.budget.roll() {
+            // A follower's Dispatcher holds no agents, and says nothing: the leader does.
+            if this.budget.roll() && !this.core.db.follows() {
                 this.core.alerts.raise(Alert {
                     title: "Daily budgets reset".into(),
                     message: "A new UTC day: the cost cap and agents' token caps start again."
