@@ -176,11 +176,17 @@ impl EventBus {
         self.ring.back().map_or(0, |e| e.id)
     }
 
-    /// The id for an event not kept for replay (a keepalive, a resync): the next one
-    /// alone; with several processes, the last one again, so that a client whose last id
-    /// is a keepalive resumes on any process without a resync.
-    fn unreplayable_id(&mut self) -> u64 {
-        if !matches!(self.mode, Mode::Alone) {
+    /// The id for an event not kept for replay: a keepalive (`reused`) takes the last id
+    /// again with several processes, so that a client whose last id is one resumes on any
+    /// process without a resync; a resync, and anything alone, takes the next. A
+    /// follower's ids are the leader's: it always reuses its last.
+    fn unreplayable_id(&mut self, reused: bool) -> u64 {
+        let reuse = match self.mode {
+            Mode::Following => true,
+            Mode::Leading(_) => reused,
+            Mode::Alone => false,
+        };
+        if reuse {
             return self.next_id.saturating_sub(1);
         }
         self.next_id += 1;
@@ -194,7 +200,7 @@ impl EventBus {
             self.next_id += 1;
             self.next_id - 1
         } else {
-            self.unreplayable_id()
+            self.unreplayable_id(true)
         };
         self.send(Arc::new(Envelope::new(id, event)), replayable);
     }
@@ -222,7 +228,7 @@ impl EventBus {
 
     /// The numbered `resync` event for a client that last saw `after`; not kept for replay.
     fn resync(&mut self, after: u64) -> Arc<Envelope> {
-        let id = self.unreplayable_id();
+        let id = self.unreplayable_id(false);
         Arc::new(Envelope::new(
             id,
             HubEvent::new(
