@@ -18,7 +18,7 @@ use diesel::{Connection, PgConnection, RunQueryDsl};
 use crate::actors::db_executor::{Epoch, FOLLOWING};
 use crate::actors::events::{Envelope, EventBus, Relay};
 use crate::crypto::Vault;
-use crate::db::leadership::{self, EVENTS_CHANNEL};
+use crate::db::leadership::{self, Owner, EVENTS_CHANNEL};
 use crate::db::{DbConnection, ReadPool};
 use crate::domain::event::HubEvent;
 use crate::error::HubError;
@@ -45,7 +45,7 @@ pub struct Cluster {
     leader: RwLock<Option<String>>,
     /// The connection holding the owner lock once this process leads: the lock lasts as
     /// long as it.
-    owner: Mutex<Option<PgConnection>>,
+    owner: Mutex<Option<Owner>>,
 }
 
 impl Cluster {
@@ -91,9 +91,43 @@ impl Cluster {
     }
 
     /// This process answers everything from now on; `owner` holds its lock.
-    pub fn took_over(&self, owner: Option<PgConnection>) {
+    pub fn took_over(&self, owner: Option<Owner>) {
         *self.owner.lock().unwrap_or_else(|e| e.into_inner()) = owner;
         self.leading.store(true, Ordering::Release);
+    }
+
+    /// Checks that the lock's connection is still there; when it dropped, takes the lock
+    /// again if nobody else led meanwhile, else steps down (as a deposed leader's commit
+    /// would, only sooner). False once there is nothing more to watch.
+    pub fn keep_lock(&self, settings: &Settings) -> bool {
+        let mut owner = self.owner.lock().unwrap_or_else(|e| e.into_inner());
+        let (Some(held), Some(epoch)) = (owner.as_mut(), self.epoch()) else {
+            return false;
+        };
+        if held.alive() {
+            return true;
+        }
+        match Owner::reclaim(settings, epoch) {
+            Ok(Some(again)) => {
+                tracing::warn!(
+                    epoch,
+                    "the connection holding the leadership dropped; took it again"
+                );
+                *owner = Some(again);
+                true
+            }
+            Ok(None) => {
+                tracing::error!(epoch, "the connection holding the leadership dropped and another process leads now; this one steps down");
+                self.fence(FOLLOWING);
+                owner.take();
+                false
+            }
+            // The database is away: commits fail meanwhile, and the fence holds.
+            Err(error) => {
+                tracing::warn!(%error, "the connection holding the leadership dropped; reconnecting");
+                true
+            }
+        }
     }
 
     /// Gives up the owner lock (at the very end of a stop).

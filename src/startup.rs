@@ -347,7 +347,7 @@ async fn take_over(
                 })
                 .await?;
             tracing::info!(epoch, address = %hub.cluster.address, "this process leads the database");
-            Some(owner.conn)
+            Some(owner)
         }
         None => None,
     };
@@ -403,7 +403,11 @@ async fn take_over(
         core.metrics.clone(),
         std::time::Duration::from_secs(core.settings.federation_retry_max_seconds),
     );
+    let watch = owner.is_some();
     hub.cluster.took_over(owner);
+    if watch {
+        keep_the_lock(hub.clone());
+    }
     Ok(())
 }
 
@@ -435,6 +439,28 @@ async fn relay_the_rest(hub: &web::Data<Hub>, relayer: Relayer) {
         Ok(events) => hub.core.events.do_send(Relay(events)),
         Err(error) => tracing::warn!(%error, "cannot read the old leader's last events"),
     }
+}
+
+/// How often the leader checks the connection that holds its lock.
+const LOCK_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Watches the leader's lock connection on a thread of its own (see
+/// [`Cluster::keep_lock`]) until the process stops or steps down.
+fn keep_the_lock(hub: web::Data<Hub>) {
+    // Weak: a hub that is gone (an in-process hub of the tests) is not kept alive by this.
+    let hub = Arc::downgrade(&hub.into_inner());
+    std::thread::Builder::new()
+        .name("m3shd-lock".into())
+        .spawn(move || {
+            while let Some(hub) = hub.upgrade() {
+                if !hub.cluster.keep_lock(&hub.core.settings) {
+                    return;
+                }
+                drop(hub);
+                std::thread::sleep(LOCK_CHECK);
+            }
+        })
+        .expect("the OS refused to start the leadership watch");
 }
 
 /// How often a follower asks for the owner lock: at most this is added to a failover.

@@ -53,6 +53,29 @@ impl Owner {
         Ok(())
     }
 
+    /// Whether the connection (and so the lock) is still there.
+    pub fn alive(&mut self) -> bool {
+        use diesel::connection::SimpleConnection;
+        self.conn.batch_execute("SELECT 1").is_ok()
+    }
+
+    /// After this process's lock connection dropped: the lock on a fresh connection, if
+    /// nobody else holds it and nobody led since (the epoch is still `epoch`). `Ok(None)`
+    /// if another process leads, or did.
+    pub fn reclaim(settings: &Settings, epoch: i64) -> anyhow::Result<Option<Self>> {
+        let Some(mut owner) = Self::claim(settings)? else {
+            return Ok(None);
+        };
+        if !owner.holds {
+            return Ok(None);
+        }
+        let now: i64 = leadership::table
+            .find(1)
+            .select(leadership::epoch)
+            .get_result(&mut owner.conn)?;
+        Ok((now == epoch).then_some(owner))
+    }
+
     /// Moves the leadership on to a new epoch and records where this process answers;
     /// the epoch it writes under. Only with the lock held.
     pub fn lead(&mut self, address: &str) -> anyhow::Result<i64> {

@@ -504,3 +504,80 @@ async fn a_worker_that_knows_every_process_works_on_when_the_leader_is_killed() 
     let _ = worker.kill();
     let _ = worker.wait();
 }
+
+/// The sessions holding an advisory lock on the hub's database: `what` of each is
+/// selected (`pid` counts them, `pg_terminate_backend(pid)` ends them, as a network cut or
+/// a proxy would).
+fn lock_sessions(file: &std::path::Path, what: &str) -> usize {
+    use diesel::RunQueryDsl;
+    let mut conn = crate::support::open_database(&crate::support::database_url_at(file));
+    diesel::sql_query(format!(
+        "SELECT {what} FROM pg_locks WHERE locktype = 'advisory' AND granted \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    ))
+    .execute(&mut conn)
+    .unwrap()
+}
+
+fn cut_the_lock_connection(file: &std::path::Path) -> bool {
+    lock_sessions(file, "pg_terminate_backend(pid)") == 1
+}
+
+#[actix_web::test]
+async fn a_leader_whose_lock_connection_is_cut_takes_it_again_or_hands_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, log) = (dir.path().join("hub.db"), dir.path().join("hub.log"));
+    let first = serve(MASTER, &file, &log, &[]).await;
+    if crate::support::postgres_server().is_none() {
+        // SQLite holds no lock to lose: the one process leads.
+        assert_eq!(health(&first.base).await["role"], "leader");
+        return;
+    }
+    let epoch = health(&first.base).await["epoch"].clone();
+    // Alone: nobody led meanwhile, so it takes the lock again under the same epoch.
+    assert!(cut_the_lock_connection(&file), "the leader holds the lock");
+    actix_web::rt::time::sleep(Duration::from_millis(2500)).await;
+    let again = health(&first.base).await;
+    assert_eq!(
+        (&again["role"], &again["epoch"]),
+        (&json!("leader"), &epoch),
+        "{again}"
+    );
+    assert_eq!(lock_sessions(&file, "pid"), 1, "the lock is held again");
+    let body = json!({ "title": "t", "prompt": "p" });
+    let made = call(
+        &first.base,
+        Method::POST,
+        "/api/tasks",
+        MASTER,
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(made.unwrap().0, 201);
+
+    // With a follower: whichever gets the lock leads, the other follows, and a create
+    // through either is served.
+    let second = serve(MASTER, &file, &log, &[]).await;
+    assert!(cut_the_lock_connection(&file), "the leader holds the lock");
+    actix_web::rt::time::sleep(Duration::from_millis(2500)).await;
+    let roles = [
+        health(&first.base).await["role"].clone(),
+        health(&second.base).await["role"].clone(),
+    ];
+    assert!(
+        roles == [json!("leader"), json!("follower")]
+            || roles == [json!("follower"), json!("leader")],
+        "{roles:?}"
+    );
+    for process in [&first, &second] {
+        let made = call(
+            &process.base,
+            Method::POST,
+            "/api/tasks",
+            MASTER,
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(made.unwrap().0, 201, "through {}", process.base);
+    }
+}
