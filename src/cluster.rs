@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 use actix::Addr;
 use diesel::{Connection, PgConnection, RunQueryDsl};
 
-use crate::actors::db_executor::{Epoch, FOLLOWING};
+use crate::actors::db_executor::{follows, Epoch, FOLLOWING};
 use crate::actors::events::{Envelope, EventBus, Relay};
 use crate::crypto::Vault;
-use crate::db::leadership::{self, Owner, EVENTS_CHANNEL};
+use crate::db::leadership::{self, Owner, StoredEvent, EVENTS_CHANNEL};
 use crate::db::{DbConnection, ReadPool};
 use crate::domain::event::HubEvent;
 use crate::error::HubError;
@@ -62,11 +62,7 @@ impl Cluster {
     /// Whether this process answers every request itself: it took over, and no other
     /// process has since (a deposed leader forwards like a follower).
     pub fn leads(&self) -> bool {
-        let fenced_out = self
-            .epoch
-            .as_ref()
-            .is_some_and(|e| e.load(Ordering::Acquire) == FOLLOWING);
-        self.leading.load(Ordering::Acquire) && !fenced_out
+        self.leading.load(Ordering::Acquire) && !follows(&self.epoch)
     }
 
     pub fn role(&self) -> Role {
@@ -186,11 +182,15 @@ pub fn stored_events(
     vault: &Vault,
     count: usize,
 ) -> Result<Vec<(u64, HubEvent)>, HubError> {
-    let stored = leadership::latest(conn, count as i64 + 1)?;
-    Ok(stored
+    Ok(restored(leadership::latest(conn, count as i64 + 1)?, vault))
+}
+
+/// The events that can be read of those stored (see [`Envelope::restored`]).
+fn restored(stored: Vec<StoredEvent>, vault: &Vault) -> Vec<(u64, HubEvent)> {
+    stored
         .into_iter()
         .filter_map(|event| Envelope::restored(event, vault))
-        .collect())
+        .collect()
 }
 
 /// How often a follower looks for notifications of new events.
@@ -205,7 +205,7 @@ const RELAY_BATCH: i64 = 1_000;
 /// connection that `LISTEN`s for them.
 pub struct Relayer {
     stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<i64>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl Relayer {
@@ -227,12 +227,11 @@ impl Relayer {
         Self { stop, thread }
     }
 
-    /// Stops relaying; the id of the last event relayed.
-    pub async fn stop(self) -> i64 {
+    /// Relays what the old leader stored last, then stops. Called once the epoch has
+    /// moved on, so that nothing it could still store is missed.
+    pub async fn finish(self) {
         self.stop.store(true, Ordering::Release);
-        tokio::task::spawn_blocking(move || self.thread.join().unwrap_or(0))
-            .await
-            .unwrap_or(0)
+        let _ = tokio::task::spawn_blocking(move || self.thread.join()).await;
     }
 }
 
@@ -243,7 +242,7 @@ struct Source {
     bus: Addr<EventBus>,
 }
 
-fn relay(url: &str, source: &Source, mut after: i64, stop: &AtomicBool) -> i64 {
+fn relay(url: &str, source: &Source, mut after: i64, stop: &AtomicBool) {
     let mut listening: Option<PgConnection> = None;
     let mut read_at = Instant::now();
     while !stop.load(Ordering::Acquire) {
@@ -292,7 +291,9 @@ fn relay(url: &str, source: &Source, mut after: i64, stop: &AtomicBool) -> i64 {
         }
         std::thread::sleep(LISTEN_EVERY);
     }
-    after
+    if let Err(error) = catch_up(source, after) {
+        tracing::warn!(%error, "cannot read the old leader's last events");
+    }
 }
 
 fn listen(url: &str) -> diesel::ConnectionResult<PgConnection> {
@@ -312,11 +313,7 @@ fn catch_up(source: &Source, mut after: i64) -> Result<i64, HubError> {
             return Ok(after);
         };
         let full = stored.len() as i64 == RELAY_BATCH;
-        let events = stored
-            .into_iter()
-            .filter_map(|event| Envelope::restored(event, &source.vault))
-            .collect();
-        source.bus.do_send(Relay(events));
+        source.bus.do_send(Relay(restored(stored, &source.vault)));
         after = last;
         if !full {
             return Ok(after);

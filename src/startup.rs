@@ -19,7 +19,7 @@ use crate::actors::db_executor::{DbExecutor, Epoch, FOLLOWING};
 use crate::actors::dispatcher::{
     Dispatcher, Forgiven, KillSwitch, BUDGET_RESET_KEY, KILL_SWITCH_KEY,
 };
-use crate::actors::events::{Envelope, EventBus, Lead, Relay};
+use crate::actors::events::{EventBus, Lead};
 use crate::actors::registry::{Boot, BootPipeline, BootTask, Directory, Registry};
 use crate::actors::scheduler::Scheduler;
 use crate::actors::task::LiveTask;
@@ -337,7 +337,7 @@ async fn take_over(
             .await??;
             hub.cluster.fence(epoch);
             if let Some(relayer) = relayer {
-                relay_the_rest(hub, relayer).await;
+                relayer.finish().await;
             }
             core.events
                 .send(Lead {
@@ -419,25 +419,6 @@ async fn follow(hub: web::Data<Hub>, standby: Standby, owner: Owner, relayer: Re
     if let Err(error) = take_over(&hub, standby, Some((owner, Some(relayer)))).await {
         tracing::error!(%error, "this process got the leadership but cannot take over; it stops so another can");
         std::process::exit(1);
-    }
-}
-
-/// Stops a follower's relay and relays what the old leader stored last: read once the
-/// epoch has moved on, so nothing it stores after (it cannot) is missed.
-async fn relay_the_rest(hub: &web::Data<Hub>, relayer: Relayer) {
-    let last = relayer.stop().await;
-    let vault = hub.core.vault.clone();
-    let rest = db::read(&hub.reads, move |conn| {
-        let stored = db::leadership::after(conn, last, i64::MAX)?;
-        Ok(stored
-            .into_iter()
-            .filter_map(|event| Envelope::restored(event, &vault))
-            .collect())
-    })
-    .await;
-    match rest {
-        Ok(events) => hub.core.events.do_send(Relay(events)),
-        Err(error) => tracing::warn!(%error, "cannot read the old leader's last events"),
     }
 }
 

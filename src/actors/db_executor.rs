@@ -60,6 +60,13 @@ pub type Epoch = Option<Arc<AtomicI64>>;
 /// The epoch of a process that follows: it has none yet.
 pub const FOLLOWING: i64 = 0;
 
+/// Whether a process writing under `epoch` follows another (or was deposed).
+pub fn follows(epoch: &Epoch) -> bool {
+    epoch
+        .as_ref()
+        .is_some_and(|e| e.load(Ordering::Acquire) == FOLLOWING)
+}
+
 /// Handle to the writer thread; cheap to clone.
 #[derive(Clone)]
 pub struct DbExecutor {
@@ -108,9 +115,7 @@ impl DbExecutor {
 
     /// Whether this process follows another (or was deposed): its writes are refused.
     pub fn follows(&self) -> bool {
-        self.epoch
-            .as_ref()
-            .is_some_and(|e| e.load(Ordering::Acquire) == FOLLOWING)
+        follows(&self.epoch)
     }
 
     /// Runs `write` in its own savepoint inside the next group commit and returns its

@@ -35,13 +35,10 @@ fn answered_here(path: &str) -> bool {
 }
 
 pub async fn forward_to_leader(
+    hub: web::Data<Hub>,
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let hub = req
-        .app_data::<web::Data<Hub>>()
-        .cloned()
-        .ok_or_else(|| HubError::internal("hub state missing"))?;
     if hub.cluster.leads() || answered_here(req.path()) {
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
