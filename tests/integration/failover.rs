@@ -47,6 +47,15 @@ async fn health(base: &str) -> Value {
     }
 }
 
+/// Creates a task titled `title` through `base`: its id, or `None` unless answered 201.
+async fn create(base: &str, title: &str) -> Option<i64> {
+    let body = json!({ "title": title, "prompt": "p" });
+    match call(base, Method::POST, "/api/tasks", MASTER, Some(body)).await {
+        Some((201, task)) => task["id"].as_i64(),
+        _ => None,
+    }
+}
+
 /// Every event a stream delivers, collected in the background.
 type Seen = Rc<RefCell<Vec<(u64, String, Value)>>>;
 
@@ -79,14 +88,11 @@ async fn write(bases: Rc<Vec<String>>, load: Rc<RefCell<Load>>, until: Instant, 
     while Instant::now() < until {
         turn += 1;
         let base = &bases[turn % bases.len()];
-        let body = json!({ "title": format!("w{writer}-{turn}"), "prompt": "p" });
-        match call(base, Method::POST, "/api/tasks", MASTER, Some(body)).await {
-            Some((201, task)) => {
-                load.borrow_mut()
-                    .acknowledged
-                    .insert(task["id"].as_i64().unwrap());
+        match create(base, &format!("w{writer}-{turn}")).await {
+            Some(id) => {
+                load.borrow_mut().acknowledged.insert(id);
             }
-            _ => actix_web::rt::time::sleep(Duration::from_millis(50)).await,
+            None => actix_web::rt::time::sleep(Duration::from_millis(50)).await,
         }
     }
 }
@@ -243,13 +249,8 @@ async fn processes_on_one_database_follow_the_leader_and_the_next_takes_over_whe
         // Served again when a create through a surviving process succeeds.
         let survivor = processes[(leader + 1) % processes.len()].base.clone();
         loop {
-            let body = json!({ "title": "after the kill", "prompt": "p" });
-            if let Some((201, task)) =
-                call(&survivor, Method::POST, "/api/tasks", MASTER, Some(body)).await
-            {
-                load.borrow_mut()
-                    .acknowledged
-                    .insert(task["id"].as_i64().unwrap());
+            if let Some(id) = create(&survivor, "after the kill").await {
+                load.borrow_mut().acknowledged.insert(id);
                 break;
             }
             assert!(
@@ -313,11 +314,7 @@ async fn processes_on_one_database_follow_the_leader_and_the_next_takes_over_whe
 
     // Every stream on a surviving process saw every stored event since it opened, in
     // order (the last, opened after the last takeover, sees this one).
-    let body = json!({ "title": "last", "prompt": "p" });
-    let (status, _) = call(&any, Method::POST, "/api/tasks", MASTER, Some(body))
-        .await
-        .unwrap();
-    assert_eq!(status, 201);
+    assert!(create(&any, "last").await.is_some());
     actix_web::rt::time::sleep(Duration::from_secs(1)).await;
     let stored: Vec<u64> = {
         let mut conn = crate::support::open_database(&crate::support::database_url_at(&file));
@@ -474,14 +471,7 @@ async fn a_worker_that_knows_every_process_works_on_when_the_leader_is_killed() 
             false
         }
     };
-    let create = |base: String| async move {
-        let body = json!({ "title": "t", "prompt": "p" });
-        match call(&base, Method::POST, "/api/tasks", MASTER, Some(body)).await {
-            Some((201, task)) => task["id"].as_i64(),
-            _ => None,
-        }
-    };
-    let first = create(hubs[0].clone()).await.expect("created");
+    let first = create(&hubs[0], "t").await.expect("created");
     assert!(done(first).await, "the worker finished the first task");
     if count > 1 {
         // The leader (the first process) dies; the worker's next address answers.
@@ -489,7 +479,7 @@ async fn a_worker_that_knows_every_process_works_on_when_the_leader_is_killed() 
         processes[0].child.wait().unwrap();
         let mut second = None;
         for _ in 0..100 {
-            second = create(hubs[1].clone()).await;
+            second = create(&hubs[1], "t").await;
             if second.is_some() {
                 break;
             }
@@ -544,16 +534,7 @@ async fn a_leader_whose_lock_connection_is_cut_takes_it_again_or_hands_over() {
         "{again}"
     );
     assert_eq!(lock_sessions(&file, "pid"), 1, "the lock is held again");
-    let body = json!({ "title": "t", "prompt": "p" });
-    let made = call(
-        &first.base,
-        Method::POST,
-        "/api/tasks",
-        MASTER,
-        Some(body.clone()),
-    )
-    .await;
-    assert_eq!(made.unwrap().0, 201);
+    assert!(create(&first.base, "t").await.is_some());
 
     // With a follower: whichever gets the lock leads, the other follows, and a create
     // through either is served.
@@ -570,14 +551,7 @@ async fn a_leader_whose_lock_connection_is_cut_takes_it_again_or_hands_over() {
         "{roles:?}"
     );
     for process in [&first, &second] {
-        let made = call(
-            &process.base,
-            Method::POST,
-            "/api/tasks",
-            MASTER,
-            Some(body.clone()),
-        )
-        .await;
-        assert_eq!(made.unwrap().0, 201, "through {}", process.base);
+        let made = create(&process.base, "t").await;
+        assert!(made.is_some(), "through {}", process.base);
     }
 }
