@@ -6,10 +6,13 @@
 
 FROM rust:1-slim-bookworm AS builder
 WORKDIR /src
+# The toolchain image has the C compiler that bundled SQLite, libpq and ring need; OpenSSL
+# (libpq's TLS, also built from source) takes perl and make as well.
+RUN apt-get update && apt-get install -y --no-install-recommends perl make \
+    && rm -rf /var/lib/apt/lists/*
 COPY . .
-# The toolchain image already has the C compiler that bundled SQLite and ring need. The
-# cache mounts keep the registry and the build directory between builds, so a change to
-# the source recompiles m3shd, not its dependencies. The release profile already drops
+# The cache mounts keep the registry and the build directory between builds, so a change
+# to the source recompiles m3shd, not its dependencies. The release profile already drops
 # debug info; the image drops the symbol table too (a panic still names file and line).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \

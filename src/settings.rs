@@ -60,6 +60,18 @@ pub const SECRET_VARIABLES: [&str; 3] = [
 ];
 /// The values `sqlite_synchronous` accepts (SQLite's own names).
 pub const SQLITE_SYNCHRONOUS: [&str; 4] = ["OFF", "NORMAL", "FULL", "EXTRA"];
+/// The values `database_tls` accepts: libpq's `sslmode` names.
+pub const POSTGRES_TLS_MODES: [&str; 6] = [
+    "disable",
+    "allow",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+];
+/// The libpq parameters `database_tls` and `database_tls_root_cert` set, which the URL
+/// must therefore leave out.
+pub const POSTGRES_TLS_PARAMETERS: [&str; 2] = ["sslmode", "sslrootcert"];
 
 /// What an operator-made agent starts from (`agent_templates.<name>`).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -148,6 +160,8 @@ pub struct Settings {
     pub sqlite_busy_timeout_ms: u64,
     pub read_pool_size: u32,
     pub database_timeout_seconds: u64,
+    pub database_tls: String,
+    pub database_tls_root_cert: String,
     pub write_queue_capacity: usize,
     pub write_batch_max: usize,
     pub shutdown_grace_seconds: u64,
@@ -204,6 +218,35 @@ impl Settings {
             .map_err(|e| ConfigError::Unusable(format!("cannot write the settings: {e}")))?;
         out.push_str(&body);
         Ok(out)
+    }
+
+    /// What the hub connects to: `database_url`, and for PostgreSQL with the TLS mode and
+    /// root certificate of `database_tls` and `database_tls_root_cert` as libpq
+    /// parameters. Every connection the hub opens uses it.
+    pub fn connection_url(&self) -> String {
+        use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+        // What a URL must escape: all but RFC 3986's unreserved characters. libpq decodes
+        // %XX in a URL, but takes `+` as itself, so form encoding would not do.
+        const ESCAPED: &AsciiSet = &NON_ALPHANUMERIC
+            .remove(b'-')
+            .remove(b'.')
+            .remove(b'_')
+            .remove(b'~');
+        if Database::of(&self.database_url).sqlite_file().is_some() {
+            return self.database_url.clone();
+        }
+        let mode = self.database_tls.to_ascii_lowercase();
+        let parameters = [
+            ("sslmode", mode.as_str()),
+            ("sslrootcert", self.database_tls_root_cert.as_str()),
+        ];
+        let mut url = self.database_url.clone();
+        for (name, value) in parameters.into_iter().filter(|(_, v)| !v.is_empty()) {
+            let value = utf8_percent_encode(value, ESCAPED);
+            let separator = if url.contains('?') { '&' } else { '?' };
+            url.push_str(&format!("{separator}{name}={value}"));
+        }
+        url
     }
 
     /// Where files other than the database go (the MESS event log): `data_dir`, else the
@@ -411,6 +454,25 @@ mod tests {
         assert_eq!(s.data_dir(), Path::new("."));
         s.database_url = "data/hub.db".into();
         assert_eq!(s.master_token_dir(), Path::new("data"));
+    }
+
+    #[test]
+    fn the_connection_url_adds_the_tls_settings_to_a_postgres_url_only() {
+        let mut s = Settings::defaults().unwrap();
+        s.database_tls = "Verify-Full".into();
+        s.database_tls_root_cert = "/etc/m3shd/db ca+1.pem".into();
+        s.database_url = "postgres://hub:pw@db:5432/hub?connect_timeout=5".into();
+        assert_eq!(
+            s.connection_url(),
+            "postgres://hub:pw@db:5432/hub?connect_timeout=5&sslmode=verify-full\
+             &sslrootcert=%2Fetc%2Fm3shd%2Fdb%20ca%2B1.pem"
+        );
+        s.database_url = "postgresql://db/hub".into();
+        s.database_tls = "prefer".into();
+        s.database_tls_root_cert = String::new();
+        assert_eq!(s.connection_url(), "postgresql://db/hub?sslmode=prefer");
+        s.database_url = "sqlite://data/hub.db".into();
+        assert_eq!(s.connection_url(), "sqlite://data/hub.db");
     }
 
     #[test]

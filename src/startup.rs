@@ -217,7 +217,7 @@ impl Application {
         match owner {
             Some(owner) if !owner.holds => {
                 let relayer = Relayer::start(
-                    settings.database_url.clone(),
+                    settings.connection_url(),
                     hub.reads.clone(),
                     hub.core.vault.clone(),
                     hub.core.events.clone(),

@@ -31,7 +31,8 @@ impl Owner {
     /// On PostgreSQL, a connection that holds the owner lock if nobody else does. `None`
     /// on SQLite, where there is one hub process per file.
     pub fn claim(settings: &Settings) -> anyhow::Result<Option<Self>> {
-        let Database::Postgres(url) = Database::of(&settings.database_url) else {
+        let url = settings.connection_url();
+        let Database::Postgres(url) = Database::of(&url) else {
             return Ok(None);
         };
         let mut conn = PgConnection::establish(url)

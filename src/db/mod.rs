@@ -196,7 +196,7 @@ pub fn open_writer(settings: &Settings) -> anyhow::Result<DbConnection> {
 /// Opens a read-write connection. For SQLite it first creates the file (and its
 /// directory) for the hub's user alone and switches on WAL.
 pub fn open(settings: &Settings) -> anyhow::Result<DbConnection> {
-    let url = &settings.database_url;
+    let url = &settings.connection_url();
     let database = Database::of(url);
     let sqlite_files = database.sqlite_file().map(files::database_files);
     if let Some(path) = database.sqlite_file() {
@@ -269,7 +269,7 @@ pub fn run_migrations(conn: &mut DbConnection) -> anyhow::Result<Vec<String>> {
 /// The pool of read-only connections used from blocking tasks.
 pub fn read_pool(settings: &Settings) -> anyhow::Result<ReadPool> {
     let manager = Connector {
-        url: settings.database_url.clone(),
+        url: settings.connection_url(),
     };
     Pool::builder()
         .max_size(settings.read_pool_size.max(2))

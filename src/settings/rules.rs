@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::{Problem, SQLITE_SYNCHRONOUS};
+use super::{Problem, POSTGRES_TLS_MODES, POSTGRES_TLS_PARAMETERS, SQLITE_SYNCHRONOUS};
 
 /// What one key accepts.
 #[derive(Debug, Clone, Copy)]
@@ -165,6 +165,8 @@ pub const RULES: &[(&str, Accepts)] = &[
     ("sqlite_busy_timeout_ms", whole(0, "milliseconds")),
     ("read_pool_size", whole_to(1, U32, "connections")),
     ("database_timeout_seconds", whole(1, "seconds")),
+    ("database_tls", Accepts::OneOf(&POSTGRES_TLS_MODES)),
+    ("database_tls_root_cert", Accepts::Text),
     ("write_queue_capacity", whole(1, "writes")),
     ("write_batch_max", whole(1, "writes")),
     ("shutdown_grace_seconds", whole(0, "seconds")),
@@ -204,7 +206,30 @@ pub fn check(table: &toml::Table) -> Vec<Problem> {
             });
         }
     }
+    if let Some(url) = table.get("database_url").and_then(toml::Value::as_str) {
+        if let Some(parameter) = tls_parameter_in(url) {
+            problems.push(Problem::Rejected {
+                key: "database_url".into(),
+                found: format!("\"…{parameter}=…\""),
+                expected: "a URL without sslmode or sslrootcert (TLS is set by database_tls \
+                           and database_tls_root_cert)"
+                    .into(),
+                origin: String::new(),
+            });
+        }
+    }
     problems
+}
+
+/// The first libpq TLS parameter a `postgres://` URL sets that a setting owns.
+fn tls_parameter_in(url: &str) -> Option<&'static str> {
+    let super::Database::Postgres(url) = super::Database::of(url) else {
+        return None;
+    };
+    let url = url::Url::parse(url).ok()?;
+    POSTGRES_TLS_PARAMETERS
+        .into_iter()
+        .find(|owned| url.query_pairs().any(|(name, _)| name == *owned))
 }
 
 /// The rule for `key`, if it has one.

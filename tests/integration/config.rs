@@ -2,40 +2,9 @@
 //! before it touches anything, naming the key, where it was set and what it accepts;
 //! `m3shd config` prints what a start would use, secrets only as set or unset.
 
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
-use crate::support::process::{m3shd, wait_exit};
-
-/// What a finished run printed.
-struct Ended {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `command` to its end (killed, and the test failed, after 30 s: a `serve` that
-/// was meant to refuse its settings but started instead).
-async fn run_to_end(mut command: Command) -> Ended {
-    let dir = tempfile::tempdir().unwrap();
-    let (out, err) = (dir.path().join("out"), dir.path().join("err"));
-    command
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .stdin(Stdio::null());
-    let mut child = command.spawn().expect("m3shd starts");
-    let ended = wait_exit(&mut child, Duration::from_secs(30)).await;
-    if !ended {
-        let _ = child.kill();
-    }
-    let stdout = std::fs::read_to_string(out).unwrap();
-    assert!(ended, "m3shd did not stop; it printed: {stdout}");
-    Ended {
-        ok: child.wait().unwrap().success(),
-        stdout,
-        stderr: std::fs::read_to_string(err).unwrap(),
-    }
-}
+use crate::support::process::{m3shd, run_to_end};
 
 /// `m3shd serve` on a database in `dir` that must never be created.
 fn serve_in(dir: &std::path::Path) -> Command {

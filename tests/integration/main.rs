@@ -14,6 +14,7 @@ mod cli;
 mod config;
 mod conventions;
 mod dashboard;
+mod database_tls;
 mod durability;
 mod exchange;
 mod failover;

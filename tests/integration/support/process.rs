@@ -229,3 +229,33 @@ pub fn quick_worker(hub: &str, token: &str, name: &str) -> Command {
         .env("RUST_LOG", "warn");
     command
 }
+
+/// What a finished run printed.
+pub struct Ended {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `command` to its end (killed, and the test failed, after 30 s: a `serve` that
+/// was meant to refuse its settings but started instead).
+pub async fn run_to_end(mut command: Command) -> Ended {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, err) = (dir.path().join("out"), dir.path().join("err"));
+    command
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .stdin(Stdio::null());
+    let mut child = command.spawn().expect("m3shd starts");
+    let ended = wait_exit(&mut child, Duration::from_secs(30)).await;
+    if !ended {
+        let _ = child.kill();
+    }
+    let stdout = std::fs::read_to_string(out).unwrap();
+    assert!(ended, "m3shd did not stop; it printed: {stdout}");
+    Ended {
+        ok: child.wait().unwrap().success(),
+        stdout,
+        stderr: std::fs::read_to_string(err).unwrap(),
+    }
+}
