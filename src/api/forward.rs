@@ -1,7 +1,8 @@
 //! On a follower (several hub processes on one PostgreSQL database), every request but
 //! the few a follower answers itself goes to the leader, and the leader's answer comes
-//! back as it is: a client may talk to any process. Reads are forwarded too, so a client
-//! always reads what it has just written.
+//! back as it is: a client may talk to any process. Reads of the hub's state are
+//! forwarded too: much of it lives only in the leader's actors (who is online, the
+//! queues, the counters), and a token issued a moment ago is known to the leader first.
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -28,10 +29,16 @@ thread_local! {
         .finish();
 }
 
-/// What a follower answers itself: its own health and version, and event streams (the
-/// leader's events, relayed).
+/// What a follower answers itself: its own health and version, event streams (the
+/// leader's events, relayed), and what is built into the binary (the dashboard's files,
+/// the API document and its reference page), which every process holds alike.
 fn answered_here(path: &str) -> bool {
-    matches!(path, "/api/health" | "/api/version" | "/api/stream")
+    matches!(
+        path,
+        "/" | "/api/health" | "/api/version" | "/api/stream" | "/api/openapi.json" | "/api/docs"
+    ) || ["/ui/", "/api/docs/", "/approve/"]
+        .iter()
+        .any(|built_in| path.starts_with(built_in))
 }
 
 pub async fn forward_to_leader(

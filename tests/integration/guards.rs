@@ -426,6 +426,16 @@ async fn a_hub_whose_leadership_was_taken_commits_nothing_more() {
             .contains("no hub process leads"),
         "{forwarded}"
     );
+    // What is built into the binary it still serves itself, leader or none.
+    for path in ["/", "/ui/app.js", "/api/docs", "/api/openapi.json"] {
+        let served = hub.raw(Method::GET, path, None, None).await;
+        assert_eq!(served.status, 200, "{path}: {}", served.body);
+    }
+    let document = hub
+        .raw(Method::GET, "/api/openapi.json", None, None)
+        .await
+        .body;
+    assert!(document["paths"]["/api/tasks"].is_object(), "{document}");
 }
 
 #[actix_web::test]
