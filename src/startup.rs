@@ -19,7 +19,7 @@ use crate::actors::db_executor::{DbExecutor, Epoch, FOLLOWING};
 use crate::actors::dispatcher::{
     Dispatcher, Forgiven, KillSwitch, BUDGET_RESET_KEY, KILL_SWITCH_KEY,
 };
-use crate::actors::events::{EventBus, Lead};
+use crate::actors::events::{leader_event, EventBus, Lead};
 use crate::actors::registry::{Boot, BootPipeline, BootTask, Directory, Registry};
 use crate::actors::scheduler::Scheduler;
 use crate::actors::task::LiveTask;
@@ -343,11 +343,9 @@ async fn take_over(
                 .send(Lead {
                     db: core.db.clone(),
                     vault: core.vault.clone(),
-                    epoch,
                 })
                 .await?;
-            tracing::info!(epoch, address = %hub.cluster.address, "this process leads the database");
-            Some(owner)
+            Some((owner, epoch))
         }
         None => None,
     };
@@ -403,11 +401,16 @@ async fn take_over(
         core.metrics.clone(),
         std::time::Duration::from_secs(core.settings.federation_retry_max_seconds),
     );
-    let watch = owner.is_some();
-    hub.cluster.took_over(owner);
-    if watch {
-        keep_the_lock(hub.clone());
-    }
+    let Some((owner, epoch)) = owner else {
+        hub.cluster.took_over(None);
+        return Ok(());
+    };
+    hub.cluster.took_over(Some(owner));
+    keep_the_lock(hub.clone());
+    // Only now, with the live state restored and the health saying so, are the streams
+    // told: a dashboard reloads on this event and must find the new leader serving.
+    core.publish(leader_event(epoch));
+    tracing::info!(epoch, address = %hub.cluster.address, "this process leads the database");
     Ok(())
 }
 

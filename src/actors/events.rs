@@ -367,20 +367,29 @@ impl Handler<Relay> for EventBus {
 }
 
 /// Sent when this process becomes the leader, after the last of the old leader's events
-/// was relayed: number events from now on, and store them. Announced to every stream as a
-/// `leader` event.
+/// was relayed: number events from now on, and store them. (The `leader` event that tells
+/// every stream follows once the process serves as the leader: see [`leader_event`].)
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Lead {
     pub db: DbExecutor,
     pub vault: Arc<Vault>,
-    pub epoch: i64,
+}
+
+/// The event that tells every stream a new leader serves (from `epoch` on): clients reload
+/// what they show, since the old leader may have committed changes it never announced.
+pub fn leader_event(epoch: i64) -> HubEvent {
+    HubEvent::new(
+        "leader",
+        json!({ "epoch": epoch, "since": now_iso() }),
+        Audience::Everyone,
+    )
 }
 
 impl Handler<Lead> for EventBus {
     type Result = ();
 
-    fn handle(&mut self, lead: Lead, ctx: &mut Context<Self>) {
+    fn handle(&mut self, lead: Lead, _: &mut Context<Self>) {
         self.next_id = self.next_id.max(boot_id());
         self.mode = Mode::Leading(Store {
             db: lead.db,
@@ -389,13 +398,6 @@ impl Handler<Lead> for EventBus {
             storing: false,
             since_trim: 0,
         });
-        let event = HubEvent::new(
-            "leader",
-            json!({ "epoch": lead.epoch, "since": now_iso() }),
-            Audience::Everyone,
-        );
-        self.broadcast(event, true);
-        self.store(ctx);
     }
 }
 

@@ -67,11 +67,11 @@ export class Hub {
     });
   }
 
-  /** SIGTERM, and wait for the process to end. */
-  async stop() {
-    if (!this.process || this.process.exitCode !== null) return;
+  /** SIGTERM (or `signal`), and wait for the process to end. */
+  async stop(signal = 'SIGTERM') {
+    if (!this.process || this.process.exitCode !== null || this.process.signalCode !== null) return;
     const ended = new Promise((done) => this.process.once('exit', done));
-    this.process.kill('SIGTERM');
+    this.process.kill(signal);
     await ended;
   }
 

@@ -4,7 +4,7 @@
 
 import { html, render, options, useState, useEffect, useRef } from './preact-htm.js';
 import { api, credentials, whenSignedOut } from './api.js';
-import { store, start, stop, onRender, can, changed } from './live.js';
+import { store, start, stop, onRender, can, changed, on } from './live.js';
 import { Ago, ErrorNote } from './parts.js';
 import { SignIn } from './signin.js';
 import { Overview } from './overview.js';
@@ -114,7 +114,9 @@ function ProcessRole() {
     const load = () => api('/api/health').then(setHealth, () => {});
     load();
     const every = setInterval(load, 15000);
-    return () => clearInterval(every);
+    // A new leader announces itself: this process may be the one that now leads.
+    const off = on(['leader'], load);
+    return () => { clearInterval(every); off(); };
   }, []);
   if (!health?.role || (health.role === 'leader' && health.epoch == null)) return null;
   const leads = health.role === 'leader';

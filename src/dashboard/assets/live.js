@@ -102,15 +102,13 @@ function deliver(name, raw, lastEventId) {
   try { data = raw ? JSON.parse(raw) : null; } catch { return; }
   if (lastEventId) store.lastEventId = lastEventId;
   // A new leader may have committed changes whose events the old one never sent.
-  if (name === 'resync' || name === 'leader') {
-    reload();
-    return;
-  }
+  const everythingChanged = name === 'resync' || name === 'leader';
+  if (everythingChanged) reload();
   if (name === 'kill_switch') {
     store.killSwitch = data;
     changed();
   }
-  if (store.overviewShown && !['task_stream', 'message', 'agent_message'].includes(name)) refreshOverview();
+  if (!everythingChanged && store.overviewShown && !['task_stream', 'message', 'agent_message'].includes(name)) refreshOverview();
   for (const handler of handlers.get(name) ?? []) handler(data, name);
 }
 
