@@ -56,6 +56,35 @@ async fn create(base: &str, title: &str) -> Option<i64> {
     }
 }
 
+/// A token for a new worker agent `name`, issued through `base`.
+async fn agent_token(base: &str, name: &str) -> String {
+    let body = json!({ "agent_id": name, "name": name, "role": "worker" });
+    let (status, made) = call(base, Method::POST, "/api/admin/tokens", MASTER, Some(body))
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{made}");
+    made["token"].as_str().unwrap().to_string()
+}
+
+/// The hub on `file`, with `env`: three processes sharing the database on PostgreSQL, the
+/// one process a SQLite file allows otherwise.
+async fn processes_on(
+    file: &std::path::Path,
+    log: &std::path::Path,
+    env: &[(&str, &str)],
+) -> Vec<HubProcess> {
+    let count = if crate::support::postgres_server().is_some() {
+        3
+    } else {
+        1
+    };
+    let mut processes = Vec::new();
+    for _ in 0..count {
+        processes.push(serve(MASTER, file, log, env).await);
+    }
+    processes
+}
+
 /// Every event a stream delivers, collected in the background.
 type Seen = Rc<RefCell<Vec<(u64, String, Value)>>>;
 
@@ -177,18 +206,7 @@ async fn processes_on_one_database_follow_the_leader_and_the_next_takes_over_whe
     // Agents made and registered through followers, as through the leader.
     let mut agents = Vec::new();
     for (name, via) in [("ada", 1), ("rex", 2)] {
-        let body = json!({ "agent_id": name, "name": name, "role": "worker" });
-        let (status, made) = call(
-            &processes[via].base,
-            Method::POST,
-            "/api/admin/tokens",
-            MASTER,
-            Some(body),
-        )
-        .await
-        .unwrap();
-        assert_eq!(status, 201, "{made}");
-        let token = made["token"].as_str().unwrap().to_string();
+        let token = agent_token(&processes[via].base, name).await;
         let body = json!({ "name": name, "capabilities": ["research"], "max_concurrent": 4 });
         let register = format!("/api/agents/{name}/register");
         let (status, _) = call(
@@ -359,16 +377,7 @@ async fn sign_in_throttles_count_failures_through_every_process_and_migrate_runs
         ("M3SHDUP_LOGIN_FAILURES_ALLOWED", "3"),
         ("M3SHDUP_LOGIN_FAILURE_DELAY_MS", "0"),
     ];
-    // On SQLite one process is the whole hub; on PostgreSQL, three share the database.
-    let count = if crate::support::postgres_server().is_some() {
-        3
-    } else {
-        1
-    };
-    let mut processes = Vec::new();
-    for _ in 0..count {
-        processes.push(serve(MASTER, &file, &log, &env).await);
-    }
+    let processes = processes_on(&file, &log, &env).await;
     let base = |turn: usize| processes[turn % processes.len()].base.clone();
     let body = json!({ "username": "vera", "password": "correct horse", "role": "viewer" });
     let (status, _) = call(
@@ -425,34 +434,13 @@ async fn sign_in_throttles_count_failures_through_every_process_and_migrate_runs
 async fn a_worker_that_knows_every_process_works_on_when_the_leader_is_killed() {
     let dir = tempfile::tempdir().unwrap();
     let (file, log) = (dir.path().join("hub.db"), dir.path().join("hub.log"));
-    let count = if crate::support::postgres_server().is_some() {
-        3
-    } else {
-        1
-    };
-    let mut processes = Vec::new();
-    for _ in 0..count {
-        processes.push(serve(MASTER, &file, &log, &[]).await);
-    }
-    let body = json!({ "agent_id": "w1", "name": "w1", "role": "worker" });
-    let (_, made) = call(
-        &processes[0].base,
-        Method::POST,
-        "/api/admin/tokens",
-        MASTER,
-        Some(body),
-    )
-    .await
-    .unwrap();
+    let mut processes = processes_on(&file, &log, &[]).await;
+    let token = agent_token(&processes[0].base, "w1").await;
     let hubs: Vec<String> = processes.iter().map(|p| p.base.clone()).collect();
-    let mut worker = crate::support::process::worker_command(
-        &hubs.join(","),
-        made["token"].as_str().unwrap(),
-        "w1",
-        "echo done by w1",
-    )
-    .spawn()
-    .expect("the worker starts");
+    let mut worker =
+        crate::support::process::worker_command(&hubs.join(","), &token, "w1", "echo done by w1")
+            .spawn()
+            .expect("the worker starts");
     let done = |id: i64| {
         let hubs = hubs.clone();
         async move {
@@ -473,7 +461,7 @@ async fn a_worker_that_knows_every_process_works_on_when_the_leader_is_killed() 
     };
     let first = create(&hubs[0], "t").await.expect("created");
     assert!(done(first).await, "the worker finished the first task");
-    if count > 1 {
+    if processes.len() > 1 {
         // The leader (the first process) dies; the worker's next address answers.
         processes[0].child.kill().unwrap();
         processes[0].child.wait().unwrap();
