@@ -18,6 +18,54 @@ use m3shd::settings::{Secret, Secrets, Settings};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// SQLite allocates through mimalloc too. It calls its allocator ~60 times per durable
+/// create on the writer thread (its in-memory savepoint journal grows in 1 KiB pieces),
+/// and glibc's allocator was most of that cost (BENCHMARKS.md, issue 15). Called first
+/// in `main`, before anything opens a database: SQLite takes this only before it starts,
+/// and refuses it (changing nothing) after.
+fn sqlite_on_mimalloc() {
+    use libmimalloc_sys as mi;
+    use libsqlite3_sys as sqlite;
+    use std::ffi::{c_int, c_void};
+    // SAFETY (each function): SQLite passes sizes > 0 and only pointers these functions
+    // returned, and mimalloc's functions take any such size or pointer.
+    unsafe extern "C" fn malloc(size: c_int) -> *mut c_void {
+        mi::mi_malloc(size.max(0) as usize)
+    }
+    unsafe extern "C" fn free(block: *mut c_void) {
+        mi::mi_free(block)
+    }
+    unsafe extern "C" fn realloc(block: *mut c_void, size: c_int) -> *mut c_void {
+        mi::mi_realloc(block, size.max(0) as usize)
+    }
+    unsafe extern "C" fn size(block: *mut c_void) -> c_int {
+        c_int::try_from(mi::mi_usable_size(block)).unwrap_or(c_int::MAX)
+    }
+    extern "C" fn roundup(size: c_int) -> c_int {
+        size.saturating_add(7) & !7
+    }
+    extern "C" fn init(_: *mut c_void) -> c_int {
+        sqlite::SQLITE_OK
+    }
+    extern "C" fn shutdown(_: *mut c_void) {}
+    let methods = sqlite::sqlite3_mem_methods {
+        xMalloc: Some(malloc),
+        xFree: Some(free),
+        xRealloc: Some(realloc),
+        xSize: Some(size),
+        xRoundup: Some(roundup),
+        xInit: Some(init),
+        xShutdown: Some(shutdown),
+        pAppData: std::ptr::null_mut(),
+    };
+    // SAFETY: SQLITE_CONFIG_MALLOC reads one pointer to the methods, which SQLite copies;
+    // no other thread exists yet to use SQLite meanwhile.
+    let status = unsafe { sqlite::sqlite3_config(sqlite::SQLITE_CONFIG_MALLOC, &methods) };
+    if status != sqlite::SQLITE_OK {
+        eprintln!("warning: SQLite keeps its own allocator (sqlite3_config said {status})");
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "m3shd",
@@ -164,6 +212,7 @@ enum HubCommand {
 }
 
 fn main() -> ExitCode {
+    sqlite_on_mimalloc();
     let outcome = match Cli::parse().command {
         Command::Operator(command) => {
             m3shd::telemetry::init("warn");

@@ -28,8 +28,9 @@ pub struct LinkBody<'a> {
 
 /// Signs and checks links.
 pub struct Notary {
-    /// The signing key first, then any key that may still verify old links.
-    keys: Vec<[u8; 32]>,
+    /// The signing key first, then any key that may still verify old links: each as an
+    /// HMAC already keyed, cloned per link, so the key's two blocks are hashed once.
+    keys: Vec<Hmac<Sha256>>,
 }
 
 impl std::fmt::Debug for Notary {
@@ -44,16 +45,18 @@ impl Notary {
             .encrypt_key
             .as_ref()
             .unwrap_or(&secrets.master_token);
-        let mut keys = vec![derive(current.expose())];
+        let mut keys = vec![keyed(current.expose())];
         if let Some(legacy) = &secrets.legacy_encrypt_key {
-            keys.push(derive(legacy.expose()));
+            keys.push(keyed(legacy.expose()));
         }
         Self { keys }
     }
 
     /// The hash of a link, signed with the current key.
     pub fn sign(&self, link: &LinkBody<'_>) -> String {
-        hex::encode(mac(&self.keys[0], link))
+        let mut signer = self.keys[0].clone();
+        feed(&mut signer, link);
+        hex::encode(signer.finalize().into_bytes())
     }
 
     /// Whether `hash` is a valid signature of `link` under any known key.
@@ -62,26 +65,20 @@ impl Notary {
             return false;
         };
         self.keys.iter().any(|key| {
-            let mut check =
-                <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
+            let mut check = key.clone();
             feed(&mut check, link);
             check.verify_slice(&expected).is_ok()
         })
     }
 }
 
-fn derive(secret: &str) -> [u8; 32] {
+/// The HMAC keyed with the key derived from `secret`.
+fn keyed(secret: &str) -> Hmac<Sha256> {
     let mut digest = Sha256::new();
     digest.update(b"m3shd provenance v1\0");
     digest.update(secret.as_bytes());
-    digest.finalize().into()
-}
-
-fn mac(key: &[u8; 32], link: &LinkBody<'_>) -> Vec<u8> {
-    let mut signer =
-        <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
-    feed(&mut signer, link);
-    signer.finalize().into_bytes().to_vec()
+    let key: [u8; 32] = digest.finalize().into();
+    <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("HMAC takes keys of any length")
 }
 
 /// Length-prefixed fields, so no two different links feed the same bytes.

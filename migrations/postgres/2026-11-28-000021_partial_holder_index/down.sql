@@ -1,0 +1,2 @@
+DROP INDEX tasks_holder;
+CREATE INDEX tasks_holder ON tasks (assigned_to, status, id);
