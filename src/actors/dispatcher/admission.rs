@@ -68,14 +68,10 @@ impl Handler<CheckAdmission> for Dispatcher {
 fn insert_task(
     conn: &mut DbConnection,
     notary: &Notary,
-    row: &NewTaskRow,
+    row: NewTaskRow,
     actor: &str,
 ) -> Result<TaskRow, HubError> {
-    // The three inserts of every create run on the backend's own connection: there Diesel
-    // reuses one prepared statement each rather than writing its SQL anew every time.
-    let task = crate::on_each_backend!(conn, |inner| diesel::insert_into(tasks::table)
-        .values(row)
-        .get_result::<TaskRow>(inner))?;
+    let task = row.insert(conn)?;
     let detail = json!({
         "title": task.title,
         "required_capability": task.required_capability,
@@ -284,7 +280,7 @@ impl Handler<SubmitTask> for Dispatcher {
                         row.reason = Some("dependency_failed".into());
                         row.completed_at = Some(row.created_at.clone());
                     }
-                    let task = insert_task(conn, &core.notary, &row, &actor)?;
+                    let task = insert_task(conn, &core.notary, row, &actor)?;
                     if let Some(also) = also {
                         also(conn, &task)?;
                     }
@@ -406,7 +402,7 @@ impl Handler<SubmitPipeline> for Dispatcher {
                     for (index, mut task) in msg.tasks.into_iter().enumerate() {
                         task.pipeline_id = Some(pipeline.id);
                         task.pipeline_index = Some(index as i32);
-                        rows.push(insert_task(conn, &core.notary, &task, &msg.actor)?);
+                        rows.push(insert_task(conn, &core.notary, task, &msg.actor)?);
                     }
                     let mut edges = Vec::new();
                     for (index, deps) in msg.depends_on.iter().enumerate() {
