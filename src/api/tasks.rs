@@ -223,7 +223,9 @@ pub async fn submit(
         }));
     }
     let row = hub.dispatcher.send(message).await??;
-    Ok(HttpResponse::Created().json(created(&row, &hub.core.vault, dependencies)))
+    // Serialized straight from the view: no JSON tree built first and copied again.
+    let view = TaskView::new(row, &hub.core.vault, dependencies, false);
+    Ok(HttpResponse::Created().json(view))
 }
 
 /// A new task as its create answers it.
