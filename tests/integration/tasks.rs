@@ -340,3 +340,30 @@ async fn a_backlog_sleeps_in_the_queue_yet_every_task_is_counted_changed_and_dis
         "the next one follows in queue order"
     );
 }
+
+#[actix_web::test]
+async fn a_create_answers_the_task_exactly_as_it_is_stored() {
+    // The answer is built from the row the hub inserted, not read back: every column the
+    // insert leaves to its default must still read the same afterwards.
+    let hub = TestHub::spawn().await;
+    let _rex = hub.agent("rex", &["research"], 1).await;
+    let full = json!({
+        "title": "every field", "prompt": "p", "required_capability": "research",
+        "priority": 3, "urgency": "high", "deadline": "2030-01-01T00:00:00Z",
+        "schedule_timeout_seconds": 600, "fail_on_schedule_timeout": true,
+        "progress_timeout_seconds": 120, "max_cost_usd": 2.5, "max_tokens": 4000,
+    });
+    let assigned = hub.task(full.clone()).await;
+    assert_eq!(assigned["status"], "assigned");
+    let mut pinned = full;
+    pinned["assign_to"] = json!("nobody-yet");
+    let queued = hub.task(pinned).await;
+    assert_eq!(queued["status"], "queued");
+    for answered in [assigned, queued] {
+        let stored = hub.task_status(answered["id"].as_i64().unwrap()).await;
+        assert_eq!(
+            answered, stored,
+            "the create's answer and a later read differ"
+        );
+    }
+}
