@@ -131,15 +131,21 @@ impl NewTaskRow {
     pub fn insert(self, conn: &mut DbConnection) -> QueryResult<TaskRow> {
         use crate::db::schema::tasks;
         diesel::define_sql_function!(fn last_insert_rowid() -> diesel::sql_types::BigInt);
+        let broken = |why: &str| {
+            let why = Box::new(why.to_string());
+            diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::Unknown, why)
+        };
         let id = match conn {
             DbConnection::Sqlite(sqlite) => {
-                diesel::insert_into(tasks::table)
+                let written = diesel::insert_into(tasks::table)
                     .values(&self)
                     .execute(sqlite)?;
+                // last_insert_rowid() names this task only if the insert wrote it.
+                if written != 1 {
+                    return Err(broken("the task insert wrote no row"));
+                }
                 let id: i64 = diesel::select(last_insert_rowid()).get_result(sqlite)?;
-                i32::try_from(id).map_err(|_| {
-                    diesel::result::Error::DeserializationError("task id out of range".into())
-                })?
+                i32::try_from(id).map_err(|_| broken("the new task's id is out of range"))?
             }
             DbConnection::Postgres(pg) => diesel::insert_into(tasks::table)
                 .values(&self)
