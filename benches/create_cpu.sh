@@ -12,14 +12,10 @@ set -euo pipefail
 bin=$1
 seconds=${2:-10}
 here=$(cd "$(dirname "$0")" && pwd)
-dir=$(mktemp -d)
+source "$here/hubs.sh"
 port=${PORT:-18445}
-export M3SHDUP_TOKEN=master-token-for-benchmarks-0123456789 M3SHDUP_ENCRYPT_KEY=bench-key
-export M3SHDUP_ALERTS_ENABLED=false
-"$bin" serve --bind "127.0.0.1:$port" --database-url "${DATABASE_URL:-$dir/hub.db}" >"$dir/log" 2>&1 &
-hub=$!
-trap 'kill $hub 2>/dev/null; wait $hub 2>/dev/null; rm -rf "$dir"' EXIT
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/api/health" >/dev/null && break; sleep 0.05; done
+serve "$port" "${DATABASE_URL:-$dir/hub.db}"
+hub=$served
 url="http://127.0.0.1:$port/api/tasks"
 wrk -t1 -c64 -d2s -s "$here/create.lua" "$url" >/dev/null
 # Clock ticks per thread name (HTTP workers share one name and are summed).

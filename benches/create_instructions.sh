@@ -16,15 +16,12 @@ bin=$1
 seconds=${2:-20}
 here=$(cd "$(dirname "$0")" && pwd)
 command -v valgrind >/dev/null || { echo "valgrind is missing: apt-get install valgrind" >&2; exit 1; }
-dir=$(mktemp -d)
+source "$here/hubs.sh"
 port=${PORT:-18446}
-export M3SHDUP_TOKEN=master-token-for-benchmarks-0123456789 M3SHDUP_ENCRYPT_KEY=bench-key
-export M3SHDUP_ALERTS_ENABLED=false
-valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$dir/cg" \
-    "$bin" serve --bind "127.0.0.1:$port" --database-url "$dir/hub.db" >"$dir/log" 2>&1 &
-hub=$!
-trap 'kill $hub 2>/dev/null; wait $hub 2>/dev/null; rm -rf "$dir"' EXIT
-for _ in $(seq 600); do curl -sf "http://127.0.0.1:$port/api/health" >/dev/null && break; sleep 0.2; done
+launcher=(valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$dir/cg")
+start_seconds=120
+serve "$port" "$dir/hub.db"
+hub=$served
 url="http://127.0.0.1:$port/api/tasks"
 wrk -t1 -c16 -d3s -s "$here/create.lua" "$url" >/dev/null
 callgrind_control -z "$hub" >/dev/null 2>&1
