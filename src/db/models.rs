@@ -121,9 +121,7 @@ impl NewTaskRow {
             limits: TaskLimits::default(),
         }
     }
-}
 
-impl NewTaskRow {
     /// Inserts the task and returns it as stored. On SQLite without `RETURNING`, which
     /// gathers the returned row in a temporary table first and was a tenth of the writer's
     /// work per create: the new id comes from `last_insert_rowid()`, and every column the
